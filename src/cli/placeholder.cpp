@@ -1,0 +1,2 @@
+// Placeholder translation unit until the subcommands land.
+namespace upcycle {}

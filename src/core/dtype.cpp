@@ -1,0 +1,163 @@
+// Element type names, sizes and bit-exact float conversions (round to nearest even, NaN kept quiet).
+#include "core/dtype.h"
+
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace upcycle {
+namespace {
+
+struct DTypeInfo {
+  DType dtype;
+  std::string_view name;
+  size_t size;
+};
+
+constexpr std::array<DTypeInfo, 13> kDTypes{{
+    {DType::kF32, "F32", 4},  {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2}, {DType::kF64, "F64", 8},
+    {DType::kI64, "I64", 8},  {DType::kI32, "I32", 4}, {DType::kI16, "I16", 2},   {DType::kI8, "I8", 1},
+    {DType::kU8, "U8", 1},    {DType::kU16, "U16", 2}, {DType::kU32, "U32", 4},   {DType::kU64, "U64", 8},
+    {DType::kBool, "BOOL", 1},
+}};
+
+constexpr std::array<std::string_view, 9> kUnsupported{"F8_E5M2",     "F8_E4M3", "F8_E8M0",  "F8_E4M3FNUZ", "F8_E5M2FNUZ",
+                                                       "F4",          "F6_E2M3", "F6_E3M2",  "C64"};
+
+template <typename Dst, typename Fn>
+void convert_loop(const void* src, void* dst, size_t n, Fn&& fn) {
+  auto* out = static_cast<Dst*>(dst);
+  for (size_t i = 0; i < n; ++i) out[i] = fn(i);
+}
+
+float load_as_f32(const void* src, DType dtype, size_t i) {
+  switch (dtype) {
+    case DType::kF32: return static_cast<const float*>(src)[i];
+    case DType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+    case DType::kF16: return f16_to_f32(static_cast<const uint16_t*>(src)[i]);
+    default: UPCYCLE_CHECK(false, "load_as_f32 on a non-float dtype");
+  }
+}
+
+}  // namespace
+
+std::string_view dtype_name(DType dtype) {
+  for (const auto& info : kDTypes)
+    if (info.dtype == dtype) return info.name;
+  UPCYCLE_CHECK(false, "unnamed dtype");
+}
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (const auto& info : kDTypes)
+    if (info.name == name) return info.dtype;
+  return std::nullopt;
+}
+
+bool dtype_is_known_unsupported(std::string_view name) {
+  for (auto unsupported : kUnsupported)
+    if (unsupported == name) return true;
+  return false;
+}
+
+size_t dtype_size(DType dtype) {
+  for (const auto& info : kDTypes)
+    if (info.dtype == dtype) return info.size;
+  UPCYCLE_CHECK(false, "unsized dtype");
+}
+
+bool dtype_is_float(DType dtype) {
+  return dtype == DType::kF32 || dtype == DType::kF16 || dtype == DType::kBF16 || dtype == DType::kF64;
+}
+
+std::optional<DType> dtype_from_torch_name(std::string_view name) {
+  if (name == "float32" || name == "float") return DType::kF32;
+  if (name == "bfloat16") return DType::kBF16;
+  if (name == "float16" || name == "half") return DType::kF16;
+  return std::nullopt;
+}
+
+std::string_view dtype_torch_name(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return "float32";
+    case DType::kBF16: return "bfloat16";
+    case DType::kF16: return "float16";
+    default: UPCYCLE_CHECK(false, "no torch name for this dtype");
+  }
+}
+
+uint16_t f32_to_bf16(float value) {
+  uint32_t x = std::bit_cast<uint32_t>(value);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);  // quiet NaN
+  uint32_t lsb = (x >> 16) & 1u;
+  x += 0x7fffu + lsb;  // round to nearest, ties to even
+  return static_cast<uint16_t>(x >> 16);
+}
+
+float bf16_to_f32(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+
+uint16_t f32_to_f16(float value) {
+  uint32_t x = std::bit_cast<uint32_t>(value);
+  uint32_t sign = (x >> 16) & 0x8000u;
+  uint32_t exponent = (x >> 23) & 0xffu;
+  uint32_t mantissa = x & 0x7fffffu;
+  if (exponent == 0xffu) return static_cast<uint16_t>(sign | 0x7c00u | (mantissa ? 0x200u | (mantissa >> 13) : 0u));
+  int32_t e = static_cast<int32_t>(exponent) - 127 + 15;
+  if (e >= 0x1f) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow rounds to infinity
+  if (e <= 0) {
+    if (e < -10) return static_cast<uint16_t>(sign);  // below half the smallest subnormal
+    uint32_t full = mantissa | 0x800000u;
+    uint32_t shift = static_cast<uint32_t>(14 - e);
+    uint32_t half = full >> shift;
+    uint32_t rest = full & ((1u << shift) - 1u);
+    uint32_t halfway = 1u << (shift - 1);
+    if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
+    return static_cast<uint16_t>(sign | half);
+  }
+  uint32_t h = sign | (static_cast<uint32_t>(e) << 10) | (mantissa >> 13);
+  uint32_t rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry may step into the exponent: correct
+  return static_cast<uint16_t>(h);
+}
+
+float f16_to_f32(uint16_t bits) {
+  uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  uint32_t exponent = (bits >> 10) & 0x1fu;
+  uint32_t mantissa = bits & 0x3ffu;
+  if (exponent == 0x1fu) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent == 0) {
+    float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  return std::bit_cast<float>(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+void convert_floats(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n) {
+  UPCYCLE_CHECK(dtype_is_float(src_dtype) && dtype_is_float(dst_dtype), "convert_floats needs float dtypes");
+  if (src_dtype == dst_dtype) {
+    std::memcpy(dst, src, n * dtype_size(src_dtype));
+    return;
+  }
+  if (src_dtype == DType::kF64) {
+    const auto* in = static_cast<const double*>(src);
+    if (dst_dtype == DType::kF32) return convert_loop<float>(src, dst, n, [&](size_t i) { return float(in[i]); });
+    if (dst_dtype == DType::kBF16)
+      return convert_loop<uint16_t>(src, dst, n, [&](size_t i) { return f32_to_bf16(float(in[i])); });
+    return convert_loop<uint16_t>(src, dst, n, [&](size_t i) { return f32_to_f16(float(in[i])); });
+  }
+  switch (dst_dtype) {
+    case DType::kF32:
+      return convert_loop<float>(src, dst, n, [&](size_t i) { return load_as_f32(src, src_dtype, i); });
+    case DType::kF64:
+      return convert_loop<double>(src, dst, n, [&](size_t i) { return double(load_as_f32(src, src_dtype, i)); });
+    case DType::kBF16:
+      return convert_loop<uint16_t>(src, dst, n, [&](size_t i) { return f32_to_bf16(load_as_f32(src, src_dtype, i)); });
+    case DType::kF16:
+      return convert_loop<uint16_t>(src, dst, n, [&](size_t i) { return f32_to_f16(load_as_f32(src, src_dtype, i)); });
+    default: UPCYCLE_CHECK(false, "unreachable");
+  }
+}
+
+}  // namespace upcycle

@@ -1,0 +1,35 @@
+// Element types as spelled in safetensors headers, their sizes, and conversions between the compute
+// floats (F32, F16, BF16). Conversions round to nearest even and keep NaN/Inf, matching PyTorch's
+// `tensor.to(dtype)`. Non-float dtypes (I64, U8, BOOL, ...) are carried through untouched, never converted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace upcycle {
+
+enum class DType : uint8_t { kF32, kF16, kBF16, kF64, kI64, kI32, kI16, kI8, kU8, kU16, kU32, kU64, kBool };
+
+std::string_view dtype_name(DType dtype);                  // "F32", "BF16", ...
+std::optional<DType> dtype_from_name(std::string_view name);  // nullopt for unknown or unsupported names
+// True for dtype strings the safetensors format defines that upcycle cannot compute with or carry
+// (F8_*, F6_*, F4, C64): callers turn this into an "unsupported dtype" error rather than "unknown".
+bool dtype_is_known_unsupported(std::string_view name);
+size_t dtype_size(DType dtype);
+bool dtype_is_float(DType dtype);  // F32, F16, BF16, F64: values convert_floats accepts
+
+// torch_dtype / dtype strings in config.json ("bfloat16", "float32", "float16").
+std::optional<DType> dtype_from_torch_name(std::string_view name);
+std::string_view dtype_torch_name(DType dtype);
+
+uint16_t f32_to_bf16(float value);
+float bf16_to_f32(uint16_t bits);
+uint16_t f32_to_f16(float value);
+float f16_to_f32(uint16_t bits);
+
+// Converts n elements between float dtypes (any of F32/F16/BF16/F64 to any other). Same dtype copies.
+void convert_floats(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n);
+
+}  // namespace upcycle

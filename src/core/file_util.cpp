@@ -1,0 +1,124 @@
+// POSIX file helpers (see file_util.h).
+#include "core/file_util.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+
+namespace upcycle {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.release();
+  }
+  return *this;
+}
+
+FileDescriptor::~FileDescriptor() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string read_text_file(const std::filesystem::path& path, std::string_view what) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) throw Error("cannot read " + std::string(what) + ": " + errno_text(errno), path.string());
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw Error("cannot stat " + std::string(what) + ": " + errno_text(errno), path.string());
+  if (S_ISDIR(st.st_mode)) throw Error("cannot read " + std::string(what) + ": it is a directory", path.string());
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  pread_all(fd.get(), text.data(), text.size(), 0, path);
+  return text;
+}
+
+void pwrite_all(int fd, const void* data, uint64_t size, uint64_t offset, const std::filesystem::path& path) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::pwrite(fd, p, size > (1u << 30) ? (1u << 30) : size, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      if (err == ENOSPC) throw Error("cannot write: no space left on device", path.string());
+      if (err == EFBIG) throw Error("cannot write: file too large for this filesystem or limit", path.string());
+      throw Error("cannot write: " + errno_text(err), path.string());
+    }
+    if (n == 0) throw Error("cannot write: the device accepted no bytes", path.string());
+    p += n;
+    size -= static_cast<uint64_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+void pread_all(int fd, void* data, uint64_t size, uint64_t offset, const std::filesystem::path& path) {
+  char* p = static_cast<char*>(data);
+  while (size > 0) {
+    ssize_t n = ::pread(fd, p, size > (1u << 30) ? (1u << 30) : size, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error("cannot read: " + errno_text(errno), path.string());
+    }
+    if (n == 0) throw Error("unexpected end of file", path.string());
+    p += n;
+    size -= static_cast<uint64_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+void fsync_path(const std::filesystem::path& path) {
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) throw Error("cannot open for fsync: " + errno_text(errno), path.string());
+  if (::fsync(fd.get()) != 0) throw Error("fsync failed: " + errno_text(errno), path.string());
+}
+
+void write_text_file(const std::filesystem::path& path, std::string_view text) {
+  FileDescriptor fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid()) throw Error("cannot create file: " + errno_text(errno), path.string());
+  pwrite_all(fd.get(), text.data(), text.size(), 0, path);
+  if (::fsync(fd.get()) != 0) throw Error("fsync failed: " + errno_text(errno), path.string());
+}
+
+void copy_file_durable(const std::filesystem::path& from, const std::filesystem::path& to) {
+  FileDescriptor in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in.valid()) throw Error("cannot read: " + errno_text(errno), from.string());
+  FileDescriptor out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out.valid()) throw Error("cannot create file: " + errno_text(errno), to.string());
+  struct stat st {};
+  if (::fstat(in.get(), &st) != 0) throw Error("cannot stat: " + errno_text(errno), from.string());
+  uint64_t remaining = static_cast<uint64_t>(st.st_size);
+  bool kernel_copy = true;
+  std::vector<char> buffer;
+  uint64_t offset = 0;
+  while (remaining > 0) {
+    if (kernel_copy) {
+      ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, remaining, 0);
+      if (n > 0) {
+        remaining -= static_cast<uint64_t>(n);
+        offset += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+        kernel_copy = false;  // fall back to read/write below
+        continue;
+      }
+      if (n < 0 && errno == ENOSPC) throw Error("cannot write: no space left on device", to.string());
+      if (n < 0) throw Error("cannot copy: " + errno_text(errno), to.string());
+      throw Error("unexpected end of file while copying", from.string());
+    }
+    buffer.resize(1 << 20);
+    uint64_t chunk = remaining < buffer.size() ? remaining : buffer.size();
+    pread_all(in.get(), buffer.data(), chunk, offset, from);
+    pwrite_all(out.get(), buffer.data(), chunk, offset, to);
+    remaining -= chunk;
+    offset += chunk;
+  }
+  if (::fsync(out.get()) != 0) throw Error("fsync failed: " + errno_text(errno), to.string());
+}
+
+}  // namespace upcycle

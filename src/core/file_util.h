@@ -1,0 +1,51 @@
+// Small POSIX file helpers with user-facing errors: every failure names the file and the OS reason.
+// Durability (fsync of files and directories) lives here so every writer gets it the same way.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace upcycle {
+
+// Reads a whole file as text; throws Error("cannot read <what>: <reason>", path).
+std::string read_text_file(const std::filesystem::path& path, std::string_view what);
+// Writes text to path (create/truncate) and fsyncs it; throws Error naming path.
+void write_text_file(const std::filesystem::path& path, std::string_view text);
+// Copies a file byte for byte (copy_file_range when the kernel allows) and fsyncs the copy.
+void copy_file_durable(const std::filesystem::path& from, const std::filesystem::path& to);
+
+void fsync_path(const std::filesystem::path& path);  // a file or a directory
+// "<reason>" from errno, e.g. "No space left on device".
+std::string errno_text(int err);
+
+// RAII file descriptor.
+class FileDescriptor {
+ public:
+  FileDescriptor() = default;
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(other.release()) {}
+  FileDescriptor& operator=(FileDescriptor&& other) noexcept;
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor();
+  int get() const { return fd_; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+  bool valid() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Writes all of [data, data+size) at offset (pwrite loop); throws Error naming path on failure
+// (including ENOSPC and EFBIG, reported as "no space left"/"file too large").
+void pwrite_all(int fd, const void* data, uint64_t size, uint64_t offset, const std::filesystem::path& path);
+// Reads exactly size bytes at offset; a short file throws Error("unexpected end of file", path).
+void pread_all(int fd, void* data, uint64_t size, uint64_t offset, const std::filesystem::path& path);
+
+}  // namespace upcycle

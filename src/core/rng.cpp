@@ -1,0 +1,61 @@
+// Counter-based RNG (see rng.h for the contract).
+#include "core/rng.h"
+
+#include <cmath>
+#include <numbers>
+
+namespace upcycle {
+
+uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t hash_name(std::string_view name) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return mix64(h);
+}
+
+CounterRng::CounterRng(uint64_t seed, std::string_view stream) : key_(mix64(mix64(seed) ^ hash_name(stream))) {}
+
+uint64_t CounterRng::bits(uint64_t counter) const { return mix64(key_ ^ mix64(counter)); }
+
+double CounterRng::uniform(uint64_t counter) const { return static_cast<double>(bits(counter) >> 11) * 0x1.0p-53; }
+
+namespace {
+// Both Box-Muller outputs of the pair draw `pair`.
+inline void normal_pair(uint64_t key, uint64_t pair, double& z0, double& z1) {
+  uint64_t b = mix64(key ^ mix64(pair));
+  double u1 = (static_cast<double>(b >> 32) + 0.5) * 0x1.0p-32;  // (0,1): log is finite
+  double u2 = static_cast<double>(b & 0xffffffffu) * 0x1.0p-32;
+  double r = std::sqrt(-2.0 * std::log(u1));
+  double angle = 2.0 * std::numbers::pi * u2;
+  z0 = r * std::cos(angle);
+  z1 = r * std::sin(angle);
+}
+}  // namespace
+
+float CounterRng::normal(uint64_t counter) const {
+  double z0, z1;
+  normal_pair(key_, counter >> 1, z0, z1);
+  return static_cast<float>((counter & 1) ? z1 : z0);
+}
+
+void CounterRng::fill_normal(float* out, uint64_t first, size_t n, float mean, float std) const {
+  size_t j = 0;
+  if (n > 0 && (first & 1)) {
+    out[j++] = mean + std * normal(first);
+  }
+  for (; j + 1 < n; j += 2) {
+    double z0, z1;
+    normal_pair(key_, (first + j) >> 1, z0, z1);
+    out[j] = mean + std * static_cast<float>(z0);
+    out[j + 1] = mean + std * static_cast<float>(z1);
+  }
+  if (j < n) out[j] = mean + std * normal(first + j);
+}
+
+}  // namespace upcycle

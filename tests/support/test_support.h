@@ -1,0 +1,41 @@
+// Shared test helpers: scratch directories, raw safetensors files built from hand-written headers
+// (so malformed files can be made byte by byte), and running the built `upcycle` binary.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace upcycle::test {
+
+// A fresh directory under the system temp dir, removed (recursively) on destruction.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_bytes(const std::filesystem::path& path, const std::string& bytes);
+std::string read_bytes(const std::filesystem::path& path);
+// `u64 LE len(header)` + header + data, exactly as given (no padding, no validation).
+std::string safetensors_bytes(const std::string& header_json, const std::string& data);
+void write_safetensors_raw(const std::filesystem::path& path, const std::string& header_json, const std::string& data);
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs the built upcycle binary with args (no shell). `file_size_limit` > 0 sets RLIMIT_FSIZE in the
+// child (writes past it fail with EFBIG: how tests simulate a full disk).
+RunResult run_upcycle(const std::vector<std::string>& args, uint64_t file_size_limit = 0);
+
+}  // namespace upcycle::test

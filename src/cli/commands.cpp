@@ -1,0 +1,57 @@
+// Subcommand dispatch and top-level error reporting (see commands.h).
+#include "cli/commands.h"
+
+#include <cstdio>
+#include <new>
+#include <stdexcept>
+
+#include "core/error.h"
+
+namespace upcycle::cli {
+namespace {
+
+constexpr int kUserError = 2;
+constexpr int kInternalError = 70;  // EX_SOFTWARE: a bug in upcycle, not in the input
+
+void print_overview() {
+  std::printf(
+      "upcycle: turn dense Hugging Face language models into Mixture-of-Experts models.\n\n"
+      "usage: upcycle COMMAND [options]    (upcycle COMMAND --help for details)\n\ncommands:\n");
+  for (const auto& c : commands()) std::printf("  %-10s %.*s\n", std::string(c.name).c_str(), int(c.summary.size()), c.summary.data());
+  std::printf(
+      "\nexit status: 0 success, 2 bad input (the message names the file and the problem), 70 internal error.\n");
+}
+
+}  // namespace
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> kCommands{
+      {"init", "write a randomly initialised HF checkpoint of any supported family", run_init},
+      {"inspect", "describe an HF checkpoint and check it against its config (reads no tensor data)", run_inspect},
+  };
+  return kCommands;
+}
+
+int run_cli(const Args& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    if (args.size() >= 2) return run_cli({args[1], "--help"});
+    print_overview();
+    return args.empty() ? kUserError : 0;
+  }
+  try {
+    for (const auto& c : commands())
+      if (c.name == args[0]) return c.run(Args(args.begin() + 1, args.end()));
+    throw Error("unknown command '" + args[0] + "' (run 'upcycle --help' for the list)");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "upcycle: error: %s\n", e.message().c_str());
+    return kUserError;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "upcycle: error: out of memory\n");
+    return kUserError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "upcycle: %s\n", e.what());
+    return kInternalError;
+  }
+}
+
+}  // namespace upcycle::cli

@@ -1,0 +1,26 @@
+// The subcommand table: each cmd_<name>.cpp defines one `int run_<name>(args)`; main.cpp dispatches
+// here and turns exceptions into the one-line `upcycle: error: …` form with exit code 2.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace upcycle::cli {
+
+using Args = std::vector<std::string>;
+
+int run_init(const Args& args);
+int run_inspect(const Args& args);
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(const Args& args);
+};
+const std::vector<Command>& commands();
+
+// Runs `upcycle <args…>` and returns the process exit code; prints errors itself.
+int run_cli(const Args& args);
+
+}  // namespace upcycle::cli

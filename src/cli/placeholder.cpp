@@ -1,2 +1,0 @@
-// Placeholder translation unit until the subcommands land.
-namespace upcycle {}

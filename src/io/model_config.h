@@ -50,7 +50,7 @@ struct ModelConfig {
   int64_t intermediate_size = 0;  // dense FFN width (Mixtral: the expert width, as HF spells it)
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;
-  int64_t num_key_value_heads = 0;
+  int64_t num_key_value_heads = 0;  // absent in config.json: the family class default (llama: = heads)
   int64_t head_dim = 0;  // explicit or hidden_size / num_attention_heads
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
@@ -64,14 +64,14 @@ struct ModelConfig {
   std::optional<int64_t> sliding_window;
   int64_t max_window_layers = 0;  // qwen: layers with index >= this use the window (HF semantics)
   std::string hidden_act = "silu";
-  DType dtype = DType::kBF16;  // torch_dtype / dtype
+  DType dtype = DType::kBF16;  // torch_dtype / dtype; absent in config.json: F32, as HF loads it
   double initializer_range = 0.02;
 
   // MoE (0 experts = dense).
   int64_t num_experts = 0;           // num_local_experts (mixtral) / num_experts (qwen)
   int64_t num_experts_per_tok = 0;   // top-k
   int64_t moe_intermediate_size = 0; // expert width (mixtral: = intermediate_size)
-  int64_t shared_expert_intermediate_size = 0;  // qwen2_moe shared expert width, 0 = none
+  int64_t shared_expert_intermediate_size = 0;  // qwen2_moe shared expert width, 0 = none (absent: HF's 5632)
   int64_t decoder_sparse_step = 1;
   std::vector<int64_t> mlp_only_layers;
   TopkNorm topk_norm = TopkNorm::kNone;

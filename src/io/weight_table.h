@@ -62,6 +62,9 @@ class WeightTable {
  public:
   // Matches on-disk names and shapes against the config. Detects the expert layout (per-expert or
   // fused; a mix is a problem). Records one problem per missing, unexpected or mis-shaped tensor.
+  // Tensors transformers itself ignores on load are skipped silently: `rotary_emb.inv_freq` buffers,
+  // an `lm_head.weight` saved although tied, qwen2_moe's zero-width shared expert. Mixtral's router is
+  // accepted under either name (`block_sparse_moe.gate` or v5's `mlp.gate`) in either layout.
   static WeightTable build(const ModelConfig& config, const std::map<std::string, Shape, std::less<>>& on_disk);
 
   ExpertLayout layout() const { return layout_; }

@@ -134,7 +134,12 @@ std::string render_report_text(const Json& r) {
                        " kv heads, head_dim " + std::to_string(a["head_dim"].get<int64_t>()) + "; qkv bias " +
                        yes(a["qkv_bias"]) + ", o bias " + yes(a["o_bias"]) + ", qk norm " + yes(a["qk_norm"]) +
                        ", sliding window " + (a["sliding_window"].is_null() ? "none" : a["sliding_window"].dump()));
-  row("ffn", "SwiGLU, intermediate_size " + std::to_string(r["intermediate_size"].get<int64_t>()));
+  std::string ffn = "SwiGLU, intermediate_size " + std::to_string(r["intermediate_size"].get<int64_t>());
+  if (r["family"] == "mixtral")
+    ffn += " (Mixtral: the expert width)";
+  else if (!r["moe"].is_null())
+    ffn += r["moe"]["dense_layers"].empty() ? " (unused: every layer is MoE)" : " (dense layers)";
+  row("ffn", ffn);
   row("vocab", std::to_string(r["vocab_size"].get<int64_t>()) + ", tied embeddings " + yes(r["tie_word_embeddings"]));
   const Json& rope = r["rope"];
   std::string rope_text = rope["type"].get<std::string>() + ", theta " + rope["theta"].dump();

@@ -247,7 +247,14 @@ ModelConfig parse_model_config(const Json& json, const std::string& file) {
 }
 
 ModelConfig read_model_config(const std::filesystem::path& model_dir) {
+  std::error_code ec;
+  auto status = std::filesystem::status(model_dir, ec);
+  if (!std::filesystem::exists(status)) throw Error("model directory does not exist", model_dir.string());
+  if (!std::filesystem::is_directory(status))
+    throw Error("expected a model directory (config.json + safetensors), got a file", model_dir.string());
   const auto path = model_dir / "config.json";
+  if (!std::filesystem::exists(path, ec))
+    throw Error("no config.json in this directory (expected a Hugging Face model directory)", model_dir.string());
   return parse_model_config(read_json_file(path, "config.json"), path.string());
 }
 

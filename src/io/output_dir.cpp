@@ -64,6 +64,12 @@ StagedDir::~StagedDir() {
   }
 }
 
+std::string StagedDir::public_path(const std::string& file) const {
+  const std::string staging = staging_.string();
+  if (file.compare(0, staging.size(), staging) != 0) return file;
+  return destination_.string() + file.substr(staging.size());
+}
+
 void StagedDir::commit() {
   UPCYCLE_CHECK(!committed_, "StagedDir committed twice");
   fsync_tree(staging_);

@@ -5,6 +5,9 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
+
+#include "core/error.h"
 
 namespace upcycle {
 
@@ -22,11 +25,22 @@ class StagedDir {
 
   const std::filesystem::path& path() const { return staging_; }  // write files here
   const std::filesystem::path& destination() const { return destination_; }
+  // Runs `work(path())`; an Error it throws that names a file inside the staging directory is
+  // re-thrown naming the same file under the destination, the path the user asked for.
+  template <typename Work>
+  void write(Work&& work) {
+    try {
+      work(staging_);
+    } catch (const Error& e) {
+      throw Error(e.what(), public_path(e.file()));
+    }
+  }
   // fsyncs every regular file in the staging dir and the dir itself, then renames it to the
   // destination (replacing an existing one when allowed) and fsyncs the parent.
   void commit();
 
  private:
+  std::string public_path(const std::string& file) const;
   std::filesystem::path destination_;
   std::filesystem::path staging_;
   Overwrite overwrite_;

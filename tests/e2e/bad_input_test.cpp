@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -28,6 +30,8 @@ struct BadCase {
   std::vector<std::string> expected;  // substrings of the error line (problem and file)
   uint64_t file_size_limit = 0;
 };
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
 fs::path copy_good(const fs::path& root, const std::string& name) {
   fs::copy(root / "good", root / name, fs::copy_options::recursive);
@@ -169,10 +173,10 @@ std::vector<BadCase> catalogue() {
          fs::path dir = copy_good(root, "noconfig");
          fs::remove(dir / "config.json");
          return std::vector<std::string>{"inspect", dir.string()};
-       }, {"config.json"}},
+       }, {"no config.json", "noconfig"}},
       {"directory_does_not_exist", [](const fs::path& root) {
          return std::vector<std::string>{"inspect", (root / "nowhere").string()};
-       }, {"nowhere"}},
+       }, {"does not exist", "nowhere"}},
       {"init_unwritable_output_dir", [](const fs::path& root) {
          test::write_bytes(root / "plainfile", "x");
          return std::vector<std::string>{"init", "--arch", "llama", (root / "plainfile" / "out").string()};
@@ -182,7 +186,7 @@ std::vector<BadCase> catalogue() {
        }, {"already exists", "--force", "good"}},
       {"init_disk_full", [](const fs::path& root) {
          return std::vector<std::string>{"init", "--arch", "llama", "--preset", "tiny", (root / "full").string()};
-       }, {"model.safetensors"}, 64 * 1024},
+       }, {"full/model.safetensors"}, 64 * 1024},
       {"init_unknown_flag", [](const fs::path& root) {
          return std::vector<std::string>{"init", "--arch", "llama", "--bogus", "1", (root / "x").string()};
        }, {"--bogus"}},
@@ -218,6 +222,7 @@ TEST_P(BadInput, OneLineErrorExitTwoNoOutput) {
   auto args = c.prepare(root.path());
   auto before = listing(root.path());
   auto r = test::run_upcycle(args, c.file_size_limit);
+  if (std::getenv("UPCYCLE_SHOW_ERRORS")) std::fprintf(stderr, "%-40s %s", c.name.c_str(), r.err.c_str());
   EXPECT_EQ(r.exit_code, 2) << r.err;
   ASSERT_TRUE(r.err.rfind("upcycle: error: ", 0) == 0) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "error must be one line: " << r.err;

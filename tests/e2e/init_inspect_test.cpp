@@ -147,12 +147,18 @@ TEST(Init, ValuesFollowTheInitRule) {
     double sum = 0, sum_sq = 0;
     for (uint64_t i = 0; i < n; ++i) {
       float v = bf16_to_f32(bits[i]);
-      if (i % 97 == 0) ASSERT_EQ(bits[i], f32_to_bf16(random_init_value(config, spec, 11, i))) << spec.name << "[" << i << "]";
+      if (i % 97 == 0) {
+        ASSERT_EQ(bits[i], f32_to_bf16(random_init_value(config, spec, 11, i))) << spec.name << "[" << i << "]";
+      }
       sum += v;
       sum_sq += double(v) * v;
     }
-    if (spec.role == WeightRole::kAttnNorm || spec.role == WeightRole::kFinalNorm) EXPECT_EQ(sum, double(n)) << spec.name;
-    if (spec.role == WeightRole::kQBias) EXPECT_EQ(sum_sq, 0.0) << spec.name;
+    if (spec.role == WeightRole::kAttnNorm || spec.role == WeightRole::kFinalNorm) {
+      EXPECT_EQ(sum, double(n)) << spec.name;
+    }
+    if (spec.role == WeightRole::kQBias) {
+      EXPECT_EQ(sum_sq, 0.0) << spec.name;
+    }
     if (spec.role == WeightRole::kGateProj) {
       double mean = sum / n, std = std::sqrt(sum_sq / n - mean * mean);
       EXPECT_NEAR(mean, 0.0, 0.002) << spec.name;

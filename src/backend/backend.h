@@ -1,0 +1,86 @@
+// The engine's closed op set. Model code (src/model) calls these and nothing else, so a CUDA
+// backend drops in without touching model, recipe or training code. Two implementations today:
+//   ref  — naive loops with double accumulation: the oracle every other backend is tested against,
+//          never used for speed;
+//   cpu  — OpenBLAS sgemm + OpenMP kernels.
+// Conventions (shape legend: T tokens (all sequences of a batch, row-major [B*Tseq]), D model,
+// F ffn, H heads, KV kv heads, S head dim, V vocab, M/K/N generic matmul dims):
+//   - all tensors are fp32, row-major, contiguous, in backend memory (host memory for ref/cpu);
+//   - Linear weights use HF's layout [out, in]: y = x · wᵀ (+ b);
+//   - forward ops overwrite their outputs; backward ops *accumulate* (+=) into parameter gradients
+//     and into input gradients, so callers zero gradient buffers once and residual branches simply add;
+//   - per-sequence ops (rope, attention) take B and Tseq with T = B·Tseq.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+namespace upcycle::backend {
+
+struct AttentionShape {
+  int64_t batch = 1;      // B sequences
+  int64_t seq_len = 0;    // Tseq tokens each
+  int64_t heads = 0;      // H query heads
+  int64_t kv_heads = 0;   // KV heads; H % KV == 0 (GQA: query head h reads kv head h / (H/KV))
+  int64_t head_dim = 0;   // S
+  int64_t window = 0;     // sliding window (HF semantics: key j visible from query i iff i-window < j <= i); 0 = full causal
+  float scale = 0.0f;     // softmax scale, normally 1/sqrt(S)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+
+  // y[M,N] = x[M,K] · w[N,K]ᵀ + b[N] (b may be null).
+  virtual void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t M, int64_t K,
+                              int64_t N) = 0;
+  // dx[M,K] += dy·w; dw[N,K] += dyᵀ·x; db[N] += Σ_rows dy. Any of dx, dw, db may be null (skipped).
+  virtual void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                               int64_t M, int64_t K, int64_t N) = 0;
+
+  // y[T,D] = w ⊙ x · rstd, rstd[T] = 1/sqrt(mean(x²) + eps) (saved for backward). HF RMSNorm.
+  virtual void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D,
+                               float eps) = 0;
+  virtual void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
+                                const float* rstd, int64_t T, int64_t D) = 0;
+
+  // In-place rotary embedding of x[T, n_heads, S] in HF's rotate_half layout: for i < S/2,
+  // (x_i, x_{i+S/2}) ← (x_i·cos − x_{i+S/2}·sin, x_{i+S/2}·cos + x_i·sin), angle = pos(t)·inv_freq[i],
+  // pos(t) = t mod seq_len (+ position_offset, for decoding with a KV cache).
+  // inverse = true applies the transposed rotation (−angle): the backward pass.
+  virtual void rope(float* x, const float* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
+                    int64_t position_offset, bool inverse) = 0;
+
+  // Causal (optionally sliding-window) softmax attention with GQA.
+  // q[T, H, S], k/v[T, KV, S] → out[T, H, S]; lse[T, H] = log Σ exp(scores) saved for backward.
+  virtual void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                                 const AttentionShape& shape) = 0;
+  virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                                  const float* v, const float* out, const float* lse, const AttentionShape& shape) = 0;
+
+  // h[n] = silu(g)·u with silu(z) = z·sigmoid(z).
+  virtual void swiglu_forward(float* h, const float* g, const float* u, int64_t n) = 0;
+  virtual void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) = 0;
+
+  // x[T,D] = table[ids[t], :]. Backward: dtable[ids[t], :] += dx[t, :].
+  virtual void embedding_forward(float* x, const float* table, const int32_t* ids, int64_t T, int64_t D) = 0;
+  virtual void embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t T, int64_t D) = 0;
+
+  // Mean cross-entropy over tokens whose target ≥ 0 (target < 0 = ignored, as HF's -100):
+  // returns the loss; dlogits[T,V] = (softmax(logits) − onehot(target)) · dloss / n_counted (overwritten;
+  // rows of ignored tokens are zero). logits are not modified.
+  virtual double cross_entropy(float* dlogits, const float* logits, const int32_t* targets, int64_t T, int64_t V,
+                               float dloss) = 0;
+
+  // y[n] += alpha · x[n]
+  virtual void axpy(float* y, const float* x, float alpha, int64_t n) = 0;
+};
+
+enum class BackendKind { kRef, kCpu };
+std::unique_ptr<Backend> make_backend(BackendKind kind);
+BackendKind backend_kind_from_name(std::string_view name);  // "ref" | "cpu"; throws Error otherwise
+
+}  // namespace upcycle::backend

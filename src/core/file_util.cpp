@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -84,41 +85,30 @@ void write_text_file(const std::filesystem::path& path, std::string_view text) {
   if (::fsync(fd.get()) != 0) throw Error("fsync failed: " + errno_text(errno), path.string());
 }
 
-void copy_file_durable(const std::filesystem::path& from, const std::filesystem::path& to) {
-  FileDescriptor in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!in.valid()) throw Error("cannot read: " + errno_text(errno), from.string());
-  FileDescriptor out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!out.valid()) throw Error("cannot create file: " + errno_text(errno), to.string());
-  struct stat st {};
-  if (::fstat(in.get(), &st) != 0) throw Error("cannot stat: " + errno_text(errno), from.string());
-  uint64_t remaining = static_cast<uint64_t>(st.st_size);
-  bool kernel_copy = true;
-  std::vector<char> buffer;
-  uint64_t offset = 0;
-  while (remaining > 0) {
-    if (kernel_copy) {
-      ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr, remaining, 0);
-      if (n > 0) {
-        remaining -= static_cast<uint64_t>(n);
-        offset += static_cast<uint64_t>(n);
-        continue;
-      }
-      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
-        kernel_copy = false;  // fall back to read/write below
-        continue;
-      }
-      if (n < 0 && errno == ENOSPC) throw Error("cannot write: no space left on device", to.string());
-      if (n < 0) throw Error("cannot copy: " + errno_text(errno), to.string());
-      throw Error("unexpected end of file while copying", from.string());
-    }
-    buffer.resize(1 << 20);
-    uint64_t chunk = remaining < buffer.size() ? remaining : buffer.size();
-    pread_all(in.get(), buffer.data(), chunk, offset, from);
-    pwrite_all(out.get(), buffer.data(), chunk, offset, to);
-    remaining -= chunk;
-    offset += chunk;
+void copy_file_bytes(int in_fd, uint64_t in_offset, int out_fd, uint64_t out_offset, uint64_t size,
+                     const std::filesystem::path& in_path, const std::filesystem::path& out_path) {
+  while (size > 0) {
+    loff_t in = static_cast<loff_t>(in_offset), out = static_cast<loff_t>(out_offset);
+    ssize_t n = ::copy_file_range(in_fd, &in, out_fd, &out, std::min<uint64_t>(size, 1u << 30), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) break;
+    if (n < 0 && errno == ENOSPC) throw Error("cannot write: no space left on device", out_path.string());
+    if (n < 0) throw Error("cannot copy: " + errno_text(errno), out_path.string());
+    if (n == 0) throw Error("unexpected end of file", in_path.string());
+    in_offset += static_cast<uint64_t>(n);
+    out_offset += static_cast<uint64_t>(n);
+    size -= static_cast<uint64_t>(n);
   }
-  if (::fsync(out.get()) != 0) throw Error("fsync failed: " + errno_text(errno), to.string());
+  // The kernel refused (e.g. across filesystems): copy the rest through user space.
+  std::vector<char> buffer(std::min<uint64_t>(size, 16u << 20));
+  while (size > 0) {
+    uint64_t chunk = std::min<uint64_t>(size, buffer.size());
+    pread_all(in_fd, buffer.data(), chunk, in_offset, in_path);
+    pwrite_all(out_fd, buffer.data(), chunk, out_offset, out_path);
+    in_offset += chunk;
+    out_offset += chunk;
+    size -= chunk;
+  }
 }
 
 }  // namespace upcycle

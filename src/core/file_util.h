@@ -13,8 +13,10 @@ namespace upcycle {
 std::string read_text_file(const std::filesystem::path& path, std::string_view what);
 // Writes text to path (create/truncate) and fsyncs it; throws Error naming path.
 void write_text_file(const std::filesystem::path& path, std::string_view text);
-// Copies a file byte for byte (copy_file_range when the kernel allows) and fsyncs the copy.
-void copy_file_durable(const std::filesystem::path& from, const std::filesystem::path& to);
+// Copies `size` bytes from in_fd at in_offset to out_fd at out_offset: in the kernel (copy_file_range)
+// where the filesystems allow it, else through a bounded buffer. Errors name the file at fault.
+void copy_file_bytes(int in_fd, uint64_t in_offset, int out_fd, uint64_t out_offset, uint64_t size,
+                     const std::filesystem::path& in_path, const std::filesystem::path& out_path);
 
 void fsync_path(const std::filesystem::path& path);  // a file or a directory
 // "<reason>" from errno, e.g. "No space left on device".

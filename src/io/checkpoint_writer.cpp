@@ -144,32 +144,6 @@ void create_shard(ShardFile& shard, const std::string& header) {
   pwrite_all(shard.fd.get(), header.data(), header.size(), 8, shard.path);
 }
 
-// Same-dtype copy: kernel-side (reflink or in-kernel copy where the filesystem offers it), else
-// read/write through a bounded buffer.
-void copy_range(const SafetensorsFile& source, uint64_t from, const ShardFile& shard, uint64_t to, uint64_t size) {
-  while (size > 0) {
-    loff_t in = static_cast<loff_t>(from), out = static_cast<loff_t>(to);
-    ssize_t n = ::copy_file_range(source.fd(), &in, shard.fd.get(), &out, std::min<uint64_t>(size, 1u << 30), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) break;
-    if (n < 0 && errno == ENOSPC) throw Error("cannot write: no space left on device", shard.path.string());
-    if (n < 0) throw Error("cannot copy tensor data: " + errno_text(errno), shard.path.string());
-    if (n == 0) throw Error("unexpected end of file", source.path().string());
-    from += static_cast<uint64_t>(n);
-    to += static_cast<uint64_t>(n);
-    size -= static_cast<uint64_t>(n);
-  }
-  std::vector<std::byte> buffer(std::min<uint64_t>(size, 16u << 20));
-  while (size > 0) {
-    uint64_t chunk = std::min<uint64_t>(size, buffer.size());
-    pread_all(source.fd(), buffer.data(), chunk, from, source.path());
-    pwrite_all(shard.fd.get(), buffer.data(), chunk, to, shard.path);
-    from += chunk;
-    to += chunk;
-    size -= chunk;
-  }
-}
-
 void convert_range(const SafetensorsFile& source, const TensorInfo& info, const ShardFile& shard, uint64_t to,
                    DType dst_dtype) {
   const uint64_t src_size = dtype_size(info.dtype), dst_size = dtype_size(dst_dtype);
@@ -293,7 +267,8 @@ void CheckpointWriter::copy_from(std::string_view name, const SafetensorsFile& s
   impl_->claim(t, 0, t.nbytes);
   const ShardFile& shard = impl_->shards[t.shard];
   if (same_dtype)
-    copy_range(source, source.data_offset() + source_tensor.begin, shard, impl_->file_offset(t, 0), t.nbytes);
+    copy_file_bytes(source.fd(), source.data_offset() + source_tensor.begin, shard.fd.get(), impl_->file_offset(t, 0),
+                    t.nbytes, source.path(), shard.path);
   else
     convert_range(source, source_tensor, shard, impl_->file_offset(t, 0), t.decl.dtype);
 }

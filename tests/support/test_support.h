@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstddef>
 #include <filesystem>
+#include <initializer_list>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,11 @@ class ScratchDir {
  private:
   std::filesystem::path path_;
 };
+
+// Byte strings for hand-built files: bytes_of({0x00, 0x80}), and views between std::string and bytes.
+std::string bytes_of(std::initializer_list<int> values);
+std::span<const std::byte> as_bytes(const std::string& s);
+std::string as_string(std::span<const std::byte> bytes);
 
 void write_bytes(const std::filesystem::path& path, const std::string& bytes);
 std::string read_bytes(const std::filesystem::path& path);

@@ -18,16 +18,11 @@
 namespace upcycle {
 namespace {
 
+using test::as_bytes;
+using test::as_string;
+using test::bytes_of;
 using test::ScratchDir;
 
-std::string bytes_of(std::initializer_list<int> values) {
-  std::string out;
-  for (int v : values) out.push_back(static_cast<char>(v));
-  return out;
-}
-
-std::span<const std::byte> as_bytes(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
-std::string as_string(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 std::vector<float> ramp(size_t n) {
   std::vector<float> values(n);

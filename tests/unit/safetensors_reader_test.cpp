@@ -14,17 +14,10 @@
 namespace upcycle {
 namespace {
 
+using test::as_bytes;
+using test::as_string;
+using test::bytes_of;
 using test::ScratchDir;
-
-std::string bytes_of(std::initializer_list<int> values) {
-  std::string out;
-  for (int v : values) out.push_back(static_cast<char>(v));
-  return out;
-}
-
-std::string as_string(std::span<const std::byte> bytes) {
-  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
-}
 
 // a = F32 [1.0, -2.0], b = BF16 [1.0, 0.5], listed out of offset order with metadata in between.
 const std::string kHeader =

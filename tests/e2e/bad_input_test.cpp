@@ -28,7 +28,7 @@ struct BadCase {
   // the upcycle arguments to run.
   std::function<std::vector<std::string>(const fs::path& root)> prepare;
   std::vector<std::string> expected;  // substrings of the error line (problem and file)
-  uint64_t file_size_limit = 0;
+  test::RunLimits limits;
 };
 
 void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
@@ -186,7 +186,7 @@ std::vector<BadCase> catalogue() {
        }, {"already exists", "--force", "good"}},
       {"init_disk_full", [](const fs::path& root) {
          return std::vector<std::string>{"init", "--arch", "llama", "--preset", "tiny", (root / "full").string()};
-       }, {"full/model.safetensors"}, 64 * 1024},
+       }, {"full/model.safetensors"}, {.file_size = 64 * 1024}},
       {"init_unknown_flag", [](const fs::path& root) {
          return std::vector<std::string>{"init", "--arch", "llama", "--bogus", "1", (root / "x").string()};
        }, {"--bogus"}},
@@ -221,7 +221,7 @@ TEST_P(BadInput, OneLineErrorExitTwoNoOutput) {
   ASSERT_EQ(good.exit_code, 0) << good.err;
   auto args = c.prepare(root.path());
   auto before = listing(root.path());
-  auto r = test::run_upcycle(args, c.file_size_limit);
+  auto r = test::run_upcycle(args, c.limits);
   if (std::getenv("UPCYCLE_SHOW_ERRORS")) std::fprintf(stderr, "%-40s %s", c.name.c_str(), r.err.c_str());
   EXPECT_EQ(r.exit_code, 2) << r.err;
   ASSERT_TRUE(r.err.rfind("upcycle: error: ", 0) == 0) << r.err;

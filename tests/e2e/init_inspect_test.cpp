@@ -177,6 +177,35 @@ TEST(Inspect, TextReportNamesTheEssentials) {
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
 }
 
+// Opening reads headers only: a checkpoint with 256 GB of (sparse) tensor data is inspected under a
+// 5-second CPU limit; touching the data would take minutes.
+TEST(Inspect, ReadsNoTensorData) {
+  ScratchDir dir;
+  init_ok({"init", "--arch", "llama", "--preset", "tiny", (dir / "m").string()});
+  Json config = read_json_file(dir / "m" / "config.json", "config");
+  config["vocab_size"] = int64_t{1} << 30;
+  test::write_bytes(dir / "m" / "config.json", config.dump());
+  ModelConfig c = read_model_config(dir / "m");
+  std::string header = "{";
+  uint64_t offset = 0;
+  for (const auto& t : disk_tensors(c, ExpertLayout::kPerExpert)) {
+    uint64_t bytes = shape_numel(t.shape) * 2;
+    header += (offset ? "," : "") + Json(t.name).dump() + R"(:{"dtype":"BF16","shape":)" + Json(t.shape).dump() +
+              R"(,"data_offsets":[)" + std::to_string(offset) + "," + std::to_string(offset + bytes) + "]}";
+    offset += bytes;
+  }
+  header += "}";
+  fs::path file = dir / "m" / "model.safetensors";
+  test::write_safetensors_raw(file, header, "");
+  fs::resize_file(file, 8 + header.size() + offset);  // sparse: the data is a hole
+  ASSERT_GT(offset, uint64_t{256} << 30);
+  auto r = test::run_upcycle({"inspect", "--json", (dir / "m").string()}, {.cpu_seconds = 5});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json report = parse_json(r.out, "inspect output", file.string());
+  EXPECT_EQ(report["tensor_bytes"].get<uint64_t>(), offset);
+  EXPECT_TRUE(report["problems"].empty());
+}
+
 TEST(Cli, HelpAndUsage) {
   auto top = test::run_upcycle({"--help"});
   EXPECT_EQ(top.exit_code, 0);

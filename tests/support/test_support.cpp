@@ -73,7 +73,7 @@ void write_safetensors_raw(const std::filesystem::path& path, const std::string&
   write_bytes(path, safetensors_bytes(header_json, data));
 }
 
-RunResult run_upcycle(const std::vector<std::string>& args, uint64_t file_size_limit) {
+RunResult run_upcycle(const std::vector<std::string>& args, RunLimits limits) {
   ScratchDir capture;
   auto out_path = capture / "stdout";
   auto err_path = capture / "stderr";
@@ -84,10 +84,14 @@ RunResult run_upcycle(const std::vector<std::string>& args, uint64_t file_size_l
     int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(out_fd, 1);
     ::dup2(err_fd, 2);
-    if (file_size_limit > 0) {
+    if (limits.file_size > 0) {
       ::signal(SIGXFSZ, SIG_IGN);  // writes past the limit then fail with EFBIG instead of killing
-      struct rlimit limit {file_size_limit, file_size_limit};
+      struct rlimit limit {limits.file_size, limits.file_size};
       ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    if (limits.cpu_seconds > 0) {
+      struct rlimit limit {limits.cpu_seconds, limits.cpu_seconds};
+      ::setrlimit(RLIMIT_CPU, &limit);
     }
     std::vector<char*> argv;
     std::string binary = UPCYCLE_BINARY;

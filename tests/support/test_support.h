@@ -42,8 +42,12 @@ struct RunResult {
   std::string out;  // stdout
   std::string err;  // stderr
 };
-// Runs the built upcycle binary with args (no shell). `file_size_limit` > 0 sets RLIMIT_FSIZE in the
-// child (writes past it fail with EFBIG: how tests simulate a full disk).
-RunResult run_upcycle(const std::vector<std::string>& args, uint64_t file_size_limit = 0);
+// Resource limits for the child; 0 = unlimited.
+struct RunLimits {
+  uint64_t file_size = 0;    // RLIMIT_FSIZE: writes past it fail with EFBIG (how tests simulate a full disk)
+  uint64_t cpu_seconds = 0;  // RLIMIT_CPU: the child is killed past it
+};
+// Runs the built upcycle binary with args (no shell).
+RunResult run_upcycle(const std::vector<std::string>& args, RunLimits limits = {});
 
 }  // namespace upcycle::test

@@ -1,0 +1,151 @@
+// Causal (optionally sliding-window) softmax attention with GQA, one (sequence, query head) block per
+// OpenMP task. Forward saves lse = log Σ exp(scores) per query so backward can recompute the
+// probabilities exactly without storing the T×T matrix. Backward gives each block private dk/dv
+// scratch and then sums the query heads of a GQA group in head order: deterministic, no atomics.
+// Non-goals: flash-style tiling, KV caches, non-causal attention, attention biases/ALiBi.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/op_checks.h"
+
+namespace upcycle::backend {
+namespace {
+
+// Offsets into q/out [T, H, S], k/v [T, KV, S] and lse [T, H] for sequence b, position i, query head h.
+struct AttnLayout {
+  const AttentionShape& sh;
+  int64_t group() const { return sh.heads / sh.kv_heads; }
+  int64_t q(int64_t b, int64_t i, int64_t h) const { return ((b * sh.seq_len + i) * sh.heads + h) * sh.head_dim; }
+  int64_t kv(int64_t b, int64_t j, int64_t h) const {
+    return ((b * sh.seq_len + j) * sh.kv_heads + h / group()) * sh.head_dim;
+  }
+  int64_t lse(int64_t b, int64_t i, int64_t h) const { return (b * sh.seq_len + i) * sh.heads + h; }
+  // HF sliding window: key j is visible from query i iff i − window < j ≤ i.
+  int64_t first_key(int64_t i) const { return sh.window > 0 ? std::max<int64_t>(0, i - sh.window + 1) : 0; }
+};
+
+float dot(const float* a, const float* b, int64_t n) {
+  float acc = 0.0f;
+  for (int64_t s = 0; s < n; ++s) acc += a[s] * b[s];
+  return acc;
+}
+
+// One query row: out_S = Σ_j softmax(scores)_j·v_j; returns lse. `p` is scratch of ≥ seq_len floats.
+float attend_row(float* out_S, float* p, const float* q, const float* k, const float* v, const AttnLayout& lay,
+                 int64_t b, int64_t i, int64_t h) {
+  const int64_t S = lay.sh.head_dim, j0 = lay.first_key(i);
+  const float* q_S = q + lay.q(b, i, h);
+  float max_score = -INFINITY;
+  for (int64_t j = j0; j <= i; ++j) {
+    p[j] = lay.sh.scale * dot(q_S, k + lay.kv(b, j, h), S);
+    max_score = std::max(max_score, p[j]);
+  }
+  double denom = 0.0;
+  for (int64_t j = j0; j <= i; ++j) {
+    p[j] = std::exp(p[j] - max_score);  // ≤ 1: no overflow whatever the scores
+    denom += p[j];
+  }
+  const float inv_denom = float(1.0 / denom);
+  std::fill_n(out_S, S, 0.0f);
+  for (int64_t j = j0; j <= i; ++j) {
+    const float* v_S = v + lay.kv(b, j, h);
+    const float w = p[j] * inv_denom;
+    for (int64_t s = 0; s < S; ++s) out_S[s] += w * v_S[s];
+  }
+  return max_score + float(std::log(denom));
+}
+
+}  // namespace
+
+void CpuBackend::attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                                   const AttentionShape& shape) {
+  check_attention_shape(shape);
+  const AttnLayout lay{shape};
+  const int64_t B = shape.batch, H = shape.heads;
+#pragma omp parallel
+  {
+    std::vector<float> p(size_t(shape.seq_len));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < H; ++h) {
+        for (int64_t i = 0; i < shape.seq_len; ++i) {
+          lse[lay.lse(b, i, h)] = attend_row(out + lay.q(b, i, h), p.data(), q, k, v, lay, b, i, h);
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+// Backward of one (sequence b, query head h) block. dq is accumulated in place (the block owns those
+// rows); dk/dv contributions go to this block's scratch dk_TS/dv_TS [Tseq, S], zeroed by the caller.
+// With p_j = exp(scale·q·k_j − lse) and Δ = dout·out = Σ_j p_j·(dout·v_j):
+//   dv_j += p_j·dout;  dscore_j = scale·p_j·(dout·v_j − Δ);  dq += Σ_j dscore_j·k_j;  dk_j += dscore_j·q.
+void attention_backward_block(float* dq, float* dk_TS, float* dv_TS, const float* dout, const float* q,
+                              const float* k, const float* v, const float* out, const float* lse,
+                              const AttnLayout& lay, int64_t b, int64_t h) {
+  const int64_t S = lay.sh.head_dim;
+  for (int64_t i = 0; i < lay.sh.seq_len; ++i) {
+    const float* q_S = q + lay.q(b, i, h);
+    const float* dout_S = dout + lay.q(b, i, h);
+    float* dq_S = dq + lay.q(b, i, h);
+    const float lse_i = lse[lay.lse(b, i, h)];
+    const float delta = dot(dout_S, out + lay.q(b, i, h), S);
+    for (int64_t j = lay.first_key(i); j <= i; ++j) {
+      const float* k_S = k + lay.kv(b, j, h);
+      const float* v_S = v + lay.kv(b, j, h);
+      const float p = std::exp(lay.sh.scale * dot(q_S, k_S, S) - lse_i);
+      const float dscore = lay.sh.scale * p * (dot(dout_S, v_S, S) - delta);
+      float* dk_S = dk_TS + j * S;
+      float* dv_S = dv_TS + j * S;
+      for (int64_t s = 0; s < S; ++s) {
+        dq_S[s] += dscore * k_S[s];
+        dk_S[s] += dscore * q_S[s];
+        dv_S[s] += p * dout_S[s];
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                    const float* k, const float* v, const float* out, const float* lse,
+                                    const AttentionShape& shape) {
+  check_attention_shape(shape);
+  const AttnLayout lay{shape};
+  const int64_t B = shape.batch, H = shape.heads, KV = shape.kv_heads, Tseq = shape.seq_len, S = shape.head_dim;
+  const int64_t block = Tseq * S;
+  // Per-(b, h) scratch so query heads sharing a kv head never write the same memory.
+  std::vector<float> dk_scratch(size_t(B * H * block), 0.0f), dv_scratch(dk_scratch.size(), 0.0f);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      attention_backward_block(dq, dk_scratch.data() + (b * H + h) * block, dv_scratch.data() + (b * H + h) * block,
+                               dout, q, k, v, out, lse, lay, b, h);
+    }
+  }
+  // Reduce each GQA group in head order into dk/dv [T, KV, S].
+  const int64_t G = H / KV;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t j = 0; j < Tseq; ++j) {
+      for (int64_t kvh = 0; kvh < KV; ++kvh) {
+        float* dk_S = dk + ((b * Tseq + j) * KV + kvh) * S;
+        float* dv_S = dv + ((b * Tseq + j) * KV + kvh) * S;
+        for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
+          const int64_t off = (b * H + h) * block + j * S;
+          for (int64_t s = 0; s < S; ++s) {
+            dk_S[s] += dk_scratch[size_t(off + s)];
+            dv_S[s] += dv_scratch[size_t(off + s)];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace upcycle::backend

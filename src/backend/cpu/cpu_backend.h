@@ -1,0 +1,39 @@
+// The cpu backend: OpenBLAS sgemm for the linear layers, OpenMP-parallel loops for everything else,
+// one .cpp per op family (linear, norm, rope, attention, elementwise, loss).
+// Invariants: results are bitwise reproducible for a fixed thread count (no reduction depends on
+// thread scheduling); only files in this folder include cblas.h or omp.h.
+// Non-goals: fp16/bf16 kernels, fused ops beyond what the contract in backend.h names.
+#pragma once
+
+#include "backend/backend.h"
+
+namespace upcycle::backend {
+
+class CpuBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "cpu"; }
+
+  void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t M, int64_t K,
+                      int64_t N) override;
+  void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int64_t M,
+                       int64_t K, int64_t N) override;
+  void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D,
+                       float eps) override;
+  void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
+                        int64_t T, int64_t D) override;
+  void rope(float* x, const float* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
+            int64_t position_offset, bool inverse) override;
+  void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
+                         const AttentionShape& shape) override;
+  void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                          const float* v, const float* out, const float* lse, const AttentionShape& shape) override;
+  void swiglu_forward(float* h, const float* g, const float* u, int64_t n) override;
+  void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) override;
+  void embedding_forward(float* x, const float* table, const int32_t* ids, int64_t T, int64_t D) override;
+  void embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t T, int64_t D) override;
+  double cross_entropy(float* dlogits, const float* logits, const int32_t* targets, int64_t T, int64_t V,
+                       float dloss) override;
+  void axpy(float* y, const float* x, float alpha, int64_t n) override;
+};
+
+}  // namespace upcycle::backend

@@ -1,0 +1,34 @@
+// Shared argument checks for backend ops; see op_checks.h. Kept out of the kernels so a bad shape
+// fails loudly once instead of reading out of bounds.
+#include "backend/op_checks.h"
+
+#include <string>
+
+#include "core/error.h"
+
+namespace upcycle::backend {
+
+void check_attention_shape(const AttentionShape& shape) {
+  UPCYCLE_CHECK(shape.batch >= 0 && shape.seq_len >= 0 && shape.head_dim > 0, "attention: bad B/Tseq/S");
+  UPCYCLE_CHECK(shape.heads > 0 && shape.kv_heads > 0 && shape.heads % shape.kv_heads == 0,
+                "attention: heads must be a positive multiple of kv_heads");
+  UPCYCLE_CHECK(shape.window >= 0, "attention: negative window");
+}
+
+void check_rope_args(int64_t T, int64_t seq_len, int64_t n_heads, int64_t S) {
+  UPCYCLE_CHECK(seq_len > 0 && T % seq_len == 0, "rope: T must be a multiple of seq_len");
+  UPCYCLE_CHECK(n_heads > 0 && S > 0 && S % 2 == 0, "rope: head dim must be even");
+}
+
+void check_ids(const int32_t* ids, int64_t T) {
+  for (int64_t t = 0; t < T; ++t) UPCYCLE_CHECK(ids[t] >= 0, "embedding: negative token id " + std::to_string(ids[t]));
+}
+
+void check_targets(const int32_t* targets, int64_t T, int64_t V) {
+  for (int64_t t = 0; t < T; ++t) {
+    UPCYCLE_CHECK(targets[t] < V, "cross_entropy: target " + std::to_string(targets[t]) + " ≥ vocab " +
+                                      std::to_string(V));
+  }
+}
+
+}  // namespace upcycle::backend

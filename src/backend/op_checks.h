@@ -1,0 +1,19 @@
+// Argument checks shared by every backend, run before any kernel starts (and so outside OpenMP
+// regions, where a throw would terminate the process). A failure is a bug in the caller inside
+// upcycle (model code builds every shape), hence UPCYCLE_CHECK rather than a user Error.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace upcycle::backend {
+
+void check_attention_shape(const AttentionShape& shape);
+void check_rope_args(int64_t T, int64_t seq_len, int64_t n_heads, int64_t S);
+// Token ids index a table row: they must be ≥ 0 (the table's row count is the caller's invariant).
+void check_ids(const int32_t* ids, int64_t T);
+// Targets are ignored (< 0) or a valid class < V.
+void check_targets(const int32_t* targets, int64_t T, int64_t V);
+
+}  // namespace upcycle::backend

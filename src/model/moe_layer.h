@@ -1,0 +1,106 @@
+// One Mixture-of-Experts FFN block: route → dispatch → experts → combine, with load-balancing and
+// z losses and routing statistics, forward and backward, written against backend ops only.
+// Routing (HF semantics, fp32): logits = x·W_rᵀ, p = softmax(logits).
+//   token choice: each token takes its top-k experts by p; weights p_k, divided by Σ p_k when
+//     TopkNorm::kRenormalize (= Mixtral's top-k-logits-then-softmax), times topk_scaling; dropless
+//     unless capacity_factor > 0: capacity C = ceil(T·k/E · cf) per expert, an expert keeps its C
+//     highest-probability assignments and the rest are dropped (those tokens get nothing from that
+//     expert; the residual carries them). Kept weights are not renormalised after dropping (Megatron).
+//   expert choice (Zhou et al. 2022): each expert takes its C = ceil(T·cf/E) highest-p tokens (weight
+//     p[t,e]); a token may get 0…E experts. It sees the whole batch, so in a causal LM it leaks
+//     information from future tokens: for the paper's comparisons only.
+// Experts: y_e = W2 (silu(W1 x) ⊙ W3 x) with HF's [out, in] weights; output y = Σ w·y_e, plus for
+// Qwen2-MoE a shared expert sigmoid(x·w_gᵀ)·FFN_s(x).
+// Losses, reported unscaled and added to the objective times their coefficients by backward():
+//   aux (Switch/GShard, normalised so perfect balance = 1): L_aux = E/(K·T) · Σ_e count_e · P_e,
+//     count_e = top-k assignments to e (before capacity dropping), P_e = mean_t p[t,e];
+//     HF's Mixtral/Qwen load_balancing_loss_func equals K·L_aux (so HF coef c ↔ ours K·c);
+//   z (ST-MoE): L_z = mean_t (logsumexp_e logits[t,e])².
+// Shape legend: T tokens, D model, E experts, K top-k, F expert width, Fs shared width, A assignments.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "io/model_config.h"
+
+namespace upcycle::model {
+
+enum class RoutingMode { kTokenChoice, kExpertChoice };
+enum class Phase { kTraining, kInference };  // jitter applies only in training
+
+struct MoeOptions {
+  int64_t num_experts = 0;
+  int64_t top_k = 0;
+  TopkNorm topk_norm = TopkNorm::kRenormalize;
+  double topk_scaling = 1.0;
+  RoutingMode mode = RoutingMode::kTokenChoice;
+  double capacity_factor = 0.0;  // 0 = dropless (token choice); expert choice needs > 0
+  double jitter = 0.0;           // router input × U(1−jitter, 1+jitter) during training (Mixtral)
+  double aux_loss_coef = 0.0;
+  double z_loss_coef = 0.0;
+};
+
+struct MoeDims {
+  int64_t hidden = 0;         // D
+  int64_t expert_width = 0;   // F
+  int64_t shared_width = 0;   // Fs, 0 = no shared expert
+};
+
+// Views of the layer's weights (fp32, backend memory). Per-expert pointers may point into a fused
+// [E, 2F, D] buffer or into separate tensors alike.
+struct MoeWeights {
+  const float* router_ED = nullptr;
+  std::vector<const float*> gate_FD, up_FD, down_DF;  // one per expert
+  const float* shared_gate_FsD = nullptr;
+  const float* shared_up_FsD = nullptr;
+  const float* shared_down_DFs = nullptr;
+  const float* shared_expert_gate_1D = nullptr;  // sigmoid gate; null = ungated shared expert
+};
+
+// Gradient buffers with the same layout; backward accumulates (+=) into them. Null entries are skipped.
+struct MoeGrads {
+  float* router_ED = nullptr;
+  std::vector<float*> gate_FD, up_FD, down_DF;
+  float* shared_gate_FsD = nullptr;
+  float* shared_up_FsD = nullptr;
+  float* shared_down_DFs = nullptr;
+  float* shared_expert_gate_1D = nullptr;
+};
+
+struct MoeStats {
+  std::vector<int64_t> tokens_per_expert;  // kept assignments per expert
+  int64_t assignments = 0;                 // before dropping
+  int64_t dropped = 0;                     // assignments removed by capacity
+  double router_entropy = 0;               // mean_t H(p_t), nats
+  double top1_probability = 0;             // mean_t max_e p[t,e]
+  double aux_loss = 0;                     // unscaled L_aux
+  double z_loss = 0;                       // unscaled L_z
+};
+
+class MoeLayer {
+ public:
+  MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims);
+
+  // y[T,D] = MoE(x[T,D]) (overwrites y). Keeps the activations backward needs until the next forward.
+  // `seed` drives the jitter noise (counter-based: same seed → same noise).
+  void forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed);
+  // dx[T,D] += ∂/∂x, grads += ∂/∂weights of  Σ dy⊙y + aux_loss_coef·L_aux + z_loss_coef·L_z.
+  void backward(float* dx, MoeGrads& grads, const float* dy, const float* x, const MoeWeights& w);
+
+  const MoeStats& stats() const { return stats_; }
+  const MoeOptions& options() const { return options_; }
+
+ private:
+  backend::Backend& backend_;
+  MoeOptions options_;
+  MoeDims dims_;
+  MoeStats stats_;
+  // Saved activations (host memory for now; see the implementation file).
+  struct Saved;
+  std::shared_ptr<Saved> saved_;
+};
+
+}  // namespace upcycle::model

@@ -28,6 +28,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands{
       {"init", "write a randomly initialised HF checkpoint of any supported family", run_init},
       {"inspect", "describe an HF checkpoint and check it against its config (reads no tensor data)", run_inspect},
+      {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
   };
   return kCommands;
 }

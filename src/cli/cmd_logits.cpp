@@ -1,0 +1,88 @@
+// `upcycle logits CKPT --tokens "1 2 3" --out FILE.npy [--backend cpu|ref]`: run one forward pass
+// of a checkpoint over one sequence and save the float32 logits [T, V] as .npy — the hook for
+// comparing the engine with transformers token for token. Input is validated before any weight is
+// read (token ids in [0, vocab_size)); the output file appears atomically or not at all.
+#include <charconv>
+#include <cstdio>
+
+#include "backend/backend.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
+#include "io/npy_file.h"
+#include "model/parameters.h"
+#include "model/transformer.h"
+
+namespace upcycle::cli {
+namespace {
+
+struct LogitsOptions {
+  std::string checkpoint;
+  std::string tokens;
+  std::string out;
+  std::string backend = "cpu";
+};
+
+// "1 2 3" or "1,2,3" → ids, each checked against the vocabulary.
+std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab_size) {
+  std::vector<int32_t> ids;
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == ' ' || text[i] == ',' || text[i] == '\t' || text[i] == '\n') {
+      ++i;
+      continue;
+    }
+    size_t end = text.find_first_of(" ,\t\n", i);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(i, end - i);
+    int64_t id = 0;
+    auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+    if (ec == std::errc::result_out_of_range || (ec == std::errc() && ptr == word.data() + word.size() &&
+                                                 (id < 0 || id >= vocab_size)))
+      throw Error("token id " + word + " is out of range: vocab_size is " + std::to_string(vocab_size) +
+                  " (ids must lie in [0, " + std::to_string(vocab_size) + "))");
+    if (ec != std::errc() || ptr != word.data() + word.size())
+      throw Error("--tokens: '" + word + "' is not an integer token id");
+    ids.push_back(int32_t(id));
+    i = end;
+  }
+  if (ids.empty()) throw Error("--tokens is empty: give at least one token id");
+  return ids;
+}
+
+}  // namespace
+
+int run_logits(const Args& args) {
+  LogitsOptions o;
+  OptionSet set("logits", "upcycle logits CKPT --tokens \"ID ID ...\" --out FILE.npy [--backend cpu|ref]",
+                "Run one forward pass of the checkpoint over one token sequence and write the float32 logits,\n"
+                "shape [T, V], as a NumPy .npy file (np.load reads it). The file is written atomically.");
+  set.add_positional("CKPT", "checkpoint directory (config.json + safetensors)", &o.checkpoint, Required::kYes);
+  set.add("tokens", "IDS", "token ids separated by spaces or commas, each in [0, vocab_size)", &o.tokens);
+  set.add("out", "FILE", "output .npy file", &o.out);
+  set.add_choice("backend", {"cpu", "ref"}, "compute backend (ref: slow double-accumulating oracle)", &o.backend);
+  set.add_epilog("example:\n  upcycle logits /tmp/tiny-llama --tokens \"1 15 27 3\" --out /tmp/logits.npy");
+  if (!set.parse(args)) return 0;
+  if (!set.given("tokens")) throw Error("missing --tokens (token ids, e.g. --tokens \"1 2 3\")");
+  if (o.out.empty()) throw Error("missing --out (the .npy file to write)");
+
+  const std::string config_file = (std::filesystem::path(o.checkpoint) / "config.json").string();
+  ModelConfig config = read_model_config(o.checkpoint);
+  std::vector<int32_t> ids = parse_tokens(o.tokens, config.vocab_size);
+  auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));
+  model::Transformer transformer(config, *backend, config_file);
+  Checkpoint ckpt = Checkpoint::open(o.checkpoint);
+  WeightTable table = model::checked_weight_table(config, ckpt);
+  model::load_parameters(transformer.params(), ckpt, table);
+
+  const int64_t T = int64_t(ids.size());
+  const float* logits_TV = transformer.forward(ids.data(), 1, T);
+  write_npy_f32(o.out, logits_TV, {T, config.vocab_size});
+  std::printf("wrote %s: logits [%lld, %lld] (%s backend)\n", o.out.c_str(), static_cast<long long>(T),
+              static_cast<long long>(config.vocab_size), o.backend.c_str());
+  return 0;
+}
+
+}  // namespace upcycle::cli

@@ -1,0 +1,92 @@
+// TensorStore layout and checkpoint loading (see parameters.h).
+#include "model/parameters.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace upcycle::model {
+
+TensorStore::TensorStore(std::vector<WeightSpec> specs) : specs_(std::move(specs)) {
+  uint64_t total = 0;
+  offsets_.reserve(specs_.size());
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    offsets_.push_back(total);
+    total += shape_numel(specs_[i].shape);
+    bool inserted = index_.emplace(specs_[i].name, i).second;
+    UPCYCLE_CHECK(inserted, "duplicate weight name " + specs_[i].name);
+  }
+  buffer_.assign(total, 0.0f);
+}
+
+std::span<float> TensorStore::view(size_t index) {
+  UPCYCLE_CHECK(index < specs_.size(), "tensor index out of range");
+  return {buffer_.data() + offsets_[index], shape_numel(specs_[index].shape)};
+}
+
+std::span<const float> TensorStore::view(size_t index) const {
+  UPCYCLE_CHECK(index < specs_.size(), "tensor index out of range");
+  return {buffer_.data() + offsets_[index], shape_numel(specs_[index].shape)};
+}
+
+float* TensorStore::find(std::string_view name) {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : buffer_.data() + offsets_[it->second];
+}
+
+const float* TensorStore::find(std::string_view name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : buffer_.data() + offsets_[it->second];
+}
+
+float* TensorStore::at(std::string_view name) {
+  float* p = find(name);
+  UPCYCLE_CHECK(p != nullptr, "no weight named " + std::string(name));
+  return p;
+}
+
+const float* TensorStore::at(std::string_view name) const {
+  const float* p = find(name);
+  UPCYCLE_CHECK(p != nullptr, "no weight named " + std::string(name));
+  return p;
+}
+
+void TensorStore::zero() { std::fill(buffer_.begin(), buffer_.end(), 0.0f); }
+
+WeightTable checked_weight_table(const ModelConfig& config, const Checkpoint& ckpt) {
+  std::map<std::string, Shape, std::less<>> shapes;
+  for (const auto& [name, ref] : ckpt.tensors()) shapes[name] = ref.info->shape;
+  WeightTable table = WeightTable::build(config, shapes);
+  if (!table.ok()) {
+    const auto& problems = table.problems();
+    std::string more = problems.size() > 1 ? " (and " + std::to_string(problems.size() - 1) + " more problems)" : "";
+    throw Error(problems.front() + more, ckpt.dir().string());
+  }
+  return table;
+}
+
+void load_parameters(TensorStore& store, const Checkpoint& ckpt, const WeightTable& table) {
+  UPCYCLE_CHECK(store.specs().size() == table.weights().size(), "store and weight table come from different configs");
+  for (size_t i = 0; i < table.weights().size(); ++i) {
+    const WeightSpec& spec = table.weights()[i];
+    UPCYCLE_CHECK(store.specs()[i].name == spec.name, "store and weight table disagree at " + spec.name);
+    const WeightLocation* loc = table.locate(spec.name);
+    UPCYCLE_CHECK(loc != nullptr, "weight table has no location for " + spec.name + " (check table.ok() first)");
+    const TensorRef* ref = ckpt.find(loc->tensor);
+    UPCYCLE_CHECK(ref != nullptr, "weight table points at a tensor the checkpoint lacks: " + loc->tensor);
+    const DType dtype = ref->info->dtype;
+    if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16)
+      throw Error("tensor " + loc->tensor + " has dtype " + std::string(dtype_name(dtype)) +
+                      "; weights must be F32, F16 or BF16",
+                  ref->file->path().string());
+    const uint64_t n = shape_numel(spec.shape);
+    UPCYCLE_CHECK(loc->element_offset + n <= ref->info->numel(), "weight location runs past its tensor: " + spec.name);
+    auto bytes = ref->file->data(*ref->info);
+    const std::byte* src = bytes.data() + loc->element_offset * dtype_size(dtype);
+    convert_floats(src, dtype, store.view(i).data(), DType::kF32, n);
+  }
+}
+
+}  // namespace upcycle::model

@@ -1,0 +1,82 @@
+// The decoder-only transformer of the llama/mistral/qwen2/qwen3 families, forward and backward in
+// llm.c style: explicit per-layer passes over activations saved by forward, no autograd.
+// Per layer: x += o_proj(attn(rope(qk_norm(q,k)), v)) over RMSNorm(x); x += FFN(RMSNorm(x)); then a
+// final RMSNorm, lm_head (or the tied embedding) and mean cross-entropy over targets ≥ 0.
+// Every computation is a backend op (backend.h): the model owns buffers and order, nothing else.
+// Invariants: loss() follows forward(); backward() follows loss() and *accumulates* into grads()
+// (zero_grads() first for a fresh gradient; repeated micro-batches sum). Activations live until the
+// next forward(). The FFN of a layer is one call (ffn_forward/ffn_backward, y overwritten, dx
+// accumulated) so an MoE block can take the dense MLP's place layer by layer.
+// Non-goals: MoE layers (the constructor refuses them until MoeLayer is wired into the FFN call),
+// KV-cache decoding, mixed precision, dropout.
+// Shape legend: B sequences, Tseq tokens each, T = B·Tseq, D model, H heads, KV kv heads, S head dim,
+// Q = H·S, K = KV·S, F ffn width, V vocab.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "io/model_config.h"
+#include "model/model_views.h"
+#include "model/parameters.h"
+
+namespace upcycle::model {
+
+class Transformer {
+ public:
+  // Parameters start at zero (load them into params()). `config_file` labels config errors
+  // (unsupported rope type, MoE layers).
+  Transformer(const ModelConfig& config, backend::Backend& backend, std::string config_file = "config.json");
+  ~Transformer();
+  Transformer(const Transformer&) = delete;
+  Transformer& operator=(const Transformer&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  TensorStore& params() { return params_; }
+  const TensorStore& params() const { return params_; }
+  TensorStore& grads() { return grads_; }
+  const TensorStore& grads() const { return grads_; }
+  const std::vector<float>& inv_freq() const { return inv_freq_; }
+
+  // logits_TV for ids[B·Tseq] (row-major by sequence); valid until the next forward. Ids must lie in
+  // [0, vocab_size): callers validate user input, a bad id here is a bug (UPCYCLE_CHECK).
+  const float* forward(const int32_t* ids, int64_t B, int64_t Tseq);
+  // Mean cross-entropy of the last forward's logits over targets[T] ≥ 0 (−1 = ignored); also
+  // prepares dlogits for backward().
+  double loss(const int32_t* targets);
+  // grads += ∂loss/∂params.
+  void backward();
+  void zero_grads() { grads_.zero(); }
+
+ private:
+  struct LayerActs;
+  void allocate(int64_t T);
+  void attention_forward(int64_t layer);
+  void attention_backward(int64_t layer, float* dres_TD);
+  // y_TD = FFN_layer(x_TD) (overwritten); dx_TD += ∂/∂x and weight grads += ∂/∂w of Σ dy⊙y.
+  void ffn_forward(int64_t layer, float* y_TD, const float* x_TD);
+  void ffn_backward(int64_t layer, float* dx_TD, const float* dy_TD, const float* x_TD);
+  backend::AttentionShape attention_shape(int64_t layer) const;
+
+  ModelConfig config_;
+  backend::Backend& be_;
+  TensorStore params_, grads_;
+  std::vector<float> inv_freq_;
+  ModelViews<const float*> w_;  // refreshed at each forward/backward
+  ModelViews<float*> g_;
+
+  // Sizes of the current batch.
+  int64_t B_ = 0, Tseq_ = 0, T_ = 0;
+  enum class Stage { kNone, kForward, kLoss } stage_ = Stage::kNone;
+  std::vector<int32_t> ids_T_;
+  std::vector<std::vector<float>> resid_;  // resid_[l] = input of layer l, [T, D]; resid_[L] = final
+  std::vector<LayerActs> acts_;
+  std::vector<float> final_x_TD_, final_rstd_T_, logits_TV_, dlogits_TV_;
+  // Backward scratch, reused by every layer.
+  std::vector<float> dres_TD_, dnorm_TD_, datt_TQ_, dq_TQ_, dk_TK_, dv_TK_, dq_raw_TQ_, dk_raw_TK_;
+  std::vector<float> dh_TF_, dgate_TF_, dup_TF_;
+};
+
+}  // namespace upcycle::model

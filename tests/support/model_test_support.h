@@ -1,0 +1,73 @@
+// Helpers for model tests: tiny configs of each dense family built in code, random parameter
+// fills (norm weights around 1, so their gradients are not degenerate) and an independent llama3
+// RoPE frequency formula written from the Llama 3.1 reference (not from src/model/rope.cpp).
+// Header-only so only the tests that need the model library pull it in.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "io/model_config.h"
+#include "model/parameters.h"
+
+namespace upcycle::test {
+
+// D=8, L=2, H=2, KV=1, S=4, F=12, V=11 unless overridden by the caller afterwards.
+inline ModelConfig tiny_model_config(Family family) {
+  ModelConfig c = default_model_config(family);
+  c.vocab_size = 11;
+  c.hidden_size = 8;
+  c.intermediate_size = 12;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.num_key_value_heads = 1;
+  c.head_dim = 4;
+  c.max_position_embeddings = 64;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = false;
+  c.dtype = DType::kF32;
+  return c;
+}
+
+// Every weight ~ N(0, scale²), except norm weights ~ 1 + N(0, scale²).
+inline void fill_random(model::TensorStore& store, uint64_t seed, float scale) {
+  for (size_t i = 0; i < store.specs().size(); ++i) {
+    const WeightSpec& spec = store.specs()[i];
+    auto v = store.view(i);
+    CounterRng(seed, spec.name).fill_normal(v.data(), 0, v.size(), 0.0f, scale);
+    const bool norm = spec.role == WeightRole::kAttnNorm || spec.role == WeightRole::kMlpNorm ||
+                      spec.role == WeightRole::kFinalNorm || spec.role == WeightRole::kQNorm ||
+                      spec.role == WeightRole::kKNorm;
+    if (norm)
+      for (float& x : v) x += 1.0f;
+  }
+}
+
+// Llama 3.1 frequency scaling, per frequency, in double: long wavelengths divided by `factor`,
+// short ones kept, the band between blended linearly in L/wavelen.
+inline std::vector<double> llama3_inv_freq_reference(double theta, int64_t S, double factor, double low, double high,
+                                                     double original_len) {
+  std::vector<double> out;
+  for (int64_t i = 0; i < S; i += 2) {
+    const double base = std::pow(theta, -double(i) / double(S));
+    const double wavelen = 2 * std::numbers::pi / base;
+    double f;
+    if (wavelen < original_len / high) {
+      f = base;
+    } else if (wavelen > original_len / low) {
+      f = base / factor;
+    } else {
+      const double s = (original_len / wavelen - low) / (high - low);
+      f = (1 - s) * base / factor + s * base;
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
+}  // namespace upcycle::test

@@ -3,6 +3,7 @@
 // the output directory appears atomically (config.json, generation_config.json, safetensors).
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -148,9 +149,10 @@ int run_init(const Args& args) {
   out.commit();
 
   auto counts = count_parameters(config);
-  std::printf("wrote %s: %s %s, %s parameters (%s active per token), %zu weight file%s\n", out.destination().c_str(),
-              o.arch.c_str(), o.preset.c_str(), format_count(counts.total).c_str(), format_count(counts.active).c_str(),
-              files.size(), files.size() == 1 ? "" : "s");
+  size_t shards = std::count_if(files.begin(), files.end(), [](const std::string& f) { return f.ends_with(".safetensors"); });
+  std::printf("wrote %s: %s %s, %s parameters (%s active per token), %zu safetensors file%s%s\n",
+              out.destination().c_str(), o.arch.c_str(), o.preset.c_str(), format_count(counts.total).c_str(),
+              format_count(counts.active).c_str(), shards, shards == 1 ? "" : "s", shards > 1 ? " + index" : "");
   return 0;
 }
 

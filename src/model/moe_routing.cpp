@@ -143,7 +143,9 @@ void routing_weight_backward(double* dprobs_TE, const Routing& r, const float* d
   const int64_t E = r.experts;
   if (opt.mode == RoutingMode::kExpertChoice || opt.topk_norm == TopkNorm::kNone) {
     const double scale = opt.mode == RoutingMode::kExpertChoice ? 1.0 : opt.topk_scaling;
-    for (int64_t a = 0; a < r.kept(); ++a) dprobs_TE[r.token[size_t(a)] * E + r.expert[size_t(a)]] += scale * dweight_A[a];
+    for (int64_t a = 0; a < r.kept(); ++a) {
+      dprobs_TE[r.token[size_t(a)] * E + r.expert[size_t(a)]] += scale * dweight_A[a];
+    }
     return;
   }
   // w_a = s·p_a/S_t with S_t = Σ_{j ∈ topk(t)} p_j:
@@ -158,7 +160,9 @@ void routing_weight_backward(double* dprobs_TE, const Routing& r, const float* d
   }
   for (int64_t t = 0; t < r.tokens; ++t) {
     const double S = r.topk_sum_T[size_t(t)];
-    for (int64_t k = 0; k < r.top_k; ++k) dprobs_TE[t * E + r.topk_TK[size_t(t * r.top_k + k)]] -= s * gp_T[size_t(t)] / (S * S);
+    for (int64_t k = 0; k < r.top_k; ++k) {
+      dprobs_TE[t * E + r.topk_TK[size_t(t * r.top_k + k)]] -= s * gp_T[size_t(t)] / (S * S);
+    }
   }
 }
 
@@ -205,7 +209,8 @@ void z_loss_backward(float* dlogits_TE, const float* probs_TE, const std::vector
   if (T == 0 || coef == 0.0) return;
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t e = 0; e < E; ++e) {
-      dlogits_TE[t * E + e] = float(dlogits_TE[t * E + e] + coef * 2.0 * lse_T[size_t(t)] * probs_TE[t * E + e] / double(T));
+      const double grad = coef * 2.0 * lse_T[size_t(t)] * probs_TE[t * E + e] / double(T);
+      dlogits_TE[t * E + e] = float(dlogits_TE[t * E + e] + grad);
     }
   }
 }

@@ -1,5 +1,6 @@
 // MoE layer forward behaviour: function preservation (E copies of one dense SwiGLU FFN reproduce it
-// under renormalised top-k, and scale it by Σ top-k p without renormalisation), routing statistics and
+// under renormalised top-k, and scale it by Σ top-k p without renormalisation), the shared expert
+// (sigmoid-gated and ungated) added on top, routing statistics and
 // losses on a hand-built probability table, a token dropped by capacity getting exactly nothing, the
 // ref and cpu backends agreeing on outputs, gradients and stats, and determinism (same seed → bitwise
 // same outputs and gradients with jitter; inference ignores jitter).
@@ -98,6 +99,44 @@ TEST_P(MoeLayerBackends, StatsAndLossesOnAHandTable) {
   // The dropped token has no other expert and no shared expert: its output is exactly zero.
   for (int64_t d = 0; d < D; ++d) EXPECT_EQ(y[size_t(d)], 0.0f);
   for (int64_t t = 1; t < T; ++t) EXPECT_NE(y[size_t(t * D)], 0.0f);
+}
+
+// Qwen2-MoE's shared expert: y = routed(x) + sigmoid(x·w_gᵀ)·FFN_s(x), or + FFN_s(x) when ungated.
+TEST_P(MoeLayerBackends, SharedExpertAddsGatedDenseFfn) {
+  const int64_t T = 5, D = 6, F = 4, Fs = 3, E = 3;
+  const auto x = random_floats(size_t(T * D), 30);
+  MoeBuffers with_shared(E, D, F, Fs, true);
+  with_shared.randomize(31, 1.0f);
+  MoeBuffers routed_only = with_shared;
+  routed_only.Fs = 0;
+  const MoeOptions o{.num_experts = E, .top_k = 2};
+  std::vector<float> routed(size_t(T * D)), gated(routed.size()), ungated(routed.size());
+  MoeLayer(*be_, o, MoeDims{.hidden = D, .expert_width = F})
+      .forward(routed.data(), x.data(), T, routed_only.weights(), Phase::kInference, 0);
+  MoeLayer shared_layer(*be_, o, MoeDims{.hidden = D, .expert_width = F, .shared_width = Fs});
+  shared_layer.forward(gated.data(), x.data(), T, with_shared.weights(), Phase::kInference, 0);
+  MoeWeights no_gate = with_shared.weights();
+  no_gate.shared_expert_gate_1D = nullptr;
+  shared_layer.forward(ungated.data(), x.data(), T, no_gate, Phase::kInference, 0);
+
+  std::vector<float> g(size_t(T * Fs)), u(g.size()), h(g.size()), ffn(routed.size());
+  be_->linear_forward(g.data(), x.data(), with_shared.s_gate.data(), nullptr, T, D, Fs);
+  be_->linear_forward(u.data(), x.data(), with_shared.s_up.data(), nullptr, T, D, Fs);
+  be_->swiglu_forward(h.data(), g.data(), u.data(), T * Fs);
+  be_->linear_forward(ffn.data(), h.data(), with_shared.s_down.data(), nullptr, T, Fs, D);
+  std::vector<float> want_gated(routed.size()), want_ungated(routed.size());
+  for (int64_t t = 0; t < T; ++t) {
+    double z = 0.0;
+    for (int64_t d = 0; d < D; ++d) z += double(x[size_t(t * D + d)]) * with_shared.s_expert_gate[size_t(d)];
+    const double sigma = 1.0 / (1.0 + std::exp(-z));
+    for (int64_t d = 0; d < D; ++d) {
+      const size_t i = size_t(t * D + d);
+      want_gated[i] = float(routed[i] + sigma * ffn[i]);
+      want_ungated[i] = routed[i] + ffn[i];
+    }
+  }
+  EXPECT_TRUE(all_close(gated, want_gated, 1e-5));
+  EXPECT_TRUE(all_close(ungated, want_ungated, 1e-5));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MoeLayerBackends, ::testing::Values(BackendKind::kRef, BackendKind::kCpu),

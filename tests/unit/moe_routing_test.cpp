@@ -145,7 +145,9 @@ TEST(MoeRouterLoss, AuxLossGradientIsCountOverTokens) {
   aux_loss_backward(d.data(), 3, 3, counts, 0.5);
   // 0.5 · E·count_e/(A·T) = 0.5 · 3·count_e/18
   for (int64_t t = 0; t < 3; ++t) {
-    for (int64_t e = 0; e < 3; ++e) EXPECT_NEAR(d[size_t(t * 3 + e)], 1.0 + 0.5 * 3.0 * counts[size_t(e)] / 18.0, 1e-12);
+    for (int64_t e = 0; e < 3; ++e) {
+      EXPECT_NEAR(d[size_t(t * 3 + e)], 1.0 + 0.5 * 3.0 * double(counts[size_t(e)]) / 18.0, 1e-12);
+    }
   }
 }
 

@@ -77,6 +77,34 @@ class Backend {
 
   // y[n] += alpha · x[n]
   virtual void axpy(float* y, const float* x, float alpha, int64_t n) = 0;
+
+  // --- Mixture-of-Experts data path (A assignments, G groups = experts, E experts) ---
+  // probs[T,E] = softmax of each row of logits[T,E] (max-subtracted, so large logits cannot overflow).
+  virtual void softmax_rows(float* probs, const float* logits, int64_t T, int64_t E) = 0;
+  // dlogits[T,E] += probs ⊙ (dprobs − Σ_e dprobs⊙probs), row by row.
+  virtual void softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int64_t T,
+                                     int64_t E) = 0;
+  // out[a,:] = x[rows[a],:] for a < A; 0 ≤ rows[a] < T, rows may repeat. Its backward is scatter_add_rows.
+  virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) = 0;
+  // y[rows[a],:] += weights[a] · x[a,:] for a < A (weights null = all 1). Rows may repeat; the sum over a
+  // row's assignments runs in increasing a on every backend, so results never depend on threading.
+  virtual void scatter_add_rows(float* y, const float* x, const int32_t* rows, const float* weights, int64_t A,
+                                int64_t T, int64_t D) = 0;
+  // Backward of scatter_add_rows: dx[a,:] += weights[a]·dy[rows[a],:]; dweights[a] += dy[rows[a],:]·x[a,:].
+  // dx or dweights may be null (skipped); weights null = all 1.
+  virtual void scatter_add_rows_backward(float* dx, float* dweights, const float* dy, const float* x,
+                                         const int32_t* rows, const float* weights, int64_t A, int64_t T,
+                                         int64_t D) = 0;
+  // Per-group linear without bias: rows offsets[g] ≤ a < offsets[g+1] of x[A,K] are multiplied by w[g]
+  // ([N,K], HF layout): y[a,:] = x[a,:]·w[g]ᵀ. offsets[G+1] is non-decreasing from offsets[0] = 0, and
+  // A = offsets[G]; empty groups are allowed (their w[g] is never read).
+  virtual void grouped_linear_forward(float* y, const float* x, const float* const* w, const int64_t* offsets,
+                                      int64_t G, int64_t K, int64_t N) = 0;
+  // dx[A,K] += dy·w[g] per group; dw[g][N,K] += dyᵀ·x over the group's rows. dx, dw, or any dw[g] may be
+  // null (skipped).
+  virtual void grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x,
+                                       const float* const* w, const int64_t* offsets, int64_t G, int64_t K,
+                                       int64_t N) = 0;
 };
 
 enum class BackendKind { kRef, kCpu };

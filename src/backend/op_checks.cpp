@@ -31,4 +31,16 @@ void check_targets(const int32_t* targets, int64_t T, int64_t V) {
   }
 }
 
+void check_rows(const int32_t* rows, int64_t A, int64_t T) {
+  for (int64_t a = 0; a < A; ++a) {
+    UPCYCLE_CHECK(rows[a] >= 0 && rows[a] < T, "row index " + std::to_string(rows[a]) + " outside [0, " +
+                                                   std::to_string(T) + ")");
+  }
+}
+
+void check_group_offsets(const int64_t* offsets, int64_t G) {
+  UPCYCLE_CHECK(G >= 0 && offsets[0] == 0, "group offsets must start at 0");
+  for (int64_t g = 0; g < G; ++g) UPCYCLE_CHECK(offsets[g] <= offsets[g + 1], "group offsets must not decrease");
+}
+
 }  // namespace upcycle::backend

@@ -15,5 +15,9 @@ void check_rope_args(int64_t T, int64_t seq_len, int64_t n_heads, int64_t S);
 void check_ids(const int32_t* ids, int64_t T);
 // Targets are ignored (< 0) or a valid class < V.
 void check_targets(const int32_t* targets, int64_t T, int64_t V);
+// Gather/scatter row indices lie in [0, T).
+void check_rows(const int32_t* rows, int64_t A, int64_t T);
+// Group offsets[G+1] start at 0 and never decrease.
+void check_group_offsets(const int64_t* offsets, int64_t G);
 
 }  // namespace upcycle::backend

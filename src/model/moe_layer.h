@@ -15,6 +15,7 @@
 //   aux (Switch/GShard, normalised so perfect balance = 1): L_aux = E/(K·T) · Σ_e count_e · P_e,
 //     count_e = top-k assignments to e (before capacity dropping), P_e = mean_t p[t,e];
 //     HF's Mixtral/Qwen load_balancing_loss_func equals K·L_aux (so HF coef c ↔ ours K·c);
+//     expert choice counts its C picks per expert (K·T → E·C), so L_aux ≡ 1 with no gradient there;
 //   z (ST-MoE): L_z = mean_t (logsumexp_e logits[t,e])².
 // Shape legend: T tokens, D model, E experts, K top-k, F expert width, Fs shared width, A assignments.
 #pragma once
@@ -38,7 +39,10 @@ struct MoeOptions {
   double topk_scaling = 1.0;
   RoutingMode mode = RoutingMode::kTokenChoice;
   double capacity_factor = 0.0;  // 0 = dropless (token choice); expert choice needs > 0
-  double jitter = 0.0;           // router input × U(1−jitter, 1+jitter) during training (Mixtral)
+  // Router input × U(1−jitter, 1+jitter) per element during training, Switch-style: the experts see the
+  // clean x (HF Mixtral multiplies the experts' input too). Noise element i = t·D+d is counter i of
+  // CounterRng(seed, "moe_jitter"), so callers pass a distinct seed per layer and step.
+  double jitter = 0.0;
   double aux_loss_coef = 0.0;
   double z_loss_coef = 0.0;
 };
@@ -101,6 +105,15 @@ class MoeLayer {
   // Saved activations (host memory for now; see the implementation file).
   struct Saved;
   std::shared_ptr<Saved> saved_;
+
+  void experts_forward(float* y, const float* x, const MoeWeights& w);
+  void shared_forward(float* y, const float* x, const MoeWeights& w);
+  void fill_stats();
+  void shared_backward(float* dx, MoeGrads& grads, const float* dy, const float* x, const MoeWeights& w);
+  // Returns ∂L/∂(combine weight) per kept assignment, for the router.
+  std::vector<float> experts_backward(float* dx, MoeGrads& grads, const float* dy, const MoeWeights& w);
+  void router_backward(float* dx, MoeGrads& grads, const std::vector<float>& dweight_A, const float* x,
+                       const MoeWeights& w);
 };
 
 }  // namespace upcycle::model

@@ -34,6 +34,17 @@ class CpuBackend final : public Backend {
   double cross_entropy(float* dlogits, const float* logits, const int32_t* targets, int64_t T, int64_t V,
                        float dloss) override;
   void axpy(float* y, const float* x, float alpha, int64_t n) override;
+  void softmax_rows(float* probs, const float* logits, int64_t T, int64_t E) override;
+  void softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int64_t T, int64_t E) override;
+  void gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) override;
+  void scatter_add_rows(float* y, const float* x, const int32_t* rows, const float* weights, int64_t A, int64_t T,
+                        int64_t D) override;
+  void scatter_add_rows_backward(float* dx, float* dweights, const float* dy, const float* x, const int32_t* rows,
+                                 const float* weights, int64_t A, int64_t T, int64_t D) override;
+  void grouped_linear_forward(float* y, const float* x, const float* const* w, const int64_t* offsets, int64_t G,
+                              int64_t K, int64_t N) override;
+  void grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x, const float* const* w,
+                               const int64_t* offsets, int64_t G, int64_t K, int64_t N) override;
 };
 
 }  // namespace upcycle::backend

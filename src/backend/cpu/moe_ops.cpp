@@ -1,0 +1,129 @@
+// MoE data-path ops on the cpu: row softmax, row gather/scatter, and grouped linear layers as one
+// OpenBLAS sgemm per non-empty expert group (the groups are contiguous row ranges after the router
+// sorts assignments by expert, so no copies are needed).
+// Invariants: deterministic for a fixed thread count. scatter_add_rows may hit one destination row from
+// several assignments, so it is split by column blocks and every thread walks the assignments in
+// increasing order: no two threads write the same element and the summation order is fixed.
+// Non-goals: fused gather+matmul, batched BLAS calls.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/op_checks.h"
+
+namespace upcycle::backend {
+
+void CpuBackend::softmax_rows(float* probs, const float* logits, int64_t T, int64_t E) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* l_E = logits + t * E;
+    float* p_E = probs + t * E;
+    float max_logit = -INFINITY;
+    for (int64_t e = 0; e < E; ++e) max_logit = std::max(max_logit, l_E[e]);
+    double denom = 0.0;
+    for (int64_t e = 0; e < E; ++e) {
+      p_E[e] = std::exp(l_E[e] - max_logit);
+      denom += p_E[e];
+    }
+    const float inv = float(1.0 / denom);
+    for (int64_t e = 0; e < E; ++e) p_E[e] *= inv;
+  }
+}
+
+void CpuBackend::softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int64_t T,
+                                       int64_t E) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* p_E = probs + t * E;
+    const float* dp_E = dprobs + t * E;
+    double dot = 0.0;
+    for (int64_t e = 0; e < E; ++e) dot += double(dp_E[e]) * p_E[e];
+    for (int64_t e = 0; e < E; ++e) dlogits[t * E + e] += p_E[e] * (dp_E[e] - float(dot));
+  }
+}
+
+void CpuBackend::gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) {
+  check_rows(rows, A, T);
+#pragma omp parallel for schedule(static)
+  for (int64_t a = 0; a < A; ++a) std::copy_n(x + int64_t(rows[a]) * D, D, out + a * D);
+}
+
+void CpuBackend::scatter_add_rows(float* y, const float* x, const int32_t* rows, const float* weights, int64_t A,
+                                  int64_t T, int64_t D) {
+  check_rows(rows, A, T);
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (D + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t d0 = blk * kBlock, d1 = std::min(D, d0 + kBlock);
+    for (int64_t a = 0; a < A; ++a) {
+      const float w = weights ? weights[a] : 1.0f;
+      float* y_row = y + int64_t(rows[a]) * D;
+      const float* x_row = x + a * D;
+      for (int64_t d = d0; d < d1; ++d) y_row[d] += w * x_row[d];
+    }
+  }
+}
+
+void CpuBackend::scatter_add_rows_backward(float* dx, float* dweights, const float* dy, const float* x,
+                                           const int32_t* rows, const float* weights, int64_t A, int64_t T,
+                                           int64_t D) {
+  check_rows(rows, A, T);
+  // Each assignment owns its dx row and dweights entry: a plain parallel loop is race-free.
+#pragma omp parallel for schedule(static)
+  for (int64_t a = 0; a < A; ++a) {
+    const float* dy_D = dy + int64_t(rows[a]) * D;
+    if (dx) {
+      const float w = weights ? weights[a] : 1.0f;
+      for (int64_t d = 0; d < D; ++d) dx[a * D + d] += w * dy_D[d];
+    }
+    if (dweights) {
+      double dot = 0.0;
+      for (int64_t d = 0; d < D; ++d) dot += double(dy_D[d]) * x[a * D + d];
+      dweights[a] += float(dot);
+    }
+  }
+}
+
+// Threads come from OpenBLAS inside each sgemm; groups run one after another so the result of a
+// group never depends on how many others exist.
+void CpuBackend::grouped_linear_forward(float* y, const float* x, const float* const* w, const int64_t* offsets,
+                                        int64_t G, int64_t K, int64_t N) {
+  check_group_offsets(offsets, G);
+  if (N == 0) return;
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t rows = offsets[g + 1] - offsets[g];
+    if (rows == 0) continue;
+    float* y_g = y + offsets[g] * N;
+    if (K == 0) {  // OpenBLAS rejects ld < 1; an empty inner product is 0
+      std::fill_n(y_g, rows * N, 0.0f);
+      continue;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(N), int(K), 1.0f, x + offsets[g] * K, int(K),
+                w[g], int(K), 0.0f, y_g, int(N));
+  }
+}
+
+void CpuBackend::grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x,
+                                         const float* const* w, const int64_t* offsets, int64_t G, int64_t K,
+                                         int64_t N) {
+  check_group_offsets(offsets, G);
+  if (K == 0 || N == 0) return;  // every product is empty
+  for (int64_t g = 0; g < G; ++g) {
+    const int64_t rows = offsets[g + 1] - offsets[g];
+    if (rows == 0) continue;
+    const float* dy_g = dy + offsets[g] * N;
+    if (dx) {  // dx_g[rows,K] += dy_g[rows,N] · w[g][N,K]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(K), int(N), 1.0f, dy_g, int(N), w[g],
+                  int(K), 1.0f, dx + offsets[g] * K, int(K));
+    }
+    if (dw && dw[g]) {  // dw[g][N,K] += dy_gᵀ[N,rows] · x_g[rows,K]
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(N), int(K), int(rows), 1.0f, dy_g, int(N),
+                  x + offsets[g] * K, int(K), 1.0f, dw[g], int(K));
+    }
+  }
+}
+
+}  // namespace upcycle::backend

@@ -230,4 +230,17 @@ void MoeLayer::router_backward(float* dx, MoeGrads& grads, const std::vector<flo
   for (int64_t i = 0; i < T * D; ++i) dx[i] += dx_router_TD[size_t(i)] * s.noise_TD[size_t(i)];
 }
 
+MoeOptions moe_options_from_config(const ModelConfig& config) {
+  MoeOptions o;
+  o.num_experts = config.num_experts;
+  o.top_k = config.num_experts_per_tok;
+  o.topk_norm = config.topk_norm;
+  o.jitter = config.router_jitter_noise;
+  return o;
+}
+
+MoeDims moe_dims_from_config(const ModelConfig& config) {
+  return {config.hidden_size, config.moe_intermediate_size, config.shared_expert_intermediate_size};
+}
+
 }  // namespace upcycle::model

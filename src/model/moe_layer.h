@@ -84,6 +84,11 @@ struct MoeStats {
   double z_loss = 0;                       // unscaled L_z
 };
 
+// Routing options a checkpoint's config implies for inference: its expert count, top-k, top-k
+// normalisation and (Mixtral) router jitter; token choice, dropless, no auxiliary losses.
+MoeOptions moe_options_from_config(const ModelConfig& config);
+MoeDims moe_dims_from_config(const ModelConfig& config);
+
 class MoeLayer {
  public:
   MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "model/rope.h"
 
 namespace upcycle::model {
@@ -36,14 +37,31 @@ void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
 Transformer::Transformer(const ModelConfig& config, backend::Backend& backend, std::string config_file)
     : config_(config), be_(backend) {
   validate_model_config(config_, config_file);
-  // The single place that refuses MoE: the FFN call (ffn_forward/ffn_backward) is where MoeLayer plugs in.
-  for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
-    if (config_.is_moe_layer(l)) throw Error("MoE layers are not supported by the engine yet");
   inv_freq_ = rope_inv_freq(config_.rope, config_.head_dim, config_file);
   params_ = TensorStore::for_config(config_);
   grads_ = TensorStore::for_config(config_);
   acts_.resize(size_t(config_.num_hidden_layers));
   resid_.resize(size_t(config_.num_hidden_layers + 1));
+  moe_.resize(size_t(config_.num_hidden_layers));
+  if (config_.is_moe()) set_moe_options(moe_options_from_config(config_));
+}
+
+void Transformer::set_moe_options(const MoeOptions& options) {
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
+    if (config_.is_moe_layer(l)) moe_[size_t(l)] = std::make_unique<MoeLayer>(be_, options, moe_dims_from_config(config_));
+}
+
+double Transformer::auxiliary_loss() const {
+  double total = 0;
+  for (const auto& layer : moe_)
+    if (layer)
+      total += layer->options().aux_loss_coef * layer->stats().aux_loss + layer->options().z_loss_coef * layer->stats().z_loss;
+  return total;
+}
+
+const MoeStats* Transformer::moe_stats(int64_t layer) const {
+  const auto& moe = moe_.at(size_t(layer));
+  return moe ? &moe->stats() : nullptr;
 }
 
 Transformer::~Transformer() = default;
@@ -61,7 +79,8 @@ void Transformer::allocate(int64_t T) {
     size(a.q_TQ, T * Q), size(a.k_TK, T * K), size(a.v_TK, T * K);
     size(a.att_TQ, T * Q), size(a.lse_TH, T * H);
     size(a.mid_TD, T * D), size(a.mlp_in_TD, T * D), size(a.mlp_rstd_T, T);
-    size(a.gate_TF, T * F), size(a.up_TF, T * F), size(a.h_TF, T * F);
+    const int64_t dense_F = moe_[size_t(l)] ? 0 : F;  // MoE layers keep their activations in MoeLayer
+    size(a.gate_TF, T * dense_F), size(a.up_TF, T * dense_F), size(a.h_TF, T * dense_F);
   }
   size(final_x_TD_, T * D), size(final_rstd_T_, T), size(logits_TV_, T * V), size(dlogits_TV_, T * V);
   size(dres_TD_, T * D), size(dnorm_TD_, T * D), size(datt_TQ_, T * Q), size(dq_TQ_, T * Q);
@@ -135,7 +154,10 @@ void Transformer::attention_forward(int64_t layer) {
 }
 
 void Transformer::ffn_forward(int64_t layer, float* y_TD, const float* x_TD) {
-  // MoE layers will branch here to MoeLayer::forward (see the constructor).
+  if (MoeLayer* moe = moe_[size_t(layer)].get()) {
+    const uint64_t seed = mix64(phase_seed_ ^ mix64(uint64_t(layer)));  // fresh jitter noise per layer
+    return moe->forward(y_TD, x_TD, T_, moe_weight_views(params_, config_, layer), phase_, seed);
+  }
   const LayerViews<const float*>& w = w_.layers[size_t(layer)];
   LayerActs& a = acts_[size_t(layer)];
   const int64_t T = T_, D = config_.hidden_size, F = config_.intermediate_size;
@@ -214,7 +236,10 @@ void Transformer::attention_backward(int64_t layer, float* dres_TD) {
 }
 
 void Transformer::ffn_backward(int64_t layer, float* dx_TD, const float* dy_TD, const float* x_TD) {
-  // MoE layers will branch here to MoeLayer::backward (see the constructor).
+  if (MoeLayer* moe = moe_[size_t(layer)].get()) {
+    MoeGrads grads = moe_grad_views(grads_, config_, layer);
+    return moe->backward(dx_TD, grads, dy_TD, x_TD, moe_weight_views(params_, config_, layer));
+  }
   const LayerViews<const float*>& w = w_.layers[size_t(layer)];
   const LayerViews<float*>& g = g_.layers[size_t(layer)];
   LayerActs& a = acts_[size_t(layer)];

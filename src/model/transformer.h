@@ -7,19 +7,24 @@
 // (zero_grads() first for a fresh gradient; repeated micro-batches sum). Activations live until the
 // next forward(). The FFN of a layer is one call (ffn_forward/ffn_backward, y overwritten, dx
 // accumulated) so an MoE block can take the dense MLP's place layer by layer.
-// Non-goals: MoE layers (the constructor refuses them until MoeLayer is wired into the FFN call),
-// KV-cache decoding, mixed precision, dropout.
+// MoE layers (config.is_moe_layer) run a MoeLayer in place of the dense MLP; its routing options start
+// from the config (moe_options_from_config) and can be changed with set_moe_options (training: aux and
+// z-loss coefficients, capacity, expert choice…). The MoE losses' gradients enter backward() with
+// their coefficients; auxiliary_loss() reports their weighted sum for the last forward.
+// Non-goals: KV-cache decoding, mixed precision, dropout.
 // Shape legend: B sequences, Tseq tokens each, T = B·Tseq, D model, H heads, KV kv heads, S head dim,
 // Q = H·S, K = KV·S, F ffn width, V vocab.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "io/model_config.h"
 #include "model/model_views.h"
+#include "model/moe_layer.h"
 #include "model/parameters.h"
 
 namespace upcycle::model {
@@ -50,6 +55,16 @@ class Transformer {
   void backward();
   void zero_grads() { grads_.zero(); }
 
+  // MoE routing options for every MoE layer (the same for all); resets saved activations.
+  void set_moe_options(const MoeOptions& options);
+  // Training applies router jitter, seeded by `seed` (mixed with the layer index): pass a new seed
+  // per step for fresh noise.
+  void set_phase(Phase phase, uint64_t seed = 0) { phase_ = phase, phase_seed_ = seed; }
+  // Σ over MoE layers of aux_loss_coef·L_aux + z_loss_coef·L_z for the last forward (0 for dense models).
+  double auxiliary_loss() const;
+  // Routing statistics of MoE layer `layer` from the last forward; nullptr for dense layers.
+  const MoeStats* moe_stats(int64_t layer) const;
+
  private:
   struct LayerActs;
   void allocate(int64_t T);
@@ -62,6 +77,9 @@ class Transformer {
 
   ModelConfig config_;
   backend::Backend& be_;
+  std::vector<std::unique_ptr<MoeLayer>> moe_;  // per layer; null for dense layers
+  Phase phase_ = Phase::kInference;
+  uint64_t phase_seed_ = 0;
   TensorStore params_, grads_;
   std::vector<float> inv_freq_;
   ModelViews<const float*> w_;  // refreshed at each forward/backward

@@ -60,6 +60,13 @@ class Backend {
                                  const AttentionShape& shape) = 0;
   virtual void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                                   const float* v, const float* out, const float* lse, const AttentionShape& shape) = 0;
+  // Decoding with a KV cache, one sequence: Tn = shape.seq_len new queries q[Tn, H, S] at absolute
+  // positions [past, past+Tn) attend to k_cache/v_cache[Tmax, KV, S], whose rows 0..past+Tn−1 are
+  // filled (the new tokens' own keys included; rows beyond are not read). Masking (causal, window)
+  // and GQA exactly as attention_forward at those absolute positions; out[Tn, H, S] is overwritten.
+  // shape.batch must be 1. No lse: decoding never runs backward.
+  virtual void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int64_t past,
+                                const AttentionShape& shape) = 0;
 
   // h[n] = silu(g)·u with silu(z) = z·sigmoid(z).
   virtual void swiglu_forward(float* h, const float* g, const float* u, int64_t n) = 0;

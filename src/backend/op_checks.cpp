@@ -15,6 +15,12 @@ void check_attention_shape(const AttentionShape& shape) {
   UPCYCLE_CHECK(shape.window >= 0, "attention: negative window");
 }
 
+void check_attention_decode(const AttentionShape& shape, int64_t past) {
+  check_attention_shape(shape);
+  UPCYCLE_CHECK(shape.batch == 1, "attention_decode: one sequence at a time (batch must be 1)");
+  UPCYCLE_CHECK(past >= 0, "attention_decode: negative past length");
+}
+
 void check_rope_args(int64_t T, int64_t seq_len, int64_t n_heads, int64_t S) {
   UPCYCLE_CHECK(seq_len > 0 && T % seq_len == 0, "rope: T must be a multiple of seq_len");
   UPCYCLE_CHECK(n_heads > 0 && S > 0 && S % 2 == 0, "rope: head dim must be even");

@@ -10,6 +10,8 @@
 namespace upcycle::backend {
 
 void check_attention_shape(const AttentionShape& shape);
+// attention_decode: one sequence, past ≥ 0.
+void check_attention_decode(const AttentionShape& shape, int64_t past);
 void check_rope_args(int64_t T, int64_t seq_len, int64_t n_heads, int64_t S);
 // Token ids index a table row: they must be ≥ 0 (the table's row count is the caller's invariant).
 void check_ids(const int32_t* ids, int64_t T);

@@ -2,12 +2,12 @@
 // of a checkpoint over one sequence and save the float32 logits [T, V] as .npy — the hook for
 // comparing the engine with transformers token for token. Input is validated before any weight is
 // read (token ids in [0, vocab_size)); the output file appears atomically or not at all.
-#include <charconv>
 #include <cstdio>
 
 #include "backend/backend.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/token_args.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
@@ -24,33 +24,6 @@ struct LogitsOptions {
   std::string out;
   std::string backend = "cpu";
 };
-
-// "1 2 3" or "1,2,3" → ids, each checked against the vocabulary.
-std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab_size) {
-  std::vector<int32_t> ids;
-  size_t i = 0;
-  while (i < text.size()) {
-    if (text[i] == ' ' || text[i] == ',' || text[i] == '\t' || text[i] == '\n') {
-      ++i;
-      continue;
-    }
-    size_t end = text.find_first_of(" ,\t\n", i);
-    if (end == std::string::npos) end = text.size();
-    const std::string word = text.substr(i, end - i);
-    int64_t id = 0;
-    auto [ptr, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
-    if (ec == std::errc::result_out_of_range || (ec == std::errc() && ptr == word.data() + word.size() &&
-                                                 (id < 0 || id >= vocab_size)))
-      throw Error("token id " + word + " is out of range: vocab_size is " + std::to_string(vocab_size) +
-                  " (ids must lie in [0, " + std::to_string(vocab_size) + "))");
-    if (ec != std::errc() || ptr != word.data() + word.size())
-      throw Error("--tokens: '" + word + "' is not an integer token id");
-    ids.push_back(int32_t(id));
-    i = end;
-  }
-  if (ids.empty()) throw Error("--tokens is empty: give at least one token id");
-  return ids;
-}
 
 }  // namespace
 
@@ -70,7 +43,7 @@ int run_logits(const Args& args) {
 
   const std::string config_file = (std::filesystem::path(o.checkpoint) / "config.json").string();
   ModelConfig config = read_model_config(o.checkpoint);
-  std::vector<int32_t> ids = parse_tokens(o.tokens, config.vocab_size);
+  std::vector<int32_t> ids = parse_token_ids(o.tokens, config.vocab_size);
   auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));
   model::Transformer transformer(config, *backend, config_file);
   Checkpoint ckpt = Checkpoint::open(o.checkpoint);

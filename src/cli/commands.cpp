@@ -29,6 +29,8 @@ const std::vector<Command>& commands() {
       {"init", "write a randomly initialised HF checkpoint of any supported family", run_init},
       {"inspect", "describe an HF checkpoint and check it against its config (reads no tensor data)", run_inspect},
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
+      {"generate", "continue token ids with the model (greedy or top-p sampling, KV cache)", run_generate},
+      {"eval", "mean token loss and perplexity on a raw uint32 token file", run_eval},
   };
   return kCommands;
 }

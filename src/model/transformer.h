@@ -11,7 +11,8 @@
 // from the config (moe_options_from_config) and can be changed with set_moe_options (training: aux and
 // z-loss coefficients, capacity, expert choice…). The MoE losses' gradients enter backward() with
 // their coefficients; auxiliary_loss() reports their weighted sum for the last forward.
-// Non-goals: KV-cache decoding, mixed precision, dropout.
+// KV-cache decoding (transformer_decode.cpp) runs the same layer math one sequence at a time.
+// Non-goals: batched decoding, mixed precision, dropout.
 // Shape legend: B sequences, Tseq tokens each, T = B·Tseq, D model, H heads, KV kv heads, S head dim,
 // Q = H·S, K = KV·S, F ffn width, V vocab.
 #pragma once
@@ -65,11 +66,22 @@ class Transformer {
   // Routing statistics of MoE layer `layer` from the last forward; nullptr for dense layers.
   const MoeStats* moe_stats(int64_t layer) const;
 
+  // KV-cache decoding of one sequence. reset_cache(max_len) empties the cache and sizes it for
+  // max_len positions; decode(ids, n) appends n tokens at positions [cache_length(), +n) and returns
+  // their logits_nV, equal (up to fp32 summation order) to the matching rows of a full forward over
+  // the whole sequence. Both share the activation buffers, so a forward() invalidates nothing in the
+  // cache but a decode() invalidates the last forward's logits; loss()/backward() need a new forward().
+  void reset_cache(int64_t max_len);
+  const float* decode(const int32_t* ids, int64_t n);
+  int64_t cache_length() const { return cache_len_; }
+  int64_t cache_capacity() const { return cache_max_; }
+
  private:
   struct LayerActs;
   void allocate(int64_t T);
   void attention_forward(int64_t layer);
   void attention_backward(int64_t layer, float* dres_TD);
+  void attention_decode(int64_t layer);  // decode()'s attention: k/v of the new tokens go to the cache
   // y_TD = FFN_layer(x_TD) (overwritten); dx_TD += ∂/∂x and weight grads += ∂/∂w of Σ dy⊙y.
   void ffn_forward(int64_t layer, float* y_TD, const float* x_TD);
   void ffn_backward(int64_t layer, float* dx_TD, const float* dy_TD, const float* x_TD);
@@ -95,6 +107,13 @@ class Transformer {
   // Backward scratch, reused by every layer.
   std::vector<float> dres_TD_, dnorm_TD_, datt_TQ_, dq_TQ_, dk_TK_, dv_TK_, dq_raw_TQ_, dk_raw_TK_;
   std::vector<float> dh_TF_, dgate_TF_, dup_TF_;
+  // KV cache for decode(): per layer [cache_max_, KV, S] (keys after q/k norm and RoPE).
+  std::vector<std::vector<float>> k_cache_, v_cache_;
+  int64_t cache_len_ = 0, cache_max_ = 0;
+  // decode() scratch shared by all layers (decoding keeps nothing for backward); rstd_TH also
+  // serves the T- and T·KV-row norms.
+  std::vector<float> dec_attn_in_TD_, dec_rstd_TH_, dec_q_raw_TQ_, dec_k_raw_TK_, dec_q_TQ_, dec_att_TQ_;
+  std::vector<float> dec_mid_TD_, dec_mlp_in_TD_;
 };
 
 }  // namespace upcycle::model

@@ -10,6 +10,7 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "model/evaluate.h"
 #include "model/transformer.h"
 #include "support/model_test_support.h"
 
@@ -237,6 +238,55 @@ TEST(ModelMoe, StatsAndAuxiliaryLossPerLayer) {
     expected += 0.5 * s->aux_loss + 0.25 * s->z_loss;
   }
   EXPECT_NEAR(m.auxiliary_loss(), expected, 1e-12);
+}
+
+// KV-cache decoding runs MoE layers per new token; with dropless token choice, routing is per token,
+// so decoding token by token reproduces the full forward (expert choice would not: it sees the batch).
+TEST(ModelMoe, DecodeTokenByTokenMatchesForward) {
+  for (BackendKind kind : {BackendKind::kRef, BackendKind::kCpu}) {
+    auto be = backend::make_backend(kind);
+    ModelConfig config = moe_twin(test::tiny_model_config(Family::kQwen2), Family::kQwen2Moe, 4, 2);
+    config.shared_expert_intermediate_size = 6;
+    Transformer m(config, *be);
+    test::fill_random(m.params(), 8, 0.4f);
+    const int64_t T = 7, V = config.vocab_size;
+    const float* full = m.forward(kIds.data(), 1, T);
+    std::vector<float> expected(full, full + T * V);
+    m.reset_cache(T);
+    double scale = 0;
+    for (float x : expected) scale = std::max(scale, double(std::fabs(x)));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = m.decode(kIds.data() + t, 1);
+      for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(row[v], expected[size_t(t * V + v)], 1e-5 * scale) << t << "," << v;
+    }
+  }
+}
+
+// eval's routing summary: counts add up over batches, token-weighted means equal a single forward's
+// statistics when everything fits in one batch.
+TEST(ModelMoe, EvaluationSummarisesRoutingPerLayer) {
+  auto be = backend::make_backend(BackendKind::kCpu);
+  ModelConfig config = moe_twin(test::tiny_model_config(Family::kQwen3), Family::kQwen3Moe, 4, 2);
+  config.mlp_only_layers = {0};
+  Transformer m(config, *be);
+  test::fill_random(m.params(), 4, 0.4f);
+  const int64_t seq_len = 4, windows = 6;
+  std::vector<int32_t> tokens;
+  for (int64_t i = 0; i < windows * (seq_len + 1); ++i) tokens.push_back(int32_t((i * 7 + 3) % config.vocab_size));
+  EvalResult batched = evaluate_windows(m, tokens, seq_len, 2, nullptr);
+  EvalResult single = evaluate_windows(m, tokens, seq_len, windows, nullptr);
+  ASSERT_EQ(batched.routing.size(), 1u);  // layer 0 is dense
+  EXPECT_EQ(batched.routing[0].layer, 1);
+  int64_t kept = 0;
+  for (int64_t n : batched.routing[0].tokens_per_expert) kept += n;
+  EXPECT_EQ(kept, windows * seq_len * 2);
+  EXPECT_EQ(batched.routing[0].tokens_per_expert, single.routing[0].tokens_per_expert);
+  EXPECT_NEAR(batched.routing[0].router_entropy, single.routing[0].router_entropy, 1e-6);
+  EXPECT_NEAR(batched.routing[0].top1_probability, single.routing[0].top1_probability, 1e-6);
+  const MoeStats* last = m.moe_stats(1);  // the single-batch run was the last forward
+  EXPECT_NEAR(single.routing[0].router_entropy, last->router_entropy, 1e-9);
+  EXPECT_NEAR(single.routing[0].top1_probability, last->top1_probability, 1e-9);
+  EXPECT_NEAR(single.routing[0].aux_loss, last->aux_loss, 1e-9);
 }
 
 }  // namespace

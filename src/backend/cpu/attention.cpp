@@ -2,7 +2,8 @@
 // OpenMP task. Forward saves lse = log Σ exp(scores) per query so backward can recompute the
 // probabilities exactly without storing the T×T matrix. Backward gives each block private dk/dv
 // scratch and then sums the query heads of a GQA group in head order: deterministic, no atomics.
-// Non-goals: flash-style tiling, KV caches, non-causal attention, attention biases/ALiBi.
+// attention_decode runs the same row kernel over a KV cache at absolute positions.
+// Non-goals: flash-style tiling, batched decoding, non-causal attention, attention biases/ALiBi.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -32,14 +33,15 @@ float dot(const float* a, const float* b, int64_t n) {
   return acc;
 }
 
-// One query row: out_S = Σ_j softmax(scores)_j·v_j; returns lse. `p` is scratch of ≥ seq_len floats.
-float attend_row(float* out_S, float* p, const float* q, const float* k, const float* v, const AttnLayout& lay,
-                 int64_t b, int64_t i, int64_t h) {
-  const int64_t S = lay.sh.head_dim, j0 = lay.first_key(i);
-  const float* q_S = q + lay.q(b, i, h);
+// One query row at absolute position i over keys j0..i: out_S = Σ_j softmax(scores)_j·v_j; returns lse.
+// k_pos/v_pos point at position 0's row of this query's kv head, rows `stride` floats apart; the
+// same code serves attention_forward and attention_decode, so both give bitwise equal rows.
+// `p` is scratch of ≥ i+1 floats.
+float attend_row(float* out_S, float* p, const float* q_S, const float* k_pos, const float* v_pos, int64_t stride,
+                 int64_t j0, int64_t i, int64_t S, float scale) {
   float max_score = -INFINITY;
   for (int64_t j = j0; j <= i; ++j) {
-    p[j] = lay.sh.scale * dot(q_S, k + lay.kv(b, j, h), S);
+    p[j] = scale * dot(q_S, k_pos + j * stride, S);
     max_score = std::max(max_score, p[j]);
   }
   double denom = 0.0;
@@ -50,7 +52,7 @@ float attend_row(float* out_S, float* p, const float* q, const float* k, const f
   const float inv_denom = float(1.0 / denom);
   std::fill_n(out_S, S, 0.0f);
   for (int64_t j = j0; j <= i; ++j) {
-    const float* v_S = v + lay.kv(b, j, h);
+    const float* v_S = v_pos + j * stride;
     const float w = p[j] * inv_denom;
     for (int64_t s = 0; s < S; ++s) out_S[s] += w * v_S[s];
   }
@@ -71,8 +73,31 @@ void CpuBackend::attention_forward(float* out, float* lse, const float* q, const
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t h = 0; h < H; ++h) {
         for (int64_t i = 0; i < shape.seq_len; ++i) {
-          lse[lay.lse(b, i, h)] = attend_row(out + lay.q(b, i, h), p.data(), q, k, v, lay, b, i, h);
+          lse[lay.lse(b, i, h)] =
+              attend_row(out + lay.q(b, i, h), p.data(), q + lay.q(b, i, h), k + lay.kv(b, 0, h), v + lay.kv(b, 0, h),
+                         shape.kv_heads * shape.head_dim, lay.first_key(i), i, shape.head_dim, shape.scale);
         }
+      }
+    }
+  }
+}
+
+// Query n of the new block sits at absolute position past + n; cache row j holds key position j.
+void CpuBackend::attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
+                                  int64_t past, const AttentionShape& shape) {
+  check_attention_decode(shape, past);
+  const int64_t H = shape.heads, Tn = shape.seq_len, S = shape.head_dim, G = shape.heads / shape.kv_heads;
+  const AttentionShape full{1, past + Tn, shape.heads, shape.kv_heads, S, shape.window, shape.scale};
+  const AttnLayout lay{full};
+#pragma omp parallel
+  {
+    std::vector<float> p(size_t(past + Tn));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t n = 0; n < Tn; ++n) {
+        const int64_t i = past + n, kv_off = (h / G) * S;
+        attend_row(out + (n * H + h) * S, p.data(), q + (n * H + h) * S, k_cache + kv_off, v_cache + kv_off,
+                   shape.kv_heads * S, lay.first_key(i), i, S, shape.scale);
       }
     }
   }

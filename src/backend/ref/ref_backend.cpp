@@ -195,6 +195,33 @@ void RefBackend::attention_backward(float* dq, float* dk, float* dv, const float
   }
 }
 
+// Query n of the new block sits at absolute position i = past + n; cache row j holds key position j.
+void RefBackend::attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
+                                  int64_t past, const AttentionShape& sh) {
+  check_attention_decode(sh, past);
+  const int64_t S = sh.head_dim, KV = sh.kv_heads, G = sh.heads / sh.kv_heads;
+  std::vector<double> scores(size_t(past + sh.seq_len));
+  for (int64_t h = 0; h < sh.heads; ++h) {
+    for (int64_t n = 0; n < sh.seq_len; ++n) {
+      const int64_t i = past + n, j0 = first_visible(i, sh.window);
+      const float* q_S = q + (n * sh.heads + h) * S;
+      auto row = [&](int64_t j) { return (j * KV + h / G) * S; };
+      double max_score = -INFINITY;
+      for (int64_t j = j0; j <= i; ++j) {
+        scores[size_t(j)] = double(sh.scale) * dot(q_S, k_cache + row(j), S);
+        max_score = std::max(max_score, scores[size_t(j)]);
+      }
+      double denom = 0.0;
+      for (int64_t j = j0; j <= i; ++j) denom += std::exp(scores[size_t(j)] - max_score);
+      for (int64_t s = 0; s < S; ++s) {
+        double acc = 0.0;
+        for (int64_t j = j0; j <= i; ++j) acc += std::exp(scores[size_t(j)] - max_score) * v_cache[row(j) + s];
+        out[(n * sh.heads + h) * S + s] = float(acc / denom);
+      }
+    }
+  }
+}
+
 namespace {
 
 double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }

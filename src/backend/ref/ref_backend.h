@@ -26,6 +26,8 @@ class RefBackend final : public Backend {
                          const AttentionShape& shape) override;
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                           const float* v, const float* out, const float* lse, const AttentionShape& shape) override;
+  void attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache, int64_t past,
+                        const AttentionShape& shape) override;
   void swiglu_forward(float* h, const float* g, const float* u, int64_t n) override;
   void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) override;
   void embedding_forward(float* x, const float* table, const int32_t* ids, int64_t T, int64_t D) override;

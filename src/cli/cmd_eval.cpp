@@ -1,0 +1,149 @@
+// `upcycle eval CKPT --data TOKENS [--seq-len N] [--max-tokens N] [--batch N] [--json]`: mean token
+// loss and perplexity of a checkpoint on a raw uint32 token file, cut into non-overlapping windows of
+// seq_len+1 tokens (model/evaluate.h). The file is checked before any weight is read: size a multiple
+// of 4, at least one whole window, every evaluated id < vocab_size (the first bad one is named).
+// Non-goals: shard formats (the training work will define one), MoE routing statistics (to come).
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "backend/backend.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/progress.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
+#include "io/token_file.h"
+#include "model/evaluate.h"
+#include "model/parameters.h"
+#include "model/transformer.h"
+
+namespace upcycle::cli {
+namespace {
+
+struct EvalOptions {
+  std::string checkpoint;
+  std::string data;
+  int64_t seq_len = 256;
+  int64_t max_tokens = 0;
+  int64_t batch = 4;
+  bool json = false;
+  std::string backend = "cpu";
+};
+
+void bind(OptionSet& set, EvalOptions& o) {
+  set.add_positional("CKPT", "checkpoint directory (config.json + safetensors)", &o.checkpoint, Required::kYes);
+  set.add("data", "TOKENS", "raw token file: little-endian uint32 ids, no header", &o.data);
+  set.add("seq-len", "N", "tokens each window predicts (windows hold N+1 tokens)", &o.seq_len);
+  set.add("max-tokens", "N", "evaluate at most N predicted tokens (the first N / seq-len windows); 0 = all",
+          &o.max_tokens);
+  set.add("batch", "N", "windows per forward pass", &o.batch);
+  set.add_flag("json", "print one JSON object instead of text", &o.json);
+  set.add_choice("backend", {"cpu", "ref"}, "compute backend (ref: slow double-accumulating oracle)", &o.backend);
+  set.add_epilog(
+      "The file is cut into non-overlapping windows of seq-len+1 tokens: the first seq-len are the\n"
+      "inputs, the same tokens shifted by one the targets; a trailing partial window is dropped.\n"
+      "Loss is the mean cross-entropy (nats) over all predicted tokens; perplexity = exp(loss).\n"
+      "--json prints {\"loss\", \"perplexity\", \"tokens\", \"sequences\", \"seq_len\", \"checkpoint\", \"data\"}, plus\n"
+      "\"routing\" for MoE models: per MoE layer tokens_per_expert, load_fraction, dropped_fraction,\n"
+      "router_entropy (nats), top1_probability and aux_loss (1 = perfect balance).\n"
+      "The raw uint32 format is interim: the training work will define a shard format.");
+  set.add_epilog("example:\n  upcycle eval /tmp/tiny-llama --data /tmp/val.u32 --seq-len 128 --json");
+}
+
+void validate(const OptionSet& set, const EvalOptions& o) {
+  if (!set.given("data")) throw Error("missing --data (raw little-endian uint32 token file)");
+  if (o.seq_len < 1) throw Error("--seq-len must be at least 1 (got " + std::to_string(o.seq_len) + ")");
+  if (o.batch < 1) throw Error("--batch must be at least 1 (got " + std::to_string(o.batch) + ")");
+  if (o.max_tokens < 0) throw Error("--max-tokens must be ≥ 0 (got " + std::to_string(o.max_tokens) + ")");
+}
+
+// Windows to evaluate: whole windows in the file, capped by --max-tokens; at least one.
+int64_t count_windows(const EvalOptions& o, uint64_t file_tokens) {
+  int64_t windows = int64_t(file_tokens / uint64_t(o.seq_len + 1));
+  if (windows == 0)
+    throw Error("token file has " + std::to_string(file_tokens) + " tokens: fewer than one window of seq-len+1 = " +
+                    std::to_string(o.seq_len + 1),
+                o.data);
+  if (o.max_tokens > 0) {
+    if (o.max_tokens < o.seq_len)
+      throw Error("--max-tokens " + std::to_string(o.max_tokens) + " is smaller than one window's " +
+                  std::to_string(o.seq_len) + " predicted tokens (--seq-len)");
+    windows = std::min(windows, o.max_tokens / o.seq_len);
+  }
+  return windows;
+}
+
+}  // namespace
+
+namespace {
+
+// Per MoE layer: load per expert (counts and fractions of kept assignments), dropped fraction and the
+// router's mean entropy, top-1 probability and aux loss (1 = perfect balance).
+Json routing_json(const std::vector<model::LayerRoutingSummary>& routing) {
+  Json layers = Json::array();
+  for (const auto& l : routing) {
+    int64_t kept = 0;
+    for (int64_t n : l.tokens_per_expert) kept += n;
+    Json fractions = Json::array();
+    for (int64_t n : l.tokens_per_expert) fractions.push_back(kept ? double(n) / double(kept) : 0.0);
+    layers.push_back({{"layer", l.layer},
+                      {"tokens_per_expert", l.tokens_per_expert},
+                      {"load_fraction", fractions},
+                      {"dropped_fraction", l.assignments ? double(l.dropped) / double(l.assignments) : 0.0},
+                      {"router_entropy", l.router_entropy},
+                      {"top1_probability", l.top1_probability},
+                      {"aux_loss", l.aux_loss}});
+  }
+  return layers;
+}
+
+}  // namespace
+
+int run_eval(const Args& args) {
+  EvalOptions o;
+  OptionSet set("eval",
+                "upcycle eval CKPT --data TOKENS [--seq-len N] [--max-tokens N] [--batch N] [--json] "
+                "[--backend cpu|ref]",
+                "Mean token loss and perplexity of the checkpoint on a raw token file.");
+  bind(set, o);
+  if (!set.parse(args)) return 0;
+  validate(set, o);
+
+  const std::string config_file = (std::filesystem::path(o.checkpoint) / "config.json").string();
+  ModelConfig config = read_model_config(o.checkpoint);
+  const int64_t windows = count_windows(o, token_file_count(o.data));
+  const std::vector<int32_t> tokens = read_token_file(o.data, uint64_t(windows * (o.seq_len + 1)), config.vocab_size);
+  auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));
+  model::Transformer transformer(config, *backend, config_file);
+  Checkpoint ckpt = Checkpoint::open(o.checkpoint);
+  model::load_parameters(transformer.params(), ckpt, model::checked_weight_table(config, ckpt));
+
+  Progress progress("eval", uint64_t(windows * o.seq_len), "tokens");
+  const model::EvalResult r = model::evaluate_windows(transformer, tokens, o.seq_len, o.batch, &progress);
+  progress.finish();
+  if (o.json) {
+    Json j = {{"loss", r.loss},           {"perplexity", r.perplexity}, {"tokens", r.tokens},
+              {"sequences", r.sequences}, {"seq_len", o.seq_len},       {"checkpoint", o.checkpoint},
+              {"data", o.data}};
+    if (!r.routing.empty()) j["routing"] = routing_json(r.routing);
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("loss %.6f  perplexity %.4f  (%lld tokens in %lld windows of %lld, %s backend)\n", r.loss, r.perplexity,
+                static_cast<long long>(r.tokens), static_cast<long long>(r.sequences),
+                static_cast<long long>(o.seq_len), o.backend.c_str());
+    for (const auto& l : r.routing) {
+      std::string load;
+      for (int64_t n : l.tokens_per_expert) load += (load.empty() ? "" : " ") + std::to_string(n);
+      std::printf("layer %lld routing: tokens per expert [%s], dropped %lld/%lld, entropy %.3f nats, top-1 p %.3f, aux %.3f\n",
+                  static_cast<long long>(l.layer), load.c_str(), static_cast<long long>(l.dropped),
+                  static_cast<long long>(l.assignments), l.router_entropy, l.top1_probability, l.aux_loss);
+    }
+  }
+  return 0;
+}
+
+}  // namespace upcycle::cli

@@ -1,0 +1,109 @@
+// `upcycle generate CKPT --tokens "ids…" --max-new-tokens N [--temperature T] [--top-p P] [--seed S]`:
+// continue a token sequence with the KV-cache decoder, greedy by default, and print the new ids on
+// one stdout line (throughput on stderr). Every input is validated before any weight is read: ids
+// against vocab_size, N ≥ 1, T ≥ 0, P ∈ (0, 1]. --prompt exists only to say that text input needs
+// a tokenizer upcycle does not have yet. Non-goals: tokenization, streaming output, top-k.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "backend/backend.h"
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/token_args.h"
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
+#include "model/generate.h"
+#include "model/parameters.h"
+#include "model/transformer.h"
+
+namespace upcycle::cli {
+namespace {
+
+struct GenerateCliOptions {
+  std::string checkpoint;
+  std::string tokens;
+  std::string prompt;
+  int64_t max_new_tokens = 0;
+  double temperature = 0.0;
+  double top_p = 1.0;
+  uint64_t seed = 0;
+  std::string backend = "cpu";
+};
+
+void bind(OptionSet& set, GenerateCliOptions& o) {
+  set.add_positional("CKPT", "checkpoint directory (config.json + safetensors)", &o.checkpoint, Required::kYes);
+  set.add("tokens", "IDS", "prompt token ids separated by spaces or commas, each in [0, vocab_size)", &o.tokens);
+  set.add("prompt", "TEXT", "text prompt: not available yet (upcycle has no tokenizer); use --tokens", &o.prompt);
+  set.add("max-new-tokens", "N", "required: generate at most N tokens (≥ 1); stops earlier at an eos token", &o.max_new_tokens);
+  set.add("temperature", "T", "0 = greedy (argmax); > 0 samples from softmax(logits / T)", &o.temperature);
+  set.add("top-p", "P", "nucleus sampling: keep the most probable tokens up to mass P, in (0, 1]", &o.top_p);
+  set.add("seed", "S", "seed of the sampling draws (same seed, same output)", &o.seed);
+  set.add_choice("backend", {"cpu", "ref"}, "compute backend (ref: slow double-accumulating oracle)", &o.backend);
+  set.add_epilog(
+      "Generation stops after N tokens or after emitting an eos token (config.json eos_token_id: an\n"
+      "integer or a list of integers; the eos token is printed). Sampling applies temperature, then\n"
+      "top-p; draw k is CounterRng(seed, \"generate\").uniform(k), so output is reproducible.\n"
+      "Defaults differ from transformers' generate(): upcycle is greedy unless --temperature > 0, never\n"
+      "applies top-k (HF samples with top_k=50 by default) and ignores generation_config.json.");
+  set.add_epilog("example:\n  upcycle generate /tmp/tiny-llama --tokens \"1 15 27\" --max-new-tokens 20 --temperature 0.8 "
+                 "--top-p 0.9 --seed 7");
+}
+
+void validate(const OptionSet& set, const GenerateCliOptions& o) {
+  if (set.given("prompt"))
+    throw Error("--prompt is not available yet: upcycle has no tokenizer; pass token ids with --tokens");
+  if (!set.given("tokens")) throw Error("missing --tokens (prompt token ids, e.g. --tokens \"1 2 3\")");
+  if (!set.given("max-new-tokens")) throw Error("missing --max-new-tokens (how many tokens to generate)");
+  if (o.max_new_tokens < 1)
+    throw Error("--max-new-tokens must be at least 1 (got " + std::to_string(o.max_new_tokens) + ")");
+  if (!(o.temperature >= 0.0) || !std::isfinite(o.temperature))
+    throw Error("--temperature must be a finite number ≥ 0 (got " + std::to_string(o.temperature) + ")");
+  if (!(o.top_p > 0.0 && o.top_p <= 1.0))
+    throw Error("--top-p must lie in (0, 1] (got " + std::to_string(o.top_p) + ")");
+}
+
+}  // namespace
+
+int run_generate(const Args& args) {
+  GenerateCliOptions o;
+  OptionSet set("generate",
+                "upcycle generate CKPT --tokens \"ID ID ...\" --max-new-tokens N [--temperature T] [--top-p P] "
+                "[--seed S] [--backend cpu|ref]",
+                "Continue a token sequence with the model (KV-cache decoding) and print the generated ids,\n"
+                "space-separated, on one line of stdout; tokens/s go to stderr. Greedy unless --temperature > 0.");
+  bind(set, o);
+  if (!set.parse(args)) return 0;
+  validate(set, o);
+
+  const std::string config_file = (std::filesystem::path(o.checkpoint) / "config.json").string();
+  ModelConfig config = read_model_config(o.checkpoint);
+  const std::vector<int32_t> prompt = parse_token_ids(o.tokens, config.vocab_size);
+  model::GenerateOptions gen;
+  gen.max_new_tokens = o.max_new_tokens;
+  gen.sampling = {o.temperature, o.top_p};
+  gen.seed = o.seed;
+  gen.eos_ids = model::eos_token_ids(config, config_file);
+  auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));
+  model::Transformer transformer(config, *backend, config_file);
+  Checkpoint ckpt = Checkpoint::open(o.checkpoint);
+  model::load_parameters(transformer.params(), ckpt, model::checked_weight_table(config, ckpt));
+
+  const auto start = std::chrono::steady_clock::now();
+  const model::GenerateResult result = model::generate(transformer, prompt, gen);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string line;
+  for (int32_t id : result.tokens) line += (line.empty() ? "" : " ") + std::to_string(id);
+  std::printf("%s\n", line.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "generated %zu tokens in %.3f s (%.1f tokens/s, %s backend, prompt of %zu tokens included)%s\n",
+               result.tokens.size(), seconds, double(result.tokens.size()) / std::max(seconds, 1e-9),
+               o.backend.c_str(), prompt.size(), result.stopped_at_eos ? "; stopped at eos" : "");
+  return 0;
+}
+
+}  // namespace upcycle::cli

@@ -4,6 +4,8 @@
 // Header-only so only the tests that need the model library pull it in.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <numbers>
@@ -14,6 +16,7 @@
 #include "core/rng.h"
 #include "io/model_config.h"
 #include "model/parameters.h"
+#include "model/transformer.h"
 
 namespace upcycle::test {
 
@@ -68,6 +71,44 @@ inline std::vector<double> llama3_inv_freq_reference(double theta, int64_t S, do
     out.push_back(f);
   }
   return out;
+}
+
+// Central differences (step 1e-3 in fp32) of `objective` with respect to the parameters of `m`,
+// compared with m.grads() (filled by the caller for the same objective). Every element of each
+// tensor when `max_per_tensor` is 0, else an even spread of about that many. Each tensor must have a
+// non-trivial gradient, so a backward that writes nothing cannot pass — except routed experts, which
+// legitimately get none when no token is routed to them (their finite differences must then be 0 too).
+// Returns the elements checked.
+template <typename Objective>
+size_t expect_parameter_grads_match(model::Transformer& m, Objective&& objective, size_t max_per_tensor = 0) {
+  const float h = 1e-3f;  // truncation O(h²), rounding O(1e-7·loss/h)
+  size_t checked = 0;
+  for (size_t i = 0; i < m.params().specs().size(); ++i) {
+    const std::string& name = m.params().specs()[i].name;
+    auto p = m.params().view(i);
+    auto g = m.grads().view(i);
+    double scale = 0;
+    for (float x : g) scale = std::max(scale, double(std::fabs(x)));
+    const WeightRole role = m.params().specs()[i].role;
+    const bool routed_expert =
+        role == WeightRole::kExpertGate || role == WeightRole::kExpertUp || role == WeightRole::kExpertDown;
+    if (!routed_expert) {
+      EXPECT_GT(scale, 1e-4) << name << ": gradient vanishes, the check would be vacuous";
+    }
+    const size_t stride = max_per_tensor ? std::max<size_t>(1, p.size() / max_per_tensor) : 1;
+    for (size_t e = 0; e < p.size(); e += stride) {
+      const float saved = p[e];
+      p[e] = saved + h;
+      const double up = objective();
+      p[e] = saved - h;
+      const double down = objective();
+      p[e] = saved;
+      const double fd = (up - down) / (2.0 * double(h));
+      EXPECT_NEAR(g[e], fd, 2e-3 * scale + 1e-2 * std::fabs(fd) + 2e-4) << name << "[" << e << "]";
+      ++checked;
+    }
+  }
+  return checked;
 }
 
 }  // namespace upcycle::test

@@ -57,6 +57,17 @@ void upcycle_params(const Transformer& dense, Transformer& moe) {
   }
 }
 
+// Builds a random dense model of `dense_family` (the tiny shapes), upcycles its parameters into `moe`
+// and returns the dense model's logits for kIds.
+std::vector<float> upcycled_logits(Family dense_family, Transformer& moe, backend::Backend& be) {
+  ModelConfig dense_config = test::tiny_model_config(dense_family);
+  Transformer dense(dense_config, be);
+  test::fill_random(dense.params(), 5, 0.4f);
+  upcycle_params(dense, moe);
+  const float* logits = dense.forward(kIds.data(), kB, kT);
+  return std::vector<float>(logits, logits + kB * kT * dense_config.vocab_size);
+}
+
 struct Twin {
   std::string name;
   Family dense, moe;
@@ -70,14 +81,10 @@ class ModelMoePreservation : public ::testing::TestWithParam<std::tuple<Twin, Ba
 TEST_P(ModelMoePreservation, CopiedExpertsReproduceDenseLogits) {
   const auto& [twin, kind] = GetParam();
   auto be = backend::make_backend(kind);
-  ModelConfig dense_config = test::tiny_model_config(twin.dense);
-  ModelConfig moe_config = moe_twin(dense_config, twin.moe, 4, 2);
+  ModelConfig moe_config = moe_twin(test::tiny_model_config(twin.dense), twin.moe, 4, 2);
   moe_config.mlp_only_layers = twin.mlp_only_layers;
-  Transformer dense(dense_config, *be), moe(moe_config, *be);
-  test::fill_random(dense.params(), 5, 0.4f);
-  upcycle_params(dense, moe);
-  const float* a = dense.forward(kIds.data(), kB, kT);
-  std::vector<float> dense_logits(a, a + kB * kT * dense_config.vocab_size);
+  Transformer moe(moe_config, *be);
+  const std::vector<float> dense_logits = upcycled_logits(twin.dense, moe, *be);
   const float* b = moe.forward(kIds.data(), kB, kT);
   double scale = 0;
   for (float x : dense_logits) scale = std::max(scale, double(std::fabs(x)));
@@ -99,18 +106,14 @@ TEST_P(ModelMoePreservation, CopiedExpertsReproduceDenseLogits) {
 TEST_P(ModelMoePreservation, WithoutRenormalisationOutputsDiffer) {
   const auto& [twin, kind] = GetParam();
   auto be = backend::make_backend(kind);
-  ModelConfig dense_config = test::tiny_model_config(twin.dense);
-  ModelConfig moe_config = moe_twin(dense_config, twin.moe, 4, 2);
+  ModelConfig moe_config = moe_twin(test::tiny_model_config(twin.dense), twin.moe, 4, 2);
   moe_config.topk_norm = TopkNorm::kNone;  // FFN output scaled by Σ top-k p < 1: not function-preserving
   if (twin.moe == Family::kMixtral) {  // Mixtral always renormalises: such a config is refused by name
     EXPECT_THROW(Transformer(moe_config, *be), Error);
     return;
   }
-  Transformer dense(dense_config, *be), moe(moe_config, *be);
-  test::fill_random(dense.params(), 5, 0.4f);
-  upcycle_params(dense, moe);
-  const float* a = dense.forward(kIds.data(), kB, kT);
-  std::vector<float> dense_logits(a, a + kB * kT * dense_config.vocab_size);
+  Transformer moe(moe_config, *be);
+  const std::vector<float> dense_logits = upcycled_logits(twin.dense, moe, *be);
   const float* b = moe.forward(kIds.data(), kB, kT);
   double diff = 0;
   for (size_t i = 0; i < dense_logits.size(); ++i) diff = std::max(diff, double(std::fabs(b[i] - dense_logits[i])));
@@ -184,26 +187,7 @@ TEST_P(ModelMoeGradCheck, EveryParameterMatchesFiniteDifferences) {
     for (int64_t l = 0; l < c.config.num_hidden_layers; ++l) dropped += m.moe_stats(l)->dropped;
     EXPECT_GT(dropped, 0) << "the capacity case must actually drop tokens";
   }
-  const float h = 1e-3f;
-  for (size_t i = 0; i < m.params().specs().size(); ++i) {
-    const std::string& name = m.params().specs()[i].name;
-    auto p = m.params().view(i);
-    auto g = m.grads().view(i);
-    double scale = 0;
-    for (float x : g) scale = std::max(scale, double(std::fabs(x)));
-    // Every element of small tensors, an even spread of 24 elements of larger ones.
-    const size_t stride = std::max<size_t>(1, p.size() / 24);
-    for (size_t e = 0; e < p.size(); e += stride) {
-      const float saved = p[e];
-      p[e] = saved + h;
-      const double up = objective(m);
-      p[e] = saved - h;
-      const double down = objective(m);
-      p[e] = saved;
-      const double fd = (up - down) / (2.0 * double(h));
-      EXPECT_NEAR(g[e], fd, 2e-3 * scale + 1e-2 * std::fabs(fd) + 2e-4) << name << "[" << e << "]";
-    }
-  }
+  test::expect_parameter_grads_match(m, [&] { return objective(m); }, 24);
 }
 
 INSTANTIATE_TEST_SUITE_P(Routing, ModelMoeGradCheck,

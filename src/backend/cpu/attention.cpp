@@ -34,7 +34,7 @@ struct AttnLayout {
 
 // Vector lanes accumulate in a fixed order (omp simd): ~lane-count times faster than a serial chain,
 // and still the same result for the same inputs, which the forward/decode equality relies on.
-float dot(const float* a, const float* b, int64_t n) {
+inline float dot(const float* a, const float* b, int64_t n) {
   float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
   for (int64_t s = 0; s < n; ++s) acc += a[s] * b[s];
@@ -45,8 +45,12 @@ float dot(const float* a, const float* b, int64_t n) {
 // k_pos/v_pos point at position 0's row of this query's kv head, rows `stride` floats apart; the
 // same code serves attention_forward and attention_decode, so both give bitwise equal rows.
 // `p` is scratch of ≥ i+1 floats.
-float attend_row(float* out_S, float* p, const float* q_S, const float* k_pos, const float* v_pos, int64_t stride,
-                 int64_t j0, int64_t i, int64_t S, float scale) {
+// Compiled for AVX-512 and AVX2 as well as the baseline ISA and picked once per process at load time
+// (GCC/Clang target_clones): the build targets generic x86-64, and this loop is most of the forward.
+// Forward and decode call the same clone, so their rows stay bitwise equal.
+__attribute__((target_clones("avx512f", "avx2", "default"))) float attend_row(
+    float* out_S, float* p, const float* q_S, const float* k_pos, const float* v_pos, int64_t stride, int64_t j0,
+    int64_t i, int64_t S, float scale) {
   float max_score = -INFINITY;
   for (int64_t j = j0; j <= i; ++j) {
     p[j] = scale * dot(q_S, k_pos + j * stride, S);

@@ -29,7 +29,9 @@ test-asan: setup
 demo: build
 	@scripts/demo $(BUILD)
 
+# `scripts/setup bench` adds PyTorch (python3-torch, large) for the side-by-side training step.
 bench: build
+	@scripts/setup bench
 	@scripts/bench $(BUILD)
 
 fuzz:

@@ -139,6 +139,18 @@ TEST_F(BackendOpVsRef, Attention) {
   }
 }
 
+// Sequences longer than the cpu backward's 64-row tile, with lengths and windows that are not
+// multiples of it, so masking at tile edges and windows reaching into earlier tiles are exercised.
+TEST_F(BackendOpVsRef, AttentionAcrossTiles) {
+  uint64_t seed = 700;
+  for (int64_t window : {0, 70, 5}) {
+    SCOPED_TRACE("window=" + std::to_string(window));
+    AttentionShape sh{.batch = 1, .seq_len = 150, .heads = 4, .kv_heads = 2, .head_dim = 8, .window = window,
+                      .scale = 1.0f / std::sqrt(8.0f)};
+    compare_attention(*ref_, *cpu_, sh, seed += 10);
+  }
+}
+
 TEST_F(BackendOpVsRef, SwiGlu) {
   const int64_t n = 1031;
   auto g = random_floats(size_t(n), 400, 4.0f);

@@ -1,0 +1,271 @@
+// Training-step benchmark (issue "Engine"): one forward + loss + backward (fresh zero_grads, no
+// optimizer) of the dense `base` preset (V=8192 D=512 L=8 H=KV=8 F=1408) and of its 8-expert top-2
+// Mixtral-style upcycle, on the cpu backend, next to the machine's sgemm measured in the same run.
+// FLOPs are analytic (Kaplan et al. 2020, training = 3× forward):
+//   per token 6·N_active + 6·L·Tseq·D, N_active = matmul weights a token passes through (q,k,v,o,
+//   FFN or router + top-k experts, lm_head; not the embedding lookup); the second term is QKᵀ and PV
+//   over the causal half of the score matrix (exact for causal attention).
+// Usage: bench_train_step [--batch=4] [--seq=512] [--torch=FILE]  (FILE: the line printed by
+// bench/torch_train_step.py; scripts/bench passes it so the table shows upcycle ÷ PyTorch).
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <span>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/units.h"
+#include "io/model_presets.h"
+#include "model/transformer.h"
+#include "support/model_test_support.h"
+
+using namespace upcycle;
+
+namespace {
+
+int64_t g_batch = 4, g_seq = 512;
+
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+uint64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmHWM:") {
+      uint64_t kb;
+      status >> kb;
+      return kb * 1024;
+    }
+  }
+  return 0;
+}
+
+struct CaseResult {
+  double seconds = 0;       // per iteration
+  double flops = 0;         // per iteration
+  double tokens = 0;        // per iteration (0 for sgemm)
+  uint64_t peak_rss = 0;
+};
+std::map<std::string, CaseResult> g_results;
+
+backend::Backend& cpu() {
+  static std::unique_ptr<backend::Backend> be = backend::make_backend(backend::BackendKind::kCpu);
+  return *be;
+}
+
+ModelConfig dense_config() {
+  ModelConfig c = preset_config(Family::kLlama, "base");
+  c.dtype = DType::kF32;
+  return c;
+}
+
+// Mixtral-style upcycle of the dense config: same attention (RoPE theta included), every FFN becomes 8
+// experts of the same width, top-2 renormalised, no sliding window (seq ≤ 4096 would not reach it anyway).
+ModelConfig moe_config() {
+  const ModelConfig d = dense_config();
+  ModelConfig c = preset_config(Family::kMixtral, "base");
+  c.dtype = DType::kF32;
+  c.num_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.moe_intermediate_size = d.intermediate_size;
+  c.topk_norm = TopkNorm::kRenormalize;
+  c.router_jitter_noise = 0.0;
+  c.sliding_window = std::nullopt;
+  c.rope = d.rope;
+  c.rms_norm_eps = d.rms_norm_eps;
+  return c;
+}
+
+// Matmul weights one token passes through (see the header comment).
+double active_matmul_params(const ModelConfig& c) {
+  const double D = double(c.hidden_size), S = double(c.head_dim);
+  const double attn = D * S * double(c.num_attention_heads) * 2 + D * S * double(c.num_key_value_heads) * 2;
+  double ffn = 3.0 * D * double(c.intermediate_size);
+  if (c.is_moe()) ffn = D * double(c.num_experts) + double(c.num_experts_per_tok) * 3.0 * D * double(c.moe_intermediate_size);
+  return double(c.num_hidden_layers) * (attn + ffn) + double(c.vocab_size) * D;
+}
+
+double step_flops(const ModelConfig& c, int64_t B, int64_t Tseq) {
+  const double tokens = double(B * Tseq);
+  return tokens * (6.0 * active_matmul_params(c) +
+                   6.0 * double(c.num_hidden_layers) * double(Tseq) * double(c.num_attention_heads * c.head_dim));
+}
+
+// Dense weights ~ N(0, 0.02²) (norms around 1); the MoE copies every dense FFN into each expert and
+// draws the router from N(0, 0.02²), as upcycling does.
+void fill_dense(model::TensorStore& store) { test::fill_random(store, 1234, 0.02f); }
+
+void fill_upcycled(model::TensorStore& moe, const model::TensorStore& dense) {
+  std::map<std::pair<int64_t, WeightRole>, size_t> ffn;  // (layer, dense role) → dense index
+  for (size_t i = 0; i < dense.specs().size(); ++i) ffn[{dense.specs()[i].layer, dense.specs()[i].role}] = i;
+  for (size_t i = 0; i < moe.specs().size(); ++i) {
+    const WeightSpec& s = moe.specs()[i];
+    auto out = moe.view(i);
+    std::span<const float> src;
+    switch (s.role) {
+      case WeightRole::kRouter:
+        CounterRng(99, s.name).fill_normal(out.data(), 0, out.size(), 0.0f, 0.02f);
+        continue;
+      case WeightRole::kExpertGate: src = dense.view(ffn.at({s.layer, WeightRole::kGateProj})); break;
+      case WeightRole::kExpertUp: src = dense.view(ffn.at({s.layer, WeightRole::kUpProj})); break;
+      case WeightRole::kExpertDown: src = dense.view(ffn.at({s.layer, WeightRole::kDownProj})); break;
+      default: src = dense.view(ffn.at({s.layer, s.role})); break;
+    }
+    std::copy(src.begin(), src.end(), out.begin());
+  }
+}
+
+void record(benchmark::State& state, const std::string& name, double flops, double tokens) {
+  auto& r = g_results[name];
+  r.flops = flops;
+  r.tokens = tokens;
+  r.peak_rss = peak_rss_bytes();
+  state.counters["GFLOP/s"] = benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  if (tokens > 0) state.counters["tokens/s"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["peak_rss_MB"] = double(r.peak_rss) / 1e6;
+}
+
+void register_sgemm(const std::string& name, int64_t M, int64_t K, int64_t N) {
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    reset_peak_rss();
+    std::vector<float> x(size_t(M * K)), w(size_t(N * K)), y(size_t(M * N));
+    std::mt19937 gen(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (float& v : x) v = nd(gen);
+    for (float& v : w) v = nd(gen);
+    cpu().linear_forward(y.data(), x.data(), w.data(), nullptr, M, K, N);  // warm-up: OpenBLAS buffers, threads
+    for (auto _ : state) {
+      cpu().linear_forward(y.data(), x.data(), w.data(), nullptr, M, K, N);
+      benchmark::DoNotOptimize(y.data());
+    }
+    record(state, name, 2.0 * double(M) * double(K) * double(N), 0);
+  })->MinTime(2.0)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+void register_train_step(const std::string& name, bool moe) {
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    reset_peak_rss();
+    const ModelConfig dc = dense_config();
+    const ModelConfig config = moe ? moe_config() : dc;
+    auto be = &cpu();
+    model::Transformer m(config, *be);
+    if (moe) {
+      model::TensorStore dense = model::TensorStore::for_config(dc);
+      fill_dense(dense);
+      fill_upcycled(m.params(), dense);
+      m.set_moe_options(model::moe_options_from_config(config));
+    } else {
+      fill_dense(m.params());
+    }
+    m.set_phase(model::Phase::kTraining, 1);
+    const int64_t T = g_batch * g_seq;
+    std::vector<int32_t> ids(static_cast<size_t>(T)), targets(static_cast<size_t>(T));
+    std::mt19937 gen(11);
+    std::uniform_int_distribution<int32_t> tok(0, int32_t(config.vocab_size - 1));
+    for (auto& id : ids) id = tok(gen);
+    // Next-token targets within each sequence; the last position of a sequence is ignored.
+    for (int64_t t = 0; t < T; ++t) targets[size_t(t)] = (t + 1) % g_seq == 0 ? -1 : ids[size_t(t + 1)];
+    auto step = [&] {
+      m.zero_grads();
+      m.forward(ids.data(), g_batch, g_seq);
+      benchmark::DoNotOptimize(m.loss(targets.data()));
+      m.backward();
+    };
+    step();  // warm-up: first-touch of activations and gradients
+    for (auto _ : state) step();
+    record(state, name, step_flops(config, g_batch, g_seq), double(T));
+  })->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+class RecordingReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const auto& run : runs) {
+      auto name = run.benchmark_name();
+      if (auto cut = name.find('/'); cut != std::string::npos) name = name.substr(0, cut);
+      g_results[name].seconds = run.GetAdjustedRealTime() / 1e3;
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+};
+
+// Reads "torch_train_step ... dense_tokens_per_s=X moe_tokens_per_s=Y" (the python script's summary).
+std::map<std::string, double> read_torch(const std::string& path) {
+  std::map<std::string, double> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("torch_train_step", 0) != 0) continue;
+    std::istringstream words(line);
+    std::string kv;
+    while (words >> kv)
+      if (auto eq = kv.find('='); eq != std::string::npos) out[kv.substr(0, eq)] = std::atof(kv.c_str() + eq + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  std::string torch_file;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--batch=", 8) == 0) g_batch = std::atoll(argv[i] + 8);
+    else if (std::strncmp(argv[i], "--seq=", 6) == 0) g_seq = std::atoll(argv[i] + 6);
+    else if (std::strncmp(argv[i], "--torch=", 8) == 0) torch_file = argv[i] + 8;
+    else {
+      std::fprintf(stderr, "usage: bench_train_step [--batch=N] [--seq=N] [--torch=FILE]\n");
+      return 2;
+    }
+  }
+  const int64_t B = g_batch, Tseq = g_seq;
+  register_sgemm("sgemm_2048x2048x2048", 2048, 2048, 2048);
+  register_sgemm("sgemm_model_ffn", B * Tseq, 512, 1408);
+  register_train_step("train_step_dense", false);
+  register_train_step("train_step_moe", true);
+  RecordingReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+
+  auto gflops = [](const std::string& n) {
+    const auto& r = g_results[n];
+    return r.seconds > 0 ? r.flops / r.seconds / 1e9 : 0.0;
+  };
+  auto tok_s = [](const std::string& n) {
+    const auto& r = g_results[n];
+    return r.seconds > 0 ? r.tokens / r.seconds : 0.0;
+  };
+  const ModelConfig dc = dense_config(), mc = moe_config();
+  std::printf("\nmodel: base preset, batch %lld × seq %lld = %lld tokens/step, fp32, cpu backend\n", (long long)B,
+              (long long)Tseq, (long long)(B * Tseq));
+  std::printf("FLOPs/step = tokens·(6·N_active + 6·L·Tseq·D)  [Kaplan; attention term = causal QKᵀ+PV]\n");
+  std::printf("N_active: dense %.2fM, moe %.2fM (router + top-2 experts)\n\n", active_matmul_params(dc) / 1e6,
+              active_matmul_params(mc) / 1e6);
+  std::printf("%-24s %10s %10s %10s %12s\n", "case", "ms/iter", "GFLOP/s", "tokens/s", "peak RSS");
+  for (const char* c : {"sgemm_2048x2048x2048", "sgemm_model_ffn", "train_step_dense", "train_step_moe"}) {
+    const auto& r = g_results[c];
+    std::printf("%-24s %10.1f %10.1f %10.0f %12s\n", c, r.seconds * 1e3, gflops(c), tok_s(c),
+                format_bytes(r.peak_rss).c_str());
+  }
+  const double sgemm = gflops("sgemm_2048x2048x2048"), dense = gflops("train_step_dense"),
+               moe = gflops("train_step_moe");
+  std::printf("\ndense GFLOP/s ÷ sgemm(2048³) GFLOP/s = %.3f  (goal ≥ 0.35)\n", sgemm > 0 ? dense / sgemm : 0);
+  std::printf("moe GFLOP/s ÷ dense GFLOP/s          = %.3f  (goal ≥ 0.80)\n", dense > 0 ? moe / dense : 0);
+  if (!torch_file.empty()) {
+    auto torch = read_torch(torch_file);
+    const double td = torch["dense_tokens_per_s"], tm = torch["moe_tokens_per_s"];
+    std::printf("PyTorch (%s): dense %.0f tokens/s, moe %.0f tokens/s\n", torch_file.c_str(), td, tm);
+    std::printf("upcycle ÷ PyTorch dense tokens/s     = %.2f  (goal ≥ 1.5)\n", td > 0 ? tok_s("train_step_dense") / td : 0);
+    std::printf("upcycle ÷ PyTorch moe tokens/s       = %.2f  (goal ≥ 3)\n", tm > 0 ? tok_s("train_step_moe") / tm : 0);
+  }
+  benchmark::Shutdown();
+  return 0;
+}

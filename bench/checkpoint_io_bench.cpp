@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "peak_rss.h"
 #include "core/units.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_writer.h"
@@ -27,28 +28,14 @@ using namespace upcycle;
 
 namespace {
 
+using upcycle::bench::peak_rss_bytes;
+using upcycle::bench::reset_peak_rss;
+
 uint64_t dir_bytes(const fs::path& dir) {
   uint64_t total = 0;
   for (const auto& e : fs::directory_iterator(dir))
     if (e.is_regular_file()) total += e.file_size();
   return total;
-}
-
-void reset_peak_rss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
-
-uint64_t peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmHWM:") {
-      uint64_t kb;
-      status >> kb;
-      return kb * 1024;
-    }
-  }
-  return 0;
 }
 
 fs::path scratch_output(const fs::path& src) { return src.parent_path() / (src.filename().string() + ".bench-out"); }

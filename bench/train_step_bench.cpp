@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "peak_rss.h"
 #include "backend/backend.h"
 #include "core/units.h"
 #include "io/model_presets.h"
@@ -32,22 +33,10 @@ using namespace upcycle;
 
 namespace {
 
+using upcycle::bench::peak_rss_bytes;
+using upcycle::bench::reset_peak_rss;
+
 int64_t g_batch = 4, g_seq = 512;
-
-void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
-
-uint64_t peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    if (key == "VmHWM:") {
-      uint64_t kb;
-      status >> kb;
-      return kb * 1024;
-    }
-  }
-  return 0;
-}
 
 struct CaseResult {
   double seconds = 0;       // per iteration

@@ -1,7 +1,8 @@
 // Central finite differences for gradient tests of composite code (the MoE layer, the MoE ops):
 // perturb each element of a parameter by ±step, difference a scalar objective, and compare with the
 // analytic gradient within tol·max|analytic|. The quotient divides by the step fp32 actually took.
-// Also demands a non-trivial gradient, so a backward that writes nothing cannot pass.
+// Also demands a non-trivial gradient (max|analytic| > min_scale), so a backward that writes nothing
+// cannot pass.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -23,10 +24,10 @@ inline double weighted_sum(const std::vector<float>& r, const float* y) {
 inline ::testing::AssertionResult matches_finite_differences(std::vector<float>& param,
                                                              const std::vector<float>& analytic,
                                                              const std::function<double()>& objective,
-                                                             float step, double tol) {
+                                                             float step, double tol, double min_scale = 1e-3) {
   if (param.size() != analytic.size()) return ::testing::AssertionFailure() << "size mismatch";
   const double scale = max_abs(analytic);
-  if (!(scale > 1e-3)) return ::testing::AssertionFailure() << "analytic gradient is ~zero (max " << scale << ")";
+  if (!(scale > min_scale)) return ::testing::AssertionFailure() << "analytic gradient is ~zero (max " << scale << ")";
   for (size_t i = 0; i < param.size(); ++i) {
     const float saved = param[i];
     param[i] = saved + step;

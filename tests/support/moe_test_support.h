@@ -36,39 +36,28 @@ struct MoeBuffers {
     s_expert_gate = random_floats(s_expert_gate.size(), seed, 0.5f, "s_expert_gate");
   }
 
-  model::MoeWeights weights() const {
-    model::MoeWeights w;
-    w.router_ED = router.data();
-    for (int64_t e = 0; e < E; ++e) {
-      w.gate_FD.push_back(gate.data() + e * F * D);
-      w.up_FD.push_back(up.data() + e * F * D);
-      w.down_DF.push_back(down.data() + e * D * F);
-    }
-    if (Fs > 0) {
-      w.shared_gate_FsD = s_gate.data();
-      w.shared_up_FsD = s_up.data();
-      w.shared_down_DFs = s_down.data();
-      if (shared_gated) w.shared_expert_gate_1D = s_expert_gate.data();
-    }
-    return w;
-  }
-
+  model::MoeWeights weights() const { return views<model::MoeWeights>(*this); }
   // Gradient view onto this object's buffers (use a MoeBuffers zeroed by construction as the gradient).
-  model::MoeGrads grads() {
-    model::MoeGrads g;
-    g.router_ED = router.data();
-    for (int64_t e = 0; e < E; ++e) {
-      g.gate_FD.push_back(gate.data() + e * F * D);
-      g.up_FD.push_back(up.data() + e * F * D);
-      g.down_DF.push_back(down.data() + e * D * F);
+  model::MoeGrads grads() { return views<model::MoeGrads>(*this); }
+
+ private:
+  // MoeWeights and MoeGrads share field names; a const `self` yields const pointers.
+  template <typename Views, typename Self>
+  static Views views(Self& self) {
+    Views v;
+    v.router_ED = self.router.data();
+    for (int64_t e = 0; e < self.E; ++e) {
+      v.gate_FD.push_back(self.gate.data() + e * self.F * self.D);
+      v.up_FD.push_back(self.up.data() + e * self.F * self.D);
+      v.down_DF.push_back(self.down.data() + e * self.D * self.F);
     }
-    if (Fs > 0) {
-      g.shared_gate_FsD = s_gate.data();
-      g.shared_up_FsD = s_up.data();
-      g.shared_down_DFs = s_down.data();
-      if (shared_gated) g.shared_expert_gate_1D = s_expert_gate.data();
+    if (self.Fs > 0) {
+      v.shared_gate_FsD = self.s_gate.data();
+      v.shared_up_FsD = self.s_up.data();
+      v.shared_down_DFs = self.s_down.data();
+      if (self.shared_gated) v.shared_expert_gate_1D = self.s_expert_gate.data();
     }
-    return g;
+    return v;
   }
 };
 

@@ -5,7 +5,6 @@
 // Non-goals: shard formats (the training work will define one), MoE routing statistics (to come).
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <string>
 
 #include "backend/backend.h"
@@ -14,12 +13,10 @@
 #include "core/error.h"
 #include "core/json.h"
 #include "core/progress.h"
-#include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "io/token_file.h"
 #include "model/evaluate.h"
-#include "model/parameters.h"
-#include "model/transformer.h"
+#include "model/load_model.h"
 
 namespace upcycle::cli {
 namespace {
@@ -113,17 +110,14 @@ int run_eval(const Args& args) {
   if (!set.parse(args)) return 0;
   validate(set, o);
 
-  const std::string config_file = (std::filesystem::path(o.checkpoint) / "config.json").string();
   ModelConfig config = read_model_config(o.checkpoint);
   const int64_t windows = count_windows(o, token_file_count(o.data));
   const std::vector<int32_t> tokens = read_token_file(o.data, uint64_t(windows * (o.seq_len + 1)), config.vocab_size);
   auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));
-  model::Transformer transformer(config, *backend, config_file);
-  Checkpoint ckpt = Checkpoint::open(o.checkpoint);
-  model::load_parameters(transformer.params(), ckpt, model::checked_weight_table(config, ckpt));
+  auto transformer = model::load_transformer(config, o.checkpoint, *backend);
 
   Progress progress("eval", uint64_t(windows * o.seq_len), "tokens");
-  const model::EvalResult r = model::evaluate_windows(transformer, tokens, o.seq_len, o.batch, &progress);
+  const model::EvalResult r = model::evaluate_windows(*transformer, tokens, o.seq_len, o.batch, &progress);
   progress.finish();
   if (o.json) {
     Json j = {{"loss", r.loss},           {"perplexity", r.perplexity}, {"tokens", r.tokens},

@@ -15,11 +15,9 @@
 #include "cli/options.h"
 #include "cli/token_args.h"
 #include "core/error.h"
-#include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "model/generate.h"
-#include "model/parameters.h"
-#include "model/transformer.h"
+#include "model/load_model.h"
 
 namespace upcycle::cli {
 namespace {
@@ -89,12 +87,10 @@ int run_generate(const Args& args) {
   gen.seed = o.seed;
   gen.eos_ids = model::eos_token_ids(config, config_file);
   auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));
-  model::Transformer transformer(config, *backend, config_file);
-  Checkpoint ckpt = Checkpoint::open(o.checkpoint);
-  model::load_parameters(transformer.params(), ckpt, model::checked_weight_table(config, ckpt));
+  auto transformer = model::load_transformer(config, o.checkpoint, *backend);
 
   const auto start = std::chrono::steady_clock::now();
-  const model::GenerateResult result = model::generate(transformer, prompt, gen);
+  const model::GenerateResult result = model::generate(*transformer, prompt, gen);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::string line;
   for (int32_t id : result.tokens) line += (line.empty() ? "" : " ") + std::to_string(id);

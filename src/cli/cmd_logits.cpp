@@ -9,11 +9,9 @@
 #include "cli/options.h"
 #include "cli/token_args.h"
 #include "core/error.h"
-#include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "io/npy_file.h"
-#include "model/parameters.h"
-#include "model/transformer.h"
+#include "model/load_model.h"
 
 namespace upcycle::cli {
 namespace {
@@ -41,17 +39,13 @@ int run_logits(const Args& args) {
   if (!set.given("tokens")) throw Error("missing --tokens (token ids, e.g. --tokens \"1 2 3\")");
   if (o.out.empty()) throw Error("missing --out (the .npy file to write)");
 
-  const std::string config_file = (std::filesystem::path(o.checkpoint) / "config.json").string();
   ModelConfig config = read_model_config(o.checkpoint);
   std::vector<int32_t> ids = parse_token_ids(o.tokens, config.vocab_size);
   auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));
-  model::Transformer transformer(config, *backend, config_file);
-  Checkpoint ckpt = Checkpoint::open(o.checkpoint);
-  WeightTable table = model::checked_weight_table(config, ckpt);
-  model::load_parameters(transformer.params(), ckpt, table);
+  auto transformer = model::load_transformer(config, o.checkpoint, *backend);
 
   const int64_t T = int64_t(ids.size());
-  const float* logits_TV = transformer.forward(ids.data(), 1, T);
+  const float* logits_TV = transformer->forward(ids.data(), 1, T);
   write_npy_f32(o.out, logits_TV, {T, config.vocab_size});
   std::printf("wrote %s: logits [%lld, %lld] (%s backend)\n", o.out.c_str(), static_cast<long long>(T),
               static_cast<long long>(config.vocab_size), o.backend.c_str());

@@ -64,6 +64,12 @@ const MoeStats* Transformer::moe_stats(int64_t layer) const {
   return moe ? &moe->stats() : nullptr;
 }
 
+const float* Transformer::hidden_states(int64_t layer) const {
+  UPCYCLE_CHECK(layer >= 0 && layer <= config_.num_hidden_layers && !resid_[size_t(layer)].empty(),
+                "hidden_states() needs a layer index in [0, L] and a forward() first");
+  return resid_[size_t(layer)].data();
+}
+
 Transformer::~Transformer() = default;
 
 void Transformer::allocate(int64_t T) {

@@ -65,6 +65,10 @@ class Transformer {
   double auxiliary_loss() const;
   // Routing statistics of MoE layer `layer` from the last forward; nullptr for dense layers.
   const MoeStats* moe_stats(int64_t layer) const;
+  // The residual stream entering layer `layer` ([T, D] of the last forward or decode), for
+  // 0 ≤ layer ≤ L; layer L is the last layer's output before the final norm. Entries 0..L-1 equal
+  // HF's output_hidden_states[0..L-1] (HF's last entry has the final norm applied).
+  const float* hidden_states(int64_t layer) const;
 
   // KV-cache decoding of one sequence. reset_cache(max_len) empties the cache and sizes it for
   // max_len positions; decode(ids, n) appends n tokens at positions [cache_length(), +n) and returns

@@ -27,6 +27,7 @@ void print_overview() {
 const std::vector<Command>& commands() {
   static const std::vector<Command> kCommands{
       {"init", "write a randomly initialised HF checkpoint of any supported family", run_init},
+      {"convert", "upcycle a dense checkpoint into an MoE one (copy, drop, noise, granular, BTX; --verify)", run_convert},
       {"inspect", "describe an HF checkpoint and check it against its config (reads no tensor data)", run_inspect},
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
       {"generate", "continue token ids with the model (greedy or top-p sampling, KV cache)", run_generate},

@@ -15,6 +15,7 @@ int run_inspect(const Args& args);
 int run_logits(const Args& args);
 int run_generate(const Args& args);
 int run_eval(const Args& args);
+int run_convert(const Args& args);
 
 struct Command {
   std::string_view name;

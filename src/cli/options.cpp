@@ -114,6 +114,12 @@ bool OptionSet::given(std::string_view name) const {
   return false;
 }
 
+void OptionSet::set_default(std::string_view name, const std::string& value) {
+  Option* o = find(name);
+  if (!o) throw Error("unknown option '--" + std::string(name) + "' for '" + command_ + "'");
+  o->set(value);
+}
+
 bool OptionSet::parse(const std::vector<std::string>& args) {
   std::vector<std::string> positionals;
   for (size_t i = 0; i < args.size(); ++i) {

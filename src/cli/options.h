@@ -38,6 +38,9 @@ class OptionSet {
   std::string help() const;
   Json to_json() const;  // every option's current value, for records of what ran
   bool given(std::string_view name) const;  // was this flag present on the command line
+  // Sets an option's value without marking it given (presets: explicit flags parsed later win).
+  // Throws Error for an unknown option or a bad value.
+  void set_default(std::string_view name, const std::string& value);
 
  private:
   struct Option {

@@ -1,0 +1,294 @@
+// `upcycle convert DENSE_DIR OUT_DIR [flags]`: turn a dense HF checkpoint (or several, BTX-style)
+// into an MoE checkpoint, or a deeper dense one (--depth-tile). This file only parses flags into a
+// recipes::ConvertSpec (presets first, explicit flags override them), runs recipes::convert and,
+// with --verify, compares the two models on a probe batch. The recipes and their equations live in
+// src/recipes/ and docs/recipes.md.
+#include <omp.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "core/error.h"
+#include "core/units.h"
+#include "recipes/converter.h"
+#include "recipes/presets.h"
+#include "recipes/verify.h"
+
+namespace upcycle::cli {
+namespace {
+
+using namespace upcycle::recipes;
+
+struct ConvertOptions {
+  std::string dense, out;
+  std::string preset;
+  std::string moe_layers = "all";
+  int64_t experts = 8, top_k = 2, granularity = 1, shared_experts = 0;
+  std::string shared_expert_gate = "sigmoid";
+  std::string expert_init = "copy";
+  double drop_ratio = 0.5;
+  std::string drop_scope = "neuron", drop_stats = "matrix";
+  double noise_std = 0.02;
+  std::string expert_split = "contiguous";
+  std::string weight_scaling = "auto", weight_scaling_mode = "down";
+  std::string router_init = "normal:0.02";
+  std::string router = "topk-softmax";
+  bool norm_topk = false;
+  std::string aux_loss_coef = "family";
+  std::string format = "auto", dtype = "source";
+  uint64_t seed = 0;
+  std::string expert_sources;
+  bool average_non_ffn = false;
+  int64_t depth_tile = 1;
+  std::string depth_order = "tiled";
+  bool from_scratch = false;
+  std::string max_shard_size = "5GB";
+  bool verify = false;
+  int64_t verify_tokens = 32;
+  int64_t threads = 0;
+  bool force = false;
+};
+
+double parse_number(const std::string& text, const std::string& flag) {
+  try {
+    size_t used = 0;
+    double v = std::stod(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(flag + ": '" + text + "' is not a number");
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= text.size(); ++i)
+    if (i == text.size() || text[i] == ',') {
+      if (i > start) out.push_back(text.substr(start, i - start));
+      start = i + 1;
+    }
+  return out;
+}
+
+void parse_router_init(const std::string& text, ConvertSpec& s) {
+  auto colon = text.find(':');
+  const std::string kind = text.substr(0, colon);
+  if (kind == "zeros" && colon == std::string::npos) {
+    s.router_init = RouterInit::kZeros;
+    return;
+  }
+  if (kind != "normal" && kind != "uniform")
+    throw Error("--router-init must be normal[:STD], uniform[:STD] or zeros, not '" + text + "'");
+  s.router_init = kind == "normal" ? RouterInit::kNormal : RouterInit::kUniform;
+  if (colon != std::string::npos) s.router_std = parse_number(text.substr(colon + 1), "--router-init");
+}
+
+// DENSE_DIR is source 0; --expert-sources adds the others (a directory listed twice is one source).
+void set_sources(const ConvertOptions& o, ConvertSpec& s) {
+  s.sources = {o.dense};
+  if (o.expert_sources.empty()) return;
+  auto dirs = split_list(o.expert_sources);
+  std::vector<int64_t> index;
+  for (const auto& d : dirs) {
+    int64_t found = -1;
+    for (size_t i = 0; i < s.sources.size(); ++i) {
+      std::error_code ec;
+      if (std::filesystem::equivalent(s.sources[i], d, ec)) found = int64_t(i);
+    }
+    if (found < 0) {
+      found = int64_t(s.sources.size());
+      s.sources.push_back(d);
+    }
+    index.push_back(found);
+  }
+  const int64_t S = int64_t(dirs.size());
+  if (S > o.experts) throw Error("--expert-sources lists " + std::to_string(S) + " sources for " + std::to_string(o.experts) + " experts");
+  for (int64_t e = 0; e < o.experts; ++e) s.expert_source.push_back(index[size_t(e * S / o.experts)]);
+}
+
+ConvertSpec make_spec(const ConvertOptions& o) {
+  ConvertSpec s;
+  set_sources(o, s);
+  s.preset = o.preset;
+  s.moe_layers = o.moe_layers;
+  s.experts = o.experts, s.top_k = o.top_k, s.granularity = o.granularity, s.shared_experts = o.shared_experts;
+  s.shared_gate = o.shared_expert_gate == "sigmoid" ? SharedGate::kSigmoid : SharedGate::kUngated;
+  s.expert_init = o.expert_init == "copy"    ? ExpertInit::kCopy
+                  : o.expert_init == "noise" ? ExpertInit::kNoise
+                  : o.expert_init == "drop"  ? ExpertInit::kDrop
+                                             : ExpertInit::kRandom;
+  s.drop_ratio = o.drop_ratio;
+  s.drop_scope = o.drop_scope == "neuron" ? DropScope::kNeuron : DropScope::kMatrix;
+  s.drop_stats = o.drop_stats == "matrix" ? DropStats::kMatrix : DropStats::kSlice;
+  s.noise_std = o.noise_std;
+  s.split = o.expert_split == "contiguous" ? ExpertSplit::kContiguous : ExpertSplit::kShuffled;
+  if (o.weight_scaling == "auto") s.scaling = ScalingKind::kAuto;
+  else if (o.weight_scaling == "none") s.scaling = ScalingKind::kNone;
+  else s.scaling = ScalingKind::kFactor, s.scaling_factor = parse_number(o.weight_scaling, "--weight-scaling");
+  s.scaling_mode = o.weight_scaling_mode == "down" ? ScalingMode::kDown : ScalingMode::kCubeRoot;
+  parse_router_init(o.router_init, s);
+  s.routing = o.router == "topk-softmax" ? RoutingOrder::kTopkSoftmax : RoutingOrder::kSoftmaxTopk;
+  s.norm_topk = o.norm_topk;
+  if (o.aux_loss_coef != "family") s.aux_loss_coef = parse_number(o.aux_loss_coef, "--aux-loss-coef");
+  s.format = o.format;
+  if (o.dtype != "source") s.dtype = o.dtype == "f32" ? DType::kF32 : o.dtype == "f16" ? DType::kF16 : DType::kBF16;
+  s.seed = o.seed;
+  s.non_ffn = o.average_non_ffn ? NonFfn::kAverage : NonFfn::kBase;
+  s.depth_tile = o.depth_tile;
+  s.depth_order = o.depth_order == "tiled" ? DepthOrder::kTiled : DepthOrder::kStacked;
+  s.from_scratch = o.from_scratch ? FromScratch::kYes : FromScratch::kNo;
+  return s;
+}
+
+void check_depth_tile(const OptionSet& set, const ConvertOptions& o) {
+  if (o.depth_tile <= 1) return;
+  for (const char* flag : {"preset", "moe-layers", "experts", "top-k", "granularity", "shared-experts", "expert-init",
+                           "expert-sources", "router-init", "router", "weight-scaling", "format", "from-scratch"})
+    if (set.given(flag))
+      throw Error(std::string("--depth-tile writes a deeper dense model; --") + flag + " does not apply to it");
+}
+
+std::string_view preservation_text(Preservation p) {
+  switch (p) {
+    case Preservation::kExact: return "function-preserving (threshold 1e-4)";
+    case Preservation::kRounding: return "function-preserving up to weight rounding (threshold 1e-2)";
+    case Preservation::kNo: return "not function-preserving";
+  }
+  return "?";
+}
+
+void run_verify(const ConvertOptions& o, const ConvertPlan& plan) {
+  VerifyOptions vo;
+  vo.tokens = o.verify_tokens;
+  vo.seed = o.seed;
+  VerifyReport r = verify_conversion(o.dense, o.out, vo);
+  std::printf("verify: %lld sequences x %lld tokens; relative deviation = max|converted - dense| / max|dense|\n",
+              (long long)r.sequences, (long long)r.tokens);
+  if (!r.layer_relative.empty()) std::printf("  %-6s %s\n", "layer", "output deviation");
+  for (size_t l = 0; l < r.layer_relative.size(); ++l) std::printf("  %-6zu %.3e\n", l, r.layer_relative[l]);
+  std::printf("  %-6s %.3e (max |dlogits| %.3e, max |dense logits| %.3e)\n", "logits", r.logits_relative,
+              r.logits_max_abs_diff, r.logits_max_abs);
+  std::printf("expected: %s — %s\n", std::string(preservation_text(plan.preservation)).c_str(),
+              plan.preservation_reason.c_str());
+  if (plan.preservation == Preservation::kNo) return;
+  const double threshold = plan.preservation == Preservation::kExact ? 1e-4 : 1e-2;
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "%.3e", r.logits_relative);
+  if (!(r.logits_relative <= threshold))
+    throw Error("--verify: relative logit deviation " + std::string(buf) + " exceeds " +
+                    (threshold == 1e-4 ? "1e-4" : "1e-2") + " although the recipe preserves the dense function",
+                o.out);
+  std::printf("verify: ok (%s <= %s)\n", buf, threshold == 1e-4 ? "1e-4" : "1e-2");
+}
+
+}  // namespace
+
+int run_convert(const Args& args) {
+  ConvertOptions o;
+  OptionSet set("convert", "upcycle convert DENSE_DIR OUT_DIR [--preset NAME] [recipe flags] [--verify]",
+                "Turn a dense Hugging Face checkpoint (llama, mistral, qwen2, qwen3) into a Mixture-of-Experts\n"
+                "checkpoint (mixtral, qwen2_moe, qwen3_moe) with one of the known upcycling recipes, or into a\n"
+                "deeper dense model (--depth-tile). Embeddings, attention, norms, lm_head, tokenizer and generation\n"
+                "files are carried over; the recipe is recorded in config.json (\"upcycle_recipe\") and in the\n"
+                "safetensors metadata. Output is streamed (memory does not grow with model size) and atomic.\n"
+                "Equations and sources of every recipe: docs/recipes.md.");
+  set.add_positional("DENSE_DIR", "dense checkpoint (the base: non-FFN weights, shared expert, dense layers)", &o.dense,
+                     Required::kYes);
+  set.add_positional("OUT_DIR", "output directory (must not exist unless --force)", &o.out, Required::kYes);
+  set.add("preset", "NAME", "recipe preset: " + convert_preset_names() + "; explicit flags override it", &o.preset);
+  set.add("moe-layers", "SEL", "all | every:N[:OFFSET] | first:N | last:N | i,j,k (every:2:1 = every other from the 2nd)",
+          &o.moe_layers);
+  set.add("experts", "E", "routed experts per MoE layer", &o.experts);
+  set.add("top-k", "K", "experts per token (K <= E)", &o.top_k);
+  set.add("granularity", "G", "fine-grained experts F/G wide; G must divide F (and E for contiguous shards)", &o.granularity);
+  set.add("shared-experts", "S", "always-on shared experts (qwen2_moe: one fused expert S*F/G wide, from shards 0..S-1)",
+          &o.shared_experts);
+  set.add_choice("shared-expert-gate", {"sigmoid", "ungated"},
+                 "qwen2_moe's sigmoid gate: learned from N(0, router std^2), or zero weight + down_proj x2 (exactly ungated at init)",
+                 &o.shared_expert_gate);
+  set.add_choice("expert-init", {"copy", "noise", "drop", "random"},
+                 "copy (Komatsuzaki), noise (RNU: + N(0, noise-std^2) on r*F' neurons), drop (Drop-Upcycling: r*F' neurons "
+                 "re-drawn from N(mean, std)), random (from-scratch experts)",
+                 &o.expert_init);
+  set.add("drop-ratio", "R", "fraction r of each expert's neurons re-drawn (drop) or perturbed (noise)", &o.drop_ratio);
+  set.add_choice("drop-scope", {"neuron", "matrix"},
+                 "neuron: one set per expert for gate, up and down (paper); matrix: one per matrix (released code)", &o.drop_scope);
+  set.add_choice("drop-stats", {"matrix", "slice"}, "mean/std of the whole dense matrix, or of the replaced slice (code)",
+                 &o.drop_stats);
+  set.add("noise-std", "SIGMA", "noise std for --expert-init noise", &o.noise_std);
+  set.add_choice("expert-split", {"contiguous", "shuffled"},
+                 "contiguous shards with virtual-group routers (NVIDIA), or shuffled copies cut into experts (Qwen2)",
+                 &o.expert_split);
+  set.add("weight-scaling", "auto|none|S", "scale s for function preservation; auto: G (topk-softmax) or E*G/K (softmax-topk)",
+          &o.weight_scaling);
+  set.add_choice("weight-scaling-mode", {"down", "cube-root"},
+                 "down: down_proj x s (exact); cube-root: gate, up, down x s^(1/3) (Megatron, approximate for SwiGLU)",
+                 &o.weight_scaling_mode);
+  set.add("router-init", "INIT", "normal:STD | uniform:STD | zeros (seeded; virtual groups share rows)", &o.router_init);
+  set.add_choice("router", {"topk-softmax", "softmax-topk"},
+                 "routing written to config: renormalised over the top-k (Mixtral), or softmax then top-k (Qwen default)",
+                 &o.router);
+  set.add_flag("norm-topk", "with softmax-topk: renormalise the top-k probabilities (norm_topk_prob)", &o.norm_topk);
+  set.add("aux-loss-coef", "C", "router_aux_loss_coef written to config (family: the family's HF default)", &o.aux_loss_coef);
+  set.add_choice("format", {"auto", "mixtral", "qwen2_moe", "qwen3_moe"},
+                 "output family; auto: mixtral when it can express the recipe, else qwen2_moe (qwen3 -> qwen3_moe)", &o.format);
+  set.add_choice("dtype", {"source", "f32", "bf16", "f16"}, "output dtype", &o.dtype);
+  set.add("seed", "S", "random seed (same seed, same bytes, any thread count)", &o.seed);
+  set.add("expert-sources", "DIR,DIR", "dense checkpoints whose FFNs become experts: expert e from source floor(e*S/E)",
+          &o.expert_sources);
+  set.add_flag("average-non-ffn", "average embeddings, attention and norms over all sources (BTX)", &o.average_non_ffn);
+  set.add("depth-tile", "N", "write a dense model with N*L layers instead (dense-upcycling baseline)", &o.depth_tile);
+  set.add_choice("depth-order", {"tiled", "stacked"}, "tiled: 0..L-1,0..L-1; stacked: 0,0,1,1,...", &o.depth_order);
+  set.add_flag("from-scratch", "re-initialise every weight as 'upcycle init' would (MoE-from-scratch baseline)",
+               &o.from_scratch);
+  set.add("max-shard-size", "SIZE", "largest safetensors shard", &o.max_shard_size);
+  set.add_flag("verify", "run dense and converted models on a probe batch and report the deviation", &o.verify);
+  set.add("verify-tokens", "N", "tokens per probe sequence (2 sequences)", &o.verify_tokens);
+  set.add("threads", "N", "worker threads (0: all cores); output does not depend on it", &o.threads);
+  set.add_flag("force", "replace OUT_DIR if it exists", &o.force);
+  set.add_epilog(
+      "examples:\n"
+      "  upcycle convert dense/ moe/ --experts 8 --top-k 2 --verify\n"
+      "  upcycle convert dense/ moe/ --preset drop-upcycling --seed 1\n"
+      "  upcycle convert dense/ moe/ --experts 16 --granularity 4 --top-k 4 --router-init normal:0.02 --verify\n"
+      "  upcycle convert seed/ btx/ --preset btx --expert-sources seed/,math/,code/,wiki/\n"
+      "  upcycle convert dense/ deep/ --depth-tile 2 --depth-order stacked\n"
+      "function-preserving recipes (checked by --verify): copies with topk-softmax at G = 1; virtual groups with\n"
+      "K a multiple of G and s = G (down mode); softmax-topk with --router-init zeros and s = E*G/K (down mode).");
+  if (!set.parse(args)) return 0;
+  if (!o.preset.empty())
+    for (const auto& [flag, value] : find_convert_preset(o.preset).flags)
+      if (!set.given(flag)) set.set_default(flag, std::string(value));
+  check_depth_tile(set, o);
+  if (o.preset == "btx" && o.expert_sources.empty())
+    throw Error("the btx preset needs --expert-sources DIR,DIR,... (the dense fine-tunes whose FFNs become experts)");
+  if (o.threads < 0) throw Error("--threads must be >= 0");
+  if (o.threads > 0) omp_set_num_threads(int(o.threads));
+  if (o.verify_tokens < 1) throw Error("--verify-tokens must be at least 1");
+
+  ConvertSpec spec = make_spec(o);
+  ConvertOutput output{o.out, o.force ? Overwrite::kReplace : Overwrite::kRefuse,
+                       parse_byte_size(o.max_shard_size, "--max-shard-size"), ShowProgress::kYes};
+  ConvertResult r = convert(spec, output);
+  const ModelConfig& c = r.plan.config;
+  for (const auto& w : r.plan.warnings) std::fprintf(stderr, "upcycle: warning: %s\n", w.c_str());
+  if (r.plan.depth_tiling) {
+    std::printf("wrote %s: dense %s with %lld layers (%s), %s\n", o.out.c_str(),
+                std::string(family_model_type(c.family)).c_str(), (long long)c.num_hidden_layers,
+                o.depth_order.c_str(), format_bytes(r.tensor_bytes).c_str());
+  } else {
+    std::printf("wrote %s: %s, %lld experts of width %lld, top-%lld (%s), %zu of %lld layers MoE, %s\n", o.out.c_str(),
+                std::string(family_model_type(c.family)).c_str(), (long long)c.num_experts,
+                (long long)c.moe_intermediate_size, (long long)c.num_experts_per_tok,
+                c.topk_norm == TopkNorm::kRenormalize ? "renormalised" : "not renormalised", r.plan.moe_layers.size(),
+                (long long)c.num_hidden_layers, format_bytes(r.tensor_bytes).c_str());
+  }
+  std::printf("recipe: %s\n", std::string(preservation_text(r.plan.preservation)).c_str());
+  if (o.verify) run_verify(o, r.plan);
+  return 0;
+}
+
+}  // namespace upcycle::cli

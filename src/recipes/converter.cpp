@@ -1,0 +1,289 @@
+// The streaming converter (see converter.h). Shape legend: D model width, F dense FFN width,
+// Fp expert width F/G, Fs shared-expert width, E experts.
+#include "recipes/converter.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "io/checkpoint_writer.h"
+#include "io/random_init.h"
+#include "recipes/expert_init.h"
+#include "recipes/expert_split.h"
+#include "recipes/router_init.h"
+
+namespace upcycle::recipes {
+namespace {
+
+constexpr uint64_t kChunk = uint64_t{1} << 22;  // elements per averaging chunk
+
+struct Ctx {
+  const ConvertSpec& spec;
+  const std::vector<SourceModel>& sources;
+  const ConvertPlan& plan;
+  CheckpointWriter& writer;
+  Progress* progress;  // nullptr: quiet
+};
+
+std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+
+// The source weight name for an output weight (same HF names; depth tiling maps the layer).
+std::string source_name(const Ctx& c, const WeightSpec& out) {
+  if (out.layer < 0 || !c.plan.depth_tiling) return out.name;
+  const int64_t from = source_layer(c.plan, c.spec, out.layer, c.sources[0].config.num_hidden_layers);
+  return layer_prefix(from) + out.name.substr(layer_prefix(out.layer).size());
+}
+
+void advance(Ctx& c, const WeightSpec& w) {
+  if (c.progress) c.progress->advance(shape_numel(w.shape) * dtype_size(c.plan.config.dtype));
+}
+
+void write_values(Ctx& c, const WeightSpec& w, const std::vector<float>& values) {
+  c.writer.write_f32(w.name, values);
+  advance(c, w);
+}
+
+void copy_weight(Ctx& c, const WeightSpec& w, const std::string& from, size_t source = 0) {
+  auto [file, info] = c.sources[source].tensor(from);
+  c.writer.copy_from(w.name, *file, *info);
+  advance(c, w);
+}
+
+void average_weight(Ctx& c, const WeightSpec& w, const std::string& from) {
+  const uint64_t n = shape_numel(w.shape);
+  std::vector<float> sum(size_t(std::min(n, kChunk))), part(sum.size());
+  for (uint64_t first = 0; first < n; first += kChunk) {
+    const uint64_t count = std::min(kChunk, n - first);
+    std::fill(sum.begin(), sum.begin() + long(count), 0.0f);
+    for (const auto& s : c.sources) {
+      read_f32(s, from, first, count, part.data());
+      for (uint64_t i = 0; i < count; ++i) sum[i] += part[i];
+    }
+    const float inv = 1.0f / float(c.sources.size());
+    for (uint64_t i = 0; i < count; ++i) sum[i] *= inv;
+    c.writer.write_f32(w.name, {sum.data(), size_t(count)}, first);
+  }
+  advance(c, w);
+}
+
+// Embeddings, norms, attention, dense FFNs: copied from the base, averaged, or zeros when the
+// source has no such tensor (q/k/v biases synthesised for qwen2_moe).
+void write_carried(Ctx& c, const WeightSpec& w) {
+  const std::string from = source_name(c, w);
+  if (!c.sources[0].table.locate(from)) {
+    write_values(c, w, std::vector<float>(size_t(shape_numel(w.shape)), 0.0f));
+    return;
+  }
+  const bool ffn = w.role == WeightRole::kGateProj || w.role == WeightRole::kUpProj || w.role == WeightRole::kDownProj;
+  if (c.spec.non_ffn == NonFfn::kAverage && c.sources.size() > 1 && !ffn)
+    average_weight(c, w, from);
+  else
+    copy_weight(c, w, from);
+}
+
+std::string dense_ffn_name(int64_t layer, FfnMatrix m) {
+  return layer_prefix(layer) + "mlp." + std::string(ffn_matrix_name(m)) + "_proj.weight";
+}
+
+// Rows (gate/up [.,D]) or columns (down [D,.]) `neurons` of the dense matrix, times `scale`.
+std::vector<float> gather(const std::vector<float>& dense, int64_t F, int64_t D, FfnMatrix m,
+                          const std::vector<int64_t>& neurons) {
+  const int64_t W = int64_t(neurons.size());
+  std::vector<float> out(size_t(W) * size_t(D));
+  if (m == FfnMatrix::kDown) {
+#pragma omp parallel for schedule(static)
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t j = 0; j < W; ++j) out[size_t(d * W + j)] = dense[size_t(d * F + neurons[size_t(j)])];
+  } else {
+#pragma omp parallel for schedule(static)
+    for (int64_t j = 0; j < W; ++j)
+      std::copy_n(dense.begin() + neurons[size_t(j)] * D, D, out.begin() + j * D);
+  }
+  return out;
+}
+
+void scale_values(std::vector<float>& w, double s) {
+  if (s == 1.0) return;
+  const float f = float(s);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < int64_t(w.size()); ++i) w[size_t(i)] *= f;
+}
+
+double matrix_scale(const MatrixScales& s, FfnMatrix m) {
+  return m == FfnMatrix::kGate ? s.gate : m == FfnMatrix::kUp ? s.up : s.down;
+}
+
+// One matrix kind of every routed expert of a layer, grouped by source so each dense matrix is
+// read once. `outs[e]` is expert e's output weight.
+void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<const WeightSpec*>& outs) {
+  const ConvertSpec& s = c.spec;
+  const int64_t F = c.sources[0].config.intermediate_size, D = c.sources[0].config.hidden_size;
+  const int64_t Fp = c.plan.expert_width;
+  ExpertInitParams ip{s.expert_init, s.drop_ratio, s.drop_scope, s.drop_stats, s.noise_std,
+                      c.plan.config.initializer_range, s.seed};
+  const bool identity_init = s.expert_init == ExpertInit::kCopy ||
+                             (s.expert_init != ExpertInit::kRandom && !reinit_any(s));
+  if (identity_init) ip.init = ExpertInit::kCopy;
+  const std::string dense_name = dense_ffn_name(layer, m);
+  std::set<int64_t> used(c.plan.expert_source.begin(), c.plan.expert_source.end());
+  for (int64_t src : used) {
+    std::vector<int64_t> experts;
+    for (int64_t e = 0; e < s.experts; ++e)
+      if (c.plan.expert_source[size_t(e)] == src) experts.push_back(e);
+    auto scale_of = [&](int64_t e) {
+      double v = matrix_scale(c.plan.scales, m);
+      if (m == FfnMatrix::kDown && !s.expert_residual_scale.empty()) v *= s.expert_residual_scale[size_t(e)];
+      return v;
+    };
+    auto noise_of = [&](int64_t e) { return s.expert_noise_std.empty() ? 0.0 : s.expert_noise_std[size_t(e)]; };
+    auto fast = [&](int64_t e) {  // the expert is the dense matrix itself: copy bytes
+      return identity_init && s.granularity == 1 && s.split == ExpertSplit::kContiguous && scale_of(e) == 1.0 &&
+             noise_of(e) == 0.0;
+    };
+    const bool need_dense = s.expert_init != ExpertInit::kRandom &&
+                            std::any_of(experts.begin(), experts.end(), [&](int64_t e) { return !fast(e); });
+    std::vector<float> dense;
+    MatrixStats stats;
+    if (need_dense) {
+      dense = read_f32(c.sources[size_t(src)], dense_name);
+      stats = matrix_stats(dense.data(), dense.size());
+    }
+    for (int64_t e : experts) {
+      const WeightSpec& w = *outs[size_t(e)];
+      if (fast(e)) {
+        copy_weight(c, w, dense_name, size_t(src));
+        continue;
+      }
+      const std::string prefix = "layer" + std::to_string(layer) + ".expert" + std::to_string(e);
+      std::vector<float> values(size_t(Fp) * size_t(D));
+      if (need_dense) values = gather(dense, F, D, m, expert_neurons(s.split, F, s.granularity, e, s.seed, layer));
+      init_expert_matrix(values.data(), Fp, D, m, ip, stats, prefix, w.name);
+      scale_values(values, scale_of(e));
+      if (noise_of(e) > 0) {
+        CounterRng rng(s.seed, prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise");
+        for (size_t i = 0; i < values.size(); ++i) values[i] += float(noise_of(e)) * rng.normal(i);
+      }
+      write_values(c, w, values);
+    }
+  }
+}
+
+void write_shared(Ctx& c, int64_t layer, const WeightSpec& w, FfnMatrix m) {
+  const ConvertSpec& s = c.spec;
+  const SourceModel& src = c.sources[size_t(s.shared_source)];
+  const int64_t F = src.config.intermediate_size, D = src.config.hidden_size;
+  auto dense = read_f32(src, dense_ffn_name(layer, m));
+  auto values = gather(dense, F, D, m, shared_neurons(F, s.granularity, s.shared_experts));
+  // Ungated: the HF gate is fixed at sigmoid(0) = 1/2, so down_proj × 2 makes the output exact.
+  if (m == FfnMatrix::kDown) scale_values(values, s.shared_residual_scale * (s.shared_gate == SharedGate::kUngated ? 2 : 1));
+  write_values(c, w, values);
+}
+
+void write_shared_gate(Ctx& c, int64_t layer, const WeightSpec& w) {
+  std::vector<float> values(size_t(shape_numel(w.shape)), 0.0f);
+  if (c.spec.shared_gate == SharedGate::kSigmoid)
+    CounterRng(c.spec.seed, "layer" + std::to_string(layer) + ".shared_expert_gate")
+        .fill_normal(values.data(), 0, values.size(), 0.0f, float(c.spec.router_std));
+  write_values(c, w, values);
+}
+
+void write_router(Ctx& c, int64_t layer, const WeightSpec& w) {
+  const int64_t E = c.spec.experts, D = c.plan.config.hidden_size;
+  const auto it = std::find(c.plan.moe_layers.begin(), c.plan.moe_layers.end(), layer);
+  const size_t moe_index = size_t(it - c.plan.moe_layers.begin());
+  std::vector<float> values(size_t(E * D));
+  const std::vector<float>* given = c.spec.router_init == RouterInit::kGiven ? &c.spec.router_rows[moe_index] : nullptr;
+  init_router(values.data(), E, D, c.plan.virtual_groups ? c.spec.granularity : 1, c.spec.router_init,
+              c.spec.router_std, c.spec.seed, layer, given);
+  write_values(c, w, values);
+}
+
+void check_zero_only(const ConvertPlan& plan, const SourceModel& src) {
+  for (const auto& name : plan.zero_only) {
+    auto values = read_f32(src, name);
+    if (std::any_of(values.begin(), values.end(), [](float v) { return v != 0.0f; }))
+      throw Error(std::string(family_model_type(plan.config.family)) + " has no place for the non-zero tensor " + name +
+                      " (attention bias); use --format " +
+                      (name.find("o_proj") != std::string::npos ? "qwen3_moe or keep a llama-style family" : "qwen2_moe"),
+                  src.dir.string());
+  }
+}
+
+void copy_side_files(const std::filesystem::path& from, const std::filesystem::path& to) {
+  for (const auto& entry : std::filesystem::directory_iterator(from)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string name = entry.path().filename().string();
+    if (name == "config.json" || name == kIndexFileName || name.starts_with(".")) continue;
+    const auto ext = entry.path().extension().string();
+    if (ext == ".json" || ext == ".txt" || ext == ".model" || ext == ".jinja" || ext == ".tiktoken")
+      std::filesystem::copy_file(entry.path(), to / name);
+  }
+}
+
+void write_all(Ctx& c, const std::vector<WeightSpec>& specs) {
+  std::map<int64_t, std::map<WeightRole, std::vector<const WeightSpec*>>> experts;  // layer → role → [E]
+  for (const auto& w : specs)
+    if (w.expert >= 0) {
+      auto& v = experts[w.layer][w.role];
+      v.resize(size_t(c.spec.experts));
+      v[size_t(w.expert)] = &w;
+    }
+  for (const auto& w : specs) {
+    switch (w.role) {
+      case WeightRole::kExpertGate: case WeightRole::kExpertUp: case WeightRole::kExpertDown: break;
+      case WeightRole::kRouter:
+        write_router(c, w.layer, w);
+        write_expert_matrix(c, w.layer, FfnMatrix::kGate, experts[w.layer][WeightRole::kExpertGate]);
+        write_expert_matrix(c, w.layer, FfnMatrix::kUp, experts[w.layer][WeightRole::kExpertUp]);
+        write_expert_matrix(c, w.layer, FfnMatrix::kDown, experts[w.layer][WeightRole::kExpertDown]);
+        break;
+      case WeightRole::kSharedGate: write_shared(c, w.layer, w, FfnMatrix::kGate); break;
+      case WeightRole::kSharedUp: write_shared(c, w.layer, w, FfnMatrix::kUp); break;
+      case WeightRole::kSharedDown: write_shared(c, w.layer, w, FfnMatrix::kDown); break;
+      case WeightRole::kSharedExpertGate: write_shared_gate(c, w.layer, w); break;
+      default: write_carried(c, w);
+    }
+  }
+}
+
+}  // namespace
+
+ConvertResult convert(const ConvertSpec& spec, const ConvertOutput& output) {
+  auto sources = open_sources(spec.sources);
+  ConvertResult result;
+  result.plan = make_plan(spec, sources);
+  const ConvertPlan& plan = result.plan;
+  check_zero_only(plan, sources[0]);
+  std::map<std::string, std::string> metadata{{"upcycle_recipe", plan.recipe.dump()}};
+
+  StagedDir out(output.dir, output.overwrite);
+  out.write([&](const std::filesystem::path& dir) {
+    copy_side_files(sources[0].dir, dir);
+    write_model_config(dir, plan.config);
+    if (spec.from_scratch == FromScratch::kYes) {
+      RandomInitOptions init{spec.seed, ExpertLayout::kPerExpert, output.max_shard_bytes, metadata,
+                             output.progress == ShowProgress::kYes};
+      result.files = write_random_weights(plan.config, init, dir);
+      return;
+    }
+    const auto specs = expected_weights(plan.config);
+    std::vector<TensorDecl> decls;
+    for (const auto& w : specs) decls.push_back({w.name, plan.config.dtype, w.shape});
+    CheckpointWriter writer(dir, std::move(decls), {output.max_shard_bytes, metadata});
+    Progress progress("convert", writer.total_bytes(), "bytes");
+    const bool show = output.progress == ShowProgress::kYes;
+    Ctx ctx{spec, sources, plan, writer, show ? &progress : nullptr};
+    write_all(ctx, specs);
+    result.files = writer.finish();
+    if (show) progress.finish();
+  });
+  out.commit();
+  for (const auto& w : expected_weights(plan.config)) result.tensor_bytes += shape_numel(w.shape) * dtype_size(plan.config.dtype);
+  return result;
+}
+
+}  // namespace upcycle::recipes

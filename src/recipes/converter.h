@@ -1,0 +1,39 @@
+// The streaming converter: executes a ConvertSpec into an atomic output directory. Every output
+// tensor is declared first (CheckpointWriter plan), then produced layer by layer: unchanged tensors
+// are copied kernel-side (copy_file_range when dtypes match), experts are built one matrix at a time
+// in fp32 from the dense matrix of their source, so memory holds at most one dense FFN matrix and one
+// expert matrix (plus 4M-element chunks for averaging): peak memory does not grow with model size.
+// Side files (tokenizer*, special_tokens_map.json, generation_config.json, chat templates, …) are
+// copied byte for byte from the base source. The recipe goes into config.json ("upcycle_recipe")
+// and every shard's __metadata__ ("upcycle_recipe", a JSON string).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "io/output_dir.h"
+#include "recipes/convert_plan.h"
+#include "recipes/convert_spec.h"
+
+namespace upcycle::recipes {
+
+enum class ShowProgress { kNo, kYes };
+
+struct ConvertOutput {
+  std::filesystem::path dir;
+  Overwrite overwrite = Overwrite::kRefuse;
+  uint64_t max_shard_bytes = 5'000'000'000ull;
+  ShowProgress progress = ShowProgress::kYes;
+};
+
+struct ConvertResult {
+  ConvertPlan plan;
+  std::vector<std::string> files;  // relative to the output dir
+  uint64_t tensor_bytes = 0;
+};
+
+ConvertResult convert(const ConvertSpec& spec, const ConvertOutput& output);
+
+}  // namespace upcycle::recipes

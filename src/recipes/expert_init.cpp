@@ -1,0 +1,94 @@
+// Expert initialisation recipes on one fp32 matrix (see expert_init.h).
+#include "recipes/expert_init.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "recipes/expert_split.h"
+
+namespace upcycle::recipes {
+
+std::string_view ffn_matrix_name(FfnMatrix m) {
+  switch (m) {
+    case FfnMatrix::kGate: return "gate";
+    case FfnMatrix::kUp: return "up";
+    case FfnMatrix::kDown: return "down";
+  }
+  return "?";
+}
+
+MatrixStats matrix_stats(const float* w, size_t n) {
+  double sum = 0, sq = 0;
+#pragma omp parallel for reduction(+ : sum, sq) schedule(static)
+  for (int64_t i = 0; i < int64_t(n); ++i) {
+    sum += w[i];
+    sq += double(w[i]) * w[i];
+  }
+  MatrixStats s;
+  if (n == 0) return s;
+  s.mean = sum / double(n);
+  s.std = std::sqrt(std::max(0.0, sq / double(n) - s.mean * s.mean));
+  return s;
+}
+
+int64_t reinit_count(double ratio, int64_t width) {
+  return std::min<int64_t>(width, static_cast<int64_t>(std::floor(ratio * double(width) + 1e-9)));
+}
+
+std::vector<int64_t> reinit_neurons(const ExpertInitParams& p, std::string_view prefix, FfnMatrix m, int64_t width) {
+  std::string stream(prefix);
+  if (p.scope == DropScope::kMatrix) stream += "." + std::string(ffn_matrix_name(m));
+  stream += ".neurons";
+  return sample_without_replacement(CounterRng(p.seed, stream), width, reinit_count(p.ratio, width));
+}
+
+namespace {
+
+// Calls f(index into w) for every element of neuron j (a row of gate/up, a column of down).
+template <typename Fn>
+void for_neuron(int64_t width, int64_t D, FfnMatrix m, int64_t j, Fn&& f) {
+  if (m == FfnMatrix::kDown)
+    for (int64_t d = 0; d < D; ++d) f(d * width + j);
+  else
+    for (int64_t d = 0; d < D; ++d) f(j * D + d);
+}
+
+MatrixStats slice_stats(const float* w, int64_t width, int64_t D, FfnMatrix m, const std::vector<int64_t>& S) {
+  double sum = 0, sq = 0;
+  for (int64_t j : S) for_neuron(width, D, m, j, [&](int64_t i) { sum += w[i]; sq += double(w[i]) * w[i]; });
+  const double n = double(S.size()) * double(D);
+  MatrixStats s;
+  if (n == 0) return s;
+  s.mean = sum / n;
+  s.std = std::sqrt(std::max(0.0, sq / n - s.mean * s.mean));
+  return s;
+}
+
+}  // namespace
+
+void init_expert_matrix(float* w, int64_t width, int64_t D, FfnMatrix m, const ExpertInitParams& p, MatrixStats dense,
+                        std::string_view prefix, std::string_view tensor_name) {
+  const size_t n = size_t(width) * size_t(D);
+  switch (p.init) {
+    case ExpertInit::kCopy: return;
+    case ExpertInit::kRandom:
+      CounterRng(p.seed, tensor_name).fill_normal(w, 0, n, 0.0f, float(p.init_std));
+      return;
+    case ExpertInit::kNoise:
+    case ExpertInit::kDrop: break;
+  }
+  const auto S = reinit_neurons(p, prefix, m, width);
+  const CounterRng values(p.seed, std::string(prefix) + "." + std::string(ffn_matrix_name(m)) + ".values");
+  if (p.init == ExpertInit::kNoise) {
+    for (int64_t j : S)
+      for_neuron(width, D, m, j, [&](int64_t i) { w[i] += float(p.noise_std) * values.normal(uint64_t(i)); });
+    return;
+  }
+  const MatrixStats st = p.stats == DropStats::kMatrix ? dense : slice_stats(w, width, D, m, S);
+  for (int64_t j : S)
+    for_neuron(width, D, m, j, [&](int64_t i) { w[i] = float(st.mean + st.std * double(values.normal(uint64_t(i)))); });
+}
+
+}  // namespace upcycle::recipes

@@ -1,0 +1,111 @@
+// `upcycle convert` through the binary: --verify on a function-preserving recipe passes and prints
+// the per-layer table, the output passes `upcycle inspect`, presets apply and explicit flags
+// override them, flag errors and refusals are one `upcycle: error:` line with exit 2 and no output.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "core/json.h"
+#include "io/model_config.h"
+#include "support/test_support.h"
+
+namespace upcycle {
+namespace {
+namespace fs = std::filesystem;
+using test::ScratchDir;
+
+fs::path tiny(const ScratchDir& dir, const std::string& arch) {
+  auto r = test::run_upcycle({"init", "--arch", arch, "--preset", "tiny", "--dtype", "f32", "--seed", "1",
+                              (dir / arch).string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return dir / arch;
+}
+
+void expect_user_error(const test::RunResult& r, const std::string& needle, const fs::path& out) {
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_EQ(r.err.rfind("upcycle: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(ConvertCli, VerifyPassesForVirtualGroupsAndInspectIsClean) {
+  ScratchDir dir;
+  auto dense = tiny(dir, "llama");
+  auto out = dir / "moe";
+  auto r = test::run_upcycle({"convert", dense.string(), out.string(), "--experts", "8", "--granularity", "2",
+                              "--top-k", "4", "--verify", "--verify-tokens", "16"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("function-preserving"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("verify: ok"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layer"), std::string::npos);
+  auto i = test::run_upcycle({"inspect", "--json", out.string()});
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  Json j = parse_json(i.out, "inspect", out.string());
+  EXPECT_TRUE(j["problems"].empty()) << j["problems"].dump();
+  EXPECT_EQ(j["family"], "mixtral");
+}
+
+TEST(ConvertCli, PresetAppliesAndExplicitFlagsOverride) {
+  ScratchDir dir;
+  auto dense = tiny(dir, "llama");
+  auto r = test::run_upcycle({"convert", dense.string(), (dir / "k").string(), "--preset", "komatsuzaki2022",
+                              "--experts", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ModelConfig c = read_model_config(dir / "k");
+  EXPECT_EQ(c.family, Family::kQwen2Moe);  // every:2:1 on 2 layers: only layer 1 is MoE
+  EXPECT_EQ(c.num_experts, 4);             // explicit flag beats the preset's 32
+  EXPECT_EQ(c.mlp_only_layers, std::vector<int64_t>{0});
+  EXPECT_EQ(c.topk_norm, TopkNorm::kNone);
+  EXPECT_DOUBLE_EQ(c.router_aux_loss_coef, 0.01);
+  EXPECT_EQ(c.raw["upcycle_recipe"]["preset"], "komatsuzaki2022");
+  // drop-upcycling: verify reports the recipe as not function-preserving and still succeeds.
+  auto d = test::run_upcycle({"convert", dense.string(), (dir / "du").string(), "--preset", "drop-upcycling",
+                              "--experts", "4", "--verify", "--verify-tokens", "8"});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("not function-preserving"), std::string::npos) << d.out;
+}
+
+TEST(ConvertCli, SeveralSourcesFromTheCommandLine) {
+  ScratchDir dir;
+  auto a = tiny(dir, "llama");
+  auto b = dir / "b";
+  ASSERT_EQ(test::run_upcycle({"init", "--arch", "llama", "--preset", "tiny", "--dtype", "f32", "--seed", "2", b.string()}).exit_code, 0);
+  auto r = test::run_upcycle({"convert", a.string(), (dir / "btx").string(), "--preset", "btx", "--experts", "4",
+                              "--expert-sources", a.string() + "," + b.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json recipe = read_model_config(dir / "btx").raw["upcycle_recipe"];
+  EXPECT_EQ(recipe["expert_source"], Json::parse("[0,0,1,1]"));
+  EXPECT_EQ(recipe["non_ffn"], "average");
+}
+
+TEST(ConvertCli, BadInputIsOneLineExit2AndNoOutput) {
+  ScratchDir dir;
+  auto dense = tiny(dir, "llama");
+  auto qwen3 = tiny(dir, "qwen3");
+  const auto out = dir / "out";
+  const std::string d = dense.string(), o = out.string();
+  expect_user_error(test::run_upcycle({"convert", d, o, "--preset", "nope"}), "unknown preset 'nope'", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--top-k", "9"}), "must not exceed --experts 8", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--granularity", "5"}), "must divide", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--experts", "6", "--granularity", "4"}), "multiple of", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--moe-layers", "0", "--format", "mixtral"}),
+                    "mixtral cannot express MoE in only some layers; use --format qwen2_moe", out);
+  expect_user_error(test::run_upcycle({"convert", qwen3.string(), o, "--format", "qwen2_moe"}), "use --format qwen3_moe", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--router-init", "gaussian"}), "--router-init", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--weight-scaling", "big"}), "not a number", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--preset", "btx"}), "needs --expert-sources", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--depth-tile", "2", "--experts", "4"}), "dense model", out);
+  expect_user_error(test::run_upcycle({"convert", (dir / "missing").string(), o}), "missing", out);
+}
+
+TEST(ConvertCli, HelpTeachesTheRecipes) {
+  auto r = test::run_upcycle({"convert", "--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* s : {"--expert-init", "drop-upcycling", "every:2:1", "cube-root", "docs/recipes.md", "--verify"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace upcycle

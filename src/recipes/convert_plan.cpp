@@ -87,7 +87,9 @@ std::vector<std::string> zero_only_weights(const SourceModel& src, const ModelCo
 
 void set_sliding(const ModelConfig& src, ModelConfig& out) {
   out.sliding_window = src.sliding_window;
-  out.max_window_layers = (src.family == Family::kQwen2 || src.family == Family::kQwen3) ? src.max_window_layers : 0;
+  // Only qwen2_moe has max_window_layers (qwen3_moe windows every layer, mixtral too).
+  const bool qwen_source = src.family == Family::kQwen2 || src.family == Family::kQwen3;
+  out.max_window_layers = (out.family == Family::kQwen2Moe && qwen_source) ? src.max_window_layers : 0;
   for (int64_t l = 0; l < src.num_hidden_layers; ++l)
     if (out.sliding_window_for_layer(l) != src.sliding_window_for_layer(l))
       throw Error(std::string(family_model_type(out.family)) + " cannot express this model's sliding-window layers; "

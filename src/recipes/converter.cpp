@@ -20,6 +20,9 @@ namespace upcycle::recipes {
 namespace {
 
 constexpr uint64_t kChunk = uint64_t{1} << 22;  // elements per averaging chunk
+// Below this many elements a parallel region costs more than it saves (and tiny test models would
+// pay thread wake-ups per tensor).
+constexpr size_t kParallelElements = size_t{1} << 18;
 
 struct Ctx {
   const ConvertSpec& spec;
@@ -94,12 +97,13 @@ std::vector<float> gather(const std::vector<float>& dense, int64_t F, int64_t D,
                           const std::vector<int64_t>& neurons) {
   const int64_t W = int64_t(neurons.size());
   std::vector<float> out(size_t(W) * size_t(D));
+  const bool big = out.size() > kParallelElements;
   if (m == FfnMatrix::kDown) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (big)
     for (int64_t d = 0; d < D; ++d)
       for (int64_t j = 0; j < W; ++j) out[size_t(d * W + j)] = dense[size_t(d * F + neurons[size_t(j)])];
   } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (big)
     for (int64_t j = 0; j < W; ++j)
       std::copy_n(dense.begin() + neurons[size_t(j)] * D, D, out.begin() + j * D);
   }
@@ -109,7 +113,7 @@ std::vector<float> gather(const std::vector<float>& dense, int64_t F, int64_t D,
 void scale_values(std::vector<float>& w, double s) {
   if (s == 1.0) return;
   const float f = float(s);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (w.size() > kParallelElements)
   for (int64_t i = 0; i < int64_t(w.size()); ++i) w[size_t(i)] *= f;
 }
 
@@ -159,8 +163,8 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
         continue;
       }
       const std::string prefix = "layer" + std::to_string(layer) + ".expert" + std::to_string(e);
-      std::vector<float> values(size_t(Fp) * size_t(D));
-      if (need_dense) values = gather(dense, F, D, m, expert_neurons(s.split, F, s.granularity, e, s.seed, layer));
+      std::vector<float> values = need_dense ? gather(dense, F, D, m, expert_neurons(s.split, F, s.granularity, e, s.seed, layer))
+                                             : std::vector<float>(size_t(Fp) * size_t(D));
       init_expert_matrix(values.data(), Fp, D, m, ip, stats, prefix, w.name);
       scale_values(values, scale_of(e));
       if (noise_of(e) > 0) {

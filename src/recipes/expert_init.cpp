@@ -1,6 +1,7 @@
 // Expert initialisation recipes on one fp32 matrix (see expert_init.h).
 #include "recipes/expert_init.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -20,16 +21,20 @@ std::string_view ffn_matrix_name(FfnMatrix m) {
 }
 
 MatrixStats matrix_stats(const float* w, size_t n) {
-  double sum = 0, sq = 0;
-#pragma omp parallel for reduction(+ : sum, sq) schedule(static)
-  for (int64_t i = 0; i < int64_t(n); ++i) {
-    sum += w[i];
-    sq += double(w[i]) * w[i];
+  // Fixed chunks summed in order: the result does not depend on the thread count.
+  constexpr size_t kChunks = 64;
+  std::vector<double> sum(kChunks, 0.0), sq(kChunks, 0.0);
+#pragma omp parallel for schedule(static) if (n > (size_t{1} << 18))
+  for (int64_t c = 0; c < int64_t(kChunks); ++c) {
+    const size_t begin = n * size_t(c) / kChunks, end = n * size_t(c + 1) / kChunks;
+    for (size_t i = begin; i < end; ++i) sum[size_t(c)] += w[i], sq[size_t(c)] += double(w[i]) * w[i];
   }
+  double total = 0, total_sq = 0;
+  for (size_t c = 0; c < kChunks; ++c) total += sum[c], total_sq += sq[c];
   MatrixStats s;
   if (n == 0) return s;
-  s.mean = sum / double(n);
-  s.std = std::sqrt(std::max(0.0, sq / double(n) - s.mean * s.mean));
+  s.mean = total / double(n);
+  s.std = std::sqrt(std::max(0.0, total_sq / double(n) - s.mean * s.mean));
   return s;
 }
 
@@ -81,14 +86,20 @@ void init_expert_matrix(float* w, int64_t width, int64_t D, FfnMatrix m, const E
   }
   const auto S = reinit_neurons(p, prefix, m, width);
   const CounterRng values(p.seed, std::string(prefix) + "." + std::string(ffn_matrix_name(m)) + ".values");
+  // Neurons are independent and every value is a pure function of its index: parallel and deterministic.
+  const bool big = n > (size_t{1} << 18);
+  const int64_t count = int64_t(S.size());
   if (p.init == ExpertInit::kNoise) {
-    for (int64_t j : S)
-      for_neuron(width, D, m, j, [&](int64_t i) { w[i] += float(p.noise_std) * values.normal(uint64_t(i)); });
+#pragma omp parallel for schedule(static) if (big)
+    for (int64_t k = 0; k < count; ++k)
+      for_neuron(width, D, m, S[size_t(k)], [&](int64_t i) { w[i] += float(p.noise_std) * values.normal(uint64_t(i)); });
     return;
   }
   const MatrixStats st = p.stats == DropStats::kMatrix ? dense : slice_stats(w, width, D, m, S);
-  for (int64_t j : S)
-    for_neuron(width, D, m, j, [&](int64_t i) { w[i] = float(st.mean + st.std * double(values.normal(uint64_t(i)))); });
+#pragma omp parallel for schedule(static) if (big)
+  for (int64_t k = 0; k < count; ++k)
+    for_neuron(width, D, m, S[size_t(k)],
+               [&](int64_t i) { w[i] = float(st.mean + st.std * double(values.normal(uint64_t(i)))); });
 }
 
 }  // namespace upcycle::recipes

@@ -3,6 +3,7 @@
 // override them, flag errors and refusals are one `upcycle: error:` line with exit 2 and no output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 

@@ -72,7 +72,7 @@ std::set<int64_t> changed_neurons(const std::vector<float>& a, const std::vector
 }
 
 std::vector<float> random_matrix(int64_t n, float mean, float std, uint64_t seed) {
-  std::vector<float> w(size_t(n));
+  std::vector<float> w(static_cast<size_t>(n));
   CounterRng(seed, "m").fill_normal(w.data(), 0, w.size(), mean, std);
   return w;
 }

@@ -8,6 +8,7 @@
 #include <array>
 #include <cctype>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "core/error.h"

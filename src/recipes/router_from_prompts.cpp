@@ -121,7 +121,7 @@ std::vector<std::vector<float>> random_router_rows(const ModelConfig& config, in
   UPCYCLE_CHECK(!gate_mode_uses_prompts(mode), "random_router_rows needs a random gate mode");
   const int64_t L = config.num_hidden_layers, D = config.hidden_size;
   const size_t n = size_t(num_experts * D);
-  std::vector<std::vector<float>> out(size_t(L), std::vector<float>(n));
+  std::vector<std::vector<float>> out(static_cast<size_t>(L), std::vector<float>(n));
   const double scale = 1.0 / std::sqrt(double(D));
   for (int64_t l = 0; l < L; ++l) {
     const CounterRng rng(seed, "model.layers." + std::to_string(l) + ".router");
@@ -195,7 +195,7 @@ std::vector<double> symmetric_eigenvalues(std::vector<double> a, int64_t n) {
       }
     }
   }
-  std::vector<double> eig(size_t(n));
+  std::vector<double> eig(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) eig[size_t(i)] = at(i, i);
   std::sort(eig.begin(), eig.end());
   return eig;

@@ -103,6 +103,7 @@ class MergekitYaml : public ::testing::Test {
     auto model = [](const std::string& name, Family f, int64_t hidden = 8) {
       ModelConfig c = test::tiny_model_config(f);
       c.hidden_size = hidden;
+      if (f == Family::kMixtral) c.num_experts = 4, c.num_experts_per_tok = 2, c.moe_intermediate_size = 12;
       fs::create_directories(dir_->path() / "models" / name);
       write_model_config(dir_->path() / "models" / name, c);
     };

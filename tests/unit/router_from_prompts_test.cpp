@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
@@ -168,7 +170,9 @@ TEST(RandomRouterRows, StatisticsAndSeededKeying) {
     const double want_var = mode == GateMode::kRandom ? 1.0 : 1.0 / (3.0 * D);
     EXPECT_NEAR(mean, 0.0, 5 * std::sqrt(want_var / double(2 * n)));
     EXPECT_NEAR(var / want_var, 1.0, 0.15);
-    if (mode == GateMode::kUniformRandom) EXPECT_LE(max_abs, 1.0 / std::sqrt(double(D)));
+    if (mode == GateMode::kUniformRandom) {
+      EXPECT_LE(max_abs, 1.0 / std::sqrt(double(D)));
+    }
     // Keyed by (seed, layer, "router"), element e·D + d.
     const CounterRng rng(42, "model.layers.1.router");
     const double u = rng.uniform(5);

@@ -166,9 +166,9 @@ std::vector<std::vector<float>> router_from_prompts(model::Transformer& base, Ga
   return out;
 }
 
-std::vector<double> symmetric_eigenvalues(std::vector<double> a, int64_t n) {
-  UPCYCLE_CHECK(int64_t(a.size()) == n * n, "square matrix");
-  auto at = [&](int64_t i, int64_t j) -> double& { return a[size_t(i * n + j)]; };
+std::vector<double> symmetric_eigenvalues(std::vector<double> a_NN, int64_t n) {
+  UPCYCLE_CHECK(int64_t(a_NN.size()) == n * n, "square matrix");
+  auto at = [&](int64_t i, int64_t j) -> double& { return a_NN[size_t(i * n + j)]; };
   for (int sweep = 0; sweep < 100; ++sweep) {
     double off = 0, diag = 0;
     for (int64_t i = 0; i < n; ++i)
@@ -201,12 +201,12 @@ std::vector<double> symmetric_eigenvalues(std::vector<double> a, int64_t n) {
   return eig;
 }
 
-double condition_number(std::span<const float> g, int64_t E, int64_t D) {
-  UPCYCLE_CHECK(int64_t(g.size()) == E * D && E > 0 && D > 0, "gate matrix shape");
+double condition_number(std::span<const float> g_ED, int64_t E, int64_t D) {
+  UPCYCLE_CHECK(int64_t(g_ED.size()) == E * D && E > 0 && D > 0, "gate matrix shape");
   // Gram matrix of the smaller side: its eigenvalues are the squared singular values.
   const bool rows = E <= D;
   const int64_t n = rows ? E : D, m = rows ? D : E;
-  auto elem = [&](int64_t i, int64_t k) { return double(rows ? g[size_t(i * D + k)] : g[size_t(k * D + i)]); };
+  auto elem = [&](int64_t i, int64_t k) { return double(rows ? g_ED[size_t(i * D + k)] : g_ED[size_t(k * D + i)]); };
   std::vector<double> gram(size_t(n * n), 0.0);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i; j < n; ++j) {

@@ -89,13 +89,16 @@ class Reader {
     if (p.is_relative()) p = (file_.has_parent_path() ? file_.parent_path() : fs::path(".")) / p;
     std::error_code ec;
     if (fs::is_directory(p, ec)) return fs::canonical(p);
-    if (fs::exists(p, ec)) fail(key, "'" + value + "' is a file; expected a model directory (config.json + safetensors)");
+    if (fs::exists(p, ec))
+      fail(key, "'" + value + "' is a file; expected a model directory (config.json + safetensors)");
     if (value.find('+') != std::string::npos)
-      fail(key, "'" + value + "': not a local directory (LoRA references `model+lora` are not supported; merge the "
-                "adapter into the model and give that directory)");
+      fail(key, "'" + value +
+                    "': not a local directory (LoRA references `model+lora` are not supported; merge the "
+                    "adapter into the model and give that directory)");
     if (value.find('@') != std::string::npos)
-      fail(key, "'" + value + "': not a local directory (revisions `model@rev` are not supported; download that "
-                "revision to a local directory first)");
+      fail(key, "'" + value +
+                    "': not a local directory (revisions `model@rev` are not supported; download that "
+                    "revision to a local directory first)");
     const bool hub_like = std::count(value.begin(), value.end(), '/') == 1 && value[0] != '.' && value[0] != '/';
     fail(key, "'" + value + "': not a local directory (upcycle reads local checkpoints; download it first, e.g. with " +
                   "`huggingface-cli download " + (hub_like ? value : std::string("ORG/NAME")) + " --local-dir DIR`)");
@@ -148,8 +151,9 @@ void parse_enums(const Reader& r, const YAML::Node& root, MergekitMoeConfig& c) 
     const std::string s = r.string(root["gate_mode"], "gate_mode");
     auto mode = gate_mode_from_name(s);
     if (!mode)
-      r.fail("gate_mode", "unknown value '" + s + "' (expected hidden, hidden_avg, hidden_last, cheap_embed, random "
-                          "or uniform_random)");
+      r.fail("gate_mode", "unknown value '" + s +
+                              "' (expected hidden, hidden_avg, hidden_last, cheap_embed, random "
+                              "or uniform_random)");
     c.gate_mode = *mode;
   }
   if (root["dtype"] && !root["dtype"].IsNull()) {
@@ -169,8 +173,10 @@ void parse_enums(const Reader& r, const YAML::Node& root, MergekitMoeConfig& c) 
     for (const auto& w : kWriters)
       if (arch_matches(c.architecture, w.name)) any = true, ours = ours || w.arch != MergekitArch::kDeepseek;
     if (!any)
-      r.fail("architecture", "'" + *c.architecture + "' names no mergekit output architecture (mixtral, deepseek, "
-                             "qwen, qwen3); " + std::string(kWeWrite));
+      r.fail("architecture", "'" + *c.architecture +
+                                 "' names no mergekit output architecture (mixtral, deepseek, "
+                                 "qwen, qwen3); " +
+                                 std::string(kWeWrite));
     if (!ours)
       r.fail("architecture", "'" + *c.architecture + "': upcycle does not write DeepSeek MoE (a remote-code model); " +
                                  std::string(kWeWrite));
@@ -197,8 +203,9 @@ void validate(const Reader& r, const MergekitMoeConfig& c) {
     return e.positive_prompts == c.experts[0].positive_prompts && e.negative_prompts == c.experts[0].negative_prompts;
   };
   if (c.experts.size() > 1 && std::all_of(c.experts.begin() + 1, c.experts.end(), same_prompts))
-    r.fail("experts", "every expert has the same positive and negative prompts, so the router could not tell them "
-                      "apart; give each expert prompts typical of what it should receive (or use gate_mode: random)");
+    r.fail("experts",
+           "every expert has the same positive and negative prompts, so the router could not tell them "
+           "apart; give each expert prompts typical of what it should receive (or use gate_mode: random)");
 }
 
 }  // namespace
@@ -233,8 +240,9 @@ MergekitMoeConfig parse_mergekit_moe_yaml(const fs::path& file) {
       if (seed < 0) r.fail("seed", "must be ≥ 0");
       c.seed = uint64_t(seed);
     }
-    r.warn_unknown_keys(root, {"base_model", "experts", "gate_mode", "dtype", "experts_per_token", "shared_experts",
-                               "architecture", "average_non_ffn", "seed"},
+    r.warn_unknown_keys(root,
+                        {"base_model", "experts", "gate_mode", "dtype", "experts_per_token", "shared_experts",
+                         "architecture", "average_non_ffn", "seed"},
                         "", c.warnings);
   } catch (const YAML::Exception& e) {  // e.g. a non-scalar map key
     r.fail("", "unexpected structure at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
@@ -327,15 +335,22 @@ Family select_output_family(const MergekitMoeConfig& c, std::string_view type) {
   const MergekitArch pick =
       std::find(ok.begin(), ok.end(), MergekitArch::kMixtral) != ok.end() ? MergekitArch::kMixtral : ok.front();
   switch (pick) {
-    case MergekitArch::kMixtral: return Family::kMixtral;
-    case MergekitArch::kQwen: return Family::kQwen2Moe;
-    case MergekitArch::kQwen3: return Family::kQwen3Moe;
-    case MergekitArch::kDeepseek: break;
+    case MergekitArch::kMixtral:
+      return Family::kMixtral;
+    case MergekitArch::kQwen:
+      return Family::kQwen2Moe;
+    case MergekitArch::kQwen3:
+      return Family::kQwen3Moe;
+    case MergekitArch::kDeepseek:
+      break;
   }
-  throw Error("mergekit would write DeepSeek MoE for this config (an ungated shared expert), which upcycle does not "
-              "write; " + std::string(kWeWrite) + ". For a Qwen MoE with a shared expert, give shared_experts[0] "
-              "positive_prompts (or use gate_mode: random) and set architecture: qwen",
-              file);
+  throw Error(
+      "mergekit would write DeepSeek MoE for this config (an ungated shared expert), which upcycle does not "
+      "write; " +
+          std::string(kWeWrite) +
+          ". For a Qwen MoE with a shared expert, give shared_experts[0] "
+          "positive_prompts (or use gate_mode: random) and set architecture: qwen",
+      file);
 }
 
 PlannedExpert plan_expert(const MergekitExpert& e, const std::vector<fs::path>& sources) {

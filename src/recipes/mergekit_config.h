@@ -26,8 +26,8 @@ namespace upcycle::recipes {
 enum class MergekitArch { kMixtral, kDeepseek, kQwen, kQwen3 };
 
 struct MergekitExpert {
-  std::string source_model;              // as written in the YAML
-  std::filesystem::path source_dir;      // resolved local directory
+  std::string source_model;          // as written in the YAML
+  std::filesystem::path source_dir;  // resolved local directory
   std::vector<std::string> positive_prompts, negative_prompts;
   std::optional<double> noise_scale;     // σ of N(0, σ²) added to every expert tensor
   std::optional<double> residual_scale;  // multiplies down_proj only

@@ -34,7 +34,8 @@ void normalise(std::vector<double>& v) {
 void check_prompts(const ModelConfig& config, std::span<const ExpertPrompts> experts, const std::string& file) {
   for (size_t e = 0; e < experts.size(); ++e) {
     const std::string where = "experts[" + std::to_string(e) + "]";
-    if (experts[e].positive.empty()) throw Error(where + ".positive_prompts: needs at least one prompt for this gate_mode", file);
+    if (experts[e].positive.empty())
+      throw Error(where + ".positive_prompts: needs at least one prompt for this gate_mode", file);
     for (int sign = 0; sign < 2; ++sign) {
       const auto& prompts = sign == 0 ? experts[e].positive : experts[e].negative;
       const std::string key = where + (sign == 0 ? ".positive_prompts[" : ".negative_prompts[");
@@ -91,7 +92,8 @@ std::vector<std::vector<double>> hidden_rows(model::Transformer& base, const Exp
 }
 
 // mergekit's get_cheap_embedding: the normalised sum of embedding rows over prompts and tokens.
-std::vector<double> cheap_embedding(const float* embed_VD, int64_t D, const std::vector<std::vector<int32_t>>& prompts) {
+std::vector<double> cheap_embedding(const float* embed_VD, int64_t D,
+                                    const std::vector<std::vector<int32_t>>& prompts) {
   std::vector<double> v(size_t(D), 0.0);
   for (const auto& ids : prompts)
     for (int32_t id : ids)

@@ -22,11 +22,16 @@ inline std::filesystem::path mergekit_data_dir() {
   return std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "mergekit";
 }
 
+// Planning reads config.json only; converting needs the weights too.
+enum class ExampleWeights { kConfigOnly, kWithWeights };
+
 // A tiny dense checkpoint (tiny_model_config of `family`, F32) with config.json in `dir`.
-inline void write_tiny_checkpoint(const std::filesystem::path& dir, Family family, uint64_t seed) {
+inline void write_tiny_checkpoint(const std::filesystem::path& dir, Family family, uint64_t seed,
+                                  ExampleWeights weights = ExampleWeights::kWithWeights) {
   std::filesystem::create_directories(dir);
   const ModelConfig config = tiny_model_config(family);
   write_model_config(dir, config);
+  if (weights == ExampleWeights::kConfigOnly) return;
   RandomInitOptions options;
   options.seed = seed;
   options.show_progress = false;
@@ -35,7 +40,8 @@ inline void write_tiny_checkpoint(const std::filesystem::path& dir, Family famil
 
 // Copies `yaml_name` into `root` and writes every model it names under root/models/. Returns the copy.
 inline std::filesystem::path materialise_mergekit_example(const std::string& yaml_name,
-                                                          const std::filesystem::path& root) {
+                                                          const std::filesystem::path& root,
+                                                          ExampleWeights weights = ExampleWeights::kWithWeights) {
   const std::string text = read_bytes(mergekit_data_dir() / yaml_name);
   const std::filesystem::path yaml = root / yaml_name;
   write_bytes(yaml, text);
@@ -48,7 +54,7 @@ inline std::filesystem::path materialise_mergekit_example(const std::string& yam
                           : name.starts_with("qwen2-") ? Family::kQwen2
                                                        : Family::kLlama;
     const std::filesystem::path dir = root / "models" / name;
-    if (!std::filesystem::exists(dir)) write_tiny_checkpoint(dir, family, hash_name(name));
+    if (!std::filesystem::exists(dir)) write_tiny_checkpoint(dir, family, hash_name(name), weights);
   }
   return yaml;
 }

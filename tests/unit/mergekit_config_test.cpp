@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
+#include "model/load_model.h"
 #include "support/expect_error.h"
 #include "support/mergekit_test_support.h"
 #include "support/test_support.h"
@@ -19,9 +21,14 @@ namespace fs = std::filesystem;
 
 std::vector<std::string> strs(std::initializer_list<const char*> l) { return {l.begin(), l.end()}; }
 
+// Planning reads only config.json, so these examples skip the weights.
+fs::path example(const std::string& name, const fs::path& dir) {
+  return test::materialise_mergekit_example(name, dir, test::ExampleWeights::kConfigOnly);
+}
+
 TEST(MergekitExamples, ClownCarHiddenGate) {
   test::ScratchDir dir;
-  const fs::path yaml = test::materialise_mergekit_example("clown_car_hidden.yaml", dir.path());
+  const fs::path yaml = example("clown_car_hidden.yaml", dir.path());
   const MergekitMoeConfig c = parse_mergekit_moe_yaml(yaml);
   EXPECT_TRUE(c.warnings.empty());
   const MoePlan p = plan_mergekit_moe(c);
@@ -48,8 +55,7 @@ TEST(MergekitExamples, ClownCarHiddenGate) {
 
 TEST(MergekitExamples, SparseUpcyclingRandomGate) {
   test::ScratchDir dir;
-  const MoePlan p = plan_mergekit_moe(
-      parse_mergekit_moe_yaml(test::materialise_mergekit_example("sparse_upcycle_random.yaml", dir.path())));
+  const MoePlan p = plan_mergekit_moe(parse_mergekit_moe_yaml(example("sparse_upcycle_random.yaml", dir.path())));
   ASSERT_EQ(p.sources, std::vector<fs::path>{fs::canonical(dir / "models" / "llama-base")});
   ASSERT_EQ(p.experts.size(), 8u);
   for (const auto& e : p.experts) {
@@ -64,8 +70,7 @@ TEST(MergekitExamples, SparseUpcyclingRandomGate) {
 
 TEST(MergekitExamples, QwenSharedExpert) {
   test::ScratchDir dir;
-  const MoePlan p = plan_mergekit_moe(
-      parse_mergekit_moe_yaml(test::materialise_mergekit_example("qwen_shared_expert.yaml", dir.path())));
+  const MoePlan p = plan_mergekit_moe(parse_mergekit_moe_yaml(example("qwen_shared_expert.yaml", dir.path())));
   const fs::path models = fs::canonical(dir / "models");
   ASSERT_EQ(p.sources, (std::vector<fs::path>{models / "qwen2-base", models / "qwen2-code", models / "qwen2-math"}));
   EXPECT_EQ(p.output_family, Family::kQwen2Moe);
@@ -82,8 +87,7 @@ TEST(MergekitExamples, QwenSharedExpert) {
 
 TEST(MergekitExamples, BtxAverageNonFfn) {
   test::ScratchDir dir;
-  const MoePlan p =
-      plan_mergekit_moe(parse_mergekit_moe_yaml(test::materialise_mergekit_example("btx_average.yaml", dir.path())));
+  const MoePlan p = plan_mergekit_moe(parse_mergekit_moe_yaml(example("btx_average.yaml", dir.path())));
   const fs::path models = fs::canonical(dir / "models");
   ASSERT_EQ(p.sources, (std::vector<fs::path>{models / "llama-seed", models / "llama-math", models / "llama-code",
                                               models / "llama-wiki"}));
@@ -93,6 +97,27 @@ TEST(MergekitExamples, BtxAverageNonFfn) {
   EXPECT_EQ(p.gate_mode, GateMode::kUniformRandom);
   EXPECT_EQ(p.seed, 7u);
   EXPECT_EQ(p.output_family, Family::kMixtral);
+}
+
+TEST(MergekitExamples, MaterialisedCheckpointsLoadAndInitRouters) {
+  // The helper convert's tests will use: real weights, loadable by the engine, and the plan's base
+  // model runs the hidden-state init (token ids stand in for the tokenizer here).
+  test::ScratchDir dir;
+  const MoePlan p = plan_mergekit_moe(
+      parse_mergekit_moe_yaml(test::materialise_mergekit_example("clown_car_hidden.yaml", dir.path())));
+  auto be = backend::make_backend(backend::BackendKind::kCpu);
+  const ModelConfig base_config = read_model_config(p.sources[0]);
+  auto base = model::load_transformer(base_config, p.sources[0], *be);
+  const std::vector<ExpertPrompts> prompts = {{{{1, 2, 3}}, {{1, 4}}}, {{{1, 5}}, {}}, {{{1, 6, 7}}, {}}};
+  const auto rows = router_from_prompts(*base, p.gate_mode, prompts, p.seed);
+  ASSERT_EQ(rows.size(), size_t(base_config.num_hidden_layers));
+  for (const auto& layer : rows)
+    for (int64_t e = 0; e < 3; ++e) {
+      double n = 0;
+      for (int64_t d = 0; d < base_config.hidden_size; ++d)
+        n += double(layer[size_t(e * base_config.hidden_size + d)]) * layer[size_t(e * base_config.hidden_size + d)];
+      EXPECT_NEAR(n, 1.0, 1e-5);
+    }
 }
 
 // Config-only model directories (plan reads config.json only) and YAMLs written per test.
@@ -125,8 +150,10 @@ class MergekitYaml : public ::testing::Test {
   }
   // A YAML with base llama-a and experts llama-b, llama-c (random gate) plus `extra` lines.
   fs::path two_experts(const std::string& extra) {
-    return write("base_model: models/llama-a\ngate_mode: random\nexperts:\n  - source_model: models/llama-b\n"
-                 "  - source_model: models/llama-c\n" + extra);
+    return write(
+        "base_model: models/llama-a\ngate_mode: random\nexperts:\n  - source_model: models/llama-b\n"
+        "  - source_model: models/llama-c\n" +
+        extra);
   }
   static test::ScratchDir* dir_;
 };
@@ -134,9 +161,10 @@ test::ScratchDir* MergekitYaml::dir_ = nullptr;
 
 TEST_F(MergekitYaml, DefaultsAndRelativeAndAbsolutePaths) {
   const fs::path abs = fs::canonical(dir_->path() / "models" / "llama-c");
-  const fs::path y = write("base_model: models/llama-a\nexperts:\n  - source_model: ./models/../models/llama-b\n"
-                           "    positive_prompts: [x]\n  - source_model: " + abs.string() +
-                           "\n    positive_prompts: [y]\n");
+  const fs::path y = write(
+      "base_model: models/llama-a\nexperts:\n  - source_model: ./models/../models/llama-b\n"
+      "    positive_prompts: [x]\n  - source_model: " +
+      abs.string() + "\n    positive_prompts: [y]\n");
   const MergekitMoeConfig c = parse_mergekit_moe_yaml(y);
   EXPECT_EQ(c.gate_mode, GateMode::kHidden);
   EXPECT_EQ(c.experts_per_token, 2);
@@ -229,17 +257,17 @@ TEST_F(MergekitYaml, PromptRulesForPromptGates) {
       parse_mergekit_moe_yaml(write("base_model: models/llama-a\nexperts:\n  - source_model: models/llama-b\n"
                                     "    positive_prompts: [a]\n  - source_model: models/llama-c\n")),
       "experts[1].positive_prompts: gate_mode hidden needs at least one positive prompt", f);
-  EXPECT_UPCYCLE_ERROR(
-      parse_mergekit_moe_yaml(write("base_model: models/llama-a\ngate_mode: cheap_embed\nexperts:\n"
-                                    "  - source_model: models/llama-b\n    positive_prompts: [a]\n"
-                                    "  - source_model: models/llama-c\n    positive_prompts: [a]\n")),
-      "experts: every expert has the same positive and negative prompts", f);
+  EXPECT_UPCYCLE_ERROR(parse_mergekit_moe_yaml(write("base_model: models/llama-a\ngate_mode: cheap_embed\nexperts:\n"
+                                                     "  - source_model: models/llama-b\n    positive_prompts: [a]\n"
+                                                     "  - source_model: models/llama-c\n    positive_prompts: [a]\n")),
+                       "experts: every expert has the same positive and negative prompts", f);
   // Different negatives make the prompt sets differ; uniform_random needs no prompts at all.
   EXPECT_NO_THROW(parse_mergekit_moe_yaml(
       write("base_model: models/llama-a\nexperts:\n  - source_model: models/llama-b\n    positive_prompts: [a]\n"
             "  - source_model: models/llama-c\n    positive_prompts: [a]\n    negative_prompts: [b]\n")));
-  EXPECT_NO_THROW(parse_mergekit_moe_yaml(write("base_model: models/llama-a\ngate_mode: uniform_random\nexperts:\n"
-                                                "  - source_model: models/llama-b\n  - source_model: models/llama-b\n")));
+  EXPECT_NO_THROW(
+      parse_mergekit_moe_yaml(write("base_model: models/llama-a\ngate_mode: uniform_random\nexperts:\n"
+                                    "  - source_model: models/llama-b\n  - source_model: models/llama-b\n")));
 }
 
 TEST_F(MergekitYaml, SourcesMustShareAnArchitecture) {
@@ -258,9 +286,12 @@ TEST_F(MergekitYaml, SourcesMustShareAnArchitecture) {
 
 TEST_F(MergekitYaml, OutputFamilyFollowsMergekitsWriterSelection) {
   const std::string f = (dir_->path() / "config.yaml").string();
-  auto family = [&](const std::string& yaml) { return plan_mergekit_moe(parse_mergekit_moe_yaml(write(yaml))).output_family; };
-  const std::string qwen3 = "base_model: models/qwen3-a\ngate_mode: random\nexperts:\n  - source_model: models/qwen3-a\n"
-                            "  - source_model: models/qwen3-b\n";
+  auto family = [&](const std::string& yaml) {
+    return plan_mergekit_moe(parse_mergekit_moe_yaml(write(yaml))).output_family;
+  };
+  const std::string qwen3 =
+      "base_model: models/qwen3-a\ngate_mode: random\nexperts:\n  - source_model: models/qwen3-a\n"
+      "  - source_model: models/qwen3-b\n";
   EXPECT_EQ(family(qwen3), Family::kQwen3Moe);
   EXPECT_EQ(family(qwen3 + "architecture: QWEN\n"), Family::kQwen3Moe);  // prefix of "Qwen3 MoE" too
   // Llama sources with a prompted shared expert: Mixtral and DeepSeek decline, Qwen MoE writes it.
@@ -275,8 +306,8 @@ TEST_F(MergekitYaml, OutputFamilyFollowsMergekitsWriterSelection) {
       plan_mergekit_moe(parse_mergekit_moe_yaml(two_experts("shared_experts:\n  - source_model: models/llama-a\n"))),
       "mergekit would write DeepSeek MoE for this config", f);
   // ...but with gate_mode random the Qwen writer takes it when asked for by name.
-  const MoePlan p = plan_mergekit_moe(parse_mergekit_moe_yaml(
-      two_experts("architecture: qwen\nshared_experts:\n  - source_model: models/llama-a\n")));
+  const MoePlan p = plan_mergekit_moe(
+      parse_mergekit_moe_yaml(two_experts("architecture: qwen\nshared_experts:\n  - source_model: models/llama-a\n")));
   EXPECT_EQ(p.output_family, Family::kQwen2Moe);
   EXPECT_TRUE(p.shared_expert_gate_from_init);
   EXPECT_UPCYCLE_ERROR(

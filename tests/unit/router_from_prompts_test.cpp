@@ -31,7 +31,8 @@ std::vector<double> normalised(std::vector<double> v) {
 
 class RouterFromPrompts : public ::testing::Test {
  protected:
-  RouterFromPrompts() : config_(test::tiny_model_config(Family::kLlama)), be_(backend::make_backend(backend::BackendKind::kCpu)) {
+  RouterFromPrompts()
+      : config_(test::tiny_model_config(Family::kLlama)), be_(backend::make_backend(backend::BackendKind::kCpu)) {
     model_ = std::make_unique<model::Transformer>(config_, *be_);
     test::fill_random(model_->params(), 11, 0.4f);
   }
@@ -52,11 +53,13 @@ class RouterFromPrompts : public ::testing::Test {
     return m;
   }
 
-  void expect_rows(const std::vector<std::vector<float>>& got, int64_t e, const std::vector<std::vector<double>>& want) {
+  void expect_rows(const std::vector<std::vector<float>>& got, int64_t e,
+                   const std::vector<std::vector<double>>& want) {
     const int64_t D = config_.hidden_size;
     for (size_t l = 0; l < want.size(); ++l)
       for (int64_t d = 0; d < D; ++d)
-        EXPECT_NEAR(got[l][size_t(e * D + d)], want[l][size_t(d)], 1e-6) << "layer " << l << " expert " << e << " d " << d;
+        EXPECT_NEAR(got[l][size_t(e * D + d)], want[l][size_t(d)], 1e-6)
+            << "layer " << l << " expert " << e << " d " << d;
   }
 
   ModelConfig config_;
@@ -129,8 +132,7 @@ TEST_F(RouterFromPrompts, CheapEmbedIsTheNormalisedEmbeddingSumOnEveryLayer) {
   for (int64_t id = 1; id <= 3; ++id) embed[id * D + (id - 1)] = 1.0f;
   // Expert 0: tokens {1, 2} + {2} → (1, 2, 0)/√5. Expert 1 subtracts v({3}) = e2 and renormalises:
   // (1/√5, 2/√5, −1)/√2. Expert 2: padding-free sum including repeated tokens, {3, 3, 1} → (1, 0, 2)/√5.
-  const std::vector<ExpertPrompts> experts = {
-      {{{1, 2}, {2}}, {}}, {{{1, 2}, {2}}, {{3}}}, {{{3, 3, 1}}, {}}};
+  const std::vector<ExpertPrompts> experts = {{{{1, 2}, {2}}, {}}, {{{1, 2}, {2}}, {{3}}}, {{{3, 3, 1}}, {}}};
   const auto rows = router_from_prompts(*model_, GateMode::kCheapEmbed, experts, 0);
   const double s5 = std::sqrt(5.0), s2 = std::sqrt(2.0);
   const std::vector<std::vector<double>> want = {
@@ -138,7 +140,8 @@ TEST_F(RouterFromPrompts, CheapEmbedIsTheNormalisedEmbeddingSumOnEveryLayer) {
   for (size_t l = 0; l < rows.size(); ++l)
     for (int64_t e = 0; e < 3; ++e)
       for (int64_t d = 0; d < D; ++d)
-        EXPECT_NEAR(rows[l][size_t(e * D + d)], d < 3 ? want[size_t(e)][size_t(d)] : 0.0, 1e-7) << l << " " << e << " " << d;
+        EXPECT_NEAR(rows[l][size_t(e * D + d)], d < 3 ? want[size_t(e)][size_t(d)] : 0.0, 1e-7)
+            << l << " " << e << " " << d;
 }
 
 TEST_F(RouterFromPrompts, BadPromptsAreUserErrors) {

@@ -12,7 +12,7 @@
 //     ≈ ε·Σ|terms|/2h ≈ 1e-13 with h = 1e-2, so tol = 1e-10 (observed ≤ 3e-13);
 //   kSmooth: nonlinear (rmsnorm in x, attention in q and k, swiglu in g, cross-entropy): truncation
 //     h²·|f'''|/6 plus rounding ε·|L|/h, both ≈ 1e-10 at h = 1e-5, so tol = 1e-7 (observed ≤ 6e-10).
-// The fp32 checks these replace (step 1e-3, tol 1e-3) could not see errors below ~1e-4;
+// The fp32 checks these replace (step 1e-3, tol 1e-3) could not see errors below ~1e-3;
 // RmsNormEpsMissingInBackwardIsRejected shows a ~1e-5-sized backward bug the double check rejects.
 // Sizes are odd and not multiples of 8; attention covers GQA 3:1, MQA, MHA and windows below Tseq.
 #include <gtest/gtest.h>

@@ -1,9 +1,8 @@
 // The MoE backend ops (softmax_rows, gather/scatter rows, grouped linear): hand cases, cpu against the
 // ref oracle on awkward sizes (D past one 64-column block, empty groups at either end and in the
-// middle, repeated destination rows, null gradient slots), and every backward against central finite
-// differences on both backends. Backward ops run on non-zero buffers so += is checked too.
-// Tolerances: 1e-5 relative (see all_close) for cpu vs ref; 1e-3 of the largest gradient for finite
-// differences with step 1e-3 (fp32 objective noise and O(h²) error are far below that, a wrong sign is O(1)).
+// middle, repeated destination rows, null gradient slots). Backward ops run on non-zero buffers so += is
+// checked too. Tolerance: 1e-5 relative (see all_close) for cpu vs ref. The backwards against finite
+// differences (in double) are in moe_backend_grad_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +10,6 @@
 
 #include "backend/backend.h"
 #include "support/backend_test_support.h"
-#include "support/finite_differences.h"
 
 namespace upcycle::backend {
 namespace {
@@ -20,8 +18,6 @@ using test::all_close;
 using test::random_floats;
 
 constexpr double kRtol = 1e-5;
-constexpr float kStep = 1e-3f;
-constexpr double kFdTol = 1e-3;
 
 // Weight pointers of G experts packed in one buffer of [G, N, K].
 std::vector<const float*> group_ptrs(const std::vector<float>& buf, int64_t G, int64_t per) {
@@ -89,68 +85,6 @@ TEST_P(MoeBackendOps, GroupedLinearHandCase) {
   std::vector<float> y(6, -1.0f);
   be_->grouped_linear_forward(y.data(), x.data(), w_g.data(), offsets.data(), 2, 2, 2);
   EXPECT_EQ(y, (std::vector<float>{2, 1, 4, 3, 10, 12}));
-}
-
-TEST_P(MoeBackendOps, SoftmaxBackwardMatchesFiniteDifferences) {
-  const int64_t T = 3, E = 5;
-  auto logits = random_floats(size_t(T * E), 1, 2.0f);
-  const auto r = random_floats(logits.size(), 2);
-  std::vector<float> p(logits.size()), dl(logits.size(), 0.0f);
-  be_->softmax_rows(p.data(), logits.data(), T, E);
-  be_->softmax_rows_backward(dl.data(), r.data(), p.data(), T, E);
-  auto objective = [&] {
-    be_->softmax_rows(p.data(), logits.data(), T, E);
-    return test::weighted_sum(r, p.data());
-  };
-  EXPECT_TRUE(test::matches_finite_differences(logits, dl, objective, kStep, kFdTol));
-}
-
-TEST_P(MoeBackendOps, ScatterGatherBackwardMatchFiniteDifferences) {
-  const int64_t T = 4, A = 6, D = 3;
-  const std::vector<int32_t> rows = {3, 0, 3, 1, 3, 0};
-  auto x = random_floats(size_t(A * D), 10), w = random_floats(size_t(A), 11);
-  const auto r = random_floats(size_t(T * D), 12);
-  std::vector<float> dx(x.size(), 0.0f), dw(w.size(), 0.0f);
-  be_->scatter_add_rows_backward(dx.data(), dw.data(), r.data(), x.data(), rows.data(), w.data(), A, T, D);
-  auto scatter_objective = [&] {
-    std::vector<float> y(size_t(T * D), 0.0f);
-    be_->scatter_add_rows(y.data(), x.data(), rows.data(), w.data(), A, T, D);
-    return test::weighted_sum(r, y.data());
-  };
-  EXPECT_TRUE(test::matches_finite_differences(x, dx, scatter_objective, kStep, kFdTol));
-  EXPECT_TRUE(test::matches_finite_differences(w, dw, scatter_objective, kStep, kFdTol));
-
-  // gather's backward is the unweighted scatter.
-  auto src = random_floats(size_t(T * D), 13);
-  const auto r_gather = random_floats(size_t(A * D), 14);
-  std::vector<float> dsrc(src.size(), 0.0f);
-  be_->scatter_add_rows(dsrc.data(), r_gather.data(), rows.data(), nullptr, A, T, D);
-  auto gather_objective = [&] {
-    std::vector<float> out(size_t(A * D));
-    be_->gather_rows(out.data(), src.data(), rows.data(), A, T, D);
-    return test::weighted_sum(r_gather, out.data());
-  };
-  EXPECT_TRUE(test::matches_finite_differences(src, dsrc, gather_objective, kStep, kFdTol));
-}
-
-TEST_P(MoeBackendOps, GroupedLinearBackwardMatchesFiniteDifferences) {
-  const int64_t G = 4, K = 3, N = 2;
-  const std::vector<int64_t> offsets = {0, 2, 2, 5, 6};  // group 1 empty
-  const int64_t A = offsets.back();
-  auto x = random_floats(size_t(A * K), 20), w = random_floats(size_t(G * N * K), 21);
-  const auto r = random_floats(size_t(A * N), 22);
-  std::vector<float> dx(x.size(), 0.0f), dw(w.size(), 0.0f);
-  auto dw_g = group_ptrs(dw, G, N * K);
-  be_->grouped_linear_backward(dx.data(), dw_g.data(), r.data(), x.data(), group_ptrs(w, G, N * K).data(),
-                               offsets.data(), G, K, N);
-  auto objective = [&] {
-    std::vector<float> y(size_t(A * N));
-    be_->grouped_linear_forward(y.data(), x.data(), group_ptrs(w, G, N * K).data(), offsets.data(), G, K, N);
-    return test::weighted_sum(r, y.data());
-  };
-  EXPECT_TRUE(test::matches_finite_differences(x, dx, objective, kStep, kFdTol));
-  EXPECT_TRUE(test::matches_finite_differences(w, dw, objective, kStep, kFdTol));
-  for (int64_t i = N * K; i < 2 * N * K; ++i) EXPECT_EQ(dw[size_t(i)], 0.0f) << "empty group got a gradient";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MoeBackendOps, ::testing::Values(BackendKind::kRef, BackendKind::kCpu),

@@ -1,298 +1,110 @@
-// Reference implementations of every op in backend.h: direct transcriptions of the formulas, with
-// every sum in double. Invariants: forward ops overwrite, backward ops accumulate (+=), exactly as
-// the contract says; each value is rounded to fp32 once, when stored. Non-goal: speed.
+// RefBackend: the Backend interface over the float instantiation of the reference kernels
+// (ref_kernels.h). Nothing but forwarding lives here, so the float oracle and the double kernels
+// the finite-difference tests use are the same source. Non-goal: any maths of its own.
 #include "backend/ref/ref_backend.h"
 
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
-#include "backend/op_checks.h"
+#include "backend/ref/ref_kernels.h"
 
 namespace upcycle::backend {
 
 void RefBackend::linear_forward(float* y, const float* x, const float* w, const float* b, int64_t M, int64_t K,
                                 int64_t N) {
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t n = 0; n < N; ++n) {
-      double acc = b ? b[n] : 0.0;
-      for (int64_t k = 0; k < K; ++k) acc += double(x[m * K + k]) * w[n * K + k];
-      y[m * N + n] = float(acc);
-    }
-  }
+  ref::linear_forward(y, x, w, b, M, K, N);
 }
 
 void RefBackend::linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                                  int64_t M, int64_t K, int64_t N) {
-  if (dx) {
-    for (int64_t m = 0; m < M; ++m) {
-      for (int64_t k = 0; k < K; ++k) {
-        double acc = dx[m * K + k];
-        for (int64_t n = 0; n < N; ++n) acc += double(dy[m * N + n]) * w[n * K + k];
-        dx[m * K + k] = float(acc);
-      }
-    }
-  }
-  if (dw) {
-    for (int64_t n = 0; n < N; ++n) {
-      for (int64_t k = 0; k < K; ++k) {
-        double acc = dw[n * K + k];
-        for (int64_t m = 0; m < M; ++m) acc += double(dy[m * N + n]) * x[m * K + k];
-        dw[n * K + k] = float(acc);
-      }
-    }
-  }
-  if (db) {
-    for (int64_t n = 0; n < N; ++n) {
-      double acc = db[n];
-      for (int64_t m = 0; m < M; ++m) acc += dy[m * N + n];
-      db[n] = float(acc);
-    }
-  }
+  ref::linear_backward(dx, dw, db, dy, x, w, M, K, N);
 }
 
 void RefBackend::rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D,
                                  float eps) {
-  for (int64_t t = 0; t < T; ++t) {
-    const float* x_D = x + t * D;
-    double sum_sq = 0.0;
-    for (int64_t d = 0; d < D; ++d) sum_sq += double(x_D[d]) * x_D[d];
-    const double r = 1.0 / std::sqrt(sum_sq / double(D) + eps);
-    rstd[t] = float(r);
-    for (int64_t d = 0; d < D; ++d) y[t * D + d] = float(double(w[d]) * x_D[d] * r);
-  }
+  ref::rmsnorm_forward(y, rstd, x, w, T, D, eps);
 }
 
-// y_d = w_d·x_d·r with r = (mean(x²)+eps)^-½, so ∂r/∂x_j = −r³·x_j/D and
-// dx_j = r·(w_j·dy_j − x_j·r²/D · Σ_d dy_d·w_d·x_d); dw_d = Σ_t dy_d·x_d·r.
 void RefBackend::rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
                                   const float* rstd, int64_t T, int64_t D) {
-  std::vector<double> dw_acc(size_t(D), 0.0);
-  for (int64_t t = 0; t < T; ++t) {
-    const float* x_D = x + t * D;
-    const float* dy_D = dy + t * D;
-    const double r = rstd[t];
-    double dot = 0.0;
-    for (int64_t d = 0; d < D; ++d) dot += double(dy_D[d]) * w[d] * x_D[d];
-    for (int64_t d = 0; d < D; ++d) {
-      dx[t * D + d] = float(dx[t * D + d] + r * (double(w[d]) * dy_D[d] - double(x_D[d]) * r * r * dot / double(D)));
-      dw_acc[size_t(d)] += double(dy_D[d]) * x_D[d] * r;
-    }
-  }
-  for (int64_t d = 0; d < D; ++d) dw[d] = float(dw[d] + dw_acc[size_t(d)]);
+  ref::rmsnorm_backward(dx, dw, dy, x, w, rstd, T, D);
 }
 
 void RefBackend::rope(float* x, const float* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
                       int64_t position_offset, bool inverse) {
-  check_rope_args(T, seq_len, n_heads, S);
-  const int64_t half = S / 2;
-  for (int64_t t = 0; t < T; ++t) {
-    const double pos = double(t % seq_len + position_offset);
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* x_S = x + (t * n_heads + h) * S;
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = (inverse ? -pos : pos) * double(inv_freq[i]);
-        const double c = std::cos(angle), s = std::sin(angle);
-        const double a = x_S[i], b = x_S[i + half];
-        x_S[i] = float(a * c - b * s);
-        x_S[i + half] = float(b * c + a * s);
-      }
-    }
-  }
+  ref::rope(x, inv_freq, T, seq_len, n_heads, S, position_offset,
+            inverse ? ref::RopeDirection::kInverse : ref::RopeDirection::kForward);
 }
-
-namespace {
-
-// First key visible from query i (HF sliding window: i − window < j ≤ i).
-int64_t first_visible(int64_t i, int64_t window) { return window > 0 ? std::max<int64_t>(0, i - window + 1) : 0; }
-
-// Row offsets into q/out [T, H, S] and k/v [T, KV, S] for sequence b, position i, head h.
-struct AttnIndex {
-  const AttentionShape& sh;
-  int64_t q(int64_t b, int64_t i, int64_t h) const { return ((b * sh.seq_len + i) * sh.heads + h) * sh.head_dim; }
-  int64_t kv(int64_t b, int64_t j, int64_t h) const {
-    const int64_t kvh = h / (sh.heads / sh.kv_heads);  // GQA: query heads share kv heads in groups
-    return ((b * sh.seq_len + j) * sh.kv_heads + kvh) * sh.head_dim;
-  }
-};
-
-double dot(const float* a, const float* b, int64_t n) {
-  double acc = 0.0;
-  for (int64_t s = 0; s < n; ++s) acc += double(a[s]) * b[s];
-  return acc;
-}
-
-}  // namespace
 
 void RefBackend::attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
-                                   const AttentionShape& sh) {
-  check_attention_shape(sh);
-  const AttnIndex ix{sh};
-  const int64_t S = sh.head_dim;
-  std::vector<double> scores(size_t(sh.seq_len));
-  for (int64_t b = 0; b < sh.batch; ++b) {
-    for (int64_t h = 0; h < sh.heads; ++h) {
-      for (int64_t i = 0; i < sh.seq_len; ++i) {
-        const int64_t j0 = first_visible(i, sh.window);
-        double max_score = -INFINITY;
-        for (int64_t j = j0; j <= i; ++j) {
-          scores[size_t(j)] = double(sh.scale) * dot(q + ix.q(b, i, h), k + ix.kv(b, j, h), S);
-          max_score = std::max(max_score, scores[size_t(j)]);
-        }
-        double denom = 0.0;
-        for (int64_t j = j0; j <= i; ++j) denom += std::exp(scores[size_t(j)] - max_score);
-        lse[(b * sh.seq_len + i) * sh.heads + h] = float(max_score + std::log(denom));
-        for (int64_t s = 0; s < S; ++s) {
-          double acc = 0.0;
-          for (int64_t j = j0; j <= i; ++j) acc += std::exp(scores[size_t(j)] - max_score) * v[ix.kv(b, j, h) + s];
-          out[ix.q(b, i, h) + s] = float(acc / denom);
-        }
-      }
-    }
-  }
+                                   const AttentionShape& shape) {
+  ref::attention_forward(out, lse, q, k, v, shape);
 }
 
-// With p_j = exp(score_j − lse): dv_j += p_j·dout; dp_j = dout·v_j; dscore_j = p_j·(dp_j − Σ_l p_l·dp_l);
-// dq += scale·Σ_j dscore_j·k_j; dk_j += scale·dscore_j·q. Gradients are summed in double buffers
-// (dk/dv collect over queries and over the query heads of a GQA group) and added to the outputs once.
 void RefBackend::attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                     const float* k, const float* v, const float* out, const float* lse,
-                                    const AttentionShape& sh) {
-  check_attention_shape(sh);
-  const AttnIndex ix{sh};
-  const int64_t S = sh.head_dim, T = sh.batch * sh.seq_len;
-  std::vector<double> dq_acc(size_t(T * sh.heads * S)), dk_acc(size_t(T * sh.kv_heads * S)), dv_acc(dk_acc.size());
-  std::vector<double> p(size_t(sh.seq_len)), dp(size_t(sh.seq_len));
-  for (int64_t b = 0; b < sh.batch; ++b) {
-    for (int64_t h = 0; h < sh.heads; ++h) {
-      for (int64_t i = 0; i < sh.seq_len; ++i) {
-        const int64_t j0 = first_visible(i, sh.window);
-        const float* q_S = q + ix.q(b, i, h);
-        const float* dout_S = dout + ix.q(b, i, h);
-        const double lse_i = lse[(b * sh.seq_len + i) * sh.heads + h];
-        double p_dot_dp = 0.0;
-        for (int64_t j = j0; j <= i; ++j) {
-          p[size_t(j)] = std::exp(double(sh.scale) * dot(q_S, k + ix.kv(b, j, h), S) - lse_i);
-          dp[size_t(j)] = dot(dout_S, v + ix.kv(b, j, h), S);
-          p_dot_dp += p[size_t(j)] * dp[size_t(j)];
-        }
-        for (int64_t j = j0; j <= i; ++j) {
-          const double dscore = p[size_t(j)] * (dp[size_t(j)] - p_dot_dp) * double(sh.scale);
-          const int64_t kv_off = ix.kv(b, j, h), q_off = ix.q(b, i, h);
-          for (int64_t s = 0; s < S; ++s) {
-            dv_acc[size_t(kv_off + s)] += p[size_t(j)] * dout_S[s];
-            dk_acc[size_t(kv_off + s)] += dscore * q_S[s];
-            dq_acc[size_t(q_off + s)] += dscore * k[kv_off + s];
-          }
-        }
-      }
-    }
-  }
-  for (size_t e = 0; e < dq_acc.size(); ++e) dq[e] = float(dq[e] + dq_acc[e]);
-  for (size_t e = 0; e < dk_acc.size(); ++e) {
-    dk[e] = float(dk[e] + dk_acc[e]);
-    dv[e] = float(dv[e] + dv_acc[e]);
-  }
+                                    const AttentionShape& shape) {
+  ref::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, shape);
 }
 
-// Query n of the new block sits at absolute position i = past + n; cache row j holds key position j.
 void RefBackend::attention_decode(float* out, const float* q, const float* k_cache, const float* v_cache,
-                                  int64_t past, const AttentionShape& sh) {
-  check_attention_decode(sh, past);
-  const int64_t S = sh.head_dim, KV = sh.kv_heads, G = sh.heads / sh.kv_heads;
-  std::vector<double> scores(size_t(past + sh.seq_len));
-  for (int64_t h = 0; h < sh.heads; ++h) {
-    for (int64_t n = 0; n < sh.seq_len; ++n) {
-      const int64_t i = past + n, j0 = first_visible(i, sh.window);
-      const float* q_S = q + (n * sh.heads + h) * S;
-      auto row = [&](int64_t j) { return (j * KV + h / G) * S; };
-      double max_score = -INFINITY;
-      for (int64_t j = j0; j <= i; ++j) {
-        scores[size_t(j)] = double(sh.scale) * dot(q_S, k_cache + row(j), S);
-        max_score = std::max(max_score, scores[size_t(j)]);
-      }
-      double denom = 0.0;
-      for (int64_t j = j0; j <= i; ++j) denom += std::exp(scores[size_t(j)] - max_score);
-      for (int64_t s = 0; s < S; ++s) {
-        double acc = 0.0;
-        for (int64_t j = j0; j <= i; ++j) acc += std::exp(scores[size_t(j)] - max_score) * v_cache[row(j) + s];
-        out[(n * sh.heads + h) * S + s] = float(acc / denom);
-      }
-    }
-  }
+                                  int64_t past, const AttentionShape& shape) {
+  ref::attention_decode(out, q, k_cache, v_cache, past, shape);
 }
-
-namespace {
-
-double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
-
-}  // namespace
 
 void RefBackend::swiglu_forward(float* h, const float* g, const float* u, int64_t n) {
-  for (int64_t e = 0; e < n; ++e) h[e] = float(double(g[e]) * sigmoid(g[e]) * u[e]);
+  ref::swiglu_forward(h, g, u, n);
 }
 
-// d silu(z)/dz = σ(z)·(1 + z·(1 − σ(z))).
 void RefBackend::swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) {
-  for (int64_t e = 0; e < n; ++e) {
-    const double sig = sigmoid(g[e]);
-    dg[e] = float(dg[e] + double(dh[e]) * u[e] * sig * (1.0 + double(g[e]) * (1.0 - sig)));
-    du[e] = float(du[e] + double(dh[e]) * g[e] * sig);
-  }
+  ref::swiglu_backward(dg, du, dh, g, u, n);
 }
 
 void RefBackend::embedding_forward(float* x, const float* table, const int32_t* ids, int64_t T, int64_t D) {
-  check_ids(ids, T);
-  for (int64_t t = 0; t < T; ++t) std::copy_n(table + int64_t(ids[t]) * D, D, x + t * D);
+  ref::embedding_forward(x, table, ids, T, D);
 }
 
 void RefBackend::embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t T, int64_t D) {
-  check_ids(ids, T);
-  // Sum every row's contributions in double first, so repeated ids round once.
-  int64_t rows = 0;
-  for (int64_t t = 0; t < T; ++t) rows = std::max<int64_t>(rows, int64_t(ids[t]) + 1);
-  std::vector<double> acc(size_t(rows * D), 0.0);
-  std::vector<bool> touched(size_t(rows), false);
-  for (int64_t t = 0; t < T; ++t) {
-    touched[size_t(ids[t])] = true;
-    for (int64_t d = 0; d < D; ++d) acc[size_t(ids[t] * D + d)] += dx[t * D + d];
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    if (!touched[size_t(r)]) continue;
-    for (int64_t d = 0; d < D; ++d) dtable[r * D + d] = float(dtable[r * D + d] + acc[size_t(r * D + d)]);
-  }
+  ref::embedding_backward(dtable, dx, ids, T, D);
 }
 
 double RefBackend::cross_entropy(float* dlogits, const float* logits, const int32_t* targets, int64_t T, int64_t V,
                                  float dloss) {
-  check_targets(targets, T, V);
-  int64_t counted = 0;
-  for (int64_t t = 0; t < T; ++t) counted += targets[t] >= 0;
-  double loss_sum = 0.0;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* l_V = logits + t * V;
-    float* dl_V = dlogits + t * V;
-    if (targets[t] < 0) {
-      std::fill_n(dl_V, V, 0.0f);
-      continue;
-    }
-    double max_logit = -INFINITY;
-    for (int64_t c = 0; c < V; ++c) max_logit = std::max(max_logit, double(l_V[c]));
-    double denom = 0.0;
-    for (int64_t c = 0; c < V; ++c) denom += std::exp(l_V[c] - max_logit);
-    const double lse = max_logit + std::log(denom);
-    loss_sum += lse - l_V[targets[t]];
-    const double grad_scale = double(dloss) / double(counted);
-    for (int64_t c = 0; c < V; ++c) {
-      const double prob = std::exp(l_V[c] - lse);
-      dl_V[c] = float((prob - (c == targets[t] ? 1.0 : 0.0)) * grad_scale);
-    }
-  }
-  return counted > 0 ? loss_sum / double(counted) : 0.0;
+  return ref::cross_entropy(dlogits, logits, targets, T, V, dloss);
 }
 
-void RefBackend::axpy(float* y, const float* x, float alpha, int64_t n) {
-  for (int64_t e = 0; e < n; ++e) y[e] = float(double(y[e]) + double(alpha) * x[e]);
+void RefBackend::axpy(float* y, const float* x, float alpha, int64_t n) { ref::axpy(y, x, alpha, n); }
+
+void RefBackend::softmax_rows(float* probs, const float* logits, int64_t T, int64_t E) {
+  ref::softmax_rows(probs, logits, T, E);
+}
+
+void RefBackend::softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int64_t T,
+                                       int64_t E) {
+  ref::softmax_rows_backward(dlogits, dprobs, probs, T, E);
+}
+
+void RefBackend::gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) {
+  ref::gather_rows(out, x, rows, A, T, D);
+}
+
+void RefBackend::scatter_add_rows(float* y, const float* x, const int32_t* rows, const float* weights, int64_t A,
+                                  int64_t T, int64_t D) {
+  ref::scatter_add_rows(y, x, rows, weights, A, T, D);
+}
+
+void RefBackend::scatter_add_rows_backward(float* dx, float* dweights, const float* dy, const float* x,
+                                           const int32_t* rows, const float* weights, int64_t A, int64_t T,
+                                           int64_t D) {
+  ref::scatter_add_rows_backward(dx, dweights, dy, x, rows, weights, A, T, D);
+}
+
+void RefBackend::grouped_linear_forward(float* y, const float* x, const float* const* w, const int64_t* offsets,
+                                        int64_t G, int64_t K, int64_t N) {
+  ref::grouped_linear_forward(y, x, w, offsets, G, K, N);
+}
+
+void RefBackend::grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x,
+                                         const float* const* w, const int64_t* offsets, int64_t G, int64_t K,
+                                         int64_t N) {
+  ref::grouped_linear_backward(dx, dw, dy, x, w, offsets, G, K, N);
 }
 
 }  // namespace upcycle::backend

@@ -1,6 +1,7 @@
 // The reference backend: the simplest loops that state each op's maths, every reduction accumulated
 // in double and rounded to fp32 once at the end. It is the oracle the cpu backend is tested against,
-// so clarity beats speed everywhere; it is never meant to train anything real.
+// so clarity beats speed everywhere; it is never meant to train anything real. The maths lives in
+// the kernel templates of ref_kernels.h (float here; tests also run them in double).
 // Non-goals: threading, vectorisation, memory efficiency.
 #pragma once
 

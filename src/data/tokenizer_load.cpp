@@ -3,12 +3,27 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "core/file_util.h"
 #include "core/json.h"
 #include "data/tokenizer_state.h"
 
 namespace upcycle::data {
 namespace {
 namespace fs = std::filesystem;
+// Plain (hash-ordered) JSON: core's ordered_json looks keys up linearly, far too slow for a
+// 150k-entry vocab object; key order carries nothing in tokenizer.json.
+using Json = nlohmann::json;
+
+Json parse_tokenizer_json(const fs::path& file) {
+  const std::string text = read_text_file(file, "tokenizer.json");
+  try {
+    return Json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    std::string detail = e.what();
+    if (auto pos = detail.find("] "); pos != std::string::npos) detail = detail.substr(pos + 2);
+    throw Error("tokenizer.json is not valid JSON: " + detail, file.string());
+  }
+}
 
 // Small accessors that turn a wrong JSON shape into a one-line Error naming the key path.
 struct Reader {
@@ -185,22 +200,30 @@ void load_model(const Reader& r, const Json& m, Tokenizer::State& s) {
   s.bpe = BytePairModel(std::move(vocab), merges, std::move(merged_ids), r.flag(m, "ignore_merges", false, "model"));
 }
 
+// HF ignores the ids written in added_tokens and assigns them as AddedVocabulary::add_tokens does:
+// a content found in the model vocab takes that id, any other the next id after both the model
+// vocab and the added tokens so far. For every real file the two agree.
 void load_added_tokens(const Reader& r, const Json& list, Tokenizer::State& s) {
   if (list.is_null()) return;
   if (!list.is_array()) r.fail("tokenizer.json: added_tokens must be a list");
+  const int64_t model_size = int64_t(s.bpe.vocab().size());
+  int64_t max_id = -1;
   for (size_t k = 0; k < list.size(); ++k) {
     const Json& t = list[k];
     const std::string where = "added_tokens[" + std::to_string(k) + "]";
     AddedToken a;
-    a.id = r.id(r.at(t, "id", where), where + ".id");
+    r.id(r.at(t, "id", where), where + ".id");  // checked for shape; see above for why it is unused
     a.content = r.str(r.at(t, "content", where), where + ".content");
-    if (a.content.empty()) r.fail("tokenizer.json: " + where + ".content is empty");
     a.special = r.flag(t, "special", false, where);
     a.lstrip = r.flag(t, "lstrip", false, where);
     a.rstrip = r.flag(t, "rstrip", false, where);
     a.single_word = r.flag(t, "single_word", false, where);
     a.normalized = r.flag(t, "normalized", true, where);  // serde default of AddedToken
-    if (s.added_by_content.count(a.content)) continue;  // HF keeps the first of duplicate contents
+    if (a.content.empty() || s.added_by_content.count(a.content)) continue;  // HF skips these too
+    if (auto it = s.bpe.vocab().find(a.content); it != s.bpe.vocab().end()) a.id = it->second;
+    else if (max_id < 0) a.id = int32_t(model_size);
+    else a.id = int32_t(max_id >= model_size || model_size == 0 ? max_id + 1 : model_size);
+    max_id = std::max<int64_t>(max_id, a.id);
     s.added_by_content[a.content] = s.added.size();
     s.added_by_id[a.id] = s.added.size();
     s.vocab_size = std::max<int64_t>(s.vocab_size, int64_t(a.id) + 1);
@@ -226,9 +249,9 @@ void build_matchers(Tokenizer::State& s) {
 }
 
 // tokenizer_config.json's bos_token / eos_token: a string, an AddedToken object or null.
-std::optional<int32_t> config_token(const Json& cfg, const char* key, const Tokenizer& tok, const std::string& file) {
+std::optional<int32_t> config_token(const upcycle::Json& cfg, const char* key, const Tokenizer& tok, const std::string& file) {
   if (!cfg.contains(key) || cfg[key].is_null()) return std::nullopt;
-  const Json& v = cfg[key];
+  const upcycle::Json& v = cfg[key];
   std::string content;
   if (v.is_string()) content = v.get<std::string>();
   else if (v.is_object() && v.contains("content") && v["content"].is_string()) content = v["content"].get<std::string>();
@@ -249,7 +272,7 @@ Tokenizer Tokenizer::load(const fs::path& path) {
   }
   auto state = std::make_shared<State>();
   state->file = file;
-  const Json json = read_json_file(file, "tokenizer.json");
+  const Json json = parse_tokenizer_json(file);
   const Reader r{file.string()};
   try {
     if (!json.is_object()) r.fail("tokenizer.json must be a JSON object");
@@ -270,7 +293,7 @@ Tokenizer Tokenizer::load(const fs::path& path) {
   Tokenizer tok(state);
   const fs::path config_file = file.parent_path() / "tokenizer_config.json";
   if (fs::exists(config_file, ec)) {
-    const Json cfg = read_json_file(config_file, "tokenizer_config.json");
+    const upcycle::Json cfg = read_json_file(config_file, "tokenizer_config.json");
     if (!cfg.is_object()) throw Error("tokenizer_config.json must be a JSON object", config_file.string());
     state->bos = config_token(cfg, "bos_token", tok, config_file.string());
     state->eos = config_token(cfg, "eos_token", tok, config_file.string());

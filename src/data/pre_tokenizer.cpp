@@ -66,7 +66,8 @@ Regex::Regex(std::string_view pattern, Literal literal, const std::string& file)
   const std::string rewritten = literal == Literal::kYes ? std::string(pattern) : rewrite_white_space_classes(pattern);
   int error = 0;
   PCRE2_SIZE offset = 0;
-  const uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal == Literal::kYes ? PCRE2_LITERAL : 0u);
+  // PCRE2_LITERAL refuses PCRE2_UCP (meaningless without metacharacters).
+  const uint32_t options = PCRE2_UTF | (literal == Literal::kYes ? PCRE2_LITERAL : PCRE2_UCP);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(rewritten.data()), rewritten.size(), options, &error,
                                    &offset, nullptr);
   if (!code)

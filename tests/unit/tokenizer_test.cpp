@@ -76,6 +76,31 @@ TEST_F(TokenizerTest, IgnoreMergesEmitsWholeVocabWords) {
   EXPECT_EQ(load(tiny_tokenizer(Json::array({"a b"}), true)).encode("abcd"), (Ids{7, 2, 3}));
 }
 
+TEST_F(TokenizerTest, SplitAndDigitsPreTokenizersCutBeforeMerging) {
+  const auto with_pre = [](Json steps) {
+    Json j = tiny_tokenizer(Json::array({"a b", "b c", "1 2"}));
+    j["model"]["vocab"]["1"] = 13;
+    j["model"]["vocab"]["2"] = 14;
+    j["model"]["vocab"]["12"] = 15;
+    steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}});
+    j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", steps}};
+    return j;
+  };
+  const auto split = [](const char* kind, const char* pattern, const char* behavior) {
+    return Json{{"type", "Split"}, {"pattern", {{kind, pattern}}}, {"behavior", behavior}, {"invert", false}};
+  };
+  EXPECT_EQ(load(with_pre(Json::array())).encode("abc12"), (Ids{7, 2, 15}));
+  EXPECT_EQ(load(with_pre(Json::array({split("String", "b", "Isolated")}))).encode("abc"), (Ids{0, 1, 2}));
+  // "." as a String is a literal dot (absent from "abc"); as a Regex it isolates every character.
+  EXPECT_EQ(load(with_pre(Json::array({split("String", ".", "Isolated")}))).encode("abc"), (Ids{7, 2}));
+  EXPECT_EQ(load(with_pre(Json::array({split("Regex", ".", "Isolated")}))).encode("abc"), (Ids{0, 1, 2}));
+  EXPECT_EQ(load(with_pre(Json::array({split("Regex", "b+", "Removed")}))).encode("abbc"), (Ids{0, 2}));
+  EXPECT_EQ(load(with_pre(Json::array({{{"type", "Digits"}, {"individual_digits", true}}}))).encode("ab12"),
+            (Ids{7, 13, 14}));
+  EXPECT_EQ(load(with_pre(Json::array({{{"type", "Digits"}, {"individual_digits", false}}}))).encode("b12a"),
+            (Ids{1, 15, 0}));
+}
+
 TEST_F(TokenizerTest, AddedTokensHonourTheirFlags) {
   Json j = tiny_tokenizer(Json::array({"a b"}));
   // Ids follow the vocab (13 entries): HF assigns them in order, whatever the file says, and a

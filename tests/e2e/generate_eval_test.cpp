@@ -11,6 +11,8 @@
 
 #include "backend/backend.h"
 #include "core/json.h"
+#include "data/byte_level_bpe.h"
+#include "data/tokenizer.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "model/parameters.h"
@@ -120,8 +122,49 @@ TEST_F(GenerateEvalCli, GenerateBadInputsAreOneLineErrors) {
   expect_user_error(generate({"--max-new-tokens", "2", "--top-p", "0"}), "--top-p must lie in (0, 1]");
   expect_user_error(generate({"--max-new-tokens", "2", "--top-p", "1.5"}), "--top-p must lie in (0, 1]");
   expect_user_error(test::run_upcycle({"generate", model_.string(), "--prompt", "hello", "--max-new-tokens", "2"}),
-                    "no tokenizer");
+                    "tokenizer.json, which is missing (or pass ids with --tokens) (" + (model_ / "tokenizer.json").string() + ")");
+  expect_user_error(generate({"--prompt", "hi", "--max-new-tokens", "2"}), "mutually exclusive");
+  expect_user_error(generate({"--print-ids", "--max-new-tokens", "2"}), "--print-ids goes with --prompt");
   expect_user_error(test::run_upcycle({"generate", model_.string(), "--max-new-tokens", "2"}), "missing --tokens");
+}
+
+// A byte-level tokenizer.json for the tiny model: the 256 byte stand-ins are ids 0..255, "h"+"i"
+// merges into 256 and <|endoftext|> is special 257 — all below the tiny preset's vocab_size.
+void write_tiny_tokenizer(const fs::path& dir) {
+  Json vocab = Json::object();
+  for (int b = 0; b < 256; ++b) vocab[data::byte_to_unicode(uint8_t(b))] = b;
+  vocab["hi"] = 256;
+  Json j = {{"added_tokens", {{{"id", 257}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false}}}},
+            {"normalizer", nullptr},
+            {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+            {"post_processor", nullptr},
+            {"decoder", {{"type", "ByteLevel"}}},
+            {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", Json::array({"h i"})}}}};
+  test::write_bytes(dir / "tokenizer.json", j.dump());
+}
+
+TEST_F(GenerateEvalCli, GeneratePromptEncodesAndDecodesWithTheCheckpointTokenizer) {
+  write_tiny_tokenizer(model_);
+  const data::Tokenizer tok = data::Tokenizer::load(model_);
+  const std::vector<int32_t> prompt = tok.encode("hi there<|endoftext|>");
+  ASSERT_EQ(prompt, (std::vector<int32_t>{256, ' ', 't', 'h', 'e', 'r', 'e', 257}));  // hand-worked
+  std::string ids_text;
+  for (int32_t id : prompt) ids_text += std::to_string(id) + " ";
+  auto by_ids = test::run_upcycle({"generate", model_.string(), "--tokens", ids_text, "--max-new-tokens", "6"});
+  ASSERT_EQ(by_ids.exit_code, 0) << by_ids.err;
+  auto by_text = test::run_upcycle(
+      {"generate", model_.string(), "--prompt", "hi there<|endoftext|>", "--max-new-tokens", "6"});
+  ASSERT_EQ(by_text.exit_code, 0) << by_text.err;
+  EXPECT_EQ(by_text.out, tok.decode(parse_ids(by_ids.out)) + "\n");
+  auto printed_ids = test::run_upcycle(
+      {"generate", model_.string(), "--prompt", "hi there<|endoftext|>", "--max-new-tokens", "6", "--print-ids"});
+  ASSERT_EQ(printed_ids.exit_code, 0) << printed_ids.err;
+  EXPECT_EQ(printed_ids.out, by_ids.out);
+  expect_user_error(test::run_upcycle({"generate", model_.string(), "--prompt", "", "--max-new-tokens", "2"}),
+                    "--prompt encodes to no tokens");
+  test::write_bytes(model_ / "tokenizer.json", "{\"model\": {\"type\": \"Unigram\"}}");
+  expect_user_error(test::run_upcycle({"generate", model_.string(), "--prompt", "hi", "--max-new-tokens", "2"}),
+                    "unsupported model type Unigram (only BPE is supported) (" + (model_ / "tokenizer.json").string() + ")");
 }
 
 TEST_F(GenerateEvalCli, EvalJsonMatchesHandComputation) {

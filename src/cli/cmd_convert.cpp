@@ -14,6 +14,8 @@
 #include "core/error.h"
 #include "core/units.h"
 #include "recipes/converter.h"
+#include "recipes/mergekit_config.h"
+#include "recipes/mergekit_spec.h"
 #include "recipes/presets.h"
 #include "recipes/verify.h"
 
@@ -24,6 +26,7 @@ using namespace upcycle::recipes;
 
 struct ConvertOptions {
   std::string dense, out;
+  std::string recipe;
   std::string preset;
   std::string moe_layers = "all";
   int64_t experts = 8, top_k = 2, granularity = 1, shared_experts = 0;
@@ -151,6 +154,39 @@ void check_depth_tile(const OptionSet& set, const ConvertOptions& o) {
       throw Error(std::string("--depth-tile writes a deeper dense model; --") + flag + " does not apply to it");
 }
 
+// With --recipe the YAML is the recipe: flags that would compete with it are refused, not merged.
+void check_recipe_flags(const OptionSet& set) {
+  for (const char* flag : {"preset", "moe-layers", "experts", "top-k", "granularity", "shared-experts",
+                           "shared-expert-gate", "expert-init", "drop-ratio", "drop-scope", "drop-stats", "noise-std",
+                           "expert-split", "weight-scaling", "weight-scaling-mode", "router-init", "router", "norm-topk",
+                           "format", "expert-sources", "depth-tile", "depth-order", "from-scratch"})
+    if (set.given(flag))
+      throw Error(std::string("--") + flag + " does not combine with --recipe: the mergekit YAML defines the recipe");
+}
+
+// `upcycle convert --recipe FILE.yaml OUT_DIR`: the YAML names the base model and every source.
+ConvertSpec spec_from_recipe(ConvertOptions& o, const OptionSet& set) {
+  check_recipe_flags(set);
+  if (!o.out.empty())
+    throw Error("with --recipe give only OUT_DIR (the YAML's base_model is the dense model), not '" + o.dense + "' too");
+  o.out = o.dense;
+  if (o.out.empty()) throw Error("missing OUT_DIR (usage: upcycle convert --recipe FILE.yaml OUT_DIR)");
+  const MergekitMoeConfig config = parse_mergekit_moe_yaml(o.recipe);
+  for (const auto& w : config.warnings) std::fprintf(stderr, "upcycle: warning: %s\n", w.c_str());
+  const MoePlan plan = plan_mergekit_moe(config);
+  ConvertSpec spec = convert_spec_from_mergekit(plan);
+  if (set.given("dtype") && o.dtype != "source")
+    spec.dtype = o.dtype == "f32" ? DType::kF32 : o.dtype == "f16" ? DType::kF16 : DType::kBF16;
+  if (set.given("seed")) spec.seed = o.seed;
+  if (o.average_non_ffn) spec.non_ffn = NonFfn::kAverage;
+  if (set.given("aux-loss-coef") && o.aux_loss_coef != "family")
+    spec.aux_loss_coef = parse_number(o.aux_loss_coef, "--aux-loss-coef");
+  for (const auto& w : add_mergekit_router_rows(spec, plan, o.recipe))
+    std::fprintf(stderr, "upcycle: warning: %s\n", w.c_str());
+  o.dense = plan.sources.at(0).string();  // --verify compares against the base model
+  return spec;
+}
+
 std::string_view preservation_text(Preservation p) {
   switch (p) {
     case Preservation::kExact: return "function-preserving (threshold 1e-4)";
@@ -188,7 +224,7 @@ void run_verify(const ConvertOptions& o, const ConvertPlan& plan) {
 
 int run_convert(const Args& args) {
   ConvertOptions o;
-  OptionSet set("convert", "upcycle convert DENSE_DIR OUT_DIR [--preset NAME] [recipe flags] [--verify]",
+  OptionSet set("convert", "upcycle convert DENSE_DIR OUT_DIR [--preset NAME] [recipe flags] [--verify]\n       upcycle convert --recipe MERGEKIT.yaml OUT_DIR [--verify]",
                 "Turn a dense Hugging Face checkpoint (llama, mistral, qwen2, qwen3) into a Mixture-of-Experts\n"
                 "checkpoint (mixtral, qwen2_moe, qwen3_moe) with one of the known upcycling recipes, or into a\n"
                 "deeper dense model (--depth-tile). Embeddings, attention, norms, lm_head, tokenizer and generation\n"
@@ -196,8 +232,12 @@ int run_convert(const Args& args) {
                 "safetensors metadata. Output is streamed (memory does not grow with model size) and atomic.\n"
                 "Equations and sources of every recipe: docs/recipes.md.");
   set.add_positional("DENSE_DIR", "dense checkpoint (the base: non-FFN weights, shared expert, dense layers)", &o.dense,
-                     Required::kYes);
-  set.add_positional("OUT_DIR", "output directory (must not exist unless --force)", &o.out, Required::kYes);
+                     Required::kNo);
+  set.add_positional("OUT_DIR", "output directory (must not exist unless --force)", &o.out, Required::kNo);
+  set.add("recipe", "FILE.yaml",
+          "mergekit-moe YAML (base_model, experts[].source_model, prompts, gate_mode, ...), read unchanged; then\n"
+          "give only OUT_DIR. Extensions: average_non_ffn (BTX), seed. See docs/recipes.md",
+          &o.recipe);
   set.add("preset", "NAME", "recipe preset: " + convert_preset_names() + "; explicit flags override it", &o.preset);
   set.add("moe-layers", "SEL", "all | every:N[:OFFSET] | first:N | last:N | i,j,k (every:2:1 = every other from the 2nd)",
           &o.moe_layers);
@@ -256,9 +296,12 @@ int run_convert(const Args& args) {
       "  upcycle convert dense/ moe/ --experts 16 --granularity 4 --top-k 4 --router-init normal:0.02 --verify\n"
       "  upcycle convert seed/ btx/ --preset btx --expert-sources seed/,math/,code/,wiki/\n"
       "  upcycle convert dense/ deep/ --depth-tile 2 --depth-order stacked\n"
+      "  upcycle convert --recipe clown-car.yaml moe/ --verify\n"
       "function-preserving recipes (checked by --verify): copies with topk-softmax at G = 1; virtual groups with\n"
       "K a multiple of G and s = G (down mode); softmax-topk with --router-init zeros and s = E*G/K (down mode).");
   if (!set.parse(args)) return 0;
+  if (o.recipe.empty() && o.dense.empty()) throw Error("missing DENSE_DIR (the dense checkpoint to convert)");
+  if (o.recipe.empty() && o.out.empty()) throw Error("missing OUT_DIR (where the converted checkpoint goes)");
   if (!o.preset.empty())
     for (const auto& [flag, value] : find_convert_preset(o.preset).flags)
       if (!set.given(flag)) set.set_default(flag, std::string(value));
@@ -269,7 +312,7 @@ int run_convert(const Args& args) {
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
   if (o.verify_tokens < 1) throw Error("--verify-tokens must be at least 1");
 
-  ConvertSpec spec = make_spec(o);
+  ConvertSpec spec = o.recipe.empty() ? make_spec(o) : spec_from_recipe(o, set);
   ConvertOutput output{o.out, o.force ? Overwrite::kReplace : Overwrite::kRefuse,
                        parse_byte_size(o.max_shard_size, "--max-shard-size"), ShowProgress::kYes};
   ConvertResult r = convert(spec, output);

@@ -177,6 +177,13 @@ ConvertPlan make_plan(const ConvertSpec& s, const std::vector<SourceModel>& sour
     for (const auto& rows : s.router_rows)
       if (int64_t(rows.size()) != s.experts * src.hidden_size) throw Error("given router rows must be experts × hidden_size");
   }
+  if (s.shared_gate == SharedGate::kGiven) {
+    if (s.shared_gate_rows.size() != p.moe_layers.size())
+      throw Error("given shared-expert gate rows cover " + std::to_string(s.shared_gate_rows.size()) + " layers, but " +
+                  std::to_string(p.moe_layers.size()) + " layers are MoE");
+    for (const auto& row : s.shared_gate_rows)
+      if (int64_t(row.size()) != src.hidden_size) throw Error("given shared-expert gate rows must be hidden_size long");
+  }
   const Family family = choose_family(s, src, all_layers, renorm);
   ModelConfig& c = p.config;
   c.family = family;

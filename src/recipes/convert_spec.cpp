@@ -47,7 +47,10 @@ Json spec_to_json(const ConvertSpec& s) {
   j["expert_split"] = s.split == ExpertSplit::kContiguous ? "contiguous" : "shuffled";
   j["shared_experts"] = s.shared_experts;
   if (s.shared_experts > 0) {
-    j["shared_expert_gate"] = s.shared_gate == SharedGate::kSigmoid ? "sigmoid" : "ungated";
+    j["shared_expert_gate"] = s.shared_gate == SharedGate::kSigmoid   ? "sigmoid"
+                              : s.shared_gate == SharedGate::kUngated ? "ungated"
+                              : s.shared_gate == SharedGate::kZero    ? "zero"
+                                                                      : "given";
     j["shared_source"] = s.shared_source;
     j["shared_residual_scale"] = s.shared_residual_scale;
   }

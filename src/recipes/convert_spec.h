@@ -27,7 +27,9 @@ enum class RouterInit { kNormal, kUniform, kZeros, kGiven };
 enum class RoutingOrder { kTopkSoftmax, kSoftmaxTopk };  // renormalised over the top-k, or not
 enum class ScalingKind { kAuto, kNone, kFactor };
 enum class ScalingMode { kCubeRoot, kDown };
-enum class SharedGate { kSigmoid, kUngated };  // qwen2_moe's gate: learned from N(0,σ²), or exact-ungated
+// qwen2_moe's shared-expert gate: N(0, router σ²); exactly ungated at init (zero weight, down_proj ×2);
+// zero weight without compensation (mergekit's default: the shared expert enters ×½); or given rows.
+enum class SharedGate { kSigmoid, kUngated, kZero, kGiven };
 enum class NonFfn { kBase, kAverage };
 enum class DepthOrder { kTiled, kStacked };  // 0..L-1,0..L-1 or 0,0,1,1,…
 enum class FromScratch { kNo, kYes };
@@ -57,6 +59,7 @@ struct ConvertSpec {
   RouterInit router_init = RouterInit::kNormal;
   double router_std = 0.02;
   std::vector<std::vector<float>> router_rows;  // kGiven: per MoE layer, [E·D]
+  std::vector<std::vector<float>> shared_gate_rows;  // SharedGate::kGiven: per MoE layer, [D]
 
   RoutingOrder routing = RoutingOrder::kTopkSoftmax;
   bool norm_topk = false;  // softmax-topk followed by renormalisation (= topk-softmax)

@@ -192,6 +192,12 @@ void write_shared_gate(Ctx& c, int64_t layer, const WeightSpec& w) {
   if (c.spec.shared_gate == SharedGate::kSigmoid)
     CounterRng(c.spec.seed, "layer" + std::to_string(layer) + ".shared_expert_gate")
         .fill_normal(values.data(), 0, values.size(), 0.0f, float(c.spec.router_std));
+  if (c.spec.shared_gate == SharedGate::kGiven) {
+    const auto it = std::find(c.plan.moe_layers.begin(), c.plan.moe_layers.end(), layer);
+    const std::vector<float>& row = c.spec.shared_gate_rows.at(size_t(it - c.plan.moe_layers.begin()));
+    UPCYCLE_CHECK(row.size() == values.size(), "shared gate row size");
+    values = row;
+  }
   write_values(c, w, values);
 }
 

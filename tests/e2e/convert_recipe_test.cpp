@@ -1,0 +1,185 @@
+// `upcycle convert --recipe FILE.yaml OUT_DIR` (mergekit-moe YAML) through the binary: a random-gate
+// sparse upcycle (every expert from the base) preserves the function and passes --verify; a
+// clown-car MoE with `gate_mode: hidden` takes each expert's FFN byte for byte from its source, the
+// rest from the base, and writes unit-norm router rows (L2-normalised hidden states); competing
+// flags and bad YAML are one-line errors with no output.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "io/checkpoint.h"
+#include "io/model_config.h"
+#include "support/test_support.h"
+
+namespace upcycle {
+namespace {
+namespace fs = std::filesystem;
+using test::ScratchDir;
+
+void init_model(const fs::path& dir, const std::string& seed, const std::string& arch = "llama") {
+  auto r = test::run_upcycle({"init", "--arch", arch, "--preset", "tiny", "--vocab-size", "300", "--dtype", "f32",
+                              "--seed", seed, dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+}
+
+// GPT-2's byte-to-unicode table: printable Latin-1 bytes stand for themselves, the others for 256+n.
+std::string byte_symbol(int b) {
+  const bool direct = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+  static int shifted[256] = {};
+  static bool ready = false;
+  if (!ready) {
+    int n = 0;
+    for (int i = 0; i < 256; ++i)
+      if (!((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174 && i <= 255))) shifted[i] = 256 + n++;
+    ready = true;
+  }
+  const int cp = direct ? b : shifted[b];
+  std::string s;
+  if (cp < 0x80) s += char(cp);
+  else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
+  return s;
+}
+
+// A byte-level BPE tokenizer.json with no merges: one token per byte, ids 0..255.
+void write_byte_tokenizer(const fs::path& dir) {
+  Json vocab = Json::object();
+  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
+  Json tok = {{"version", "1.0"},
+              {"added_tokens", Json::array()},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
+              {"post_processor", nullptr},
+              {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+              {"model",
+               {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", vocab},
+                {"merges", Json::array()}}}};
+  test::write_bytes(dir / "tokenizer.json", tok.dump());
+}
+
+std::string tensor_bytes(const fs::path& dir, const std::string& name) {
+  Checkpoint ckpt = Checkpoint::open(dir);
+  const TensorRef* t = ckpt.find(name);
+  EXPECT_NE(t, nullptr) << name << " in " << dir;
+  if (!t) return {};
+  auto bytes = t->file->data(*t->info);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+TEST(ConvertRecipe, RandomGateSparseUpcycleIsFunctionPreserving) {
+  ScratchDir dir;
+  init_model(dir / "base", "1");
+  test::write_bytes(dir / "r.yaml",
+                    "base_model: base\ngate_mode: random\nseed: 7\nexperts:\n"
+                    "  - source_model: base\n  - source_model: base\n  - source_model: base\n  - source_model: base\n");
+  auto r = test::run_upcycle({"convert", "--recipe", (dir / "r.yaml").string(), (dir / "moe").string(), "--verify",
+                              "--verify-tokens", "8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  EXPECT_NE(r.out.find("verify: ok"), std::string::npos) << r.out;
+  ModelConfig c = read_model_config(dir / "moe");
+  EXPECT_EQ(c.family, Family::kMixtral);
+  EXPECT_EQ(c.num_experts, 4);
+  EXPECT_EQ(c.num_experts_per_tok, 2);
+  EXPECT_EQ(c.raw["upcycle_recipe"]["preset"], "mergekit");
+}
+
+TEST(ConvertRecipe, HiddenGateClownCarTakesExpertsFromTheirSources) {
+  ScratchDir dir;
+  init_model(dir / "base", "1");
+  init_model(dir / "code", "2");
+  init_model(dir / "math", "3");
+  write_byte_tokenizer(dir / "base");
+  test::write_bytes(dir / "c.yaml",
+                    "base_model: base\ngate_mode: hidden\nexperts:\n"
+                    "  - source_model: code\n    positive_prompts: [\"def f(x): return x\", \"int main()\"]\n"
+                    "    negative_prompts: [\"2 + 2 = 4\"]\n"
+                    "  - source_model: math\n    positive_prompts: [\"2 + 2 = 4\"]\n"
+                    "  - source_model: base\n    positive_prompts: [\"Once upon a time\"]\n");
+  auto out = dir / "moe";
+  auto r = test::run_upcycle({"convert", "--recipe", (dir / "c.yaml").string(), out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  ModelConfig c = read_model_config(out);
+  ASSERT_EQ(c.family, Family::kMixtral);
+  ASSERT_EQ(c.num_experts, 3);
+  const std::string l = "model.layers.1.";
+  EXPECT_EQ(tensor_bytes(out, l + "block_sparse_moe.experts.0.w1.weight"), tensor_bytes(dir / "code", l + "mlp.gate_proj.weight"));
+  EXPECT_EQ(tensor_bytes(out, l + "block_sparse_moe.experts.1.w2.weight"), tensor_bytes(dir / "math", l + "mlp.down_proj.weight"));
+  EXPECT_EQ(tensor_bytes(out, l + "block_sparse_moe.experts.2.w3.weight"), tensor_bytes(dir / "base", l + "mlp.up_proj.weight"));
+  EXPECT_EQ(tensor_bytes(out, l + "self_attn.q_proj.weight"), tensor_bytes(dir / "base", l + "self_attn.q_proj.weight"));
+  EXPECT_TRUE(fs::exists(out / "tokenizer.json"));
+  // Router rows are L2-normalised directions, and differ between experts.
+  const std::string router = tensor_bytes(out, l + "block_sparse_moe.gate.weight");
+  const float* g = reinterpret_cast<const float*>(router.data());
+  const int64_t D = c.hidden_size;
+  for (int e = 0; e < 3; ++e) {
+    double n2 = 0;
+    for (int64_t d = 0; d < D; ++d) n2 += double(g[e * D + d]) * g[e * D + d];
+    EXPECT_NEAR(std::sqrt(n2), 1.0, 1e-5) << "expert " << e;
+  }
+  EXPECT_NE(std::string(router.data(), size_t(D) * 4), std::string(router.data() + D * 4, size_t(D) * 4));
+}
+
+std::vector<float> floats_of(const std::string& bytes) {
+  std::vector<float> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return v;
+}
+
+// Qwen writer: the shared expert is the base FFN with down_proj × residual_scale, and its sigmoid gate
+// row comes from the shared expert's own prompts (cheap_embed: a unit vector).
+TEST(ConvertRecipe, QwenSharedExpertGateFromPrompts) {
+  ScratchDir dir;
+  init_model(dir / "base", "1", "qwen2");
+  init_model(dir / "code", "2", "qwen2");
+  write_byte_tokenizer(dir / "base");
+  test::write_bytes(dir / "q.yaml",
+                    "base_model: base\narchitecture: qwen\ngate_mode: cheap_embed\nexperts_per_token: 1\nexperts:\n"
+                    "  - source_model: code\n    positive_prompts: [\"def main():\"]\n"
+                    "  - source_model: base\n    positive_prompts: [\"The sky\"]\n"
+                    "shared_experts:\n  - source_model: base\n    positive_prompts: [\"The\", \"A\"]\n"
+                    "    residual_scale: 0.1\n");
+  auto out = dir / "moe";
+  auto r = test::run_upcycle({"convert", "--recipe", (dir / "q.yaml").string(), out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  ModelConfig c = read_model_config(out);
+  ASSERT_EQ(c.family, Family::kQwen2Moe);
+  EXPECT_EQ(c.topk_norm, TopkNorm::kRenormalize);  // mergekit writes norm_topk_prob true
+  const std::string l = "model.layers.0.mlp.";
+  EXPECT_EQ(tensor_bytes(out, l + "shared_expert.up_proj.weight"), tensor_bytes(dir / "base", "model.layers.0.mlp.up_proj.weight"));
+  auto down = floats_of(tensor_bytes(out, l + "shared_expert.down_proj.weight"));
+  auto dense_down = floats_of(tensor_bytes(dir / "base", "model.layers.0.mlp.down_proj.weight"));
+  ASSERT_EQ(down.size(), dense_down.size());
+  for (size_t i = 0; i < down.size(); ++i) EXPECT_FLOAT_EQ(down[i], 0.1f * dense_down[i]) << i;
+  auto gate = floats_of(tensor_bytes(out, l + "shared_expert_gate.weight"));
+  double n2 = 0;
+  for (float g : gate) n2 += double(g) * g;
+  EXPECT_NEAR(std::sqrt(n2), 1.0, 1e-5);
+}
+
+TEST(ConvertRecipe, CompetingFlagsAndBadYamlAreOneLineErrors) {
+  ScratchDir dir;
+  init_model(dir / "base", "1");
+  test::write_bytes(dir / "r.yaml", "base_model: base\ngate_mode: random\nexperts:\n  - source_model: base\n");
+  auto expect_error = [&](const std::vector<std::string>& args, const std::string& needle) {
+    auto r = test::run_upcycle(args);
+    EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+    EXPECT_EQ(r.err.rfind("upcycle: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir / "moe"));
+  };
+  expect_error({"convert", "--recipe", (dir / "r.yaml").string(), (dir / "moe").string(), "--experts", "4"},
+               "--experts does not combine with --recipe");
+  expect_error({"convert", "--recipe", (dir / "r.yaml").string(), (dir / "base").string(), (dir / "moe").string()},
+               "give only OUT_DIR");
+  test::write_bytes(dir / "bad.yaml", "base_model: base\nexperts_per_token: 3\nexperts:\n  - source_model: base\n");
+  expect_error({"convert", "--recipe", (dir / "bad.yaml").string(), (dir / "moe").string()}, "bad.yaml");
+  expect_error({"convert", (dir / "base").string()}, "missing OUT_DIR");
+}
+
+}  // namespace
+}  // namespace upcycle

@@ -62,6 +62,12 @@ void write_byte_tokenizer(const fs::path& dir) {
   test::write_bytes(dir / "tokenizer.json", tok.dump());
 }
 
+double l2_norm(const float* v, int64_t n) {
+  double n2 = 0;
+  for (int64_t i = 0; i < n; ++i) n2 += double(v[i]) * v[i];
+  return std::sqrt(n2);
+}
+
 std::string tensor_bytes(const fs::path& dir, const std::string& name) {
   Checkpoint ckpt = Checkpoint::open(dir);
   const TensorRef* t = ckpt.find(name);
@@ -116,11 +122,7 @@ TEST(ConvertRecipe, HiddenGateClownCarTakesExpertsFromTheirSources) {
   const std::string router = tensor_bytes(out, l + "block_sparse_moe.gate.weight");
   const float* g = reinterpret_cast<const float*>(router.data());
   const int64_t D = c.hidden_size;
-  for (int e = 0; e < 3; ++e) {
-    double n2 = 0;
-    for (int64_t d = 0; d < D; ++d) n2 += double(g[e * D + d]) * g[e * D + d];
-    EXPECT_NEAR(std::sqrt(n2), 1.0, 1e-5) << "expert " << e;
-  }
+  for (int e = 0; e < 3; ++e) EXPECT_NEAR(l2_norm(g + e * D, D), 1.0, 1e-5) << "expert " << e;
   EXPECT_NE(std::string(router.data(), size_t(D) * 4), std::string(router.data() + D * 4, size_t(D) * 4));
 }
 
@@ -156,9 +158,7 @@ TEST(ConvertRecipe, QwenSharedExpertGateFromPrompts) {
   ASSERT_EQ(down.size(), dense_down.size());
   for (size_t i = 0; i < down.size(); ++i) EXPECT_FLOAT_EQ(down[i], 0.1f * dense_down[i]) << i;
   auto gate = floats_of(tensor_bytes(out, l + "shared_expert_gate.weight"));
-  double n2 = 0;
-  for (float g : gate) n2 += double(g) * g;
-  EXPECT_NEAR(std::sqrt(n2), 1.0, 1e-5);
+  EXPECT_NEAR(l2_norm(gate.data(), int64_t(gate.size())), 1.0, 1e-5);
 }
 
 TEST(ConvertRecipe, CompetingFlagsAndBadYamlAreOneLineErrors) {

@@ -14,8 +14,10 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "support/backend_test_support.h"
 
 namespace upcycle::test {
@@ -73,6 +75,25 @@ struct FdSpec {
   double tol;               // relative to max |analytic|
   double min_scale = 1e-2;  // max |analytic| must exceed this
 };
+
+// Ops whose output is affine in the perturbed input: central differences are exact up to rounding,
+// so a large step and a tight tolerance. Smooth non-linear ops: O(h²) truncation at h = 1e-5.
+inline constexpr FdSpec kAffine{.step = 1e-2, .tol = 1e-10};
+inline constexpr FdSpec kSmooth{.step = 1e-5, .tol = 1e-7};
+// A float backward against the double reference gradient at the same inputs.
+inline constexpr double kFloatRtol = 1e-5;
+
+// Runs fn on the ref and the cpu backend, each under a trace naming it.
+template <typename Fn>
+void for_each_backend(Fn fn) {
+  for (backend::BackendKind kind : {backend::BackendKind::kRef, backend::BackendKind::kCpu}) {
+    auto be = backend::make_backend(kind);
+    SCOPED_TRACE(std::string("backend ") + std::string(be->name()));
+    fn(*be);
+  }
+}
+
+inline std::vector<float> zeros(size_t n) { return std::vector<float>(n, 0.0f); }
 
 // The central-difference gradient of objective with respect to every element of param.
 inline std::vector<double> central_differences(std::vector<double>& param, const std::function<double()>& objective,

@@ -36,21 +36,11 @@ using test::to_double;
 using test::weighted_sum;
 using Vec = std::vector<double>;
 
-constexpr FdSpec kAffine{.step = 1e-2, .tol = 1e-10};
-constexpr FdSpec kSmooth{.step = 1e-5, .tol = 1e-7};
-constexpr double kFloatRtol = 1e-5;
-
-// Runs fn on the ref and the cpu backend, each under a trace naming it.
-template <typename Fn>
-void for_each_backend(Fn fn) {
-  for (BackendKind kind : {BackendKind::kRef, BackendKind::kCpu}) {
-    auto be = make_backend(kind);
-    SCOPED_TRACE(std::string("backend ") + std::string(be->name()));
-    fn(*be);
-  }
-}
-
-std::vector<float> zeros(size_t n) { return std::vector<float>(n, 0.0f); }
+using test::for_each_backend;
+using test::kAffine;
+using test::kFloatRtol;
+using test::kSmooth;
+using test::zeros;
 
 TEST(BackendGrad, Linear) {
   const int64_t M = 5, K = 19, N = 6;

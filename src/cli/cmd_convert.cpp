@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "cli/commands.h"
@@ -14,6 +15,8 @@
 #include "core/error.h"
 #include "core/units.h"
 #include "recipes/converter.h"
+#include "recipes/layer_selection.h"
+#include "recipes/router_from_prompts.h"
 #include "recipes/mergekit_config.h"
 #include "recipes/mergekit_spec.h"
 #include "recipes/presets.h"
@@ -27,6 +30,7 @@ using namespace upcycle::recipes;
 struct ConvertOptions {
   std::string dense, out;
   std::string recipe;
+  std::string prompts;
   std::string preset;
   std::string moe_layers = "all";
   int64_t experts = 8, top_k = 2, granularity = 1, shared_experts = 0;
@@ -76,7 +80,19 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
+// `--router-init hidden|hidden-avg|cheap-embed`: mergekit's prompt gate modes, rows from --prompts.
+std::optional<GateMode> prompt_gate_mode(const std::string& text) {
+  if (text == "hidden") return GateMode::kHidden;
+  if (text == "hidden-avg") return GateMode::kHiddenAvg;
+  if (text == "cheap-embed") return GateMode::kCheapEmbed;
+  return std::nullopt;
+}
+
 void parse_router_init(const std::string& text, ConvertSpec& s) {
+  if (prompt_gate_mode(text)) {
+    s.router_init = RouterInit::kGiven;  // rows filled by add_prompt_router_rows
+    return;
+  }
   auto colon = text.find(':');
   const std::string kind = text.substr(0, colon);
   if (kind == "zeros" && colon == std::string::npos) {
@@ -84,7 +100,8 @@ void parse_router_init(const std::string& text, ConvertSpec& s) {
     return;
   }
   if (kind != "normal" && kind != "uniform")
-    throw Error("--router-init must be normal[:STD], uniform[:STD] or zeros, not '" + text + "'");
+    throw Error("--router-init must be normal[:STD], uniform[:STD], zeros, hidden, hidden-avg or cheap-embed, not '" +
+                text + "'");
   s.router_init = kind == "normal" ? RouterInit::kNormal : RouterInit::kUniform;
   if (colon != std::string::npos) s.router_std = parse_number(text.substr(colon + 1), "--router-init");
 }
@@ -154,12 +171,36 @@ void check_depth_tile(const OptionSet& set, const ConvertOptions& o) {
       throw Error(std::string("--depth-tile writes a deeper dense model; --") + flag + " does not apply to it");
 }
 
+// Prompt-based router rows for the MoE layers of a flag-driven conversion (one prompt set per expert).
+void add_prompt_router_rows(const ConvertOptions& o, ConvertSpec& spec) {
+  const auto mode = prompt_gate_mode(o.router_init);
+  if (!mode) {
+    if (!o.prompts.empty()) throw Error("--prompts needs --router-init hidden, hidden-avg or cheap-embed");
+    return;
+  }
+  if (o.prompts.empty())
+    throw Error("--router-init " + o.router_init + " needs --prompts FILE.yaml (experts: [{positive_prompts: [...]}, ...])");
+  std::vector<std::string> warnings;
+  const std::vector<PromptTexts> experts = read_expert_prompts_yaml(o.prompts, warnings);
+  for (const auto& w : warnings) std::fprintf(stderr, "upcycle: warning: %s\n", w.c_str());
+  if (int64_t(experts.size()) != spec.experts)
+    throw Error("--prompts lists " + std::to_string(experts.size()) + " experts, but --experts is " +
+                    std::to_string(spec.experts),
+                o.prompts);
+  auto rows = router_rows_for_experts(spec.sources.at(0), *mode, experts, spec.seed, o.prompts);
+  const int64_t L = int64_t(rows.size()), D = int64_t(rows.at(0).size()) / spec.experts;
+  spec.router_rows.clear();
+  for (int64_t l : select_moe_layers(spec.moe_layers, L)) spec.router_rows.push_back(std::move(rows[size_t(l)]));
+  if (auto w = degenerate_gate_warning(spec.router_rows, spec.experts, D))
+    std::fprintf(stderr, "upcycle: warning: %s\n", w->c_str());
+}
+
 // With --recipe the YAML is the recipe: flags that would compete with it are refused, not merged.
 void check_recipe_flags(const OptionSet& set) {
   for (const char* flag : {"preset", "moe-layers", "experts", "top-k", "granularity", "shared-experts",
                            "shared-expert-gate", "expert-init", "drop-ratio", "drop-scope", "drop-stats", "noise-std",
                            "expert-split", "weight-scaling", "weight-scaling-mode", "router-init", "router", "norm-topk",
-                           "format", "expert-sources", "depth-tile", "depth-order", "from-scratch"})
+                           "format", "expert-sources", "depth-tile", "depth-order", "from-scratch", "prompts"})
     if (set.given(flag))
       throw Error(std::string("--") + flag + " does not combine with --recipe: the mergekit YAML defines the recipe");
 }
@@ -267,7 +308,13 @@ int run_convert(const Args& args) {
   set.add_choice("weight-scaling-mode", {"down", "cube-root"},
                  "down: down_proj x s (exact); cube-root: gate, up, down x s^(1/3) (Megatron, approximate for SwiGLU)",
                  &o.weight_scaling_mode);
-  set.add("router-init", "INIT", "normal:STD | uniform:STD | zeros (seeded; virtual groups share rows)", &o.router_init);
+  set.add("router-init", "INIT",
+          "normal:STD | uniform:STD | zeros (seeded; virtual groups share rows) | hidden | hidden-avg | cheap-embed\n"
+          "(mergekit: normalised hidden states / embeddings of each expert's --prompts on the dense model)",
+          &o.router_init);
+  set.add("prompts", "FILE.yaml",
+          "per-expert prompts for the prompt router inits: experts: [{positive_prompts: [..], negative_prompts: [..]}]",
+          &o.prompts);
   set.add_choice("router", {"topk-softmax", "softmax-topk"},
                  "routing written to config: renormalised over the top-k (Mixtral), or softmax then top-k (Qwen default)",
                  &o.router);
@@ -313,6 +360,7 @@ int run_convert(const Args& args) {
   if (o.verify_tokens < 1) throw Error("--verify-tokens must be at least 1");
 
   ConvertSpec spec = o.recipe.empty() ? make_spec(o) : spec_from_recipe(o, set);
+  if (o.recipe.empty()) add_prompt_router_rows(o, spec);
   ConvertOutput output{o.out, o.force ? Overwrite::kReplace : Overwrite::kRefuse,
                        parse_byte_size(o.max_shard_size, "--max-shard-size"), ShowProgress::kYes};
   ConvertResult r = convert(spec, output);

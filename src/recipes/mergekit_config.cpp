@@ -251,6 +251,38 @@ MergekitMoeConfig parse_mergekit_moe_yaml(const fs::path& file) {
   return c;
 }
 
+std::vector<PromptTexts> read_expert_prompts_yaml(const fs::path& file, std::vector<std::string>& warnings) {
+  const Reader r(file);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file.string());
+  } catch (const YAML::BadFile&) {
+    r.fail("", "cannot read the file");
+  } catch (const YAML::Exception& e) {
+    r.fail("", "invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  std::vector<PromptTexts> out;
+  try {
+    if (!root.IsMap() || !root["experts"] || !root["experts"].IsSequence() || root["experts"].size() == 0)
+      r.fail("experts", "expected a non-empty list of {positive_prompts, negative_prompts}, one per routed expert");
+    const YAML::Node experts = root["experts"];
+    for (size_t i = 0; i < experts.size(); ++i) {
+      const std::string key = "experts[" + std::to_string(i) + "]";
+      if (!experts[i].IsMap()) r.fail(key, "expected a mapping with positive_prompts");
+      PromptTexts p;
+      const YAML::Node& entry = experts[i];
+      if (entry["positive_prompts"]) p.positive = r.strings(entry["positive_prompts"], key + ".positive_prompts");
+      if (entry["negative_prompts"]) p.negative = r.strings(entry["negative_prompts"], key + ".negative_prompts");
+      if (p.positive.empty()) r.fail(key + ".positive_prompts", "missing or empty (required)");
+      r.warn_unknown_keys(experts[i], {"positive_prompts", "negative_prompts", "source_model"}, key + ".", warnings);
+      out.push_back(std::move(p));
+    }
+  } catch (const YAML::Exception& e) {
+    r.fail("", "unexpected structure at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  return out;
+}
+
 namespace {
 
 std::string source_key(const MergekitMoeConfig& c, size_t i) {

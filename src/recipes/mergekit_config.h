@@ -52,6 +52,14 @@ struct MergekitMoeConfig {
 // Parses and validates the YAML (not the models: see plan_mergekit_moe). Throws Error(what, file).
 MergekitMoeConfig parse_mergekit_moe_yaml(const std::filesystem::path& file);
 
+// `upcycle convert --router-init hidden|hidden-avg|cheap-embed --prompts FILE.yaml`: the prompts of
+// each routed expert, in mergekit's spelling (`experts: [{positive_prompts: [...], negative_prompts:
+// [...]}, ...]`); other keys are ignored with a warning. Errors name the file and key path.
+struct PromptTexts {
+  std::vector<std::string> positive, negative;
+};
+std::vector<PromptTexts> read_expert_prompts_yaml(const std::filesystem::path& file, std::vector<std::string>& warnings);
+
 // Where the non-FFN tensors (embeddings, attention, norms, lm_head) come from.
 enum class NonFfnSource { kBaseModel, kAverageOfSources };
 

@@ -57,28 +57,28 @@ ConvertSpec convert_spec_from_mergekit(const MoePlan& plan) {
   return s;
 }
 
+std::vector<std::vector<float>> router_rows_for_experts(const std::filesystem::path& base, GateMode mode,
+                                                        const std::vector<PromptTexts>& experts, uint64_t seed,
+                                                        const std::string& label) {
+  const ModelConfig config = read_model_config(base);
+  if (!gate_mode_uses_prompts(mode)) return random_router_rows(config, int64_t(experts.size()), mode, seed);
+  const data::Tokenizer tok = data::Tokenizer::load(base / "tokenizer.json");
+  std::vector<ExpertPrompts> prompts;
+  for (const auto& e : experts) prompts.push_back({tokenize_all(tok, e.positive), tokenize_all(tok, e.negative)});
+  std::unique_ptr<backend::Backend> be = backend::make_backend(backend::BackendKind::kCpu);
+  std::unique_ptr<model::Transformer> model = model::load_transformer(config, base, *be);
+  return router_from_prompts(*model, mode, prompts, seed, label);
+}
+
 std::vector<std::string> add_mergekit_router_rows(ConvertSpec& spec, const MoePlan& plan, const std::string& yaml) {
   const std::filesystem::path base = plan.sources.at(0);
-  const ModelConfig config = read_model_config(base);
-  const int64_t E = int64_t(plan.experts.size()), D = config.hidden_size;
+  const int64_t E = int64_t(plan.experts.size()), D = read_model_config(base).hidden_size;
   const bool shared_row = plan.shared_expert && plan.shared_expert_gate_from_init;
-
   const int64_t rows_per_layer = E + (shared_row ? 1 : 0);
-  std::vector<std::vector<float>> rows;
-  if (gate_mode_uses_prompts(plan.gate_mode)) {
-    const data::Tokenizer tok = data::Tokenizer::load(base / "tokenizer.json");
-    std::vector<ExpertPrompts> prompts;
-    auto add = [&](const PlannedExpert& e) {
-      prompts.push_back({tokenize_all(tok, e.positive_prompts), tokenize_all(tok, e.negative_prompts)});
-    };
-    for (const auto& e : plan.experts) add(e);
-    if (shared_row) add(*plan.shared_expert);
-    std::unique_ptr<backend::Backend> be = backend::make_backend(backend::BackendKind::kCpu);
-    std::unique_ptr<model::Transformer> model = model::load_transformer(config, base, *be);
-    rows = router_from_prompts(*model, plan.gate_mode, prompts, plan.seed, yaml);
-  } else {
-    rows = random_router_rows(config, rows_per_layer, plan.gate_mode, plan.seed);  // no weights needed
-  }
+  std::vector<PromptTexts> experts;
+  for (const auto& e : plan.experts) experts.push_back({e.positive_prompts, e.negative_prompts});
+  if (shared_row) experts.push_back({plan.shared_expert->positive_prompts, plan.shared_expert->negative_prompts});
+  std::vector<std::vector<float>> rows = router_rows_for_experts(base, plan.gate_mode, experts, plan.seed, yaml);
 
   // mergekit's degenerate-gate check sees the shared expert's gate row too.
   std::vector<std::string> warnings;

@@ -18,6 +18,12 @@ namespace upcycle::recipes {
 // Everything except the router rows (router_init is left kGiven with no rows).
 ConvertSpec convert_spec_from_mergekit(const MoePlan& plan);
 
+// Router rows [L][E·D] for every layer of the dense model in `base` from per-expert prompts (prompt
+// gate modes: tokenized with base/tokenizer.json, the model run in fp32) or seeded random rows.
+std::vector<std::vector<float>> router_rows_for_experts(const std::filesystem::path& base, GateMode mode,
+                                                        const std::vector<PromptTexts>& experts, uint64_t seed,
+                                                        const std::string& label);
+
 // Fills spec.router_rows (and, when plan.shared_expert_gate_from_init, spec.shared_gate_rows) from
 // the gate mode. Returns warning lines (mergekit's degenerate-gate check). `yaml` labels errors.
 std::vector<std::string> add_mergekit_router_rows(ConvertSpec& spec, const MoePlan& plan, const std::string& yaml);

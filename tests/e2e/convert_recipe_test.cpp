@@ -161,6 +161,40 @@ TEST(ConvertRecipe, QwenSharedExpertGateFromPrompts) {
   EXPECT_NEAR(l2_norm(gate.data(), int64_t(gate.size())), 1.0, 1e-5);
 }
 
+// The prompt router inits also work without a mergekit YAML: --router-init hidden-avg --prompts FILE
+// gives each MoE layer's router unit-norm rows, one per expert, on a copy-upcycled model.
+TEST(ConvertRecipe, FlagDrivenPromptRouterInit) {
+  ScratchDir dir;
+  init_model(dir / "base", "1");
+  write_byte_tokenizer(dir / "base");
+  test::write_bytes(dir / "p.yaml",
+                    "experts:\n  - positive_prompts: [\"for i in range(10):\"]\n"
+                    "  - positive_prompts: [\"The cat sat\"]\n    negative_prompts: [\"x = 1\"]\n");
+  auto out = dir / "moe";
+  auto r = test::run_upcycle({"convert", (dir / "base").string(), out.string(), "--experts", "2", "--top-k", "1",
+                              "--router-init", "hidden-avg", "--prompts", (dir / "p.yaml").string(), "--moe-layers",
+                              "last:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  ModelConfig c = read_model_config(out);
+  const int64_t D = c.hidden_size, L = c.num_hidden_layers;
+  auto gate = floats_of(tensor_bytes(out, "model.layers." + std::to_string(L - 1) + ".mlp.gate.weight"));
+  ASSERT_EQ(int64_t(gate.size()), 2 * D);
+  EXPECT_NEAR(l2_norm(gate.data(), D), 1.0, 1e-5);
+  EXPECT_NEAR(l2_norm(gate.data() + D, D), 1.0, 1e-5);
+  EXPECT_EQ(c.raw["upcycle_recipe"]["router_init"], "given");
+
+  auto missing = test::run_upcycle({"convert", (dir / "base").string(), (dir / "m2").string(), "--experts", "2",
+                                    "--router-init", "hidden"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("needs --prompts"), std::string::npos) << missing.err;
+  auto count = test::run_upcycle({"convert", (dir / "base").string(), (dir / "m3").string(), "--experts", "4",
+                                  "--router-init", "hidden", "--prompts", (dir / "p.yaml").string()});
+  EXPECT_EQ(count.exit_code, 2);
+  EXPECT_NE(count.err.find("lists 2 experts, but --experts is 4"), std::string::npos) << count.err;
+  EXPECT_FALSE(fs::exists(dir / "m2"));
+  EXPECT_FALSE(fs::exists(dir / "m3"));
+}
+
 TEST(ConvertRecipe, CompetingFlagsAndBadYamlAreOneLineErrors) {
   ScratchDir dir;
   init_model(dir / "base", "1");

@@ -11,6 +11,7 @@
 #include <array>
 #include <bit>
 #include <cstring>
+#include <initializer_list>
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
@@ -38,17 +39,39 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void round_row(uint
   }
 }
 
+// One matrix to round: rows × cols of `in` (stride in_ld) into `out` (stride out_ld).
+struct RoundJob {
+  uint16_t* out;
+  int64_t out_ld;
+  const float* in;
+  int64_t in_ld, rows, cols;
+};
+
+// Rounds several matrices in one OpenMP region: with 2 cores shared with other work, every region
+// costs a wake-up of the other thread, so the two operands of a product share one.
+void round_matrices(std::initializer_list<RoundJob> jobs) {
+  constexpr int64_t kChunk = 4096;  // long rows (a transposed operand can be [K, M]) split into chunks
+  std::vector<std::array<int64_t, 3>> pieces;  // (job, row, first column)
+  int64_t j = 0;
+  for (const RoundJob& job : jobs) {
+    for (int64_t r = 0; r < job.rows; ++r)
+      for (int64_t c = 0; c < job.cols; c += kChunk) pieces.push_back({j, r, c});
+    ++j;
+  }
+  const RoundJob* job_list = jobs.begin();
+  const int64_t n = int64_t(pieces.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const auto [jj, r, c0] = pieces[size_t(i)];
+    const RoundJob& job = job_list[jj];
+    round_row(job.out + r * job.out_ld + c0, job.in + r * job.in_ld + c0, std::min(kChunk, job.cols - c0));
+  }
+}
+
 }  // namespace
 
 void round_rows_to_bf16(uint16_t* out, int64_t out_ld, const float* in, int64_t in_ld, int64_t rows, int64_t cols) {
-  // Few long rows (a transposed operand can be [K, M] with K small): split rows into chunks instead.
-  constexpr int64_t kChunk = 4096;
-  const int64_t chunks_per_row = std::max<int64_t>(1, (cols + kChunk - 1) / kChunk);
-#pragma omp parallel for schedule(static)
-  for (int64_t job = 0; job < rows * chunks_per_row; ++job) {
-    const int64_t r = job / chunks_per_row, c0 = (job % chunks_per_row) * kChunk;
-    round_row(out + r * out_ld + c0, in + r * in_ld + c0, std::min(kChunk, cols - c0));
-  }
+  round_matrices({RoundJob{out, out_ld, in, in_ld, rows, cols}});
 }
 
 struct Bf16Gemm::Impl {
@@ -109,19 +132,15 @@ void Bf16Gemm::run(Transpose trans_a, Transpose trans_b, int64_t M, int64_t N, i
   s.a_bf.resize(size_t(std::max(M * Kp, int64_t(1))));
   s.b_bf.resize(size_t(std::max(Kp * N, int64_t(1))));
   const int64_t a_ld = ta ? M : Kp;  // packed A: [Kp, M] if transposed, else [M, Kp]
-  if (ta) {
-    round_rows_to_bf16(s.a_bf.data(), M, A, lda, K, M);
-    std::fill(s.a_bf.begin() + K * M, s.a_bf.begin() + Kp * M, uint16_t(0));
-  } else {
-    round_rows_to_bf16(s.a_bf.data(), Kp, A, lda, M, K);
-    for (int64_t m = 0; m < M && Kp > K; ++m) std::fill_n(s.a_bf.data() + m * Kp + K, Kp - K, uint16_t(0));
-  }
-  if (tb) {  // packed B: [N, Kp] if transposed, else [Kp, N]
-    round_rows_to_bf16(s.b_bf.data(), Kp, B, ldb, N, K);
-    for (int64_t n = 0; n < N && Kp > K; ++n) std::fill_n(s.b_bf.data() + n * Kp + K, Kp - K, uint16_t(0));
-  } else {
-    round_rows_to_bf16(s.b_bf.data(), N, B, ldb, K, N);
-    std::fill(s.b_bf.begin() + K * N, s.b_bf.begin() + Kp * N, uint16_t(0));
+  // Packed B: [N, Kp] if transposed, else [Kp, N]. Stored rows × used columns of each operand:
+  const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+  round_matrices({RoundJob{s.a_bf.data(), ta ? M : Kp, A, lda, a_rows, a_cols},
+                  RoundJob{s.b_bf.data(), tb ? Kp : N, B, ldb, b_rows, b_cols}});
+  if (Kp > K) {  // zero the padding: trailing rows of a transposed A / plain B, trailing columns otherwise
+    if (ta) std::fill(s.a_bf.begin() + K * M, s.a_bf.begin() + Kp * M, uint16_t(0));
+    else for (int64_t m = 0; m < M; ++m) std::fill_n(s.a_bf.data() + m * Kp + K, Kp - K, uint16_t(0));
+    if (tb) for (int64_t n = 0; n < N; ++n) std::fill_n(s.b_bf.data() + n * Kp + K, Kp - K, uint16_t(0));
+    else std::fill(s.b_bf.begin() + K * N, s.b_bf.begin() + Kp * N, uint16_t(0));
   }
   const int64_t threads = omp_get_max_threads(), acc = accumulate == Accumulate::kAdd ? 1 : 0;
   // Rows of op(A) vary per call for expert groups: run 64·⌊M/64⌋ rows and the tail as two fixed shapes.

@@ -4,8 +4,11 @@
 # RoPE with rotate_half, explicit causal attention (torch 1.13 has no SDPA), SwiGLU, and for the
 # MoE the per-expert loop (softmax router, top-2, renormalise, index_select/index_add per expert).
 # One training step = zero_grad + forward + cross-entropy + backward, no optimizer, as in C++.
-# Prints one machine-readable line, "torch_train_step ... dense_tokens_per_s=X moe_tokens_per_s=Y",
-# that scripts/bench hands to bench_train_step for the upcycle ÷ PyTorch ratios.
+# Measured twice: plain fp32 (the comparison the goals use), then under torch.autocast("cpu",
+# bfloat16) — PyTorch's own bf16 mixed precision (fp32 master weights, matmuls in bf16 via oneDNN) —
+# for an honest comparison with upcycle's cpu-bf16 backend. Prints one machine-readable line,
+# "torch_train_step ... dense_tokens_per_s=X moe_tokens_per_s=Y dense_bf16_tokens_per_s=…
+# moe_bf16_tokens_per_s=…", that scripts/bench hands to bench_train_step for the ratios.
 import argparse
 import math
 import time
@@ -129,7 +132,7 @@ class Model(nn.Module):
         return self.lm_head(self.norm(x))
 
 
-def tokens_per_s(a, moe):
+def tokens_per_s(a, moe, bf16):
     a.moe = moe
     torch.manual_seed(0)
     model = Model(a)
@@ -143,8 +146,9 @@ def tokens_per_s(a, moe):
 
     def step():
         model.zero_grad(set_to_none=True)
-        logits = model(ids)
-        loss = F.cross_entropy(logits.view(-1, a.vocab), targets.reshape(-1), ignore_index=-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(ids)
+            loss = F.cross_entropy(logits.view(-1, a.vocab), targets.reshape(-1), ignore_index=-1)
         loss.backward()
         return loss.item()
 
@@ -153,7 +157,8 @@ def tokens_per_s(a, moe):
     for _ in range(a.iters):
         step()
     seconds = (time.perf_counter() - start) / a.iters
-    print(f"# {'moe' if moe else 'dense'}: {seconds * 1e3:.0f} ms/step, first loss {loss:.4f}", flush=True)
+    name = ("moe" if moe else "dense") + (" bf16 autocast" if bf16 else "")
+    print(f"# {name}: {seconds * 1e3:.0f} ms/step, first loss {loss:.4f}", flush=True)
     return a.batch * a.seq / seconds
 
 
@@ -169,10 +174,13 @@ def main():
     a.vocab, a.hidden, a.layers, a.heads, a.ffn = 8192, 512, 8, 8, 1408
     a.experts, a.top_k, a.eps, a.theta = 8, 2, 1e-6, 10000.0
     torch.set_num_threads(a.threads)
-    dense = tokens_per_s(a, False)
-    moe = tokens_per_s(a, True)
+    dense = tokens_per_s(a, False, False)
+    moe = tokens_per_s(a, True, False)
+    dense_bf16 = tokens_per_s(a, False, True)
+    moe_bf16 = tokens_per_s(a, True, True)
     print(f"torch_train_step torch={torch.__version__} threads={a.threads} batch={a.batch} seq={a.seq} "
-          f"dense_tokens_per_s={dense:.1f} moe_tokens_per_s={moe:.1f}", flush=True)
+          f"dense_tokens_per_s={dense:.1f} moe_tokens_per_s={moe:.1f} "
+          f"dense_bf16_tokens_per_s={dense_bf16:.1f} moe_bf16_tokens_per_s={moe_bf16:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 // Training-step benchmark (issue "Engine"): one forward + loss + backward (fresh zero_grads, no
 // optimizer) of the dense `base` preset (V=8192 D=512 L=8 H=KV=8 F=1408) and of its 8-expert top-2
-// Mixtral-style upcycle, on the cpu backend, next to the machine's sgemm measured in the same run.
+// Mixtral-style upcycle, on the cpu backend in fp32 and in cpu-bf16 (matmul inputs rounded to bf16,
+// fp32 accumulation, fp32 master weights and gradients), next to the machine's sgemm and bf16 GEMM
+// (through the backends' linear_forward, conversions included) measured in the same run.
 // FLOPs are analytic (Kaplan et al. 2020, training = 3× forward):
 //   per token 6·N_active + 6·L·Tseq·D, N_active = matmul weights a token passes through (q,k,v,o,
 //   FFN or router + top-k experts, lm_head; not the embedding lookup); the second term is QKᵀ and PV
 //   over the causal half of the score matrix (exact for causal attention).
 // Usage: bench_train_step [--batch=4] [--seq=512] [--torch=FILE]  (FILE: the line printed by
-// bench/torch_train_step.py; scripts/bench passes it so the table shows upcycle ÷ PyTorch).
+// bench/torch_train_step.py; scripts/bench passes it so the table shows upcycle ÷ PyTorch, against
+// PyTorch fp32 and PyTorch bf16 autocast).
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,12 +46,15 @@ struct CaseResult {
   double seconds = 0;       // per iteration
   double flops = 0;         // per iteration
   double tokens = 0;        // per iteration (0 for sgemm)
+  double loss = 0;          // loss of the warm-up step (train steps): the model at init
   uint64_t peak_rss = 0;
 };
 std::map<std::string, CaseResult> g_results;
 
-backend::Backend& cpu() {
-  static std::unique_ptr<backend::Backend> be = backend::make_backend(backend::BackendKind::kCpu);
+backend::Backend& backend_of(backend::BackendKind kind) {
+  static std::map<backend::BackendKind, std::unique_ptr<backend::Backend>> backends;
+  auto& be = backends[kind];
+  if (!be) be = backend::make_backend(kind);
   return *be;
 }
 
@@ -123,29 +130,30 @@ void record(benchmark::State& state, const std::string& name, double flops, doub
   state.counters["peak_rss_MB"] = double(r.peak_rss) / 1e6;
 }
 
-void register_sgemm(const std::string& name, int64_t M, int64_t K, int64_t N) {
+void register_gemm(const std::string& name, backend::BackendKind kind, int64_t M, int64_t K, int64_t N) {
   benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    backend::Backend& be = backend_of(kind);
     reset_peak_rss();
     std::vector<float> x(size_t(M * K)), w(size_t(N * K)), y(size_t(M * N));
     std::mt19937 gen(7);
     std::normal_distribution<float> nd(0.0f, 1.0f);
     for (float& v : x) v = nd(gen);
     for (float& v : w) v = nd(gen);
-    cpu().linear_forward(y.data(), x.data(), w.data(), nullptr, M, K, N);  // warm-up: OpenBLAS buffers, threads
+    be.linear_forward(y.data(), x.data(), w.data(), nullptr, M, K, N);  // warm-up: buffers, threads, JIT
     for (auto _ : state) {
-      cpu().linear_forward(y.data(), x.data(), w.data(), nullptr, M, K, N);
+      be.linear_forward(y.data(), x.data(), w.data(), nullptr, M, K, N);
       benchmark::DoNotOptimize(y.data());
     }
     record(state, name, 2.0 * double(M) * double(K) * double(N), 0);
   })->MinTime(2.0)->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
-void register_train_step(const std::string& name, bool moe) {
+void register_train_step(const std::string& name, bool moe, backend::BackendKind kind) {
   benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     reset_peak_rss();
     const ModelConfig dc = dense_config();
     const ModelConfig config = moe ? moe_config() : dc;
-    auto be = &cpu();
+    auto be = &backend_of(kind);
     model::Transformer m(config, *be);
     if (moe) {
       model::TensorStore dense = model::TensorStore::for_config(dc);
@@ -166,12 +174,14 @@ void register_train_step(const std::string& name, bool moe) {
     auto step = [&] {
       m.zero_grads();
       m.forward(ids.data(), g_batch, g_seq);
-      benchmark::DoNotOptimize(m.loss(targets.data()));
+      const double loss = m.loss(targets.data());
       m.backward();
+      return loss;
     };
-    step();  // warm-up: first-touch of activations and gradients
-    for (auto _ : state) step();
+    const double init_loss = step();  // warm-up: first-touch of activations and gradients, oneDNN JIT
+    for (auto _ : state) benchmark::DoNotOptimize(step());
     record(state, name, step_flops(config, g_batch, g_seq), double(T));
+    g_results[name].loss = init_loss;
   })->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
@@ -217,10 +227,15 @@ int main(int argc, char** argv) {
     }
   }
   const int64_t B = g_batch, Tseq = g_seq;
-  register_sgemm("sgemm_2048x2048x2048", 2048, 2048, 2048);
-  register_sgemm("sgemm_model_ffn", B * Tseq, 512, 1408);
-  register_train_step("train_step_dense", false);
-  register_train_step("train_step_moe", true);
+  using backend::BackendKind;
+  register_gemm("sgemm_2048x2048x2048", BackendKind::kCpu, 2048, 2048, 2048);
+  register_gemm("sgemm_model_ffn", BackendKind::kCpu, B * Tseq, 512, 1408);
+  register_gemm("bf16gemm_2048x2048x2048", BackendKind::kCpuBF16, 2048, 2048, 2048);
+  register_gemm("bf16gemm_model_ffn", BackendKind::kCpuBF16, B * Tseq, 512, 1408);
+  register_train_step("train_step_dense", false, BackendKind::kCpu);
+  register_train_step("train_step_moe", true, BackendKind::kCpu);
+  register_train_step("train_step_dense_bf16", false, BackendKind::kCpuBF16);
+  register_train_step("train_step_moe_bf16", true, BackendKind::kCpuBF16);
   RecordingReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
 
@@ -233,13 +248,16 @@ int main(int argc, char** argv) {
     return r.seconds > 0 ? r.tokens / r.seconds : 0.0;
   };
   const ModelConfig dc = dense_config(), mc = moe_config();
-  std::printf("\nmodel: base preset, batch %lld × seq %lld = %lld tokens/step, fp32, cpu backend\n", (long long)B,
-              (long long)Tseq, (long long)(B * Tseq));
+  std::printf("\nmodel: base preset, batch %lld × seq %lld = %lld tokens/step, fp32 master weights and gradients\n",
+              (long long)B, (long long)Tseq, (long long)(B * Tseq));
+  std::printf("*_bf16 / bf16gemm: cpu-bf16 backend (linear + grouped-linear inputs rounded to bf16, fp32\n"
+              "accumulation, conversions included; router, norms, attention, losses fp32)\n");
   std::printf("FLOPs/step = tokens·(6·N_active + 6·L·Tseq·D)  [Kaplan; attention term = causal QKᵀ+PV]\n");
   std::printf("N_active: dense %.2fM, moe %.2fM (router + top-2 experts)\n\n", active_matmul_params(dc) / 1e6,
               active_matmul_params(mc) / 1e6);
   std::printf("%-24s %10s %10s %10s %12s\n", "case", "ms/iter", "GFLOP/s", "tokens/s", "peak RSS");
-  for (const char* c : {"sgemm_2048x2048x2048", "sgemm_model_ffn", "train_step_dense", "train_step_moe"}) {
+  for (const char* c : {"sgemm_2048x2048x2048", "sgemm_model_ffn", "bf16gemm_2048x2048x2048", "bf16gemm_model_ffn",
+                        "train_step_dense", "train_step_moe", "train_step_dense_bf16", "train_step_moe_bf16"}) {
     const auto& r = g_results[c];
     std::printf("%-24s %10.1f %10.1f %10.0f %12s\n", c, r.seconds * 1e3, gflops(c), tok_s(c),
                 format_bytes(r.peak_rss).c_str());
@@ -248,12 +266,33 @@ int main(int argc, char** argv) {
                moe = gflops("train_step_moe");
   std::printf("\ndense GFLOP/s ÷ sgemm(2048³) GFLOP/s = %.3f  (goal ≥ 0.35)\n", sgemm > 0 ? dense / sgemm : 0);
   std::printf("moe GFLOP/s ÷ dense GFLOP/s          = %.3f  (goal ≥ 0.80)\n", dense > 0 ? moe / dense : 0);
+  const double sgemm_ffn = gflops("sgemm_model_ffn");
+  std::printf("bf16 GEMM ÷ sgemm (2048³, FFN shape)  = %.2f, %.2f\n",
+              sgemm > 0 ? gflops("bf16gemm_2048x2048x2048") / sgemm : 0,
+              sgemm_ffn > 0 ? gflops("bf16gemm_model_ffn") / sgemm_ffn : 0);
+  std::printf("bf16 step ÷ fp32 step speed-up        = dense %.2f, moe %.2f\n",
+              tok_s("train_step_dense") > 0 ? tok_s("train_step_dense_bf16") / tok_s("train_step_dense") : 0,
+              tok_s("train_step_moe") > 0 ? tok_s("train_step_moe_bf16") / tok_s("train_step_moe") : 0);
+  for (const char* m : {"dense", "moe"}) {
+    const double l32 = g_results[std::string("train_step_") + m].loss;
+    const double l16 = g_results[std::string("train_step_") + m + "_bf16"].loss;
+    std::printf("loss at init, %-5s: fp32 %.6f, bf16 %.6f, relative difference %.2e\n", m, l32, l16,
+                l32 != 0 ? std::fabs(l16 - l32) / std::fabs(l32) : 0);
+  }
   if (!torch_file.empty()) {
     auto torch = read_torch(torch_file);
     const double td = torch["dense_tokens_per_s"], tm = torch["moe_tokens_per_s"];
-    std::printf("PyTorch (%s): dense %.0f tokens/s, moe %.0f tokens/s\n", torch_file.c_str(), td, tm);
-    std::printf("upcycle ÷ PyTorch dense tokens/s     = %.2f  (goal ≥ 1.5)\n", td > 0 ? tok_s("train_step_dense") / td : 0);
-    std::printf("upcycle ÷ PyTorch moe tokens/s       = %.2f  (goal ≥ 3)\n", tm > 0 ? tok_s("train_step_moe") / tm : 0);
+    const double td16 = torch["dense_bf16_tokens_per_s"], tm16 = torch["moe_bf16_tokens_per_s"];
+    auto ratio = [&](const char* ours, double theirs) { return theirs > 0 ? tok_s(ours) / theirs : 0.0; };
+    std::printf("PyTorch fp32 (%s): dense %.0f tokens/s, moe %.0f tokens/s\n", torch_file.c_str(), td, tm);
+    std::printf("PyTorch bf16 autocast:          dense %.0f tokens/s, moe %.0f tokens/s\n", td16, tm16);
+    std::printf("upcycle fp32 ÷ PyTorch fp32, dense tokens/s = %.2f  (goal ≥ 1.5)\n", ratio("train_step_dense", td));
+    std::printf("upcycle fp32 ÷ PyTorch fp32, moe tokens/s   = %.2f  (goal ≥ 3)\n", ratio("train_step_moe", tm));
+    std::printf("upcycle bf16 ÷ PyTorch fp32, dense tokens/s = %.2f  (goal ≥ 1.5)\n",
+                ratio("train_step_dense_bf16", td));
+    std::printf("upcycle bf16 ÷ PyTorch fp32, moe tokens/s   = %.2f  (goal ≥ 3)\n", ratio("train_step_moe_bf16", tm));
+    std::printf("upcycle bf16 ÷ PyTorch bf16 autocast, dense = %.2f, moe = %.2f\n",
+                ratio("train_step_dense_bf16", td16), ratio("train_step_moe_bf16", tm16));
   }
   benchmark::Shutdown();
   return 0;

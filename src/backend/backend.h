@@ -2,7 +2,9 @@
 // backend drops in without touching model, recipe or training code. Two implementations today:
 //   ref  — naive loops with double accumulation: the oracle every other backend is tested against,
 //          never used for speed;
-//   cpu  — OpenBLAS sgemm + OpenMP kernels.
+//   cpu  — OpenBLAS sgemm + OpenMP kernels;
+//   cpu-bf16 — the cpu backend with its linear and grouped-linear products computed from bf16-rounded
+//          inputs with fp32 accumulation (oneDNN, AVX512_BF16); everything else identical to cpu.
 // Conventions (shape legend: T tokens (all sequences of a batch, row-major [B*Tseq]), D model,
 // F ffn, H heads, KV kv heads, S head dim, V vocab, M/K/N generic matmul dims):
 //   - all tensors are fp32, row-major, contiguous, in backend memory (host memory for ref/cpu);
@@ -40,6 +42,18 @@ class Backend {
   // dx[M,K] += dy·w; dw[N,K] += dyᵀ·x; db[N] += Σ_rows dy. Any of dx, dw, db may be null (skipped).
   virtual void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
                                int64_t M, int64_t K, int64_t N) = 0;
+
+  // linear_forward/linear_backward with full fp32 inputs on every backend, also on one whose other
+  // matmuls round their inputs (cpu-bf16): for products that feed a discrete decision — the MoE
+  // router's logits pick the top-k experts, and a bf16 rounding there would flip near-tied routes.
+  virtual void linear_forward_f32(float* y, const float* x, const float* w, const float* b, int64_t M, int64_t K,
+                                  int64_t N) {
+    linear_forward(y, x, w, b, M, K, N);
+  }
+  virtual void linear_backward_f32(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                                   int64_t M, int64_t K, int64_t N) {
+    linear_backward(dx, dw, db, dy, x, w, M, K, N);
+  }
 
   // y[T,D] = w ⊙ x · rstd, rstd[T] = 1/sqrt(mean(x²) + eps) (saved for backward). HF RMSNorm.
   virtual void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D,
@@ -114,8 +128,8 @@ class Backend {
                                        int64_t N) = 0;
 };
 
-enum class BackendKind { kRef, kCpu };
+enum class BackendKind { kRef, kCpu, kCpuBF16 };
 std::unique_ptr<Backend> make_backend(BackendKind kind);
-BackendKind backend_kind_from_name(std::string_view name);  // "ref" | "cpu"; throws Error otherwise
+BackendKind backend_kind_from_name(std::string_view name);  // "ref" | "cpu" | "cpu-bf16"; throws Error otherwise
 
 }  // namespace upcycle::backend

@@ -39,7 +39,10 @@ void bind(OptionSet& set, EvalOptions& o) {
           &o.max_tokens);
   set.add("batch", "N", "windows per forward pass", &o.batch);
   set.add_flag("json", "print one JSON object instead of text", &o.json);
-  set.add_choice("backend", {"cpu", "ref"}, "compute backend (ref: slow double-accumulating oracle)", &o.backend);
+  set.add_choice("backend", {"cpu", "cpu-bf16", "ref"},
+                 "compute backend (cpu-bf16: matmuls from bf16-rounded inputs, fp32 accumulation; ref: slow "
+                 "double-accumulating oracle)",
+                 &o.backend);
   set.add_epilog(
       "The file is cut into non-overlapping windows of seq-len+1 tokens: the first seq-len are the\n"
       "inputs, the same tokens shifted by one the targets; a trailing partial window is dropped.\n"

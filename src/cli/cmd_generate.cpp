@@ -47,7 +47,10 @@ void bind(OptionSet& set, GenerateCliOptions& o) {
   set.add("temperature", "T", "0 = greedy (argmax); > 0 samples from softmax(logits / T)", &o.temperature);
   set.add("top-p", "P", "nucleus sampling: keep the most probable tokens up to mass P, in (0, 1]", &o.top_p);
   set.add("seed", "S", "seed of the sampling draws (same seed, same output)", &o.seed);
-  set.add_choice("backend", {"cpu", "ref"}, "compute backend (ref: slow double-accumulating oracle)", &o.backend);
+  set.add_choice("backend", {"cpu", "cpu-bf16", "ref"},
+                 "compute backend (cpu-bf16: matmuls from bf16-rounded inputs, fp32 accumulation; ref: slow "
+                 "double-accumulating oracle)",
+                 &o.backend);
   set.add_epilog(
       "Generation stops after N tokens or after emitting an eos token (config.json eos_token_id: an\n"
       "integer or a list of integers; the eos token is printed). Sampling applies temperature, then\n"

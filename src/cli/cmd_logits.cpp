@@ -33,7 +33,10 @@ int run_logits(const Args& args) {
   set.add_positional("CKPT", "checkpoint directory (config.json + safetensors)", &o.checkpoint, Required::kYes);
   set.add("tokens", "IDS", "token ids separated by spaces or commas, each in [0, vocab_size)", &o.tokens);
   set.add("out", "FILE", "output .npy file", &o.out);
-  set.add_choice("backend", {"cpu", "ref"}, "compute backend (ref: slow double-accumulating oracle)", &o.backend);
+  set.add_choice("backend", {"cpu", "cpu-bf16", "ref"},
+                 "compute backend (cpu-bf16: matmuls from bf16-rounded inputs, fp32 accumulation; ref: slow "
+                 "double-accumulating oracle)",
+                 &o.backend);
   set.add_epilog("example:\n  upcycle logits /tmp/tiny-llama --tokens \"1 15 27 3\" --out /tmp/logits.npy");
   if (!set.parse(args)) return 0;
   if (!set.given("tokens")) throw Error("missing --tokens (token ids, e.g. --tokens \"1 2 3\")");

@@ -75,7 +75,7 @@ void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w,
     x_router = s.x_router_TD.data();
   }
   std::vector<float> logits_TE(size_t(T * E));
-  backend_.linear_forward(logits_TE.data(), x_router, w.router_ED, nullptr, T, D, E);
+  backend_.linear_forward_f32(logits_TE.data(), x_router, w.router_ED, nullptr, T, D, E);  // fp32: picks top-k
   s.probs_TE.resize(logits_TE.size());
   backend_.softmax_rows(s.probs_TE.data(), logits_TE.data(), T, E);
   stats_.z_loss = z_loss(logits_TE.data(), T, E, s.lse_T);
@@ -219,13 +219,13 @@ void MoeLayer::router_backward(float* dx, MoeGrads& grads, const std::vector<flo
   backend_.softmax_rows_backward(dlogits_TE.data(), dprobs_TE.data(), s.probs_TE.data(), T, E);
   z_loss_backward(dlogits_TE.data(), s.probs_TE.data(), s.lse_T, E, options_.z_loss_coef);
   if (!s.jittered) {
-    backend_.linear_backward(dx, grads.router_ED, nullptr, dlogits_TE.data(), x, w.router_ED, T, D, E);
+    backend_.linear_backward_f32(dx, grads.router_ED, nullptr, dlogits_TE.data(), x, w.router_ED, T, D, E);
     return;
   }
   // logits = (x⊙n)·W_rᵀ: the weight sees the noisy input, and ∂/∂x = (dlogits·W_r) ⊙ n.
   std::vector<float> dx_router_TD(size_t(T * D), 0.0f);
-  backend_.linear_backward(dx ? dx_router_TD.data() : nullptr, grads.router_ED, nullptr, dlogits_TE.data(),
-                           s.x_router_TD.data(), w.router_ED, T, D, E);
+  backend_.linear_backward_f32(dx ? dx_router_TD.data() : nullptr, grads.router_ED, nullptr, dlogits_TE.data(),
+                               s.x_router_TD.data(), w.router_ED, T, D, E);
   if (!dx) return;
   for (int64_t i = 0; i < T * D; ++i) dx[i] += dx_router_TD[size_t(i)] * s.noise_TD[size_t(i)];
 }

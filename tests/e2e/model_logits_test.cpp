@@ -51,7 +51,7 @@ class ModelLogitsCli : public ::testing::Test {
 
 TEST_F(ModelLogitsCli, WritesNpyMatchingInProcessForward) {
   const std::vector<int32_t> ids = {1, 15, 27, 3, 511};
-  for (std::string backend : {"ref", "cpu"}) {
+  for (std::string backend : {"ref", "cpu", "cpu-bf16"}) {
     const fs::path out = dir_ / ("logits_" + backend + ".npy");
     auto r = test::run_upcycle(
         {"logits", (dir_ / "m").string(), "--tokens", "1 15 27 3 511", "--out", out.string(), "--backend", backend});
@@ -67,7 +67,7 @@ TEST_F(ModelLogitsCli, WritesNpyMatchingInProcessForward) {
     ASSERT_EQ(bytes.size(), header.size() + 5 * 512 * sizeof(float));
     std::vector<float> got(5 * 512);
     std::memcpy(got.data(), bytes.data() + header.size(), got.size() * sizeof(float));
-    auto want = in_process(ids, backend == "ref" ? backend::BackendKind::kRef : backend::BackendKind::kCpu);
+    auto want = in_process(ids, backend::backend_kind_from_name(backend));
     EXPECT_EQ(got, want) << backend;  // same code, same inputs: bitwise
     double mx = 0;
     for (float x : got) mx = std::max(mx, double(std::fabs(x)));

@@ -262,7 +262,9 @@ TEST(BackendOpSelect, KindsAndNames) {
   EXPECT_EQ(backend_kind_from_name("cpu"), BackendKind::kCpu);
   EXPECT_EQ(make_backend(BackendKind::kRef)->name(), "ref");
   EXPECT_EQ(make_backend(BackendKind::kCpu)->name(), "cpu");
-  EXPECT_UPCYCLE_ERROR(backend_kind_from_name("cuda"), "unknown backend 'cuda' (choose ref or cpu)", "");
+  EXPECT_EQ(backend_kind_from_name("cpu-bf16"), BackendKind::kCpuBF16);
+  EXPECT_EQ(make_backend(BackendKind::kCpuBF16)->name(), "cpu-bf16");
+  EXPECT_UPCYCLE_ERROR(backend_kind_from_name("cuda"), "unknown backend 'cuda' (choose ref, cpu or cpu-bf16)", "");
   EXPECT_UPCYCLE_ERROR(backend_kind_from_name(""), "unknown backend ''", "");
 }
 

@@ -1,22 +1,37 @@
 // The cpu backend: OpenBLAS sgemm for the linear layers, OpenMP-parallel loops for everything else,
 // one .cpp per op family (linear, norm, rope, attention, elementwise, loss).
+// MatmulPrecision::kBF16 ("cpu-bf16") rounds the inputs of linear_* and grouped_linear_* (x, w, dy)
+// to bf16 and multiplies them with oneDNN, accumulating in fp32; every other op, the master weights
+// and all gradients stay fp32.
 // Invariants: results are bitwise reproducible for a fixed thread count (no reduction depends on
-// thread scheduling); only files in this folder include cblas.h or omp.h.
-// Non-goals: fp16/bf16 kernels, fused ops beyond what the contract in backend.h names.
+// thread scheduling); only files in this folder include cblas.h, dnnl.hpp or omp.h.
+// Non-goals: fp16 kernels, bf16 storage of activations, fused ops beyond the contract in backend.h.
 #pragma once
 
+#include <memory>
+
 #include "backend/backend.h"
+#include "backend/cpu/bf16_gemm.h"
 
 namespace upcycle::backend {
 
+enum class MatmulPrecision { kF32, kBF16 };
+
 class CpuBackend final : public Backend {
  public:
-  std::string_view name() const override { return "cpu"; }
+  explicit CpuBackend(MatmulPrecision precision = MatmulPrecision::kF32);
+  ~CpuBackend() override;
+  std::string_view name() const override { return precision_ == MatmulPrecision::kBF16 ? "cpu-bf16" : "cpu"; }
+  MatmulPrecision precision() const { return precision_; }
 
   void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t M, int64_t K,
                       int64_t N) override;
   void linear_backward(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w, int64_t M,
                        int64_t K, int64_t N) override;
+  void linear_forward_f32(float* y, const float* x, const float* w, const float* b, int64_t M, int64_t K,
+                          int64_t N) override;
+  void linear_backward_f32(float* dx, float* dw, float* db, const float* dy, const float* x, const float* w,
+                           int64_t M, int64_t K, int64_t N) override;
   void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t T, int64_t D,
                        float eps) override;
   void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
@@ -47,6 +62,19 @@ class CpuBackend final : public Backend {
                               int64_t K, int64_t N) override;
   void grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x, const float* const* w,
                                const int64_t* offsets, int64_t G, int64_t K, int64_t N) override;
+
+ private:
+  // Row-major C[M,N] (+)= op(A)·op(B): OpenBLAS sgemm (kF32) or bf16 inputs via oneDNN (kBF16).
+  void gemm(MatmulPrecision precision, cpu_detail::Transpose trans_a, cpu_detail::Transpose trans_b, int64_t M,
+            int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+            cpu_detail::Accumulate accumulate, float* C, int64_t ldc);
+  void linear_forward_in(MatmulPrecision precision, float* y, const float* x, const float* w, const float* b,
+                         int64_t M, int64_t K, int64_t N);
+  void linear_backward_in(MatmulPrecision precision, float* dx, float* dw, float* db, const float* dy,
+                          const float* x, const float* w, int64_t M, int64_t K, int64_t N);
+
+  MatmulPrecision precision_;
+  std::unique_ptr<cpu_detail::Bf16Gemm> bf16_;  // null for kF32
 };
 
 }  // namespace upcycle::backend

@@ -1,12 +1,10 @@
 // MoE data-path ops on the cpu: row softmax, row gather/scatter, and grouped linear layers as one
-// OpenBLAS sgemm per non-empty expert group (the groups are contiguous row ranges after the router
-// sorts assignments by expert, so no copies are needed).
+// CpuBackend::gemm (sgemm, or bf16 under MatmulPrecision::kBF16) per non-empty expert group (the
+// groups are contiguous row ranges after the router sorts assignments by expert, so no copies are needed).
 // Invariants: deterministic for a fixed thread count. scatter_add_rows may hit one destination row from
 // several assignments, so it is split by column blocks and every thread walks the assignments in
 // increasing order: no two threads write the same element and the summation order is fixed.
 // Non-goals: fused gather+matmul, batched BLAS calls.
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -14,6 +12,9 @@
 #include "backend/op_checks.h"
 
 namespace upcycle::backend {
+
+using cpu_detail::Accumulate;
+using cpu_detail::Transpose;
 
 void CpuBackend::softmax_rows(float* probs, const float* logits, int64_t T, int64_t E) {
 #pragma omp parallel for schedule(static)
@@ -87,8 +88,8 @@ void CpuBackend::scatter_add_rows_backward(float* dx, float* dweights, const flo
   }
 }
 
-// Threads come from OpenBLAS inside each sgemm; groups run one after another so the result of a
-// group never depends on how many others exist.
+// Threads come from the GEMM library inside each product; groups run one after another so the result
+// of a group never depends on how many others exist.
 void CpuBackend::grouped_linear_forward(float* y, const float* x, const float* const* w, const int64_t* offsets,
                                         int64_t G, int64_t K, int64_t N) {
   check_group_offsets(offsets, G);
@@ -96,13 +97,8 @@ void CpuBackend::grouped_linear_forward(float* y, const float* x, const float* c
   for (int64_t g = 0; g < G; ++g) {
     const int64_t rows = offsets[g + 1] - offsets[g];
     if (rows == 0) continue;
-    float* y_g = y + offsets[g] * N;
-    if (K == 0) {  // OpenBLAS rejects ld < 1; an empty inner product is 0
-      std::fill_n(y_g, rows * N, 0.0f);
-      continue;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(rows), int(N), int(K), 1.0f, x + offsets[g] * K, int(K),
-                w[g], int(K), 0.0f, y_g, int(N));
+    gemm(precision_, Transpose::kNo, Transpose::kYes, rows, N, K, x + offsets[g] * K, K, w[g], K,
+         Accumulate::kOverwrite, y + offsets[g] * N, N);
   }
 }
 
@@ -116,12 +112,12 @@ void CpuBackend::grouped_linear_backward(float* dx, float* const* dw, const floa
     if (rows == 0) continue;
     const float* dy_g = dy + offsets[g] * N;
     if (dx) {  // dx_g[rows,K] += dy_g[rows,N] · w[g][N,K]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(K), int(N), 1.0f, dy_g, int(N), w[g],
-                  int(K), 1.0f, dx + offsets[g] * K, int(K));
+      gemm(precision_, Transpose::kNo, Transpose::kNo, rows, K, N, dy_g, N, w[g], K, Accumulate::kAdd,
+           dx + offsets[g] * K, K);
     }
     if (dw && dw[g]) {  // dw[g][N,K] += dy_gᵀ[N,rows] · x_g[rows,K]
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(N), int(K), int(rows), 1.0f, dy_g, int(N),
-                  x + offsets[g] * K, int(K), 1.0f, dw[g], int(K));
+      gemm(precision_, Transpose::kYes, Transpose::kNo, N, K, rows, dy_g, N, x + offsets[g] * K, K,
+           Accumulate::kAdd, dw[g], K);
     }
   }
 }

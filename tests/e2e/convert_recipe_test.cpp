@@ -14,7 +14,9 @@
 #include "core/json.h"
 #include "io/checkpoint.h"
 #include "io/model_config.h"
+#include "support/mergekit_test_support.h"
 #include "support/test_support.h"
+#include "support/tokenizer_test_support.h"
 
 namespace upcycle {
 namespace {
@@ -25,41 +27,6 @@ void init_model(const fs::path& dir, const std::string& seed, const std::string&
   auto r = test::run_upcycle({"init", "--arch", arch, "--preset", "tiny", "--vocab-size", "300", "--dtype", "f32",
                               "--seed", seed, dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-}
-
-// GPT-2's byte-to-unicode table: printable Latin-1 bytes stand for themselves, the others for 256+n.
-std::string byte_symbol(int b) {
-  const bool direct = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-  static int shifted[256] = {};
-  static bool ready = false;
-  if (!ready) {
-    int n = 0;
-    for (int i = 0; i < 256; ++i)
-      if (!((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174 && i <= 255))) shifted[i] = 256 + n++;
-    ready = true;
-  }
-  const int cp = direct ? b : shifted[b];
-  std::string s;
-  if (cp < 0x80) s += char(cp);
-  else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
-  return s;
-}
-
-// A byte-level BPE tokenizer.json with no merges: one token per byte, ids 0..255.
-void write_byte_tokenizer(const fs::path& dir) {
-  Json vocab = Json::object();
-  for (int b = 0; b < 256; ++b) vocab[byte_symbol(b)] = b;
-  Json tok = {{"version", "1.0"},
-              {"added_tokens", Json::array()},
-              {"normalizer", nullptr},
-              {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}}},
-              {"post_processor", nullptr},
-              {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-              {"model",
-               {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-                {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", vocab},
-                {"merges", Json::array()}}}};
-  test::write_bytes(dir / "tokenizer.json", tok.dump());
 }
 
 double l2_norm(const float* v, int64_t n) {
@@ -99,7 +66,7 @@ TEST(ConvertRecipe, HiddenGateClownCarTakesExpertsFromTheirSources) {
   init_model(dir / "base", "1");
   init_model(dir / "code", "2");
   init_model(dir / "math", "3");
-  write_byte_tokenizer(dir / "base");
+  test::write_byte_tokenizer(dir / "base");
   test::write_bytes(dir / "c.yaml",
                     "base_model: base\ngate_mode: hidden\nexperts:\n"
                     "  - source_model: code\n    positive_prompts: [\"def f(x): return x\", \"int main()\"]\n"
@@ -138,7 +105,7 @@ TEST(ConvertRecipe, QwenSharedExpertGateFromPrompts) {
   ScratchDir dir;
   init_model(dir / "base", "1", "qwen2");
   init_model(dir / "code", "2", "qwen2");
-  write_byte_tokenizer(dir / "base");
+  test::write_byte_tokenizer(dir / "base");
   test::write_bytes(dir / "q.yaml",
                     "base_model: base\narchitecture: qwen\ngate_mode: cheap_embed\nexperts_per_token: 1\nexperts:\n"
                     "  - source_model: code\n    positive_prompts: [\"def main():\"]\n"
@@ -166,7 +133,7 @@ TEST(ConvertRecipe, QwenSharedExpertGateFromPrompts) {
 TEST(ConvertRecipe, FlagDrivenPromptRouterInit) {
   ScratchDir dir;
   init_model(dir / "base", "1");
-  write_byte_tokenizer(dir / "base");
+  test::write_byte_tokenizer(dir / "base");
   test::write_bytes(dir / "p.yaml",
                     "experts:\n  - positive_prompts: [\"for i in range(10):\"]\n"
                     "  - positive_prompts: [\"The cat sat\"]\n    negative_prompts: [\"x = 1\"]\n");
@@ -193,6 +160,37 @@ TEST(ConvertRecipe, FlagDrivenPromptRouterInit) {
   EXPECT_NE(count.err.find("lists 2 experts, but --experts is 4"), std::string::npos) << count.err;
   EXPECT_FALSE(fs::exists(dir / "m2"));
   EXPECT_FALSE(fs::exists(dir / "m3"));
+}
+
+// Every example YAML of tests/data/mergekit converts as written, and `upcycle inspect` finds no problem.
+TEST(ConvertRecipe, EveryExampleYamlConverts) {
+  const std::vector<std::pair<std::string, std::string>> examples = {{"clown_car_hidden.yaml", "mixtral"},
+                                                                      {"sparse_upcycle_random.yaml", "mixtral"},
+                                                                      {"qwen_shared_expert.yaml", "qwen2_moe"},
+                                                                      {"btx_average.yaml", "mixtral"}};
+  for (const auto& [name, family] : examples) {
+    SCOPED_TRACE(name);
+    ScratchDir dir;
+    auto yaml = test::materialise_mergekit_example(name, dir.path(), test::ExampleWeights::kWithTokenizer);
+    auto out = dir / "moe";
+    auto r = test::run_upcycle({"convert", "--recipe", yaml.string(), out.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+    auto i = test::run_upcycle({"inspect", "--json", out.string()});
+    ASSERT_EQ(i.exit_code, 0) << i.err;
+    Json j = parse_json(i.out, "inspect", out.string());
+    EXPECT_TRUE(j["problems"].empty()) << j["problems"].dump();
+    EXPECT_EQ(j["family"], family);
+    if (name == "btx_average.yaml") {  // BTX: non-FFN weights are the mean over the four sources
+      const std::string q = "model.layers.0.self_attn.q_proj.weight";
+      auto got = floats_of(tensor_bytes(out, q));
+      std::vector<double> mean(got.size(), 0.0);
+      for (const char* src : {"llama-seed", "llama-math", "llama-code", "llama-wiki"}) {
+        auto v = floats_of(tensor_bytes(dir / "models" / src, q));
+        for (size_t k = 0; k < v.size(); ++k) mean[k] += v[k] / 4.0;
+      }
+      for (size_t k = 0; k < got.size(); ++k) EXPECT_NEAR(got[k], mean[k], 1e-6) << k;
+    }
+  }
 }
 
 TEST(ConvertRecipe, CompetingFlagsAndBadYamlAreOneLineErrors) {

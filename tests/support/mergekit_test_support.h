@@ -15,6 +15,7 @@
 #include "io/random_init.h"
 #include "support/model_test_support.h"
 #include "support/test_support.h"
+#include "support/tokenizer_test_support.h"
 
 namespace upcycle::test {
 
@@ -23,13 +24,19 @@ inline std::filesystem::path mergekit_data_dir() {
 }
 
 // Planning reads config.json only; converting needs the weights too.
-enum class ExampleWeights { kConfigOnly, kWithWeights };
+// Prompt gate modes also need a tokenizer: kWithTokenizer adds the one-token-per-byte tokenizer.json
+// (tokenizer_test_support.h) and widens the vocabulary to 256.
+enum class ExampleWeights { kConfigOnly, kWithWeights, kWithTokenizer };
 
 // A tiny dense checkpoint (tiny_model_config of `family`, F32) with config.json in `dir`.
 inline void write_tiny_checkpoint(const std::filesystem::path& dir, Family family, uint64_t seed,
                                   ExampleWeights weights = ExampleWeights::kWithWeights) {
   std::filesystem::create_directories(dir);
-  const ModelConfig config = tiny_model_config(family);
+  ModelConfig config = tiny_model_config(family);
+  if (weights == ExampleWeights::kWithTokenizer) {
+    config.vocab_size = kByteTokenizerVocab;
+    write_byte_tokenizer(dir);
+  }
   write_model_config(dir, config);
   if (weights == ExampleWeights::kConfigOnly) return;
   RandomInitOptions options;

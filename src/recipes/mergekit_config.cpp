@@ -208,18 +208,22 @@ void validate(const Reader& r, const MergekitMoeConfig& c) {
            "apart; give each expert prompts typical of what it should receive (or use gate_mode: random)");
 }
 
-}  // namespace
-
-MergekitMoeConfig parse_mergekit_moe_yaml(const fs::path& file) {
-  const Reader r(file);
-  YAML::Node root;
+// The parsed document; unreadable files and syntax errors are one-line errors naming the file.
+YAML::Node load_yaml(const Reader& r, const fs::path& file) {
   try {
-    root = YAML::LoadFile(file.string());
+    return YAML::LoadFile(file.string());
   } catch (const YAML::BadFile&) {
     r.fail("", "cannot read the file");
   } catch (const YAML::Exception& e) {
     r.fail("", "invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
+}
+
+}  // namespace
+
+MergekitMoeConfig parse_mergekit_moe_yaml(const fs::path& file) {
+  const Reader r(file);
+  const YAML::Node root = load_yaml(r, file);
   if (!root.IsMap()) r.fail("", "expected a mergekit-moe config (a mapping with base_model and experts)");
 
   MergekitMoeConfig c;
@@ -253,14 +257,7 @@ MergekitMoeConfig parse_mergekit_moe_yaml(const fs::path& file) {
 
 std::vector<PromptTexts> read_expert_prompts_yaml(const fs::path& file, std::vector<std::string>& warnings) {
   const Reader r(file);
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file.string());
-  } catch (const YAML::BadFile&) {
-    r.fail("", "cannot read the file");
-  } catch (const YAML::Exception& e) {
-    r.fail("", "invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+  const YAML::Node root = load_yaml(r, file);
   std::vector<PromptTexts> out;
   try {
     if (!root.IsMap() || !root["experts"] || !root["experts"].IsSequence() || root["experts"].size() == 0)

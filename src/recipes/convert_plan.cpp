@@ -57,11 +57,13 @@ Family choose_family(const ConvertSpec& s, const ModelConfig& src, bool all_laye
       throw Error("--format must be auto, mixtral, qwen2_moe or qwen3_moe, not '" + s.format + "'");
     f = *parsed;
   }
+  // The qwen family that can take this source: qwen3_moe keeps q/k norms, qwen2_moe has none.
+  const std::string qwen_alternative = src.qk_norm ? "qwen3_moe" : "qwen2_moe";
   if (f == Family::kMixtral) {
-    if (!all_layers) throw Error("mixtral cannot express MoE in only some layers; use --format qwen2_moe or qwen3_moe");
+    if (!all_layers) throw Error("mixtral cannot express MoE in only some layers; use --format " + qwen_alternative);
     if (!renorm)
       throw Error("mixtral always renormalises the top-k probabilities and cannot express --router softmax-topk "
-                  "without --norm-topk; use --format qwen2_moe or qwen3_moe");
+                  "without --norm-topk; use --format " + qwen_alternative);
     if (s.shared_experts > 0) throw Error("mixtral has no shared experts; use --format qwen2_moe");
     if (src.qk_norm) throw Error("mixtral has no q_norm/k_norm, which this " + src_type + " model has; use --format qwen3_moe");
   } else if (f == Family::kQwen3Moe) {

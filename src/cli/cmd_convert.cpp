@@ -154,7 +154,7 @@ ConvertSpec make_spec(const ConvertOptions& o) {
   s.norm_topk = o.norm_topk;
   if (o.aux_loss_coef != "family") s.aux_loss_coef = parse_number(o.aux_loss_coef, "--aux-loss-coef");
   s.format = o.format;
-  if (o.dtype != "source") s.dtype = o.dtype == "f32" ? DType::kF32 : o.dtype == "f16" ? DType::kF16 : DType::kBF16;
+  if (o.dtype != "source") s.dtype = dtype_from_choice(o.dtype);
   s.seed = o.seed;
   s.non_ffn = o.average_non_ffn ? NonFfn::kAverage : NonFfn::kBase;
   s.depth_tile = o.depth_tile;
@@ -216,8 +216,7 @@ ConvertSpec spec_from_recipe(ConvertOptions& o, const OptionSet& set) {
   for (const auto& w : config.warnings) std::fprintf(stderr, "upcycle: warning: %s\n", w.c_str());
   const MoePlan plan = plan_mergekit_moe(config);
   ConvertSpec spec = convert_spec_from_mergekit(plan);
-  if (set.given("dtype") && o.dtype != "source")
-    spec.dtype = o.dtype == "f32" ? DType::kF32 : o.dtype == "f16" ? DType::kF16 : DType::kBF16;
+  if (o.dtype != "source") spec.dtype = dtype_from_choice(o.dtype);
   if (set.given("seed")) spec.seed = o.seed;
   if (o.average_non_ffn) spec.non_ffn = NonFfn::kAverage;
   if (set.given("aux-loss-coef") && o.aux_loss_coef != "family")

@@ -124,7 +124,7 @@ int run_init(const Args& args) {
   ModelConfig config = preset_config(family, o.preset);
   override_shapes(o, config, set);
   if (o.tie_embeddings != "preset") config.tie_word_embeddings = o.tie_embeddings == "true";
-  config.dtype = o.dtype == "f32" ? DType::kF32 : o.dtype == "f16" ? DType::kF16 : DType::kBF16;
+  config.dtype = dtype_from_choice(o.dtype);
   validate_model_config(config, "command line");
 
   RandomInitOptions init;

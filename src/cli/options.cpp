@@ -198,4 +198,11 @@ Json OptionSet::to_json() const {
   return j;
 }
 
+DType dtype_from_choice(std::string_view choice) {
+  if (choice == "f32") return DType::kF32;
+  if (choice == "f16") return DType::kF16;
+  UPCYCLE_CHECK(choice == "bf16", "dtype choice must be f32, f16 or bf16");
+  return DType::kBF16;
+}
+
 }  // namespace upcycle::cli

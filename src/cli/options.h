@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/json.h"
 
 namespace upcycle::cli {
@@ -62,5 +63,9 @@ class OptionSet {
   std::vector<Option> options_;
   std::vector<std::string> epilogs_;
 };
+
+// The lower-case spellings `--dtype` choices use ("f32", "bf16", "f16"); other values are a bug, since
+// add_choice has already rejected them.
+DType dtype_from_choice(std::string_view choice);
 
 }  // namespace upcycle::cli

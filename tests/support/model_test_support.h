@@ -37,6 +37,20 @@ inline ModelConfig tiny_model_config(Family family) {
   return c;
 }
 
+// The MoE twin of a tiny dense config: E experts of the dense FFN's width, top-k renormalised.
+inline ModelConfig moe_twin(const ModelConfig& dense, Family family, int64_t experts, int64_t top_k) {
+  ModelConfig c = dense;
+  c.family = family;
+  c.num_experts = experts;
+  c.num_experts_per_tok = top_k;
+  c.moe_intermediate_size = dense.intermediate_size;
+  c.shared_expert_intermediate_size = 0;
+  c.decoder_sparse_step = 1;
+  c.topk_norm = TopkNorm::kRenormalize;
+  if (family == Family::kQwen3Moe) c.max_window_layers = 0;  // qwen3_moe's (unused) window spans every layer
+  return c;
+}
+
 // Every weight ~ N(0, scale²), except norm weights ~ 1 + N(0, scale²).
 inline void fill_random(model::TensorStore& store, uint64_t seed, float scale) {
   for (size_t i = 0; i < store.specs().size(); ++i) {

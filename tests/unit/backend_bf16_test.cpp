@@ -227,17 +227,7 @@ ModelConfig small_dense() {
   return c;
 }
 
-ModelConfig small_moe() {
-  ModelConfig c = small_dense();
-  c.family = Family::kMixtral;
-  c.num_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.moe_intermediate_size = c.intermediate_size;
-  c.topk_norm = TopkNorm::kRenormalize;
-  c.shared_expert_intermediate_size = 0;
-  c.decoder_sparse_step = 1;
-  return c;
-}
+ModelConfig small_moe() { return test::moe_twin(small_dense(), Family::kMixtral, 4, 2); }
 
 TEST(Bf16Model, LossAndGradientsCloseToF32) {
   for (const ModelConfig& config : {small_dense(), small_moe()}) {

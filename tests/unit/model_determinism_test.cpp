@@ -47,17 +47,7 @@ ModelConfig dense_config() {
   return c;
 }
 
-ModelConfig moe_config() {
-  ModelConfig c = dense_config();
-  c.family = Family::kMixtral;
-  c.num_experts = 5;
-  c.num_experts_per_tok = 2;
-  c.moe_intermediate_size = c.intermediate_size;  // mixtral experts are the dense FFN's width
-  c.shared_expert_intermediate_size = 0;
-  c.decoder_sparse_step = 1;
-  c.topk_norm = TopkNorm::kRenormalize;
-  return c;
-}
+ModelConfig moe_config() { return test::moe_twin(dense_config(), Family::kMixtral, 5, 2); }
 
 struct RunResult {
   std::vector<float> logits, grads;

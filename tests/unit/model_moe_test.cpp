@@ -23,20 +23,6 @@ constexpr int64_t kB = 2, kT = 5;
 const std::vector<int32_t> kIds = {3, 7, 1, 10, 0, 5, 5, 2, 9, 4};
 const std::vector<int32_t> kTargets = {7, 1, 10, -1, 6, 5, 2, 9, 4, 8};
 
-// The MoE twin of a tiny dense config: E experts of the dense FFN's width, top-k renormalised.
-ModelConfig moe_twin(const ModelConfig& dense, Family family, int64_t experts, int64_t top_k) {
-  ModelConfig c = dense;
-  c.family = family;
-  c.num_experts = experts;
-  c.num_experts_per_tok = top_k;
-  c.moe_intermediate_size = dense.intermediate_size;
-  c.shared_expert_intermediate_size = 0;
-  c.decoder_sparse_step = 1;
-  c.topk_norm = TopkNorm::kRenormalize;
-  if (family == Family::kQwen3Moe) c.max_window_layers = 0;  // qwen3_moe's (unused) window spans every layer
-  return c;
-}
-
 // Sparse upcycling of the parameters: shared names copied, each expert a copy of its layer's dense
 // FFN, routers ~ N(0, 1) (deliberately far from the 0.02 init: preservation must not depend on it).
 void upcycle_params(const Transformer& dense, Transformer& moe) {
@@ -81,7 +67,7 @@ class ModelMoePreservation : public ::testing::TestWithParam<std::tuple<Twin, Ba
 TEST_P(ModelMoePreservation, CopiedExpertsReproduceDenseLogits) {
   const auto& [twin, kind] = GetParam();
   auto be = backend::make_backend(kind);
-  ModelConfig moe_config = moe_twin(test::tiny_model_config(twin.dense), twin.moe, 4, 2);
+  ModelConfig moe_config = test::moe_twin(test::tiny_model_config(twin.dense), twin.moe, 4, 2);
   moe_config.mlp_only_layers = twin.mlp_only_layers;
   Transformer moe(moe_config, *be);
   const std::vector<float> dense_logits = upcycled_logits(twin.dense, moe, *be);
@@ -106,7 +92,7 @@ TEST_P(ModelMoePreservation, CopiedExpertsReproduceDenseLogits) {
 TEST_P(ModelMoePreservation, WithoutRenormalisationOutputsDiffer) {
   const auto& [twin, kind] = GetParam();
   auto be = backend::make_backend(kind);
-  ModelConfig moe_config = moe_twin(test::tiny_model_config(twin.dense), twin.moe, 4, 2);
+  ModelConfig moe_config = test::moe_twin(test::tiny_model_config(twin.dense), twin.moe, 4, 2);
   moe_config.topk_norm = TopkNorm::kNone;  // FFN output scaled by Σ top-k p < 1: not function-preserving
   if (twin.moe == Family::kMixtral) {  // Mixtral always renormalises: such a config is refused by name
     EXPECT_THROW(Transformer(moe_config, *be), Error);
@@ -139,19 +125,19 @@ struct MoeGradCase {
 
 std::vector<MoeGradCase> moe_grad_cases() {
   std::vector<MoeGradCase> cases;
-  ModelConfig mixtral = moe_twin(test::tiny_model_config(Family::kLlama), Family::kMixtral, 4, 2);
+  ModelConfig mixtral = test::moe_twin(test::tiny_model_config(Family::kLlama), Family::kMixtral, 4, 2);
   MoeOptions o = moe_options_from_config(mixtral);
   o.aux_loss_coef = 0.1;
   o.z_loss_coef = 0.01;
   cases.push_back({"mixtral_aux_z", mixtral, o});
-  ModelConfig qwen2moe = moe_twin(test::tiny_model_config(Family::kQwen2), Family::kQwen2Moe, 4, 2);
+  ModelConfig qwen2moe = test::moe_twin(test::tiny_model_config(Family::kQwen2), Family::kQwen2Moe, 4, 2);
   qwen2moe.topk_norm = TopkNorm::kNone;
   qwen2moe.shared_expert_intermediate_size = 6;  // shared expert with its sigmoid gate
   MoeOptions q = moe_options_from_config(qwen2moe);
   q.aux_loss_coef = 0.05;
   q.capacity_factor = 1.0;  // some tokens dropped
   cases.push_back({"qwen2moe_shared_capacity", qwen2moe, q});
-  ModelConfig qwen3moe = moe_twin(test::tiny_model_config(Family::kQwen3), Family::kQwen3Moe, 4, 1);
+  ModelConfig qwen3moe = test::moe_twin(test::tiny_model_config(Family::kQwen3), Family::kQwen3Moe, 4, 1);
   qwen3moe.mlp_only_layers = {0};
   MoeOptions e = moe_options_from_config(qwen3moe);
   e.mode = RoutingMode::kExpertChoice;
@@ -200,7 +186,7 @@ INSTANTIATE_TEST_SUITE_P(Routing, ModelMoeGradCheck,
 
 TEST(ModelMoe, StatsAndAuxiliaryLossPerLayer) {
   auto be = backend::make_backend(BackendKind::kCpu);
-  ModelConfig config = moe_twin(test::tiny_model_config(Family::kLlama), Family::kMixtral, 4, 2);
+  ModelConfig config = test::moe_twin(test::tiny_model_config(Family::kLlama), Family::kMixtral, 4, 2);
   Transformer m(config, *be);
   MoeOptions o = moe_options_from_config(config);
   o.aux_loss_coef = 0.5;
@@ -229,7 +215,7 @@ TEST(ModelMoe, StatsAndAuxiliaryLossPerLayer) {
 TEST(ModelMoe, DecodeTokenByTokenMatchesForward) {
   for (BackendKind kind : {BackendKind::kRef, BackendKind::kCpu}) {
     auto be = backend::make_backend(kind);
-    ModelConfig config = moe_twin(test::tiny_model_config(Family::kQwen2), Family::kQwen2Moe, 4, 2);
+    ModelConfig config = test::moe_twin(test::tiny_model_config(Family::kQwen2), Family::kQwen2Moe, 4, 2);
     config.shared_expert_intermediate_size = 6;
     Transformer m(config, *be);
     test::fill_random(m.params(), 8, 0.4f);
@@ -250,7 +236,7 @@ TEST(ModelMoe, DecodeTokenByTokenMatchesForward) {
 // statistics when everything fits in one batch.
 TEST(ModelMoe, EvaluationSummarisesRoutingPerLayer) {
   auto be = backend::make_backend(BackendKind::kCpu);
-  ModelConfig config = moe_twin(test::tiny_model_config(Family::kQwen3), Family::kQwen3Moe, 4, 2);
+  ModelConfig config = test::moe_twin(test::tiny_model_config(Family::kQwen3), Family::kQwen3Moe, 4, 2);
   config.mlp_only_layers = {0};
   Transformer m(config, *be);
   test::fill_random(m.params(), 4, 0.4f);

@@ -72,13 +72,14 @@ std::vector<std::vector<float>> router_rows_for_experts(const std::filesystem::p
 
 std::vector<std::string> add_mergekit_router_rows(ConvertSpec& spec, const MoePlan& plan, const std::string& yaml) {
   const std::filesystem::path base = plan.sources.at(0);
-  const int64_t E = int64_t(plan.experts.size()), D = read_model_config(base).hidden_size;
+  const int64_t E = int64_t(plan.experts.size());
   const bool shared_row = plan.shared_expert && plan.shared_expert_gate_from_init;
   const int64_t rows_per_layer = E + (shared_row ? 1 : 0);
   std::vector<PromptTexts> experts;
   for (const auto& e : plan.experts) experts.push_back({e.positive_prompts, e.negative_prompts});
   if (shared_row) experts.push_back({plan.shared_expert->positive_prompts, plan.shared_expert->negative_prompts});
   std::vector<std::vector<float>> rows = router_rows_for_experts(base, plan.gate_mode, experts, plan.seed, yaml);
+  const int64_t D = int64_t(rows.at(0).size()) / rows_per_layer;
 
   // mergekit's degenerate-gate check sees the shared expert's gate row too.
   std::vector<std::string> warnings;

@@ -100,6 +100,18 @@ void OptionSet::add_positional(std::string name, std::string help, std::string* 
   options_.back().required = required;
 }
 
+void OptionSet::add_list(std::string name, std::string metavar, std::string help, std::vector<std::string>* target) {
+  Option& o = push(std::move(name), std::move(metavar) + "…", std::move(help));
+  o.is_list = true;
+  o.set = [target](const std::string& v) { target->push_back(v); };
+  o.show = [target] {
+    std::string shown;
+    for (const auto& v : *target) shown += (shown.empty() ? "" : " ") + v;
+    return shown;
+  };
+  o.json = [target] { return Json(*target); };
+}
+
 void OptionSet::add_epilog(std::string text) { epilogs_.push_back(std::move(text)); }
 
 OptionSet::Option* OptionSet::find(std::string_view name) {
@@ -146,12 +158,20 @@ bool OptionSet::parse(const std::vector<std::string>& args) {
     }
     Option* o = find(name);
     if (!o) throw Error("unknown option '--" + name + "' for '" + command_ + "' (see upcycle " + command_ + " --help)");
-    if (o->seen) throw Error("option '--" + name + "' given twice");
+    if (o->seen && !o->is_list) throw Error("option '--" + name + "' given twice");
     if (o->is_flag) {
       if (inline_value) throw Error("option '--" + name + "' takes no value");
     } else if (!inline_value) {
       if (i + 1 >= args.size()) throw Error("option '--" + name + "' needs a value (" + o->metavar + ")");
       value = args[++i];
+    }
+    if (o->is_list && !inline_value) {
+      if (value.rfind("--", 0) == 0) throw Error("option '--" + name + "' needs a value (" + o->metavar + ")");
+      // The list runs to the next option (or `--`).
+      while (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
+        o->set(value);
+        value = args[++i];
+      }
     }
     o->set(value);
     o->seen = true;

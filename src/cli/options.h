@@ -1,7 +1,8 @@
 // Command-line options, declared once. Each subcommand has an options struct whose fields carry
 // their defaults; binding a field here gives it its flag name, metavar and help, and the same
 // declaration drives parsing, `--help` text (with the default shown) and to_json() for run records.
-// Rules: long `--kebab-case` flags only, `--flag VALUE` or `--flag=VALUE`; unknown flags, missing
+// Rules: long `--kebab-case` flags only, `--flag VALUE` or `--flag=VALUE` (list options: `--flag A B…`);
+// unknown flags, missing
 // values, malformed numbers and surplus positionals are user errors (exit 2).
 #pragma once
 
@@ -30,6 +31,9 @@ class OptionSet {
   // A string option restricted to `choices` (listed in --help and in the error for a bad value).
   void add_choice(std::string name, std::vector<std::string> choices, std::string help, std::string* target);
   void add_positional(std::string name, std::string help, std::string* target, Required required);
+  // A list option: `--name A B C` takes every following argument up to the next `--option`, and
+  // repeating the flag appends (`--name A --name B`). At least one value per occurrence.
+  void add_list(std::string name, std::string metavar, std::string help, std::vector<std::string>* target);
   // Extra paragraphs printed after the option list (examples, notes).
   void add_epilog(std::string text);
 
@@ -48,6 +52,7 @@ class OptionSet {
     std::string name, metavar, help;
     std::vector<std::string> choices;
     bool is_flag = false;
+    bool is_list = false;
     bool positional = false;
     Required required = Required::kNo;
     std::function<void(const std::string&)> set;

@@ -88,5 +88,27 @@ TEST(Options, DoubleDashEndsOptions) {
   EXPECT_EQ(o.out, "--weird-name");
 }
 
+TEST(Options, ListsTakeValuesUpToTheNextOptionAndAppendWhenRepeated) {
+  std::string out;
+  std::vector<std::string> inputs;
+  int64_t layers = 0;
+  OptionSet set("demo", "upcycle demo OUT --input FILES…", "A test command.");
+  set.add_positional("OUT", "output", &out, Required::kYes);
+  set.add_list("input", "FILE", "inputs", &inputs);
+  set.add("layers", "L", "layer count", &layers);
+  ASSERT_TRUE(set.parse({"dir", "--input", "a", "b", "--layers", "3", "--input=c", "--input", "d"}));
+  EXPECT_EQ(out, "dir");
+  EXPECT_EQ(inputs, (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(layers, 3);
+  EXPECT_EQ(set.to_json()["input"].size(), 4u);
+  EXPECT_NE(set.help().find("--input FILE…"), std::string::npos);
+
+  std::vector<std::string> again;
+  OptionSet bad("demo", "upcycle demo --input FILES…", "A test command.");
+  bad.add_list("input", "FILE", "inputs", &again);
+  EXPECT_THROW(bad.parse({"--input", "--other"}), Error);
+  EXPECT_THROW(bad.parse({"--input"}), Error);
+}
+
 }  // namespace
 }  // namespace upcycle::cli

@@ -1,0 +1,38 @@
+// TensorBoard event files, written without TensorFlow: TFRecord framing (uint64 length, masked
+// CRC-32C of the length, data, masked CRC-32C of the data; mask = ((crc >> 15) | (crc << 17)) +
+// 0xa282ead8) around tensorflow.Event protobuf messages encoded by hand: the first record carries
+// file_version "brain.Event:2", scalars are Summary.Value{tag, simple_value}. Resuming writes a
+// SessionLog START at the resumed step, which makes TensorBoard drop the earlier file's points past it.
+// File name: events.out.tfevents.<unix seconds>.<hostname>.<pid>.upcycle, in RUN_DIR/tensorboard/.
+// Non-goals: histograms, images, graph records.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <string_view>
+
+namespace upcycle::train {
+
+uint32_t crc32c(const void* data, size_t n);
+uint32_t masked_crc32c(const void* data, size_t n);
+
+class TensorBoardWriter {
+ public:
+  // Creates `dir` if needed and a new event file in it. resume_step ≥ 0 adds the SessionLog START.
+  TensorBoardWriter(const std::filesystem::path& dir, int64_t resume_step);
+  ~TensorBoardWriter();
+  TensorBoardWriter(const TensorBoardWriter&) = delete;
+  TensorBoardWriter& operator=(const TensorBoardWriter&) = delete;
+
+  void scalar(std::string_view tag, double value, int64_t step, double wall_time_s);
+  void flush();  // fflush + fsync (at checkpoints)
+  const std::filesystem::path& file() const { return file_; }
+
+ private:
+  std::filesystem::path file_;
+  std::FILE* out_ = nullptr;
+};
+
+}  // namespace upcycle::train

@@ -32,6 +32,7 @@ const std::vector<Command>& commands() {
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
       {"generate", "continue token ids with the model (greedy or top-p sampling, KV cache)", run_generate},
       {"eval", "mean token loss and perplexity on a raw uint32 token file", run_eval},
+      {"data", "prepare training data: tokenize text, train a tokenizer (upcycle data --help)", run_data},
   };
   return kCommands;
 }

@@ -16,6 +16,8 @@ int run_logits(const Args& args);
 int run_generate(const Args& args);
 int run_eval(const Args& args);
 int run_convert(const Args& args);
+int run_data(const Args& args);
+int run_data_train_tokenizer(const Args& args);
 
 struct Command {
   std::string_view name;
@@ -23,6 +25,7 @@ struct Command {
   int (*run)(const Args& args);
 };
 const std::vector<Command>& commands();
+const std::vector<Command>& data_commands();  // `upcycle data SUBCOMMAND` (cmd_data.cpp)
 
 // Runs `upcycle <args…>` and returns the process exit code; prints errors itself.
 int run_cli(const Args& args);

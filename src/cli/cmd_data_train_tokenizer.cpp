@@ -44,7 +44,7 @@ void bind(OptionSet& set, TrainTokenizerOptions& o) {
                  "gpt2, or qwen2 (Qwen2/2.5/3: single digits)",
                  &o.pattern);
   set.add("special-tokens", "A,B", "comma-separated special tokens, given ids after the BPE tokens in this order; "
-          "the first is the EOS; \"\" for none", &o.special_tokens);
+          "the first is the EOS (none may contain a comma); \"\" for none", &o.special_tokens);
   set.add("min-frequency", "N", "stop early (fewer tokens than --vocab-size, reported) once the most frequent "
           "pair occurs fewer than N times", &o.min_frequency);
   set.add("threads", "N", "threads for pre-tokenizing (0: all cores); the result does not depend on it", &o.threads);

@@ -218,7 +218,7 @@ MergeLoop::MergeLoop(const WordCounts& counts, const std::vector<std::string>& s
     Word w{{}, entry->second};
     for (char c : entry->first) w.symbols.push_back(int32_t(uint8_t(c)));
     const uint32_t index = uint32_t(words_.size());
-    for (size_t i = 0; i + 1 < w.symbols.size(); ++i) add_pair(pair_key(w.symbols[i], w.symbols[i + 1]), 1 * int64_t(w.count), index);
+    for (size_t i = 0; i + 1 < w.symbols.size(); ++i) add_pair(pair_key(w.symbols[i], w.symbols[i + 1]), int64_t(w.count), index);
     words_.push_back(std::move(w));
   }
   std::vector<Entry> entries;

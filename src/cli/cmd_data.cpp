@@ -14,6 +14,7 @@ const std::vector<Command>& data_commands() {
        run_data_tokenize},
       {"inspect", "describe a dataset directory (domain, vocab, shards, tokens per split) and validate it",
        run_data_inspect},
+      {"train-tokenizer", "learn a byte-level BPE tokenizer.json (HF-loadable) from text files", run_data_train_tokenizer},
   };
   return kCommands;
 }

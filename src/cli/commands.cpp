@@ -32,7 +32,7 @@ const std::vector<Command>& commands() {
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
       {"generate", "continue token ids with the model (greedy or top-p sampling, KV cache)", run_generate},
       {"eval", "mean token loss and perplexity on token data (dataset dir, shard or raw uint32 file)", run_eval},
-      {"data", "training data: tokenize text into token shards, inspect datasets (upcycle data --help)", run_data},
+      {"data", "training data: tokenize text into token shards, inspect datasets, train a tokenizer (upcycle data --help)", run_data},
   };
   return kCommands;
 }

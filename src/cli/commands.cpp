@@ -32,6 +32,7 @@ const std::vector<Command>& commands() {
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
       {"generate", "continue token ids with the model (greedy or top-p sampling, KV cache)", run_generate},
       {"eval", "mean token loss and perplexity on a raw uint32 token file", run_eval},
+      {"train", "train a dense or MoE checkpoint on tokenized data; resumable, with metrics and TensorBoard", run_train},
   };
   return kCommands;
 }

@@ -16,6 +16,7 @@ int run_logits(const Args& args);
 int run_generate(const Args& args);
 int run_eval(const Args& args);
 int run_convert(const Args& args);
+int run_train(const Args& args);
 
 struct Command {
   std::string_view name;

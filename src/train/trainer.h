@@ -93,6 +93,8 @@ class Trainer {
   StepResult step();
   std::vector<EvalRecord> evaluate();
   std::filesystem::path save_checkpoint();
+  // A step's metrics.jsonl record, TensorBoard scalars and progress line (run() calls it after step()).
+  void log_step(const StepResult& r, Progress& progress);
 
   model::Transformer& model() { return *model_; }
   AdamW& optimizer() { return *optimizer_; }
@@ -119,7 +121,6 @@ class Trainer {
   void accumulate_moe_stats(StepResult& r) const;
   void update_expert_bias(const StepResult& r);
   // trainer_log.cpp
-  void log_step(const StepResult& r, Progress& progress);
   void log_eval(const std::vector<EvalRecord>& records, Progress& progress);
   // trainer.cpp
   bool save_due(int64_t step) const;

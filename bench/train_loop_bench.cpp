@@ -109,7 +109,7 @@ Result bench(bool moe, const fs::path& scratch) {
   if (config.is_moe()) raw->set_moe_options(train::resolve_moe_options(o, config));
   train::AdamW adamw(raw->params().specs(), {o.beta1, o.beta2, o.eps, o.weight_decay});
   const int64_t T = g_batch * g_seq;
-  std::vector<int32_t> ids(size_t(T)), targets(size_t(T));
+  std::vector<int32_t> ids(static_cast<size_t>(T)), targets(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
     ids[size_t(t)] = int32_t(CounterRng(6, "ids").bits(uint64_t(t)) % uint64_t(config.vocab_size));
     targets[size_t(t)] = int32_t(CounterRng(7, "ids").bits(uint64_t(t)) % uint64_t(config.vocab_size));

@@ -28,7 +28,10 @@ fs::path Trainer::save_checkpoint() {
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
       if (config_.is_moe_layer(l)) state_.expert_bias[l] = model_->expert_bias(l);
   std::function<void()> pause;
-  if (hooks_.checkpoint_pause_step == state_.step) pause = [] { ::sleep(60); };
+  if (hooks_.checkpoint_pause_step == state_.step)  // test hook: a window to kill the process mid-write
+    pause = [this] {
+      for (int i = 0; i < 1200 && !(signals_ && signals_->requested()); ++i) ::usleep(50'000);
+    };
   const fs::path dir = write_train_checkpoint(
       run_.checkpoints(), {config_, model_->params(), *optimizer_, state_, side_files_from_}, pause);
   side_files_from_ = dir;  // the checkpoint resumed from may be pruned next
@@ -70,6 +73,11 @@ TrainOutcome Trainer::stop(TrainOutcome::End end, int signal, Progress& progress
 
 TrainOutcome Trainer::run() {
   StopSignalGuard signals;
+  signals_ = &signals;
+  struct Reset {
+    const StopSignalGuard*& p;
+    ~Reset() { p = nullptr; }
+  } reset{signals_};
   const int64_t first = state_.step;
   Progress progress("train", uint64_t(options_.steps), "steps");
   progress.start_at(uint64_t(first));

@@ -24,6 +24,7 @@
 #include "backend/backend.h"
 #include "core/json.h"
 #include "core/progress.h"
+#include "core/stop_signal.h"
 #include "data/mixture_batcher.h"
 #include "model/evaluate.h"
 #include "model/transformer.h"
@@ -150,7 +151,7 @@ class Trainer {
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
   std::vector<int32_t> ids_BL_, targets_BL_, domain_B_;
-  std::chrono::system_clock::time_point start_wall_;
+  const StopSignalGuard* signals_ = nullptr;  // while run() is running
 };
 
 }  // namespace upcycle::train

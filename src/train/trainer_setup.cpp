@@ -51,6 +51,7 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
                .decay_fraction = options_.decay_fraction,
                .timescale = options_.timescale,
                .step_offset = options_.schedule_offset};
+  schedule_.validate();
   const double experts_per_token =
       moe_options_.mode == model::RoutingMode::kExpertChoice ? moe_options_.capacity_factor : double(moe_options_.top_k);
   flops_ = train::flops_per_token(config_, options_.seq_len, experts_per_token);
@@ -76,7 +77,6 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
   write_json_atomically(run_.config(), record);
   metrics_ = std::make_unique<MetricsLog>(run_.metrics(), mode_ == RunMode::kFresh ? -1 : state_.step);
   tensorboard_ = std::make_unique<TensorBoardWriter>(run_.tensorboard(), mode_ == RunMode::kFresh ? -1 : state_.step);
-  start_wall_ = std::chrono::system_clock::now();
 }
 
 Trainer::~Trainer() = default;

@@ -35,6 +35,8 @@ class TrainerTest : public ::testing::Test {
  protected:
   void make(bool moe, const std::vector<uint32_t>& train_ids) {
     config_ = test::tiny_train_config(moe);
+    fs::remove_all(dir_ / "model");
+    fs::remove_all(dir_ / "data");
     test::write_tiny_model(dir_ / "model", config_, 7);
     test::write_dataset(dir_ / "data", "synthetic", train_ids, test::cyclic_tokens(200, 11), 11);
   }

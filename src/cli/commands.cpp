@@ -31,7 +31,8 @@ const std::vector<Command>& commands() {
       {"inspect", "describe an HF checkpoint and check it against its config (reads no tensor data)", run_inspect},
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
       {"generate", "continue token ids with the model (greedy or top-p sampling, KV cache)", run_generate},
-      {"eval", "mean token loss and perplexity on a raw uint32 token file", run_eval},
+      {"eval", "mean token loss and perplexity on token data (dataset dir, shard or raw uint32 file)", run_eval},
+      {"data", "training data: tokenize text into token shards, inspect datasets, train a tokenizer (upcycle data --help)", run_data},
       {"train", "train a dense or MoE checkpoint on tokenized data; resumable, with metrics and TensorBoard", run_train},
   };
   return kCommands;

@@ -16,6 +16,10 @@ int run_logits(const Args& args);
 int run_generate(const Args& args);
 int run_eval(const Args& args);
 int run_convert(const Args& args);
+int run_data(const Args& args);
+int run_data_tokenize(const Args& args);
+int run_data_inspect(const Args& args);
+int run_data_train_tokenizer(const Args& args);
 int run_train(const Args& args);
 
 struct Command {
@@ -24,6 +28,7 @@ struct Command {
   int (*run)(const Args& args);
 };
 const std::vector<Command>& commands();
+const std::vector<Command>& data_commands();  // `upcycle data SUBCOMMAND` (cmd_data.cpp)
 
 // Runs `upcycle <args…>` and returns the process exit code; prints errors itself.
 int run_cli(const Args& args);

@@ -5,12 +5,19 @@
 // open() validates what it can without reading the ids (magic, version, width, file size = 32 +
 // count·width, vocab ≥ 1, uint16 only when vocab ≤ 65536); check_ids() scans the ids. Every problem is
 // an Error naming the shard. Writing is atomic (temp file + fsync + rename).
+// A TokenShard keeps its file open (one descriptor shared by copies) so reads are one pread each and
+// safe from several threads.
 // Non-goals: compression, memory mapping (reads are pread of the requested range).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
+
+namespace upcycle {
+class FileDescriptor;
+}
 
 namespace upcycle::data {
 
@@ -39,6 +46,7 @@ class TokenShard {
 
  private:
   ShardInfo info_;
+  std::shared_ptr<const FileDescriptor> fd_;  // open for reading; shared by copies
 };
 
 // Writes ids (each < vocab_size, checked) atomically; uint16 when vocab_size ≤ 65536, else uint32.

@@ -79,8 +79,8 @@ struct ShardFile {
   std::vector<size_t> tensors;  // indices into the plan, declaration order
 };
 
-std::string shard_file_name(size_t index, size_t count) {
-  if (count == 1) return kSingleFileName;
+std::string shard_file_name(size_t index, size_t count, const std::string& single_file_name) {
+  if (count == 1) return single_file_name;
   char name[64];
   std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", index + 1, count);
   return name;
@@ -213,7 +213,7 @@ CheckpointWriter::CheckpointWriter(fs::path dir, std::vector<TensorDecl> tensors
   }
   for (size_t i = 0; i < impl.shards.size(); ++i) {
     ShardFile& shard = impl.shards[i];
-    shard.name = shard_file_name(i, impl.shards.size());
+    shard.name = shard_file_name(i, impl.shards.size(), options.single_file_name);
     shard.path = impl.dir / shard.name;
     create_shard(shard, shard_header(impl.plan, shard, options.metadata));
   }

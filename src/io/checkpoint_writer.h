@@ -35,6 +35,9 @@ struct TensorDecl {
 struct CheckpointWriterOptions {
   uint64_t max_shard_bytes = 5'000'000'000ull;  // HF's default "5GB"
   std::map<std::string, std::string> metadata;   // added to every shard's __metadata__ next to format=pt
+  // The file's name when the plan fits one shard (e.g. "optimizer.safetensors"); shards of a larger
+  // plan are always model-0000i-of-0000N.safetensors.
+  std::string single_file_name = "model.safetensors";
 };
 
 class CheckpointWriter {

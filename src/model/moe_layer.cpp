@@ -79,7 +79,7 @@ void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w,
   s.probs_TE.resize(logits_TE.size());
   backend_.softmax_rows(s.probs_TE.data(), logits_TE.data(), T, E);
   stats_.z_loss = z_loss(logits_TE.data(), T, E, s.lse_T);
-  s.routing = route(s.probs_TE.data(), T, options_);
+  s.routing = route(s.probs_TE.data(), T, options_, w.selection_bias_E);  // the bias only picks experts
   stats_.aux_loss = aux_loss(s.probs_TE.data(), T, E, s.routing.counts_E);
 
   std::fill_n(y, T * D, 0.0f);

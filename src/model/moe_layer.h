@@ -6,9 +6,12 @@
 //     unless capacity_factor > 0: capacity C = ceil(T·k/E · cf) per expert, an expert keeps its C
 //     highest-probability assignments and the rest are dropped (those tokens get nothing from that
 //     expert; the residual carries them). Kept weights are not renormalised after dropping (Megatron).
+//     Aux-loss-free balancing (DeepSeek-V3): with a selection bias b[E] (MoeWeights::selection_bias_E)
+//     the top-k are taken by p + b instead; the bias only picks — combine weights, renormalisation,
+//     the aux loss's counts, capacity ranking and the statistics all still use p.
 //   expert choice (Zhou et al. 2022): each expert takes its C = ceil(T·cf/E) highest-p tokens (weight
 //     p[t,e]); a token may get 0…E experts. It sees the whole batch, so in a causal LM it leaks
-//     information from future tokens: for the paper's comparisons only.
+//     information from future tokens: for the paper's comparisons only. It ignores a selection bias.
 // Experts: y_e = W2 (silu(W1 x) ⊙ W3 x) with HF's [out, in] weights; output y = Σ w·y_e, plus for
 // Qwen2-MoE a shared expert sigmoid(x·w_gᵀ)·FFN_s(x).
 // Losses, reported unscaled and added to the objective times their coefficients by backward():
@@ -62,6 +65,9 @@ struct MoeWeights {
   const float* shared_up_FsD = nullptr;
   const float* shared_down_DFs = nullptr;
   const float* shared_expert_gate_1D = nullptr;  // sigmoid gate; null = ungated shared expert
+  // Aux-loss-free balancing: token choice selects top-k by p + b (b: [E]); null = by p. Training state,
+  // not a weight: no gradient, updated outside the model (train/expert_bias.h). Expert choice ignores it.
+  const float* selection_bias_E = nullptr;
 };
 
 // Gradient buffers with the same layout; backward accumulates (+=) into them. Null entries are skipped.

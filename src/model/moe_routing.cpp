@@ -14,10 +14,11 @@
 namespace upcycle::model {
 namespace {
 
+// Also checks the selection bias (T = 1).
 void check_probs(const float* probs_TE, int64_t T, int64_t E) {
   for (int64_t i = 0; i < T * E; ++i) {
     // A NaN would make the comparisons below an invalid ordering (undefined behaviour in std::sort).
-    UPCYCLE_CHECK(std::isfinite(probs_TE[i]), "router probability is not finite at " + std::to_string(i));
+    UPCYCLE_CHECK(std::isfinite(probs_TE[i]), "router probability or bias is not finite at " + std::to_string(i));
   }
 }
 
@@ -34,7 +35,7 @@ void set_offsets(Routing& r, const std::vector<std::vector<int32_t>>& kept_token
   }
 }
 
-Routing route_token_choice(const float* probs_TE, int64_t T, const MoeOptions& opt) {
+Routing route_token_choice(const float* probs_TE, int64_t T, const MoeOptions& opt, const float* bias_E) {
   const int64_t E = opt.num_experts, K = opt.top_k;
   Routing r{.tokens = T, .experts = E, .top_k = K};
   r.topk_TK.resize(size_t(T * K));
@@ -43,10 +44,16 @@ Routing route_token_choice(const float* probs_TE, int64_t T, const MoeOptions& o
   // Candidates of each expert in increasing token order.
   std::vector<std::vector<int32_t>> cand_E(static_cast<size_t>(E));
   std::vector<int32_t> order(static_cast<size_t>(E));
+  std::vector<float> score_E(bias_E ? size_t(E) : 0);  // p + b: what selection ranks when biased
   for (int64_t t = 0; t < T; ++t) {
     const float* p_E = probs_TE + t * E;
+    const float* rank_E = p_E;
+    if (bias_E) {
+      for (int64_t e = 0; e < E; ++e) score_E[size_t(e)] = p_E[e] + bias_E[e];
+      rank_E = score_E.data();
+    }
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + K, order.end(), ByProbability{p_E});
+    std::partial_sort(order.begin(), order.begin() + K, order.end(), ByProbability{rank_E});
     double sum = 0.0;
     for (int64_t k = 0; k < K; ++k) {
       const int32_t e = order[size_t(k)];
@@ -67,6 +74,7 @@ Routing route_token_choice(const float* probs_TE, int64_t T, const MoeOptions& o
     auto& cand = cand_E[size_t(e)];
     if (int64_t(cand.size()) > capacity) {
       // Keep the `capacity` highest-probability tokens (ties: lower token), then restore token order.
+      // By p, not p + b: within one expert the bias is a constant shift, so the order is the same.
       for (int64_t t = 0; t < T; ++t) p_T[size_t(t)] = probs_TE[t * E + e];
       std::sort(cand.begin(), cand.end(), ByProbability{p_T.data()});
       r.dropped += int64_t(cand.size()) - capacity;
@@ -128,15 +136,16 @@ int64_t expert_choice_capacity(int64_t T, int64_t E, double capacity_factor) {
   return std::min<int64_t>(T, int64_t(std::ceil(double(T) / double(E) * capacity_factor)));
 }
 
-Routing route(const float* probs_TE, int64_t T, const MoeOptions& options) {
+Routing route(const float* probs_TE, int64_t T, const MoeOptions& options, const float* selection_bias_E) {
   UPCYCLE_CHECK(options.num_experts > 0 && T >= 0, "route: bad sizes");
   check_probs(probs_TE, T, options.num_experts);
-  if (options.mode == RoutingMode::kExpertChoice) {
+  if (options.mode == RoutingMode::kExpertChoice) {  // balanced by construction: the bias plays no part
     UPCYCLE_CHECK(options.capacity_factor > 0, "expert choice needs capacity_factor > 0");
     return route_expert_choice(probs_TE, T, options);
   }
   UPCYCLE_CHECK(options.top_k >= 1 && options.top_k <= options.num_experts, "route: top_k outside [1, E]");
-  return route_token_choice(probs_TE, T, options);
+  if (selection_bias_E) check_probs(selection_bias_E, 1, options.num_experts);
+  return route_token_choice(probs_TE, T, options, selection_bias_E);
 }
 
 void routing_weight_backward(double* dprobs_TE, const Routing& r, const float* dweight_A, const MoeOptions& opt) {

@@ -4,7 +4,10 @@
 // Invariants: deterministic (ties go to the lower expert index for top-k and to the lower token index
 // for capacity and expert choice); assignments of expert e are rows offsets[e]..offsets[e+1] and are in
 // increasing token order. Routing decisions are constants for differentiation.
-// Non-goals: device kernels (the decision is cheap, T·E work), auxiliary-loss-free balancing.
+// Aux-loss-free balancing: an optional selection bias b[E] changes *which* experts token choice picks
+// (top-k of p + b) and nothing else — weights, renormalisation sums, counts_E (so the aux loss) and
+// `probability` all stay p of the experts picked; expert choice ignores it (balanced by construction).
+// Non-goals: device kernels (the decision is cheap, T·E work), updating the bias (train/expert_bias.h).
 #pragma once
 
 #include <cstdint>
@@ -37,7 +40,9 @@ struct Routing {
 int64_t token_choice_capacity(int64_t T, int64_t top_k, int64_t E, double capacity_factor);
 int64_t expert_choice_capacity(int64_t T, int64_t E, double capacity_factor);
 
-Routing route(const float* probs_TE, int64_t T, const MoeOptions& options);
+// selection_bias_E: null = rank by p alone; otherwise token choice ranks experts by p[t,e] + b[e]
+// (float sum; ties to the lower expert index). Capacity dropping still ranks an expert's tokens by p.
+Routing route(const float* probs_TE, int64_t T, const MoeOptions& options, const float* selection_bias_E = nullptr);
 
 // dprobs_TE[t,e] += ∂(Σ_a dweight[a]·weight[a])/∂p[t,e]: through the renormalisation denominator (which
 // includes top-k assignments later dropped by capacity) and topk_scaling. Routing is held fixed.

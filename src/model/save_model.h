@@ -6,6 +6,7 @@
 // Non-goals: quantised formats, writing only some tensors.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -22,9 +23,11 @@ struct SaveModelOptions {
   DType dtype = DType::kF32;
   ExpertLayout layout = ExpertLayout::kPerExpert;  // ignored for dense models
   std::map<std::string, std::string> metadata;     // extra safetensors __metadata__ entries
+  uint64_t max_shard_bytes = 5'000'000'000ull;     // largest safetensors shard (HF's "5GB")
 };
 
-// Writes `params` (a TensorStore built for `config`) into `dir`; returns the files written.
+// Writes `params` (a TensorStore built for `config`) into `dir`; returns the files written, relative to
+// `dir` ("config.json" first, then the safetensors shards and index as CheckpointWriter::finish lists them).
 std::vector<std::string> save_model(const ModelConfig& config, const TensorStore& params,
                                     const std::filesystem::path& dir, const SaveModelOptions& options);
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <utility>
 
 #include "core/error.h"
@@ -43,6 +44,7 @@ Transformer::Transformer(const ModelConfig& config, backend::Backend& backend, s
   acts_.resize(size_t(config_.num_hidden_layers));
   resid_.resize(size_t(config_.num_hidden_layers + 1));
   moe_.resize(size_t(config_.num_hidden_layers));
+  expert_bias_.resize(size_t(config_.num_hidden_layers));
   if (config_.is_moe()) set_moe_options(moe_options_from_config(config_));
 }
 
@@ -57,6 +59,27 @@ double Transformer::auxiliary_loss() const {
     if (layer)
       total += layer->options().aux_loss_coef * layer->stats().aux_loss + layer->options().z_loss_coef * layer->stats().z_loss;
   return total;
+}
+
+std::vector<float>& Transformer::expert_bias(int64_t layer) {
+  UPCYCLE_CHECK(layer >= 0 && layer < config_.num_hidden_layers && moe_[size_t(layer)],
+                "expert_bias() needs an MoE layer index");
+  return expert_bias_[size_t(layer)];
+}
+
+const std::vector<float>& Transformer::expert_bias(int64_t layer) const {
+  UPCYCLE_CHECK(layer >= 0 && layer < config_.num_hidden_layers && moe_[size_t(layer)],
+                "expert_bias() needs an MoE layer index");
+  return expert_bias_[size_t(layer)];
+}
+
+MoeWeights Transformer::moe_weights(int64_t layer) const {
+  MoeWeights w = moe_weight_views(params_, config_, layer);
+  const std::vector<float>& bias = expert_bias_[size_t(layer)];
+  UPCYCLE_CHECK(bias.empty() || int64_t(bias.size()) == config_.num_experts,
+                "expert_bias(" + std::to_string(layer) + ") must be empty or hold one value per expert");
+  if (!bias.empty()) w.selection_bias_E = bias.data();
+  return w;
 }
 
 const MoeStats* Transformer::moe_stats(int64_t layer) const {
@@ -162,7 +185,7 @@ void Transformer::attention_forward(int64_t layer) {
 void Transformer::ffn_forward(int64_t layer, float* y_TD, const float* x_TD) {
   if (MoeLayer* moe = moe_[size_t(layer)].get()) {
     const uint64_t seed = mix64(phase_seed_ ^ mix64(uint64_t(layer)));  // fresh jitter noise per layer
-    return moe->forward(y_TD, x_TD, T_, moe_weight_views(params_, config_, layer), phase_, seed);
+    return moe->forward(y_TD, x_TD, T_, moe_weights(layer), phase_, seed);
   }
   const LayerViews<const float*>& w = w_.layers[size_t(layer)];
   LayerActs& a = acts_[size_t(layer)];
@@ -244,7 +267,7 @@ void Transformer::attention_backward(int64_t layer, float* dres_TD) {
 void Transformer::ffn_backward(int64_t layer, float* dx_TD, const float* dy_TD, const float* x_TD) {
   if (MoeLayer* moe = moe_[size_t(layer)].get()) {
     MoeGrads grads = moe_grad_views(grads_, config_, layer);
-    return moe->backward(dx_TD, grads, dy_TD, x_TD, moe_weight_views(params_, config_, layer));
+    return moe->backward(dx_TD, grads, dy_TD, x_TD, moe_weights(layer));
   }
   const LayerViews<const float*>& w = w_.layers[size_t(layer)];
   const LayerViews<float*>& g = g_.layers[size_t(layer)];

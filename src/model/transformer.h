@@ -11,6 +11,8 @@
 // from the config (moe_options_from_config) and can be changed with set_moe_options (training: aux and
 // z-loss coefficients, capacity, expert choice…). The MoE losses' gradients enter backward() with
 // their coefficients; auxiliary_loss() reports their weighted sum for the last forward.
+// Aux-loss-free balancing: expert_bias(l) is MoE layer l's selection bias (moe_layer.h), empty (no
+// bias) until a caller sizes it to E; forward, backward and decode then route that layer with it.
 // KV-cache decoding (transformer_decode.cpp) runs the same layer math one sequence at a time.
 // Non-goals: batched decoding, mixed precision, dropout.
 // Shape legend: B sequences, Tseq tokens each, T = B·Tseq, D model, H heads, KV kv heads, S head dim,
@@ -63,6 +65,12 @@ class Transformer {
   void set_phase(Phase phase, uint64_t seed = 0) { phase_ = phase, phase_seed_ = seed; }
   // Σ over MoE layers of aux_loss_coef·L_aux + z_loss_coef·L_z for the last forward (0 for dense models).
   double auxiliary_loss() const;
+  // MoE layer `layer`'s selection bias b[E] (aux-loss-free balancing): empty = none (the default);
+  // resize it to E (zeros) to enable it, then update it in place between steps. It survives
+  // set_moe_options. UPCYCLE_CHECK: `layer` must be an MoE layer; a size other than 0 or E fails at
+  // the next forward.
+  std::vector<float>& expert_bias(int64_t layer);
+  const std::vector<float>& expert_bias(int64_t layer) const;
   // Routing statistics of MoE layer `layer` from the last forward; nullptr for dense layers.
   const MoeStats* moe_stats(int64_t layer) const;
   // The residual stream entering layer `layer` ([T, D] of the last forward or decode), for
@@ -90,10 +98,12 @@ class Transformer {
   void ffn_forward(int64_t layer, float* y_TD, const float* x_TD);
   void ffn_backward(int64_t layer, float* dx_TD, const float* dy_TD, const float* x_TD);
   backend::AttentionShape attention_shape(int64_t layer) const;
+  MoeWeights moe_weights(int64_t layer) const;  // views plus the layer's selection bias, if any
 
   ModelConfig config_;
   backend::Backend& be_;
   std::vector<std::unique_ptr<MoeLayer>> moe_;  // per layer; null for dense layers
+  std::vector<std::vector<float>> expert_bias_;  // per layer; empty = no selection bias
   Phase phase_ = Phase::kInference;
   uint64_t phase_seed_ = 0;
   TensorStore params_, grads_;

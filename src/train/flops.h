@@ -2,10 +2,13 @@
 // (multiply + add = 2), following Kaplan/Chinchilla/PaLM conventions:
 //   matmul params  N_active = every weight matrix a token passes through except the embedding lookup:
 //                  attention projections, the router, experts_per_token routed experts (top-k for token
-//                  choice, the capacity factor on average for expert choice), shared experts, dense
-//                  FFNs, and lm_head (tied or not: the logits matmul is done either way)
+//                  choice, the capacity factor on average for expert choice), shared experts (with
+//                  qwen2_moe's [1, D] sigmoid gate), dense FFNs, and lm_head (tied or not: the logits
+//                  matmul is done either way); biases and norms are not matmuls. Rounded to an integer
+//                  when experts_per_token is fractional.
 //   attention      4·L·Q·seq_len per token forward (QKᵀ and AV over the full window; not halved for
-//                  causality, as PaLM counts it)
+//                  causality, as PaLM counts it); a sliding-window layer counts min(seq_len, window)
+//                  in place of seq_len
 //   forward        2·N_active + attention;   train = 3·forward (backward ≈ 2× forward)
 // Non-goals: counting norms, softmax, rope and other element-wise work; activation recomputation.
 #pragma once

@@ -22,7 +22,7 @@ class MetricsLog {
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
 
-  void write(const Json& record);  // one line + fflush; Error naming the file on failure (full disk)
+  void write(const Json& record);  // one line, written through at once; Error naming the file on failure (full disk)
   void sync();                      // fsync, at checkpoints
 
  private:

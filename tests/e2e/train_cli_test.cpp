@@ -279,6 +279,11 @@ TEST_F(TrainCli, NonEmptyRunDirectoryNeedsResumeOrForce) {
   b.push_back("--force");
   r = test::run_upcycle(b);
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // …but not when that would delete the model being trained.
+  r = test::run_upcycle(with(b, "--model", ckpt(*dir_ / "again", 2)));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--force would delete --model"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(ckpt(*dir_ / "again", 2)));
 }
 
 TEST_F(TrainCli, FullDiskDuringACheckpointLeavesThePreviousOneIntact) {
@@ -337,6 +342,28 @@ TEST_F(TrainCli, EveryCheckpointLoadsInInspectAndEvalWithTheLoggedLoss) {
       EXPECT_NEAR(j["loss"].get<double>(), (*logged)["loss"].get<double>(), 1e-5);
     }
   }
+}
+
+// An upcycled model starts from the dense run's Adam moments: every parameter with a dense counterpart
+// (experts from the dense FFN of their layer) is copied, the 2 routers start fresh.
+TEST_F(TrainCli, InitOptimizerFromDenseBroadcastsTheDenseRunsMoments) {
+  auto r = test::run_upcycle({"convert", ckpt(straight(false), 20), (*dir_ / "upcycled").string(), "--experts", "4",
+                              "--top-k", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path run = *dir_ / "from-dense";
+  auto a = with(with(args(false, run, "2"), "--model", (*dir_ / "upcycled").string()), "--init-optimizer", "from-dense");
+  r = test::run_upcycle(with(a, "--dense-optimizer", straight(false).string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("optimizer: moments of 39 parameters copied from " + ckpt(straight(false), 20) +
+                       "/optimizer.safetensors; 2 start fresh (model.layers.0.block_sparse_moe.gate.weight, "
+                       "model.layers.1.block_sparse_moe.gate.weight)"),
+            std::string::npos)
+      << r.out;
+  r = test::run_upcycle(with(with(a, "--dense-optimizer", (*dir_ / "data").string()), "--out",
+                             (*dir_ / "from-nothing").string()));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--dense-optimizer: no optimizer.safetensors here"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(*dir_ / "from-nothing"));
 }
 
 TEST(TrainHelp, DocumentsEveryOptionWithItsDefault) {

@@ -147,6 +147,7 @@ void Trainer::init_optimizer() {
   std::printf("optimizer: moments of %lld parameters copied from %s; %zu start fresh%s%s%s\n",
               static_cast<long long>(b.copied), file.c_str(), b.fresh.size(), b.fresh.empty() ? "" : " (",
               fresh.c_str(), b.fresh.empty() ? "" : ")");
+  std::fflush(stdout);
 }
 
 void Trainer::restore(const fs::path& checkpoint) {
@@ -165,6 +166,7 @@ void Trainer::restore(const fs::path& checkpoint) {
   }
   std::printf("resuming %s from %s (step %lld of %lld)\n", run_.root.c_str(), checkpoint.c_str(),
               static_cast<long long>(state_.step), static_cast<long long>(options_.steps));
+  std::fflush(stdout);  // before the progress lines on stderr
 }
 
 // FNV-mixed hash of the options a resume must keep (every option except kResumeMutableOptions).

@@ -20,6 +20,7 @@ int run_data(const Args& args);
 int run_data_tokenize(const Args& args);
 int run_data_inspect(const Args& args);
 int run_data_train_tokenizer(const Args& args);
+int run_train(const Args& args);
 
 struct Command {
   std::string_view name;

@@ -141,4 +141,19 @@ uint64_t Checkpoint::total_tensor_bytes() const {
   return total;
 }
 
+void copy_side_files(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(from, ec)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string name = entry.path().filename().string();
+    if (name == "config.json" || name == kIndexFileName || name.starts_with(".")) continue;
+    const auto ext = entry.path().extension().string();
+    if (ext == ".json" || ext == ".txt" || ext == ".model" || ext == ".jinja" || ext == ".tiktoken") {
+      fs::copy_file(entry.path(), to / name, fs::copy_options::overwrite_existing, ec);
+      if (ec) throw Error("cannot copy " + name + ": " + ec.message(), (to / name).string());
+    }
+  }
+  if (ec) throw Error("cannot list the checkpoint directory: " + ec.message(), from.string());
+}
+
 }  // namespace upcycle

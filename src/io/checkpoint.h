@@ -43,4 +43,11 @@ class Checkpoint {
   std::map<std::string, TensorRef, std::less<>> tensors_;
 };
 
+// Copies a checkpoint's side files (tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+// generation_config.json, chat templates, vocab/merges .txt, sentencepiece .model, .tiktoken: every
+// regular *.json/*.txt/*.model/*.jinja/*.tiktoken except config.json, the safetensors index and hidden
+// files) byte for byte from `from` into `to`. Writers of new checkpoints call it, then write their own
+// config.json and weights.
+void copy_side_files(const std::filesystem::path& from, const std::filesystem::path& to);
+
 }  // namespace upcycle

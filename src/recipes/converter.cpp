@@ -223,17 +223,6 @@ void check_zero_only(const ConvertPlan& plan, const SourceModel& src) {
   }
 }
 
-void copy_side_files(const std::filesystem::path& from, const std::filesystem::path& to) {
-  for (const auto& entry : std::filesystem::directory_iterator(from)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string name = entry.path().filename().string();
-    if (name == "config.json" || name == kIndexFileName || name.starts_with(".")) continue;
-    const auto ext = entry.path().extension().string();
-    if (ext == ".json" || ext == ".txt" || ext == ".model" || ext == ".jinja" || ext == ".tiktoken")
-      std::filesystem::copy_file(entry.path(), to / name);
-  }
-}
-
 void write_all(Ctx& c, const std::vector<WeightSpec>& specs) {
   std::map<int64_t, std::map<WeightRole, std::vector<const WeightSpec*>>> experts;  // layer → role → [E]
   for (const auto& w : specs)

@@ -1,0 +1,106 @@
+// One optimizer step (see trainer.h for the sequence). Gradients of the grad_accum micro-batches sum
+// in the model's gradient store; the 1/grad_accum average and the clipping factor are applied in one
+// pass. The gradient norm reported (and clipped to) is that of the averaged gradient.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "core/rng.h"
+#include "train/expert_bias.h"
+#include "train/trainer.h"
+
+namespace upcycle::train {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+// Counter (step·grad_accum + micro) of the run's "train_jitter" stream: fresh noise per micro-batch,
+// the same whether the step runs straight through or after a resume.
+uint64_t Trainer::jitter_seed(int64_t step, int64_t micro) const {
+  return CounterRng(options_.seed, "train_jitter").bits(uint64_t(step * options_.grad_accum + micro));
+}
+
+void Trainer::accumulate_moe_stats(StepResult& r) const {
+  size_t next = 0;
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    const model::MoeStats* s = model_->moe_stats(l);
+    if (!s) continue;
+    if (next == r.moe.size()) {
+      r.moe.push_back({.layer = l});
+      r.moe.back().tokens_per_expert.assign(s->tokens_per_expert.size(), 0);
+    }
+    LayerStepStats& sum = r.moe[next++];
+    for (size_t e = 0; e < s->tokens_per_expert.size(); ++e) sum.tokens_per_expert[e] += s->tokens_per_expert[e];
+    sum.assignments += s->assignments;
+    sum.dropped += s->dropped;
+    sum.router_entropy += s->router_entropy;
+    sum.top1_probability += s->top1_probability;
+    sum.aux_loss += s->aux_loss;
+    sum.z_loss += s->z_loss;
+  }
+}
+
+void Trainer::update_expert_bias(const StepResult& r) {
+  for (const auto& layer : r.moe)
+    train::update_expert_bias(model_->expert_bias(layer.layer), layer.tokens_per_expert, options_.expert_bias_rate);
+}
+
+StepResult Trainer::step() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t B = options_.micro_batch, L = options_.seq_len, A = options_.grad_accum;
+  StepResult r;
+  r.step = state_.step + 1;
+  model_->zero_grads();
+  double loss_sum = 0;
+  for (int64_t m = 0; m < A; ++m) {
+    const auto d0 = std::chrono::steady_clock::now();
+    batcher_->next(B, ids_BL_.data(), targets_BL_.data(), domain_B_.data());
+    r.data_seconds += seconds_since(d0);
+    model_->set_phase(model::Phase::kTraining, jitter_seed(state_.step, m));
+    model_->forward(ids_BL_.data(), B, L);
+    loss_sum += model_->loss(targets_BL_.data());
+    accumulate_moe_stats(r);
+    model_->backward();
+  }
+  r.loss = loss_sum / double(A);
+  for (auto& layer : r.moe) {  // micro-batch sums → means (equal token counts per micro-batch)
+    layer.router_entropy /= double(A);
+    layer.top1_probability /= double(A);
+    layer.aux_loss /= double(A);
+    layer.z_loss /= double(A);
+    r.aux += layer.aux_loss / double(r.moe.size());
+    r.z += layer.z_loss / double(r.moe.size());
+  }
+
+  float* grads = model_->grads().data();
+  const size_t n = model_->grads().size();
+  if (std::find(hooks_.nan_steps.begin(), hooks_.nan_steps.end(), r.step) != hooks_.nan_steps.end())
+    grads[0] = std::numeric_limits<float>::quiet_NaN();  // test hook: a poisoned gradient
+  r.grad_norm = global_grad_norm(grads, n) / double(A);
+  r.lr = schedule_.lr(state_.step);
+  r.skipped = !std::isfinite(r.loss) || !std::isfinite(r.grad_norm);
+  if (r.skipped) {
+    ++state_.skipped_steps;
+    ++state_.consecutive_nonfinite;
+  } else {
+    const double factor = clip_factor(r.grad_norm, options_.clip) / double(A);
+    if (factor != 1.0) scale_grads(grads, n, factor);
+    optimizer_->step(model_->params().data(), grads, r.lr);
+    if (options_.expert_bias_rate > 0) update_expert_bias(r);
+    state_.consecutive_nonfinite = 0;
+  }
+  const int64_t tokens = B * L * A;
+  ++state_.step;
+  state_.tokens += tokens;
+  state_.flops += flops_.train * double(tokens);
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
+}  // namespace upcycle::train

@@ -3,7 +3,8 @@
 // window is unused); window w gives inputs tokens[w(L+1), +L) and targets shifted by one. Draw k of the
 // run picks domain d with probability weight_d/Σweights using CounterRng(seed, "mixture").uniform(k);
 // within a domain, windows are visited in a seeded permutation per epoch (a fresh permutation each
-// epoch), so every window is seen once per epoch. The whole position is a few counters (draws so far,
+// epoch), so every window is seen once per epoch. The permutation is a keyed Feistel bijection evaluated
+// per index (mixture_batcher.cpp), never stored. The whole position is a few counters (draws so far,
 // per-domain epoch and cursor): state() / restore() make resume exact.
 // Non-goals: document-aware packing, sequence-level shuffling buffers, streaming beyond pread.
 #pragma once
@@ -27,8 +28,9 @@ class MixtureBatcher {
 
   const std::vector<TokenDataset>& domains() const { return domains_; }
   int64_t seq_len() const { return seq_len_; }
-  // {"draws": k, "domains": [{"domain": NAME, "epoch": e, "cursor": c}, ...]}; restore() checks the
-  // domain list matches (Error otherwise: the data changed since the checkpoint).
+  // {"draws": k, "domains": [{"domain": NAME, "epoch": e, "cursor": c, "windows": n}, ...]}; restore()
+  // checks the domain list matches, and each domain's window count when the state has one (Error
+  // otherwise: the data or seq_len changed since the checkpoint). A failed restore changes nothing.
   Json state() const;
   void restore(const Json& state);
 

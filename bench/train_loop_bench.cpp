@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "bench_models.h"
 #include "core/json.h"
 #include "core/rng.h"
 #include "data/token_shard.h"
@@ -41,22 +42,7 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-ModelConfig bench_config(bool moe) {
-  ModelConfig d = preset_config(Family::kLlama, "base");
-  d.dtype = DType::kF32;
-  if (!moe) return d;
-  ModelConfig c = preset_config(Family::kMixtral, "base");
-  c.dtype = DType::kF32;
-  c.num_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.moe_intermediate_size = d.intermediate_size;
-  c.topk_norm = TopkNorm::kRenormalize;
-  c.router_jitter_noise = 0.0;
-  c.sliding_window = std::nullopt;
-  c.rope = d.rope;
-  c.rms_norm_eps = d.rms_norm_eps;
-  return c;
-}
+ModelConfig bench_config(bool moe) { return moe ? moe_bench_config() : dense_bench_config(); }
 
 void write_model(const fs::path& dir, const ModelConfig& config) {
   if (fs::exists(dir / "config.json")) return;

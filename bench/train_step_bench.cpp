@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_models.h"
 #include "peak_rss.h"
 #include "backend/backend.h"
 #include "core/units.h"
@@ -58,28 +59,6 @@ backend::Backend& backend_of(backend::BackendKind kind) {
   return *be;
 }
 
-ModelConfig dense_config() {
-  ModelConfig c = preset_config(Family::kLlama, "base");
-  c.dtype = DType::kF32;
-  return c;
-}
-
-// Mixtral-style upcycle of the dense config: same attention (RoPE theta included), every FFN becomes 8
-// experts of the same width, top-2 renormalised, no sliding window (seq ≤ 4096 would not reach it anyway).
-ModelConfig moe_config() {
-  const ModelConfig d = dense_config();
-  ModelConfig c = preset_config(Family::kMixtral, "base");
-  c.dtype = DType::kF32;
-  c.num_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.moe_intermediate_size = d.intermediate_size;
-  c.topk_norm = TopkNorm::kRenormalize;
-  c.router_jitter_noise = 0.0;
-  c.sliding_window = std::nullopt;
-  c.rope = d.rope;
-  c.rms_norm_eps = d.rms_norm_eps;
-  return c;
-}
 
 // Matmul weights one token passes through (see the header comment).
 double active_matmul_params(const ModelConfig& c) {
@@ -151,8 +130,8 @@ void register_gemm(const std::string& name, backend::BackendKind kind, int64_t M
 void register_train_step(const std::string& name, bool moe, backend::BackendKind kind) {
   benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     reset_peak_rss();
-    const ModelConfig dc = dense_config();
-    const ModelConfig config = moe ? moe_config() : dc;
+    const ModelConfig dc = dense_bench_config();
+    const ModelConfig config = moe ? moe_bench_config() : dc;
     auto be = &backend_of(kind);
     model::Transformer m(config, *be);
     if (moe) {
@@ -247,7 +226,7 @@ int main(int argc, char** argv) {
     const auto& r = g_results[n];
     return r.seconds > 0 ? r.tokens / r.seconds : 0.0;
   };
-  const ModelConfig dc = dense_config(), mc = moe_config();
+  const ModelConfig dc = dense_bench_config(), mc = moe_bench_config();
   std::printf("\nmodel: base preset, batch %lld × seq %lld = %lld tokens/step, fp32 master weights and gradients\n",
               (long long)B, (long long)Tseq, (long long)(B * Tseq));
   std::printf("*_bf16 / bf16gemm: cpu-bf16 backend (linear + grouped-linear inputs rounded to bf16, fp32\n"

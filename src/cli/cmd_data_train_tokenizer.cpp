@@ -109,25 +109,6 @@ uint64_t check_inputs(const std::vector<std::string>& inputs) {
   return total;
 }
 
-// Temp file beside the target, fsync, rename, fsync the directory: the target is old or new, never half.
-void write_file_atomically(const fs::path& path, const std::string& text) {
-  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  const fs::path temp = dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
-  try {
-    {
-      FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-      if (!fd.valid()) throw Error("cannot write output: " + errno_text(errno), path.string());
-      pwrite_all(fd.get(), text.data(), text.size(), 0, path);
-      if (::fsync(fd.get()) != 0) throw Error("cannot sync output: " + errno_text(errno), path.string());
-    }
-    if (::rename(temp.c_str(), path.c_str()) != 0)
-      throw Error("cannot move output into place: " + errno_text(errno), path.string());
-  } catch (...) {
-    ::unlink(temp.c_str());
-    throw;
-  }
-  fsync_path(dir);
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -186,8 +167,8 @@ int run_data_train_tokenizer(const Args& args) {
     progress.finish();
   }
   const double merge_seconds = seconds_since(merge_start);
-  write_file_atomically(out, data::tokenizer_json(result, options.pattern));
-  write_file_atomically(config_out, data::tokenizer_config_json(result));
+  write_text_file_atomically(out, "output", data::tokenizer_json(result, options.pattern));
+  write_text_file_atomically(config_out, "output", data::tokenizer_config_json(result));
 
   const int64_t merged_tokens = result.vocab_size() - 256 - result.specials;
   std::printf("wrote %s (+ tokenizer_config.json): vocab %lld = 256 bytes + %lld merged + %lld special; %zu merges; "

@@ -85,6 +85,34 @@ void write_text_file(const std::filesystem::path& path, std::string_view text) {
   if (::fsync(fd.get()) != 0) throw Error("fsync failed: " + errno_text(errno), path.string());
 }
 
+void write_file_atomically(const std::filesystem::path& path, std::string_view what,
+                           const std::function<void(int fd)>& fill) {
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  const std::filesystem::path temp = dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()));
+  const std::string name(what);
+  {
+    FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd.valid()) throw Error("cannot write " + name + ": " + errno_text(errno), path.string());
+    try {
+      fill(fd.get());
+      if (::fsync(fd.get()) != 0) throw Error("cannot sync " + name + ": " + errno_text(errno), path.string());
+    } catch (...) {
+      ::unlink(temp.c_str());
+      throw;
+    }
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    throw Error("cannot move " + name + " into place: " + errno_text(err), path.string());
+  }
+  fsync_path(dir);
+}
+
+void write_text_file_atomically(const std::filesystem::path& path, std::string_view what, std::string_view text) {
+  write_file_atomically(path, what, [&](int fd) { pwrite_all(fd, text.data(), text.size(), 0, path); });
+}
+
 void copy_file_bytes(int in_fd, uint64_t in_offset, int out_fd, uint64_t out_offset, uint64_t size,
                      const std::filesystem::path& in_path, const std::filesystem::path& out_path) {
   while (size > 0) {

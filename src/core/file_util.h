@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -13,6 +14,13 @@ namespace upcycle {
 std::string read_text_file(const std::filesystem::path& path, std::string_view what);
 // Writes text to path (create/truncate) and fsyncs it; throws Error naming path.
 void write_text_file(const std::filesystem::path& path, std::string_view text);
+// Writes `path` so that it is either its old self or complete, never half-written: `fill(fd)` writes a
+// hidden temp file beside it (".<name>.tmp.<pid>"), which is fsynced and renamed over `path`, then the
+// directory is fsynced. On any error the temp file is removed, `path` is untouched, and the Error names
+// `path` ("cannot write <what>: …"). Errors `fill` throws pass through (name `path` in them).
+void write_file_atomically(const std::filesystem::path& path, std::string_view what,
+                           const std::function<void(int fd)>& fill);
+void write_text_file_atomically(const std::filesystem::path& path, std::string_view what, std::string_view text);
 // Copies `size` bytes from in_fd at in_offset to out_fd at out_offset: in the kernel (copy_file_range)
 // where the filesystems allow it, else through a bounded buffer. Errors name the file at fault.
 void copy_file_bytes(int in_fd, uint64_t in_offset, int out_fd, uint64_t out_offset, uint64_t size,

@@ -79,14 +79,6 @@ ShardInfo parse_header(const unsigned char* h, uint64_t file_bytes, const std::f
   return info;
 }
 
-// Removes the temp file unless the rename succeeded.
-struct TempFileGuard {
-  std::filesystem::path path;
-  bool armed = true;
-  ~TempFileGuard() {
-    if (armed) ::unlink(path.c_str());
-  }
-};
 
 }  // namespace
 
@@ -153,32 +145,20 @@ void write_token_shard(const std::filesystem::path& path, std::span<const uint32
   put_le64(header + 16, ids.size());
   put_le64(header + 24, vocab_size);
 
-  const std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  TempFileGuard temp{dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()))};
-  {
-    FileDescriptor fd(::open(temp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd.valid()) {
-      temp.armed = false;  // nothing was created
-      throw Error("cannot write token shard: " + errno_text(errno), path.string());
-    }
-    pwrite_all(fd.get(), header, sizeof header, 0, path);
+  write_file_atomically(path, "token shard", [&](int fd) {
+    pwrite_all(fd, header, sizeof header, 0, path);
     if (width == 4) {
-      pwrite_all(fd.get(), ids.data(), ids.size() * 4, kShardHeaderBytes, path);
-    } else {
-      std::vector<uint16_t> buffer(size_t(std::min<uint64_t>(ids.size(), kChunkTokens)));
-      for (size_t done = 0; done < ids.size();) {
-        const size_t m = std::min(ids.size() - done, size_t(kChunkTokens));
-        for (size_t i = 0; i < m; ++i) buffer[i] = uint16_t(ids[done + i]);
-        pwrite_all(fd.get(), buffer.data(), m * 2, kShardHeaderBytes + done * 2, path);
-        done += m;
-      }
+      pwrite_all(fd, ids.data(), ids.size() * 4, kShardHeaderBytes, path);
+      return;
     }
-    if (::fsync(fd.get()) != 0) throw Error("cannot sync token shard: " + errno_text(errno), path.string());
-  }
-  if (::rename(temp.path.c_str(), path.c_str()) != 0)
-    throw Error("cannot move token shard into place: " + errno_text(errno), path.string());
-  temp.armed = false;
-  fsync_path(dir);
+    std::vector<uint16_t> buffer(size_t(std::min<uint64_t>(ids.size(), kChunkTokens)));
+    for (size_t done = 0; done < ids.size();) {
+      const size_t m = std::min(ids.size() - done, size_t(kChunkTokens));
+      for (size_t i = 0; i < m; ++i) buffer[i] = uint16_t(ids[done + i]);
+      pwrite_all(fd, buffer.data(), m * 2, kShardHeaderBytes + done * 2, path);
+      done += m;
+    }
+  });
 }
 
 }  // namespace upcycle::data

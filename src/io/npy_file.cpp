@@ -24,14 +24,6 @@ std::string shape_tuple(const std::vector<int64_t>& shape) {
   return s + ")";
 }
 
-// Removes the temp file unless released (the rename succeeded).
-struct TempFileGuard {
-  std::filesystem::path path;
-  bool armed = true;
-  ~TempFileGuard() {
-    if (armed) ::unlink(path.c_str());
-  }
-};
 
 }  // namespace
 
@@ -58,22 +50,10 @@ void write_npy_f32(const std::filesystem::path& path, const float* data, const s
     numel *= uint64_t(d);
   }
   const std::string header = npy_header_f32(shape);
-  std::filesystem::path dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
-  TempFileGuard temp{dir / ("." + path.filename().string() + ".tmp." + std::to_string(::getpid()))};
-  {
-    FileDescriptor fd(::open(temp.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd.valid()) {
-      temp.armed = false;  // nothing was created
-      throw Error("cannot write output: " + errno_text(errno), path.string());
-    }
-    pwrite_all(fd.get(), header.data(), header.size(), 0, path);
-    pwrite_all(fd.get(), data, numel * sizeof(float), header.size(), path);
-    if (::fsync(fd.get()) != 0) throw Error("cannot sync output: " + errno_text(errno), path.string());
-  }
-  if (::rename(temp.path.c_str(), path.c_str()) != 0)
-    throw Error("cannot move output into place: " + errno_text(errno), path.string());
-  temp.armed = false;
-  fsync_path(dir);
+  write_file_atomically(path, "output", [&](int fd) {
+    pwrite_all(fd, header.data(), header.size(), 0, path);
+    pwrite_all(fd, data, numel * sizeof(float), header.size(), path);
+  });
 }
 
 }  // namespace upcycle

@@ -43,19 +43,6 @@ std::string kept_lines(const std::string& text, int64_t keep_through_step, const
   return kept;
 }
 
-// Replaces `file` by `text`: a hidden temp sibling, fsync, rename, fsync of the directory. A crash
-// leaves either the old file or the new one, never a mix.
-void replace_atomically(const fs::path& file, const std::string& text) {
-  const fs::path dir = file.has_parent_path() ? file.parent_path() : fs::path(".");
-  const fs::path temp = dir / ("." + file.filename().string() + ".tmp");
-  write_text_file(temp, text);
-  if (::rename(temp.c_str(), file.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    throw Error("cannot replace metrics log: " + errno_text(err), file.string());
-  }
-  fsync_path(dir);
-}
 
 }  // namespace
 
@@ -72,7 +59,7 @@ MetricsLog::MetricsLog(const fs::path& file, int64_t keep_through_step) : file_(
   } else if (exists) {
     const std::string text = read_text_file(file, "metrics log");
     const std::string kept = kept_lines(text, keep_through_step, file);
-    if (kept.size() != text.size()) replace_atomically(file, kept);
+    if (kept.size() != text.size()) write_text_file_atomically(file, "metrics log", kept);
   }
   out_ = std::fopen(file.c_str(), "ae");  // append; close-on-exec
   if (out_ == nullptr) throw Error("cannot open metrics log: " + errno_text(errno), file.string());

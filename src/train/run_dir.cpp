@@ -71,21 +71,7 @@ Json read_run_record(const fs::path& run_dir) {
 }
 
 void write_json_atomically(const fs::path& file, const Json& json) {
-  const fs::path tmp = file.parent_path() / ("." + file.filename().string() + ".tmp-" + std::to_string(::getpid()));
-  try {
-    write_text_file(tmp, json.dump(2) + "\n");
-  } catch (const Error& e) {
-    std::error_code ec;
-    fs::remove(tmp, ec);
-    throw Error(e.what(), file.string());
-  }
-  std::error_code ec;
-  fs::rename(tmp, file, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw Error("cannot rename into place: " + ec.message(), file.string());
-  }
-  fsync_path(file.parent_path());
+  write_text_file_atomically(file, "run record", json.dump(2) + "\n");
 }
 
 }  // namespace upcycle::train

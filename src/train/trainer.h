@@ -147,7 +147,6 @@ class Trainer {
   std::vector<ValSet> val_;
   TrainerState state_;
   std::optional<std::filesystem::path> last_checkpoint_;
-  int64_t resumed_from_ = -1;  // the checkpoint step resumed from, −1 for a fresh start
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
   std::vector<int32_t> ids_BL_, targets_BL_, domain_B_;

@@ -1,7 +1,8 @@
 // Graceful stop on SIGINT/SIGTERM for long jobs: while a StopSignalGuard lives, the first SIGINT or
 // SIGTERM only sets a flag (async-signal-safe) that the job polls between units of work (a training
 // step), so it can finish the unit, save, and exit cleanly; a second signal restores the default
-// action and re-raises, so an impatient user can still kill the process at once.
+// action and re-raises, so an impatient user can still kill the process at once. One guard at a time
+// (the flag and the saved actions are process-wide, like the signals).
 // Non-goals: other signals, per-thread delivery.
 #pragma once
 

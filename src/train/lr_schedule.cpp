@@ -52,7 +52,8 @@ void LrSchedule::validate() const {
 
 double LrSchedule::lr(int64_t step) const {
   UPCYCLE_CHECK(step >= 0, "lr() of a negative step");
-  if (step < warmup_steps) return warmup_start_lr + (peak_lr - warmup_start_lr) * double(step + 1) / double(warmup_steps);
+  if (step < warmup_steps)
+    return warmup_start_lr + (peak_lr - warmup_start_lr) * double(step + 1) / double(warmup_steps);
   const int64_t last = total_steps - 1;
   switch (kind) {
     case ScheduleKind::kConstant:

@@ -20,7 +20,8 @@
 namespace upcycle::test {
 
 inline std::filesystem::path mergekit_data_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "mergekit";
+  // From the build's definition, not __FILE__: a compiler cache may make __FILE__ relative.
+  return std::filesystem::path(UPCYCLE_TEST_DATA_DIR) / "mergekit";
 }
 
 // Planning reads config.json only; converting needs the weights too.

@@ -56,7 +56,7 @@ TEST(AdamW, SeveralStepsMatchDoubleReference) {
   ASSERT_EQ(opt.exp_avg().size(), n);
   std::vector<float> p = normal(n, 1, "p", 1.0f);
   // Element ranges: embedding [0, 6) and q_proj [8, 12) decay; the norm [6, 8) and the bias [12, 14) do not.
-  ReferenceAdamW ref{config, {}, std::vector<double>(p.begin(), p.end()), std::vector<double>(n), std::vector<double>(n)};
+  ReferenceAdamW ref{config, {}, {p.begin(), p.end()}, std::vector<double>(n), std::vector<double>(n)};
   for (size_t i = 0; i < n; ++i) ref.decayed.push_back(i < 6 || (i >= 8 && i < 12));
   const double lrs[] = {0.05, 0.02, 0.04, 0.01, 0.03};
   for (int s = 0; s < 5; ++s) {

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -126,14 +125,19 @@ TEST(OptimizerState, MismatchesAreErrorsNamingTheFile) {
 // The dense parameter whose moments `moe_name` should receive, by string edits of the name alone:
 // routed experts (Mixtral w1/w3/w2, Qwen gate/up/down_proj) and shared experts → the layer's dense MLP.
 std::string expected_source(const std::string& moe_name) {
-  static const std::regex mixtral(R"(^(model\.layers\.\d+\.)block_sparse_moe\.experts\.\d+\.(w1|w2|w3)\.weight$)");
-  static const std::regex qwen(R"(^(model\.layers\.\d+\.)mlp\.(?:experts\.\d+|shared_expert)\.(\w+_proj)\.weight$)");
-  std::smatch m;
-  if (std::regex_match(moe_name, m, mixtral)) {
-    const std::string proj = m[2] == "w1" ? "gate_proj" : m[2] == "w3" ? "up_proj" : "down_proj";
-    return m[1].str() + "mlp." + proj + ".weight";
+  const std::string_view name = moe_name;
+  const size_t mixtral = name.find("block_sparse_moe.experts.");
+  if (mixtral != std::string_view::npos) {  // ….experts.j.w1.weight: w1 gate, w3 up, w2 down
+    const std::string_view w = name.substr(name.size() - std::string_view("w1.weight").size(), 2);
+    const char* proj = w == "w1" ? "gate_proj" : w == "w3" ? "up_proj" : "down_proj";
+    return std::string(name.substr(0, mixtral)) + "mlp." + proj + ".weight";
   }
-  if (std::regex_match(moe_name, m, qwen)) return m[1].str() + "mlp." + m[2].str() + ".weight";
+  for (std::string_view marker : {"mlp.experts.", "mlp.shared_expert."}) {
+    const size_t at = name.find(marker);
+    if (at == std::string_view::npos || !name.ends_with("_proj.weight")) continue;
+    const size_t proj = name.rfind('.', name.size() - std::string_view(".weight").size() - 1) + 1;
+    return std::string(name.substr(0, at)) + "mlp." + std::string(name.substr(proj));
+  }
   return moe_name;
 }
 

@@ -58,6 +58,7 @@ struct StepResult {
   bool skipped = false;    // non-finite loss or gradient norm: no update
   double seconds = 0;      // wall time of the step
   double data_seconds = 0; // of which batcher.next
+  double engine_seconds = 0;  // of which forward, loss, backward and the AdamW update (the raw engine step)
   std::vector<LayerStepStats> moe;
 };
 

@@ -58,6 +58,7 @@ struct StepResult {
   bool skipped = false;    // non-finite loss or gradient norm: no update
   double seconds = 0;      // wall time of the step
   double data_seconds = 0; // of which batcher.next
+  double engine_seconds = 0;  // of which forward, loss, backward and the AdamW update (the raw engine step)
   std::vector<LayerStepStats> moe;
 };
 
@@ -147,7 +148,6 @@ class Trainer {
   std::vector<ValSet> val_;
   TrainerState state_;
   std::optional<std::filesystem::path> last_checkpoint_;
-  int64_t resumed_from_ = -1;  // the checkpoint step resumed from, −1 for a fresh start
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;
   std::vector<int32_t> ids_BL_, targets_BL_, domain_B_;

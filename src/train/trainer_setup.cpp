@@ -66,16 +66,14 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
   if (resume_from) {
     restore(*resume_from);
     last_checkpoint_ = *resume_from;
-    resumed_from_ = state_.step;
   } else {
-    init_optimizer();
-    if (mode_ == RunMode::kResume) resumed_from_ = 0;  // the run stopped before its first checkpoint
+    init_optimizer();  // a fresh run, or a resumed one that stopped before its first checkpoint
   }
   // Everything that can fail on the inputs has run: only now is the run directory touched.
   if (mode_ == RunMode::kFresh) {
     std::error_code ec;
     const fs::path model_abs = fs::weakly_canonical(options_.model, ec), run_abs = fs::weakly_canonical(run_.root, ec);
-    const auto [r, m] = std::mismatch(run_abs.begin(), run_abs.end(), model_abs.begin(), model_abs.end());
+    const auto r = std::mismatch(run_abs.begin(), run_abs.end(), model_abs.begin(), model_abs.end()).first;
     if (options_.force && r == run_abs.end())
       throw Error("--force would delete --model, which lies inside the run directory; copy it elsewhere first",
                   options_.model);

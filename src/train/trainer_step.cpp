@@ -63,10 +63,14 @@ StepResult Trainer::step() {
     batcher_->next(B, ids_BL_.data(), targets_BL_.data(), domain_B_.data());
     r.data_seconds += seconds_since(d0);
     model_->set_phase(model::Phase::kTraining, jitter_seed(state_.step, m));
+    const auto e0 = std::chrono::steady_clock::now();
     model_->forward(ids_BL_.data(), B, L);
     loss_sum += model_->loss(targets_BL_.data());
+    r.engine_seconds += seconds_since(e0);
     accumulate_moe_stats(r);
+    const auto e1 = std::chrono::steady_clock::now();
     model_->backward();
+    r.engine_seconds += seconds_since(e1);
   }
   r.loss = loss_sum / double(A);
   for (auto& layer : r.moe) {  // micro-batch sums → means (equal token counts per micro-batch)
@@ -91,7 +95,9 @@ StepResult Trainer::step() {
   } else {
     const double factor = clip_factor(r.grad_norm, options_.clip) / double(A);
     if (factor != 1.0) scale_grads(grads, n, factor);
+    const auto e0 = std::chrono::steady_clock::now();
     optimizer_->step(model_->params().data(), grads, r.lr);
+    r.engine_seconds += seconds_since(e0);
     if (options_.expert_bias_rate > 0) update_expert_bias(r);
     state_.consecutive_nonfinite = 0;
   }

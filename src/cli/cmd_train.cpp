@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/train_args.h"
 #include "core/error.h"
 #include "train/trainer.h"
 
@@ -85,6 +86,8 @@ void bind_run_control(OptionSet& set, TrainOptions& o) {
   set.add("keep", "K", "keep the last K checkpoints", &o.keep);
   set.add("eval-every", "N", "evaluate the --val sets every N steps (0: only at the end)", &o.eval_every);
   set.add("eval-tokens", "N", "predicted tokens evaluated per --val set (its first windows)", &o.eval_tokens);
+  set.add_flag("eval-at-start", "also evaluate the --val sets before the first step (step-0 records: where the curve starts)",
+               &o.eval_at_start);
   set.add("log-every", "N", "off a terminal: print a progress line every N steps", &o.log_every);
   set.add("max-nonfinite", "N",
           "stop (exit 2) after N steps in a row with a non-finite loss or gradient norm (each is skipped)",
@@ -111,7 +114,8 @@ constexpr const char* kEpilog =
     "  upcycle eval runs/moe/checkpoints/step-00002000 --data data/web   # any checkpoint is an HF model\n"
     "\n"
     "--resume takes every flag not given from RUN_DIR/config.json; flags given must equal the recorded\n"
-    "ones except --steps, --stop-after, --threads, --eval-every, --save-every, --keep, --log-every.\n"
+    "ones except --steps, --stop-after, --threads, --eval-every, --save-every, --keep, --log-every,\n"
+    "--eval-at-start.\n"
     "Exit status: 0 finished (or --stop-after), 2 bad input or a fault (too many non-finite steps, full\n"
     "disk: the last checkpoint stays intact), 128+signal (130 SIGINT, 143 SIGTERM) when stopped by a\n"
     "signal after writing a checkpoint, so job scripts can tell \"resume me\" from \"done\".";
@@ -127,12 +131,16 @@ void apply_run_record(OptionSet& set, const Json& record, const std::string& fil
     if (set.given(name)) {
       if (!train::resume_mutable(name) && now[name] != value)
         throw Error("--" + name + " " + flag_text(now[name]) + " differs from the run's recorded " + flag_text(value) +
-                        "; on --resume only --steps, --stop-after, --threads, --eval-every, --save-every, --keep "
-                        "and --log-every may change",
+                        "; on --resume only --steps, --stop-after, --threads, --eval-every, --save-every, --keep, "
+                        "--log-every and --eval-at-start may change",
                     file);
       continue;
     }
-    if (value.is_boolean() || name == "stop-after") continue;  // flags and per-invocation options
+    if (name == "resume" || name == "force" || name == "stop-after") continue;  // per invocation
+    if (value.is_boolean()) {
+      if (value.get<bool>()) set.set_default(name, "");
+      continue;
+    }
     if (value.is_array())
       for (const auto& item : value) set.set_default(name, flag_text(item));
     else
@@ -140,10 +148,7 @@ void apply_run_record(OptionSet& set, const Json& record, const std::string& fil
   }
 }
 
-}  // namespace
-
-int run_train(const Args& args) {
-  TrainOptions o;
+OptionSet train_option_set(TrainOptions& o) {
   OptionSet set("train", "upcycle train --model CKPT --data DIR[:WEIGHT]... [--val DIR...] --out RUN_DIR [options]",
                 "Train a dense or MoE checkpoint on tokenized data (AdamW, gradient clipping and accumulation,\n"
                 "LR schedules, every MoE routing option), writing atomic checkpoints that every other command\n"
@@ -153,6 +158,22 @@ int run_train(const Args& args) {
   bind_routing(set, o);
   bind_run_control(set, o);
   set.add_epilog(kEpilog);
+  return set;
+}
+
+}  // namespace
+
+train::TrainOptions parse_train_args(const Args& args) {
+  TrainOptions o;
+  OptionSet set = train_option_set(o);
+  if (!set.parse(args)) throw Error("--help is not a training option here");
+  train::validate_options(o);
+  return o;
+}
+
+int run_train(const Args& args) {
+  TrainOptions o;
+  OptionSet set = train_option_set(o);
   if (!set.parse(args)) return 0;
   if (o.resume) {
     if (o.force) throw Error("--resume and --force exclude each other (--force starts the run over)");

@@ -26,7 +26,7 @@ std::string write_failure(int err) {
 }
 
 // The lines of `text` whose record has "step" ≤ keep_through_step, each with its newline.
-std::string kept_lines(const std::string& text, int64_t keep_through_step, const fs::path& file) {
+std::string kept_lines(const std::string& text, int64_t keep_through_step, const fs::path& file, int64_t& count) {
   std::string kept;
   size_t begin = 0;
   for (size_t line_no = 1; begin < text.size(); ++line_no) {
@@ -37,7 +37,10 @@ std::string kept_lines(const std::string& text, int64_t keep_through_step, const
     auto step = record.is_object() ? record.find("step") : record.end();
     if (!record.is_object() || step == record.end() || !step->is_number_integer())
       throw Error("metrics log line " + std::to_string(line_no) + " has no integer \"step\"", file.string());
-    if (step->get<int64_t>() <= keep_through_step) kept.append(text, begin, end - begin + 1);
+    if (step->get<int64_t>() <= keep_through_step) {
+      kept.append(text, begin, end - begin + 1);
+      ++count;
+    }
     begin = end + 1;
   }
   return kept;
@@ -58,7 +61,7 @@ MetricsLog::MetricsLog(const fs::path& file, int64_t keep_through_step) : file_(
                   file.string());
   } else if (exists) {
     const std::string text = read_text_file(file, "metrics log");
-    const std::string kept = kept_lines(text, keep_through_step, file);
+    const std::string kept = kept_lines(text, keep_through_step, file, kept_records_);
     if (kept.size() != text.size()) write_text_file_atomically(file, "metrics log", kept);
   }
   out_ = std::fopen(file.c_str(), "ae");  // append; close-on-exec

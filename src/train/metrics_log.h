@@ -24,10 +24,12 @@ class MetricsLog {
 
   void write(const Json& record);  // one line, written through at once; Error naming the file on failure (full disk)
   void sync();                      // fsync, at checkpoints
+  int64_t kept_records() const { return kept_records_; }  // records carried over from before a resume
 
  private:
   std::filesystem::path file_;
   std::FILE* out_ = nullptr;
+  int64_t kept_records_ = 0;
 };
 
 }  // namespace upcycle::train

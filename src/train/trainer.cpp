@@ -87,6 +87,9 @@ TrainOutcome Trainer::run() {
                 run_.root.c_str(), static_cast<long long>(first), static_cast<long long>(options_.steps));
     return {TrainOutcome::End::kFinished, first, 0, last_checkpoint_.value_or(fs::path())};
   }
+  // Step-0 records are kept by a resume that found no checkpoint, so the start is evaluated only once.
+  if (options_.eval_at_start && first == 0 && !val_.empty() && metrics_->kept_records() == 0)
+    log_eval(evaluate(), progress);
   while (state_.step < options_.steps) {
     const StepResult r = step();
     log_step(r, progress);

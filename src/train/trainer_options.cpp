@@ -148,4 +148,11 @@ model::MoeOptions resolve_moe_options(const TrainOptions& o, const ModelConfig& 
   return m;
 }
 
+FlopsPerToken run_flops_per_token(const TrainOptions& options, const ModelConfig& config) {
+  const model::MoeOptions moe = resolve_moe_options(options, config);
+  const double experts_per_token =
+      moe.mode == model::RoutingMode::kExpertChoice ? moe.capacity_factor : double(moe.top_k);
+  return flops_per_token(config, options.seq_len, experts_per_token);
+}
+
 }  // namespace upcycle::train

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "io/model_config.h"
+#include "train/flops.h"
 #include "model/moe_layer.h"
 
 namespace upcycle::train {
@@ -62,6 +63,7 @@ struct TrainOptions {
   int64_t keep = 3;
   int64_t eval_every = 100;   // 0: only at the end
   int64_t eval_tokens = 131072;
+  bool eval_at_start = false;  // also evaluate before the first step (step-0 records: the start point of a curve)
   int64_t log_every = 10;
   int64_t max_nonfinite = 5;
   // Runtime.
@@ -71,11 +73,13 @@ struct TrainOptions {
   std::string backend = "cpu";
 };
 
-// Flags that may differ from the recorded ones on --resume. `stop-after` is per invocation (never
-// inherited); the others, when not given, keep their recorded values. `out` may differ because a run
-// directory may be moved; `resume`/`force` say how this invocation starts.
-inline constexpr std::array<std::string_view, 10> kResumeMutableOptions = {
-    "steps", "stop-after", "threads", "eval-every", "save-every", "keep", "log-every", "out", "resume", "force"};
+// Flags that may differ from the recorded ones on --resume (none changes the training math).
+// `stop-after` is per invocation (never inherited); the others, when not given, keep their recorded
+// values. `out` may differ because a run directory may be moved; `resume`/`force` say how this
+// invocation starts.
+inline constexpr std::array<std::string_view, 11> kResumeMutableOptions = {
+    "steps",    "stop-after", "threads", "eval-every", "save-every",   "keep",
+    "log-every", "out",       "resume",  "force",      "eval-at-start"};
 bool resume_mutable(std::string_view option);
 
 // Fault injection for tests (documented in docs/training.md, "Testing hooks").
@@ -100,5 +104,9 @@ void validate_options(const TrainOptions& options);
 // the options that were set. Error when routing flags are given for a dense model or contradict
 // (expert choice without a capacity factor, top-k > experts).
 model::MoeOptions resolve_moe_options(const TrainOptions& options, const ModelConfig& config);
+
+// FLOPs per token of a run of `config` with these options (routing resolved as above: top-k, or the
+// capacity factor for expert choice), as the trainer counts them.
+FlopsPerToken run_flops_per_token(const TrainOptions& options, const ModelConfig& config);
 
 }  // namespace upcycle::train

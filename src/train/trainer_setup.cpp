@@ -53,9 +53,7 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
                .timescale = options_.timescale,
                .step_offset = options_.schedule_offset};
   schedule_.validate();
-  const double experts_per_token =
-      moe_options_.mode == model::RoutingMode::kExpertChoice ? moe_options_.capacity_factor : double(moe_options_.top_k);
-  flops_ = train::flops_per_token(config_, options_.seq_len, experts_per_token);
+  flops_ = run_flops_per_token(options_, config_);
   open_data(config_);
 
   backend_ = backend::make_backend(backend::backend_kind_from_name(options_.backend));

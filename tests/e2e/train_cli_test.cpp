@@ -20,67 +20,13 @@
 #include "core/json.h"
 #include "core/rng.h"
 #include "support/test_support.h"
+#include "support/child_process.h"
 #include "support/train_test_support.h"
 
 namespace upcycle {
 namespace {
 namespace fs = std::filesystem;
 
-// The child's environment: the parent's plus `env` ("NAME=value"); stdout/stderr into files.
-class Child {
- public:
-  Child(const std::vector<std::string>& args, const std::vector<std::string>& env) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-      std::vector<std::string> copies = args;
-      std::string binary = UPCYCLE_BINARY;
-      std::vector<char*> argv{binary.data()};
-      for (auto& a : copies) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(binary.c_str(), argv.data());
-      ::_exit(127);
-    }
-  }
-  ~Child() {
-    if (pid_ > 0 && !waited_) {
-      ::kill(pid_, SIGKILL);
-      wait();
-    }
-  }
-  void signal(int sig) { ::kill(pid_, sig); }
-  test::RunResult wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    waited_ = true;
-    test::RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = test::read_bytes(out_);
-    r.err = test::read_bytes(err_);
-    return r;
-  }
-
- private:
-  test::ScratchDir capture_;
-  fs::path out_ = capture_ / "stdout", err_ = capture_ / "stderr";
-  pid_t pid_ = -1;
-  bool waited_ = false;
-};
-
-// Waits (≤ 30 s) for an entry of `dir` whose name starts with `prefix`.
-bool wait_for_entry(const fs::path& dir, const std::string& prefix) {
-  for (int i = 0; i < 3000; ++i) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec))
-      if (e.path().filename().string().starts_with(prefix)) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
 
 std::vector<Json> read_records(const fs::path& run, const std::string& kind) {
   std::ifstream in(run / "metrics.jsonl");
@@ -195,8 +141,8 @@ TEST_F(TrainCli, TenStepsPlusResumeTenEqualTwentyDenseAndMoe) {
 
 TEST_F(TrainCli, SigkillDuringACheckpointWriteResumesFromThePreviousOne) {
   const fs::path run = *dir_ / "killed";
-  Child child(args(false, run), {"UPCYCLE_TEST_CHECKPOINT_PAUSE=10"});
-  ASSERT_TRUE(wait_for_entry(run / "checkpoints", ".step-00000010"));
+  test::Child child(args(false, run), {"UPCYCLE_TEST_CHECKPOINT_PAUSE=10"});
+  ASSERT_TRUE(test::wait_for_entry(run / "checkpoints", ".step-00000010"));
   child.signal(SIGKILL);
   EXPECT_EQ(child.wait().exit_code, 128 + SIGKILL);
   EXPECT_TRUE(fs::exists(ckpt(run, 5)));
@@ -211,8 +157,8 @@ TEST_F(TrainCli, SigkillDuringACheckpointWriteResumesFromThePreviousOne) {
 
 TEST_F(TrainCli, SigtermFinishesTheStepWritesACheckpointAndResumes) {
   const fs::path run = *dir_ / "terminated";
-  Child child(args(true, run), {"UPCYCLE_TEST_CHECKPOINT_PAUSE=10"});
-  ASSERT_TRUE(wait_for_entry(run / "checkpoints", ".step-00000010"));
+  test::Child child(args(true, run), {"UPCYCLE_TEST_CHECKPOINT_PAUSE=10"});
+  ASSERT_TRUE(test::wait_for_entry(run / "checkpoints", ".step-00000010"));
   child.signal(SIGTERM);  // arrives while step 10's checkpoint is being written: step 11 finishes, then stop
   auto r = child.wait();
   EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.err;
@@ -226,7 +172,7 @@ TEST_F(TrainCli, SigtermFinishesTheStepWritesACheckpointAndResumes) {
 
 TEST_F(TrainCli, NonFiniteStepsAreSkippedThenStopWithTheLastCheckpointIntact) {
   const fs::path run = *dir_ / "nan";
-  Child child(with(with(args(false, run), "--max-nonfinite", "3"), "--save-every", "2"),
+  test::Child child(with(with(args(false, run), "--max-nonfinite", "3"), "--save-every", "2"),
               {"UPCYCLE_TEST_NAN_STEPS=3,6,7,8"});
   auto r = child.wait();
   EXPECT_EQ(r.exit_code, 2);

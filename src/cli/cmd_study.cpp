@@ -1,0 +1,72 @@
+// `upcycle study SPEC.yaml --out STUDY_DIR`: the side-by-side comparison of docs/study.md — a dense
+// model (given, or pretrained here), every variant trained for the same extra compute, each MoE run
+// analysed checkpoint by checkpoint, and the report. This file binds the flags; study/ parses the
+// spec and plans, cli/study_runner.* executes. Exit: 0 done, 2 bad spec or a failed command,
+// 128+signal when a training run was stopped (run the same command again to resume).
+#include <omp.h>
+
+#include "cli/commands.h"
+#include "cli/options.h"
+#include "cli/study_runner.h"
+#include "core/error.h"
+#include "study/study_spec.h"
+
+namespace upcycle::cli {
+namespace {
+
+struct StudyOptions {
+  std::string spec;
+  std::string out;
+  int64_t threads = 0;
+  bool no_report = false;
+};
+
+constexpr const char* kEpilog =
+    "A spec (more in experiments/ and docs/study.md):\n"
+    "  name: core\n"
+    "  data: [data/prose, data/code, data/dict]      # `upcycle data tokenize` outputs (val splits evaluated)\n"
+    "  dense:                                        # the dense model: given (checkpoint: DIR) or pretrained\n"
+    "    init: {arch: llama, preset: tiny, dtype: f32}\n"
+    "    tokenizer: tok/tokenizer.json\n"
+    "    pretrain_steps: 400\n"
+    "  train: {micro-batch: 8, seq-len: 128, lr: 2e-3, warmup: 20}   # `upcycle train` flags of every run\n"
+    "  extra_compute: 1.0                            # each variant's budget × the dense pretraining FLOPs\n"
+    "  evals: 8                                      # evaluations (and analysed checkpoints) per run\n"
+    "  variants:\n"
+    "    - name: dense-continuation                  # no convert: train the dense model further\n"
+    "    - name: upcycle\n"
+    "      convert: {preset: komatsuzaki2022, experts: 8}   # `upcycle convert` flags\n"
+    "    - name: moe-from-scratch\n"
+    "      convert: {experts: 8, top-k: 2, from-scratch: true}\n"
+    "\n"
+    "STUDY_DIR gets study.json (the plan, the equivalent commands, each variant's status),\n"
+    "dense-pretrain/ and runs/<variant>/ (ordinary `upcycle train` run directories), models/<variant>/,\n"
+    "runs/<variant>/analysis/step-N.json (`upcycle analyze` of every checkpoint of MoE runs) and\n"
+    "report.html. Each variant trains for round(budget / (its train FLOPs per token × tokens per step))\n"
+    "steps, so runs of different shapes compare at equal compute. Relative paths in the spec are taken\n"
+    "from the spec file's directory. Interrupted (Ctrl-C, SIGTERM, a crash)? Run the same command again:\n"
+    "finished runs are skipped, the interrupted one resumes bit for bit.";
+
+}  // namespace
+
+int run_study(const Args& args) {
+  StudyOptions o;
+  OptionSet set("study", "upcycle study SPEC.yaml --out STUDY_DIR [--threads N] [--no-report]",
+                "Compare upcycling recipes against dense continuation and MoE-from-scratch at equal extra\n"
+                "compute on your data: pretrain (or take) a dense model, convert and train every variant of\n"
+                "SPEC.yaml for the same FLOPs, analyse routing and expert specialisation along each MoE run,\n"
+                "and write STUDY_DIR/report.html.");
+  set.add_positional("SPEC", "the study specification (YAML)", &o.spec, Required::kYes);
+  set.add("out", "STUDY_DIR", "the study directory (new, or an earlier run of this study to resume)", &o.out);
+  set.add("threads", "N", "worker threads of convert and train (0: all cores)", &o.threads);
+  set.add_flag("no-report", "skip report.html (run `upcycle report STUDY_DIR` later)", &o.no_report);
+  set.add_epilog(kEpilog);
+  if (!set.parse(args)) return 0;
+  if (o.out.empty()) throw Error("missing --out STUDY_DIR");
+  if (o.threads < 0) throw Error("--threads must be 0 (all cores) or positive");
+  const study::StudySpec spec = study::parse_study_spec(o.spec);
+  if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
+  return run_study_spec(spec, {.out = o.out, .threads = o.threads, .report = !o.no_report});
+}
+
+}  // namespace upcycle::cli

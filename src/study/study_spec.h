@@ -1,0 +1,66 @@
+// A study specification (SPEC.yaml of `upcycle study`, docs/study.md): which dense model (given, or
+// pretrained by the study), which data, how much extra compute, and the variants to compare. Each
+// variant is "convert the dense model with these `upcycle convert` flags (or not: dense
+// continuation), then train it with these `upcycle train` flags" for the same extra FLOPs.
+// Invariants after parse_study_spec: names are unique and file-system safe, paths are absolute
+// (relative ones are taken from the spec file's directory), no flag map names a flag the study sets
+// itself (--model, --data, --out, --steps, …), a variant's `from` step is a kept pretraining step.
+// Non-goals: flag validation (each command checks its own flags when the variant is planned).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace upcycle::study {
+
+// Command-line flags as the spec writes them (`{lr: 1e-3, from-scratch: true, val: [a, b]}`), in
+// order: each becomes `--name value…`; a flag set to true becomes `--name` alone, false is omitted.
+struct Flag {
+  std::string name;                 // kebab-case, without the dashes
+  std::vector<std::string> values;  // empty: a boolean flag
+};
+using Flags = std::vector<Flag>;
+std::vector<std::string> flags_to_args(const Flags& flags);
+
+struct DenseSpec {
+  // Either an existing dense checkpoint…
+  std::filesystem::path checkpoint;
+  std::optional<double> sunk_flops;  // its pretraining FLOPs when it has no trainer_state.json
+  // …or one the study pretrains: `upcycle init <init flags>` trained for pretrain_steps.
+  Flags init;
+  std::filesystem::path tokenizer;    // optional tokenizer.json copied into the initialised model
+  int64_t pretrain_steps = 0;
+  std::vector<int64_t> keep_steps;    // earlier pretraining checkpoints kept as variant starts (`from`)
+  bool pretrains() const { return pretrain_steps > 0; }
+};
+
+struct VariantSpec {
+  std::string name;
+  std::string description;
+  std::optional<Flags> convert;  // nullopt: train the dense checkpoint itself (dense continuation)
+  Flags train;                   // on top of the study's `train` flags
+  std::optional<int64_t> from;   // start from this pretraining step (default: the final dense checkpoint)
+  std::optional<double> extra_compute;  // this variant's budget (default: the study's)
+};
+
+struct StudySpec {
+  std::filesystem::path file;  // the spec, absolute
+  std::string name;
+  std::vector<std::string> data;  // `--data` sources of every run: DIR or DIR:WEIGHT, DIR absolute
+  std::vector<std::filesystem::path> val;  // evaluated (val split) by every run and by analyze
+  DenseSpec dense;
+  Flags train;     // shared by every run
+  Flags pretrain;  // the dense pretraining only, on top of `train`
+  double extra_compute = 1.0;  // budget per variant, × the dense model's pretraining FLOPs
+  int64_t evals = 8;           // evaluations (= checkpoints, each analysed) per variant run
+  int64_t analysis_tokens = 8192;  // predicted tokens per val domain in each analysis
+  std::vector<VariantSpec> variants;
+};
+
+// Reads and checks SPEC.yaml; Error naming the file and the key for anything malformed.
+StudySpec parse_study_spec(const std::filesystem::path& file);
+
+}  // namespace upcycle::study

@@ -1,0 +1,185 @@
+// `upcycle study` end to end on a tiny Llama and two synthetic domains: dense pretraining, dense
+// continuation, an upcycled MoE, an MoE from scratch and an upcycle of an earlier dense checkpoint,
+// each for its computed share of the same extra compute. Checks the plan against the run records
+// (steps = round(budget / (FLOPs per token × tokens per step)), FLOPs spent within one step of the
+// budget, sunk costs), the step-0 evaluations, the analysis of every MoE checkpoint (copied experts
+// start identical), the report, that a second invocation retrains nothing, that a changed variant is
+// refused, and that a study stopped by SIGTERM mid-run resumes to exactly the uninterrupted result.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/json.h"
+#include "support/child_process.h"
+#include "support/test_support.h"
+#include "support/train_test_support.h"
+
+namespace upcycle {
+namespace {
+
+namespace fs = std::filesystem;
+
+Json read_json(const fs::path& file) { return Json::parse(test::read_bytes(file)); }
+
+std::vector<Json> read_records(const fs::path& metrics) {
+  std::vector<Json> out;
+  std::istringstream in(test::read_bytes(metrics));
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(Json::parse(line));
+  return out;
+}
+
+// Eval losses by (step, domain): what the interrupted and the straight study must agree on exactly.
+std::map<std::pair<int64_t, std::string>, double> eval_losses(const fs::path& run) {
+  std::map<std::pair<int64_t, std::string>, double> out;
+  for (const Json& r : read_records(run / "metrics.jsonl"))
+    if (r["kind"] == "eval") out[{r["step"].get<int64_t>(), r["domain"].get<std::string>()}] = r["loss"].get<double>();
+  return out;
+}
+
+class StudyCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_ = new test::ScratchDir();
+    // The tiny preset's vocabulary is 512: two domains on disjoint id ranges with different periods.
+    test::write_dataset(*data_ / "alpha", "alpha", test::cyclic_tokens(4000, 37, 0), test::cyclic_tokens(400, 37, 0), 512);
+    test::write_dataset(*data_ / "beta", "beta", test::cyclic_tokens(4000, 53, 300), test::cyclic_tokens(400, 53, 300),
+                        512);
+  }
+  static void TearDownTestSuite() { delete data_; }
+
+  fs::path spec(const std::string& variant_extra = "") {
+    const fs::path file = dir_ / "spec.yaml";
+    test::write_bytes(file,
+                      "name: tiny\n"
+                      "data: [" + (*data_ / "alpha").string() + ", " + (*data_ / "beta").string() + "]\n"
+                      "dense:\n"
+                      "  init: {arch: llama, preset: tiny, dtype: f32, seed: 1}\n"
+                      "  pretrain_steps: 12\n"
+                      "  keep_steps: [6]\n"
+                      "train: {micro-batch: 2, seq-len: 16, lr: 3e-3, warmup: 2, eval-tokens: 64, log-every: 100}\n"
+                      "extra_compute: 0.5\n"
+                      "evals: 3\n"
+                      "analysis_tokens: 64\n"
+                      "variants:\n"
+                      "  - name: dense-continuation\n"
+                      "  - name: upcycle\n"
+                      "    convert: {experts: 4, top-k: 2, moe-layers: 'every:2:1'" + variant_extra + "}\n"
+                      "  - name: scratch\n"
+                      "    convert: {experts: 4, top-k: 2, from-scratch: true, seed: 3}\n"
+                      "  - name: early\n"
+                      "    from: 6\n"
+                      "    convert: {experts: 4, top-k: 1}\n");
+    return file;
+  }
+  std::vector<std::string> args(const fs::path& out) { return {"study", spec().string(), "--out", out.string(), "--threads", "1"}; }
+
+  static test::ScratchDir* data_;
+  test::ScratchDir dir_;
+};
+test::ScratchDir* StudyCli::data_ = nullptr;
+
+TEST_F(StudyCli, RunsEveryVariantAtEqualComputeAndResumes) {
+  const fs::path out = dir_ / "study";
+  const test::RunResult r = test::run_upcycle(args(out));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+
+  const Json study = read_json(out / "study.json");
+  EXPECT_EQ(study["format"], "upcycle-study");
+  EXPECT_EQ(study["domains"], Json::array({"alpha", "beta"}));
+  const fs::path dense_final = out / "dense-pretrain" / "checkpoints" / "step-00000012";
+  const double sunk = read_json(dense_final / "trainer_state.json")["flops"].get<double>();
+  EXPECT_EQ(study["dense"]["checkpoint"], "dense-pretrain/checkpoints/step-00000012");
+  EXPECT_DOUBLE_EQ(study["dense"]["sunk_flops"].get<double>(), sunk);
+  const double early_sunk =
+      read_json(out / "dense-pretrain" / "checkpoints" / "step-00000006" / "trainer_state.json")["flops"].get<double>();
+
+  ASSERT_EQ(study["variants"].size(), 4u);
+  for (const Json& v : study["variants"]) {
+    const std::string name = v["name"];
+    SCOPED_TRACE(name);
+    EXPECT_EQ(v["status"], "done");
+    const fs::path run = out / v["run"].get<std::string>();
+    const Json record = read_json(run / "config.json");
+    const double per_token = record["flops_per_token"]["train"].get<double>();
+    const int64_t tokens_per_step = record["tokens_per_step"].get<int64_t>();
+    EXPECT_EQ(tokens_per_step, 32);
+    const double budget = 0.5 * sunk;
+    EXPECT_DOUBLE_EQ(v["budget_flops"].get<double>(), budget);
+    const int64_t steps = std::max<int64_t>(1, std::llround(budget / (per_token * tokens_per_step)));
+    EXPECT_EQ(v["steps"].get<int64_t>(), steps);
+    const fs::path last = run / "checkpoints" / ("step-" + std::string(8 - std::to_string(steps).size(), '0') +
+                                                 std::to_string(steps));
+    const double spent = read_json(last / "trainer_state.json")["flops"].get<double>();
+    EXPECT_LE(std::abs(spent - budget), per_token * tokens_per_step / 2 + 1) << "within half a step of the budget";
+    EXPECT_EQ(v["sunk_flops"].get<double>(), name == "scratch" ? 0.0 : name == "early" ? early_sunk : sunk);
+    EXPECT_EQ(v["kind"], name == "dense-continuation" ? "dense" : "moe");
+    // Every run is evaluated before its first step, per domain.
+    const auto losses = eval_losses(run);
+    EXPECT_TRUE(losses.contains({0, "alpha"}) && losses.contains({0, "beta"}));
+    EXPECT_TRUE(losses.contains({steps, "alpha"}));
+    if (v["kind"] == "moe") {
+      // Analysed at the start (step 0) and at every checkpoint.
+      for (const auto& e : fs::directory_iterator(run / "checkpoints")) {
+        const std::string step = e.path().filename().string().substr(5);
+        EXPECT_TRUE(fs::exists(run / "analysis" / ("step-" + step + ".json"))) << step;
+      }
+      const Json start = read_json(run / "analysis" / "step-00000000.json");
+      EXPECT_EQ(start["step"], 0);
+      ASSERT_FALSE(start["layers"].empty());
+      if (name == "upcycle")  // copied experts are identical at the start, and equal to the dense FFN
+        EXPECT_NEAR(start["summary"]["expert_similarity_mean"].get<double>(), 1.0, 1e-6);
+      if (name == "scratch") EXPECT_LT(start["summary"]["expert_similarity_mean"].get<double>(), 0.5);
+    }
+  }
+  EXPECT_TRUE(fs::exists(out / "report.html"));
+
+  // A second invocation finds everything done: nothing is converted, trained or rewritten.
+  const std::string metrics_before = test::read_bytes(out / "runs" / "upcycle" / "metrics.jsonl");
+  const test::RunResult again = test::run_upcycle(args(out));
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(again.out.find("converting"), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("pretraining"), std::string::npos) << again.out;
+  EXPECT_EQ(test::read_bytes(out / "runs" / "upcycle" / "metrics.jsonl"), metrics_before);
+
+  // Editing a variant that already ran is refused, naming it.
+  spec(", seed: 9");
+  const test::RunResult changed = test::run_upcycle({"study", (dir_ / "spec.yaml").string(), "--out", out.string(),
+                                                     "--threads", "1"});
+  EXPECT_EQ(changed.exit_code, 2);
+  EXPECT_NE(changed.err.find("variant 'upcycle' has changed"), std::string::npos) << changed.err;
+
+  // Stopped by SIGTERM in the middle of the dense-continuation run (its step-2 checkpoint), then run
+  // again: the same evaluations, loss for loss, as the straight study.
+  const fs::path interrupted = dir_ / "interrupted";
+  test::Child child(args(interrupted), {"UPCYCLE_TEST_CHECKPOINT_PAUSE=2"});
+  ASSERT_TRUE(test::wait_for_entry(interrupted / "runs" / "dense-continuation" / "checkpoints", ".step-00000002"));
+  child.signal(SIGTERM);
+  const test::RunResult stopped = child.wait();
+  EXPECT_EQ(stopped.exit_code, 143) << stopped.out << stopped.err;
+  EXPECT_NE(stopped.out.find("run the same `upcycle study` command again"), std::string::npos) << stopped.out;
+  EXPECT_EQ(read_json(interrupted / "study.json")["variants"][0]["status"], "running");
+  const test::RunResult resumed = test::run_upcycle(args(interrupted));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  for (const char* v : {"dense-continuation", "upcycle", "scratch", "early"}) {
+    SCOPED_TRACE(v);
+    EXPECT_EQ(eval_losses(interrupted / "runs" / v), eval_losses(out / "runs" / v));
+  }
+}
+
+TEST_F(StudyCli, RefusesAGivenCheckpointWithoutItsSunkCost) {
+  const fs::path dense = dir_ / "dense";
+  ASSERT_EQ(test::run_upcycle({"init", "--arch", "llama", "--preset", "tiny", dense.string()}).exit_code, 0);
+  test::write_bytes(dir_ / "given.yaml", "data: [" + (*data_ / "alpha").string() + "]\ndense: {checkpoint: " +
+                                             dense.string() + "}\nvariants: [{name: d}]\n");
+  const test::RunResult r = test::run_upcycle({"study", (dir_ / "given.yaml").string(), "--out", (dir_ / "o").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("give dense.sunk_flops"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "o")) << "nothing is written before the spec is known to be runnable";
+}
+
+}  // namespace
+}  // namespace upcycle

@@ -44,6 +44,8 @@ constexpr const char* kMetricsHelp =
     "                         Copy-upcycled experts are identical and start at exactly 1; experts specialise\n"
     "                         only as this falls. Staying near 1 after training means the MoE is still\n"
     "                         the dense model E times over (drop/noise upcycling starts below 1 on purpose).\n"
+    "                         Weights are compared in storage order: neuron-shuffled copies (the\n"
+    "                         drop-upcycling preset's --expert-split shuffled) read near 0 from the start.\n"
     "  dense-sim [dense_similarity_mean] mean cosine of each expert with the dense FFN it came from (needs\n"
     "                         --dense; '-' without it or when shapes differ, e.g. fine-grained experts):\n"
     "                         how far training has moved the experts from their origin.\n"

@@ -35,6 +35,7 @@ const std::vector<Command>& commands() {
       {"data", "training data: tokenize text into token shards, inspect datasets, train a tokenizer (upcycle data --help)", run_data},
       {"train", "train a dense or MoE checkpoint on tokenized data; resumable, with metrics and TensorBoard", run_train},
       {"study", "compare upcycling recipes, dense continuation and MoE from scratch at equal compute", run_study},
+      {"analyze", "routing and expert-specialisation diagnostics: loads per domain, expert similarity", run_analyze},
   };
   return kCommands;
 }

@@ -34,6 +34,7 @@ const std::vector<Command>& commands() {
       {"eval", "mean token loss and perplexity on token data (dataset dir, shard or raw uint32 file)", run_eval},
       {"data", "training data: tokenize text into token shards, inspect datasets, train a tokenizer (upcycle data --help)", run_data},
       {"train", "train a dense or MoE checkpoint on tokenized data; resumable, with metrics and TensorBoard", run_train},
+      {"report", "compare training runs or a study in one self-contained HTML file of SVG plots", run_report},
   };
   return kCommands;
 }

@@ -21,6 +21,7 @@ int run_data_tokenize(const Args& args);
 int run_data_inspect(const Args& args);
 int run_data_train_tokenizer(const Args& args);
 int run_train(const Args& args);
+int run_report(const Args& args);
 
 struct Command {
   std::string_view name;

@@ -23,6 +23,26 @@ std::string fmt(const char* f, double v) {
 
 std::string esc(std::string_view s) { return xml_escape(s); }
 
+// "2.44e9" rather than printf's "2.44e+09".
+std::string sci(double v) {
+  if (!(v > 0)) return "—";
+  std::string s = fmt("%.3g", v);
+  if (auto e = s.find("e+"); e != std::string::npos) {
+    s.erase(e + 1, 1);
+    while (s.size() > e + 2 && s[e + 1] == '0') s.erase(e + 1, 1);
+  }
+  return s;
+}
+
+std::string grouped(double v) {
+  std::string digits = fmt("%.0f", v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
 std::string x_label(const ReportData& d) {
   return d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, % of the dense pretraining FLOPs";
 }
@@ -60,7 +80,7 @@ std::string header(const ReportData& d, const PageOptions& o) {
   h += ".";
   if (d.x_axis == XAxis::kExtraComputePercent)
     h += " Every variant gets the same budget, " + fmt("%.0f", 100 * d.extra_compute) +
-         " % of the dense model's pretraining FLOPs (" + fmt("%.3g", d.dense_sunk_flops) + "), on top of what its start model already cost.";
+         " % of the dense model's pretraining FLOPs (" + sci(d.dense_sunk_flops) + "), on top of what its start model already cost.";
   h += "</p><p class=\"finding\"><strong>Finding.</strong> " + esc(finding_sentence(d)) + "</p></header>\n";
   return h;
 }
@@ -90,7 +110,7 @@ std::string domain_section(const ReportData& d) {
   std::string o = "<section><h2>Per-domain validation loss</h2>" + html_legend(d, false) + "<div class=\"grid-figures\">";
   for (const auto& domain : d.domains) {
     LineChart c{svg_id("plot-domain", domain), domain, d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, %",
-                "validation loss", {}, zero_line(d), "", 340, 260, Legend::kHide};
+                "validation loss", {}, zero_line(d), "", 330, 260, Legend::kHide};
     for (size_t i = 0; i < d.variants.size(); ++i) {
       Series s{d.variants[i].name, {}, i};
       auto it = d.variants[i].domain_loss.find(domain);
@@ -200,7 +220,7 @@ std::string specialization_section(const ReportData& d) {
   bool any = false;
   for (const auto& v : d.variants) any = any || !v.analysis.empty();
   if (!any) return "";
-  const int w = 340, h = 270;
+  const int w = 330, h = 270;
   std::string o = "<svg id=\"plot-specialization\" class=\"chart-group\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" +
                   std::to_string(3 * w) + "\" height=\"" + std::to_string(h) + "\" viewBox=\"0 0 " + std::to_string(3 * w) +
                   " " + std::to_string(h) + "\">";
@@ -231,17 +251,15 @@ std::string specialization_section(const ReportData& d) {
          "</section>\n";
 }
 
-std::string num_or_dash(double v, const char* f) { return v > 0 ? fmt(f, v) : "—"; }
-
 std::string details_section(const ReportData& d) {
   std::string o =
       "<section><h2>Run details</h2><table id=\"table-runs\"><tr><th>variant</th><th>kind</th><th>status</th><th>steps</th>"
-      "<th>tokens</th><th>train FLOPs/token</th><th>budget FLOPs</th><th>run FLOPs</th><th>commands</th></tr>";
+      "<th>tokens</th><th>train FLOPs/token</th><th>budget FLOPs</th><th>run FLOPs</th><th class=\"text\">commands</th></tr>";
   for (const auto& v : d.variants) {
     o += "<tr><td>" + esc(v.name) + "</td><td>" + esc(v.kind) + "</td><td class=\"status-" + esc(v.status) + "\">" + esc(v.status) +
          "</td><td>" + std::to_string(v.steps_done) + (v.planned_steps > 0 ? " / " + std::to_string(v.planned_steps) : "") +
-         "</td><td>" + num_or_dash(v.tokens_done, "%.4g") + "</td><td>" + num_or_dash(v.train_flops_per_token, "%.4g") +
-         "</td><td>" + num_or_dash(v.budget_flops, "%.3g") + "</td><td>" + num_or_dash(v.flops_done, "%.3g") + "</td><td class=\"text\">";
+         "</td><td>" + grouped(v.tokens_done) + "</td><td>" + sci(v.train_flops_per_token) + "</td><td>" + sci(v.budget_flops) +
+         "</td><td>" + sci(v.flops_done) + "</td><td class=\"text\">";
     if (v.commands.empty()) o += "<code>" + esc(v.run_dir.string()) + "</code>";
     for (const auto& c : v.commands) o += "<code>" + esc(c) + "</code>";
     o += "</td></tr>";

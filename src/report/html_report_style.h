@@ -20,13 +20,14 @@ figcaption { color: var(--muted); font-size: 13px; max-width: 860px; margin-top:
 .legend-html { display: flex; flex-wrap: wrap; gap: 4px 18px; font-size: 13px; margin: 6px 0; }
 .legend-html span.swatch { display: inline-block; width: 22px; height: 4px; vertical-align: middle; margin-right: 6px; border-radius: 2px; }
 table { border-collapse: collapse; font-size: 13.5px; margin: 8px 0 4px; font-variant-numeric: tabular-nums; }
-th, td { padding: 5px 12px; border-bottom: 1px solid var(--rule); text-align: right; vertical-align: top; }
+th, td { padding: 5px 12px; border-bottom: 1px solid var(--rule); text-align: right; vertical-align: top; white-space: nowrap; }
+th.text { text-align: left; }
 th { background: var(--soft); font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 td.best { background: #e3f1e8; font-weight: 700; }
 td small, .delta { display: block; color: var(--muted); font-weight: 400; font-size: 11.5px; }
-td.text { text-align: left; }
-td code { display: block; white-space: pre-wrap; word-break: break-all; font-size: 11.5px; color: #24292f; }
+td.text { text-align: left; white-space: normal; }
+td code { display: block; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 11.5px; color: #24292f; }
 .status-pending { color: #9a6700; } .status-running { color: var(--accent); } .status-done { color: #1a7f37; }
 svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
 svg .tick { font-size: 11.5px; fill: #444; }

@@ -279,11 +279,11 @@ const Variant* ReportData::find(const std::string& name) const {
   return nullptr;
 }
 
-std::optional<double> loss_at(const std::vector<LossPoint>& curve, double x) {
+std::optional<double> loss_at_flops(const std::vector<LossPoint>& curve, double flops) {
   for (size_t i = 0; i < curve.size(); ++i) {
-    if (curve[i].x == x) return curve[i].loss;
-    if (i > 0 && curve[i - 1].x < x && x < curve[i].x) {
-      const double t = (x - curve[i - 1].x) / (curve[i].x - curve[i - 1].x);
+    if (curve[i].flops == flops) return curve[i].loss;
+    if (i > 0 && curve[i - 1].flops < flops && flops < curve[i].flops) {
+      const double t = (flops - curve[i - 1].flops) / (curve[i].flops - curve[i - 1].flops);
       return curve[i - 1].loss + t * (curve[i].loss - curve[i - 1].loss);
     }
   }

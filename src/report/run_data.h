@@ -81,7 +81,7 @@ struct ReportData {
 // either one study dir or any number of run dirs.
 ReportData load_report_data(const std::vector<std::filesystem::path>& dirs);
 
-// Mean-loss curve value at x by linear interpolation; nullopt outside the curve.
-std::optional<double> loss_at(const std::vector<LossPoint>& curve, double x);
+// Curve value at `flops` of the run's own training compute, by linear interpolation; nullopt outside.
+std::optional<double> loss_at_flops(const std::vector<LossPoint>& curve, double flops);
 
 }  // namespace upcycle::report

@@ -66,7 +66,7 @@ std::string render_summary_table(const ReportData& data) {
     std::vector<std::string> row{r.variant, r.status, std::to_string(r.steps), r.x ? format_x(data, *r.x) : "—",
                                  loss_text(r.mean)};
     for (const auto& d : r.domain) row.push_back(loss_text(d));
-    if (has_delta) row.push_back(r.delta ? format_delta(*r.delta) : "—");
+    if (has_delta) row.push_back(r.variant == kBaselineVariant ? "(baseline)" : r.delta ? format_delta(*r.delta) : "—");
     cells.push_back(std::move(row));
   }
   std::vector<size_t> w(head.size(), 0);
@@ -85,14 +85,14 @@ std::string render_summary_table(const ReportData& data) {
 }
 
 std::string finding_sentence(const ReportData& data) {
-  // The largest x every evaluated curve reaches: there all variants have spent the same compute.
-  double x_common = std::numeric_limits<double>::infinity();
+  // Equal compute = the training FLOPs every evaluated run has reached (its own, not counting sunk cost).
+  double f_common = std::numeric_limits<double>::infinity();
   size_t evaluated = 0, pending = 0;
   for (const auto& v : data.variants) {
     if (!v.started) ++pending;
     if (v.mean_loss.empty()) continue;
     ++evaluated;
-    x_common = std::min(x_common, v.mean_loss.back().x);
+    f_common = std::min(f_common, v.mean_loss.back().flops);
   }
   const std::string tail = pending ? " (" + std::to_string(pending) + " variant" + (pending > 1 ? "s" : "") +
                                          " not started yet)" : "";
@@ -103,9 +103,12 @@ std::string finding_sentence(const ReportData& data) {
   };
   std::vector<At> at;
   for (const auto& v : data.variants)
-    if (auto l = loss_at(v.mean_loss, x_common)) at.push_back({v.name, *l});
+    if (auto l = loss_at_flops(v.mean_loss, f_common)) at.push_back({v.name, *l});
   std::sort(at.begin(), at.end(), [](const At& a, const At& b) { return a.loss < b.loss; });
-  const std::string where = "At " + format_x(data, x_common) + (data.x_axis == XAxis::kFlops ? "" : " extra compute");
+  const std::string where = data.x_axis == XAxis::kFlops
+                                ? "After " + fmt("%.3g", f_common) + " training FLOPs"
+                                : "After training compute equal to " + fmt("%.0f", 100 * f_common / data.dense_sunk_flops) +
+                                      " % of the dense pretraining cost";
   const At& best = at.front();
   std::string s = where + ", " + best.name + " has the lowest mean validation loss (" + fmt("%.4f", best.loss) + ")";
   auto base = std::find_if(at.begin(), at.end(), [](const At& a) { return a.name == kBaselineVariant; });

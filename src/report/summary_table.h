@@ -31,8 +31,9 @@ std::string format_delta(double delta);
 // The plain-text table `upcycle report` prints.
 std::string render_summary_table(const ReportData& data);
 
-// Which variant has the lowest mean validation loss at the largest compute every curve reaches, and by
-// how much against dense-continuation (else the runner-up). Computed from the data, never fixed text.
+// Which variant has the lowest mean validation loss at equal training compute (the most every run has
+// spent; with equal budgets and finished runs, the final evaluations), and by how much against
+// dense-continuation (else the runner-up). Computed from the data, never fixed text.
 std::string finding_sentence(const ReportData& data);
 
 }  // namespace upcycle::report

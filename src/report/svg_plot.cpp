@@ -196,7 +196,7 @@ std::string render_heatmap(const Heatmap& m) {
   size_t label_chars = 0;
   for (const auto& r : m.row_labels) label_chars = std::max(label_chars, std::min<size_t>(r.size(), 16));
   const double left = 40 + 7.0 * double(label_chars), top = m.title.empty() ? 14 : 34;
-  const double w = left + double(cols * m.cell) + 110, h = top + double(rows * m.cell) + 50;
+  const double w = left + double(cols * m.cell) + 84, h = top + double(rows * m.cell) + 50;
   std::string o = "<svg id=\"" + xml_escape(m.id) + "\" class=\"heatmap\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" +
                   num(w) + "\" height=\"" + num(h) + "\" viewBox=\"0 0 " + num(w) + " " + num(h) + "\" role=\"img\">";
   o += "<title>" + xml_escape(m.title) + "</title>";
@@ -228,7 +228,7 @@ std::string render_heatmap(const Heatmap& m) {
     o += "<rect class=\"key\" x=\"" + num(kx) + "\" y=\"" + num(ky + kh * i / steps) + "\" width=\"14\" height=\"" +
          num(kh / steps + 0.5) + "\" fill=\"" + diverging_colour(m.centre * std::pow(2.0, 2 * t), m.centre) + "\"/>";
   }
-  const std::pair<double, const char*> keys[] = {{0, "≥4×"}, {0.5, "1 (even)"}, {1, "≤¼×"}};
+  const std::pair<double, const char*> keys[] = {{0, "≥4×"}, {0.5, "1×"}, {1, "≤¼×"}};
   for (auto [f, label] : keys) o += text(kx + 20, ky + kh * f + 4, label, "tick", "start");
   return o + "</svg>";
 }

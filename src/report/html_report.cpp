@@ -23,16 +23,7 @@ std::string fmt(const char* f, double v) {
 
 std::string esc(std::string_view s) { return xml_escape(s); }
 
-// "2.44e9" rather than printf's "2.44e+09".
-std::string sci(double v) {
-  if (!(v > 0)) return "—";
-  std::string s = fmt("%.3g", v);
-  if (auto e = s.find("e+"); e != std::string::npos) {
-    s.erase(e + 1, 1);
-    while (s.size() > e + 2 && s[e + 1] == '0') s.erase(e + 1, 1);
-  }
-  return s;
-}
+std::string sci(double v) { return format_flops(v); }
 
 std::string grouped(double v) {
   std::string digits = fmt("%.0f", v), out;
@@ -65,7 +56,7 @@ std::string figure(const std::string& svg, const std::string& caption) {
 }
 
 std::string header(const ReportData& d, const PageOptions& o) {
-  const std::string title = !o.title.empty() ? o.title : d.x_axis == XAxis::kFlops ? "upcycle training runs: " + d.name
+  const std::string title = !o.title.empty() ? o.title : d.x_axis == XAxis::kFlops ? "upcycle report: " + d.name
                                                                                      : "upcycle study: " + d.name;
   std::string h = "<header><h1>" + esc(title) + "</h1><p class=\"meta\">";
   if (d.x_axis == XAxis::kExtraComputePercent) h += "Study <b>" + esc(d.name) + "</b> · ";

@@ -126,6 +126,7 @@ void read_metrics_into(Variant& v, const fs::path& file, const ToX& to_x) {
       const std::optional<double> loss = optional_number(r, "loss", where, file);
       if (!loss || !std::isfinite(*loss)) continue;
       evals[step][domain] = {step, flops, to_x(flops), *loss};
+      if (std::find(v.domain_order.begin(), v.domain_order.end(), domain) == v.domain_order.end()) v.domain_order.push_back(domain);
       if (moe != nullptr)
         eval_loads[step].push_back({parse_moe(*moe, where, file), optional_number(r, "eval_tokens", where, file).value_or(1)});
     }
@@ -303,7 +304,7 @@ ReportData load_report_data(const std::vector<fs::path>& dirs) {
       d = load_study(dir);
     } else {
       d.variants.push_back(load_run(dir));
-      d.name = dirs.size() == 1 ? d.variants.back().name : "training runs";
+      d.name = dirs.size() == 1 ? d.variants.back().name : std::to_string(dirs.size()) + " training runs";
     }
     d.sources.push_back(dir.string());
   }
@@ -312,7 +313,7 @@ ReportData load_report_data(const std::vector<fs::path>& dirs) {
     const std::string base = v.name;
     for (int k = 2; !names.insert(v.name).second; ++k) v.name = base + "-" + std::to_string(k);  // runs named alike
     if (d.x_axis == XAxis::kFlops)
-      for (const auto& [domain, points] : v.domain_loss)
+      for (const auto& domain : v.domain_order)
         if (std::find(d.domains.begin(), d.domains.end(), domain) == d.domains.end()) d.domains.push_back(domain);
   }
   return d;

@@ -56,6 +56,7 @@ struct Variant {
   int64_t steps_done = 0;
   double tokens_done = 0, flops_done = 0;
   std::map<std::string, std::vector<LossPoint>> domain_loss;  // per val domain, by step
+  std::vector<std::string> domain_order;                      // val domains as first logged
   std::vector<LossPoint> mean_loss;                           // steps where every val domain was evaluated
   std::vector<LayerLoad> final_load;                          // final eval step (else last train step)
   std::vector<AnalysisPoint> analysis;                        // by step

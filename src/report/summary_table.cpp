@@ -31,8 +31,18 @@ std::string pad(const std::string& s, size_t w, bool right) {
 
 }  // namespace
 
+std::string format_flops(double v) {
+  if (!(v > 0)) return "—";
+  std::string s = fmt("%.3g", v);
+  if (auto e = s.find("e+"); e != std::string::npos) {
+    s.erase(e + 1, 1);
+    while (s.size() > e + 2 && s[e + 1] == '0') s.erase(e + 1, 1);
+  }
+  return s;
+}
+
 std::string format_x(const ReportData& data, double x) {
-  if (data.x_axis == XAxis::kFlops) return fmt("%.3g FLOPs", x);
+  if (data.x_axis == XAxis::kFlops) return format_flops(x) + " FLOPs";
   return (x >= 0 ? "+" : "−") + fmt("%.0f", std::fabs(x)) + " %";
 }
 
@@ -106,7 +116,7 @@ std::string finding_sentence(const ReportData& data) {
     if (auto l = loss_at_flops(v.mean_loss, f_common)) at.push_back({v.name, *l});
   std::sort(at.begin(), at.end(), [](const At& a, const At& b) { return a.loss < b.loss; });
   const std::string where = data.x_axis == XAxis::kFlops
-                                ? "After " + fmt("%.3g", f_common) + " training FLOPs"
+                                ? "After " + format_flops(f_common) + " training FLOPs"
                                 : "After training compute equal to " + fmt("%.0f", 100 * f_common / data.dense_sunk_flops) +
                                       " % of the dense pretraining cost";
   const At& best = at.front();

@@ -25,6 +25,8 @@ std::vector<SummaryRow> summary_rows(const ReportData& data);
 
 // "+100 %" (study) or "1.2e+15 FLOPs" (plain runs).
 std::string format_x(const ReportData& data, double x);
+// "2.44e9" rather than printf's "2.44e+09"; "—" for 0 (unknown).
+std::string format_flops(double flops);
 // A signed difference "−0.031" / "+0.012" (Unicode minus).
 std::string format_delta(double delta);
 

@@ -169,7 +169,8 @@ TEST(ReportData, PlainRunDirsUseFlops) {
   EXPECT_EQ(d.variants[0].kind, "moe");
   EXPECT_EQ(d.variants[0].status, "done");
   EXPECT_DOUBLE_EQ(d.variants[0].mean_loss.back().x, 1e12);
-  EXPECT_EQ(d.domains, (std::vector<std::string>{"code", "prose"}));
+  EXPECT_EQ(d.domains, (std::vector<std::string>{"prose", "code"}));  // as logged
+  EXPECT_EQ(format_x(d, 1e12), "1e12 FLOPs");
   EXPECT_THROW(load_report_data({dir.path(), dir.path() / "runs/upcycle"}), Error);  // a study goes alone
 }
 

@@ -36,6 +36,7 @@ const std::vector<Command>& commands() {
       {"train", "train a dense or MoE checkpoint on tokenized data; resumable, with metrics and TensorBoard", run_train},
       {"study", "compare upcycling recipes, dense continuation and MoE from scratch at equal compute", run_study},
       {"analyze", "routing and expert-specialisation diagnostics: loads per domain, expert similarity", run_analyze},
+      {"report", "compare training runs or a study in one self-contained HTML file of SVG plots", run_report},
   };
   return kCommands;
 }

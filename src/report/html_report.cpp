@@ -1,0 +1,282 @@
+// The report page (see html_report.h): header with the computed finding, then one section per plot
+// or table. Colours follow the variant's position in the study, so a variant looks the same in
+// every figure.
+#include "report/html_report.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+#include "report/html_report_style.h"
+#include "report/summary_table.h"
+#include "report/svg_plot.h"
+
+namespace upcycle::report {
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string esc(std::string_view s) { return xml_escape(s); }
+
+std::string sci(double v) { return format_flops(v); }
+
+std::string grouped(double v) {
+  std::string digits = fmt("%.0f", v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+std::string x_label(const ReportData& d) {
+  return d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, % of the dense pretraining FLOPs";
+}
+
+std::optional<double> zero_line(const ReportData& d) {
+  return d.x_axis == XAxis::kExtraComputePercent ? std::optional<double>(0.0) : std::nullopt;
+}
+
+std::string html_legend(const ReportData& d, bool moe_only) {
+  std::string o = "<div class=\"legend-html\">";
+  for (size_t i = 0; i < d.variants.size(); ++i) {
+    if (moe_only && !d.variants[i].is_moe()) continue;
+    o += "<span><span class=\"swatch\" style=\"background:" + palette_colour(i) + "\"></span>" + esc(d.variants[i].name) + "</span>";
+  }
+  return o + "</div>";
+}
+
+std::string figure(const std::string& svg, const std::string& caption) {
+  return "<figure>" + svg + "<figcaption>" + caption + "</figcaption></figure>\n";
+}
+
+std::string header(const ReportData& d, const PageOptions& o) {
+  const std::string title = !o.title.empty() ? o.title : d.x_axis == XAxis::kFlops ? "upcycle report: " + d.name
+                                                                                     : "upcycle study: " + d.name;
+  std::string h = "<header><h1>" + esc(title) + "</h1><p class=\"meta\">";
+  if (d.x_axis == XAxis::kExtraComputePercent) h += "Study <b>" + esc(d.name) + "</b> · ";
+  h += "generated " + esc(o.generated) + " · from ";
+  for (size_t i = 0; i < d.sources.size(); ++i) h += (i ? ", " : "") + std::string("<code>") + esc(d.sources[i]) + "</code>";
+  h += "</p><p>Compared: ";
+  for (size_t i = 0; i < d.variants.size(); ++i) {
+    const Variant& v = d.variants[i];
+    h += (i ? "; " : "") + std::string("<b>") + esc(v.name) + "</b> (" + esc(v.kind) +
+         (v.description.empty() ? "" : ", " + esc(v.description)) + ")";
+  }
+  h += ".";
+  if (d.x_axis == XAxis::kExtraComputePercent)
+    h += " Every variant gets the same budget, " + fmt("%.0f", 100 * d.extra_compute) +
+         " % of the dense model's pretraining FLOPs (" + sci(d.dense_sunk_flops) + "), on top of what its start model already cost.";
+  h += "</p><p class=\"finding\"><strong>Finding.</strong> " + esc(finding_sentence(d)) + "</p></header>\n";
+  return h;
+}
+
+std::string loss_section(const ReportData& d) {
+  LineChart c{"plot-loss-vs-compute", "", x_label(d), "mean validation loss (nats/token)", {}, zero_line(d), "dense model", 960, 440};
+  if (!c.vline) c.vline_label.clear();
+  for (size_t i = 0; i < d.variants.size(); ++i) {
+    Series s{d.variants[i].name, {}, i};
+    for (const auto& p : d.variants[i].mean_loss) s.points.push_back({p.x, p.loss});
+    c.series.push_back(std::move(s));
+  }
+  std::string caption =
+      "<b>Mean validation loss against compute.</b> Each point is one evaluation: the mean over the validation "
+      "domains of the loss at that step. ";
+  caption += d.x_axis == XAxis::kFlops
+                 ? "The x axis is the run's cumulative training FLOPs. Lower is better; at any x, the lowest curve "
+                   "reached the best loss for that compute."
+                 : "The x axis counts all compute in the model so far, relative to the dense pretraining cost: the "
+                   "dashed line at 0 % is the dense model everyone starts from, a run continuing or upcycling it starts "
+                   "there, an MoE trained from scratch starts at −100 %. Lower is better; compare curves at the same x.";
+  return "<section><h2>Validation loss against compute</h2>" + figure(render_line_chart(c), caption) + "</section>\n";
+}
+
+std::string domain_section(const ReportData& d) {
+  if (d.domains.empty()) return "";
+  std::string o = "<section><h2>Per-domain validation loss</h2>" + html_legend(d, false) + "<div class=\"grid-figures\">";
+  for (const auto& domain : d.domains) {
+    LineChart c{svg_id("plot-domain", domain), domain, d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, %",
+                "validation loss", {}, zero_line(d), "", 330, 260, Legend::kHide};
+    for (size_t i = 0; i < d.variants.size(); ++i) {
+      Series s{d.variants[i].name, {}, i};
+      auto it = d.variants[i].domain_loss.find(domain);
+      if (it != d.variants[i].domain_loss.end())
+        for (const auto& p : it->second) s.points.push_back({p.x, p.loss});
+      c.series.push_back(std::move(s));
+    }
+    o += "<figure>" + render_line_chart(c) + "</figure>";
+  }
+  return o + "</div><figcaption>The same curves per validation domain (same axes and colours as above). A variant "
+             "that wins on average but loses on one domain shows it here.</figcaption></section>\n";
+}
+
+std::string loss_table(const ReportData& d) {
+  if (d.domains.empty()) return "";
+  const std::vector<SummaryRow> rows = summary_rows(d);
+  const Variant* base = d.find(kBaselineVariant);
+  const size_t cols = d.domains.size() + 1;
+  auto value = [&](const SummaryRow& r, size_t c) { return c < d.domains.size() ? r.domain[c] : r.mean; };
+  std::vector<std::optional<double>> best(cols);
+  for (const auto& r : rows)
+    for (size_t c = 0; c < cols; ++c)
+      if (auto v = value(r, c); v && (!best[c] || *v < *best[c])) best[c] = v;
+  std::string o = "<section><h2>Final validation loss</h2><table id=\"table-final-loss\"><tr><th>variant</th><th>" +
+                  (d.x_axis == XAxis::kFlops ? std::string("FLOPs") : "extra compute") + "</th>";
+  for (const auto& domain : d.domains) o += "<th>" + esc(domain) + "</th>";
+  o += "<th>mean</th></tr>";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const SummaryRow& r = rows[i];
+    o += "<tr><td>" + esc(r.variant) + "</td><td>" + (r.x ? esc(format_x(d, *r.x)) : "—") + "</td>";
+    for (size_t c = 0; c < cols; ++c) {
+      const std::optional<double> v = value(r, c);
+      const std::optional<double> b = base ? (c < d.domains.size() ? base->final_domain_loss(d.domains[c]) : base->final_mean_loss())
+                                           : std::nullopt;
+      o += std::string("<td") + (v && best[c] && *v == *best[c] ? " class=\"best\"" : "") + ">" + (v ? fmt("%.4f", *v) : "—");
+      if (v && b && r.variant != kBaselineVariant) o += "<small>" + esc(format_delta(*v - *b)) + "</small>";
+      o += "</td>";
+    }
+    o += "</tr>";
+  }
+  std::string caption = "Loss at each run's last evaluation (nats/token); the best value per column is highlighted.";
+  if (base) caption += std::string(" The small number is the difference to ") + kBaselineVariant + " (negative = better).";
+  caption += " Runs that have not finished are compared at the compute they reached (second column).";
+  return o + "</table><figcaption>" + caption + "</figcaption></section>\n";
+}
+
+std::string load_section(const ReportData& d) {
+  std::string maps;
+  for (const auto& v : d.variants) {
+    if (!v.is_moe() || v.final_load.empty()) continue;
+    Heatmap m{svg_id("plot-load", v.name), v.name, "expert", "", {}, {}, {}, 1.0, 40};
+    size_t experts = 0;
+    for (const auto& l : v.final_load) experts = std::max(experts, l.load.size());
+    m.cell = experts <= 16 ? 40 : std::max(10, int(640 / experts));
+    for (size_t e = 0; e < experts; ++e) m.col_labels.push_back(std::to_string(e));
+    for (const auto& l : v.final_load) {
+      m.row_labels.push_back("layer " + std::to_string(l.layer));
+      std::vector<double> row(experts, 0.0);
+      for (size_t e = 0; e < l.load.size(); ++e) row[e] = l.load[e] * double(l.load.size());
+      m.values.push_back(std::move(row));
+    }
+    maps += "<figure>" + render_heatmap(m) + "</figure>";
+  }
+  if (maps.empty()) return "";
+  return "<section><h2>Expert load at the end of training</h2><div class=\"grid-figures\">" + maps +
+         "</div><figcaption>Rows are MoE layers, columns experts; each cell is the share of routed tokens the expert "
+         "received at the final evaluation (all validation domains) times the number of experts, so 1 (white) is a "
+         "perfectly even load, orange/red an overloaded expert (2 = twice its share) and blue an under-used one. A "
+         "column that is blue in every layer is an expert that learned little.</figcaption></section>\n";
+}
+
+std::string routing_section(const ReportData& d) {
+  std::string maps;
+  for (const auto& v : d.variants) {
+    if (!v.routing || v.routing->domains.empty()) continue;
+    const DomainRouting& r = *v.routing;
+    Heatmap m{svg_id("plot-routing", v.name), v.name + " · layer " + std::to_string(r.layer) + " · step " + std::to_string(r.step),
+              "expert", "", r.domains, {}, {}, 1.0, 40};
+    size_t experts = 0;
+    for (const auto& row : r.load) experts = std::max(experts, row.size());
+    m.cell = experts <= 16 ? 40 : std::max(10, int(640 / experts));
+    for (size_t e = 0; e < experts; ++e) m.col_labels.push_back(std::to_string(e));
+    for (const auto& row : r.load) {
+      std::vector<double> scaled(experts, 0.0);
+      for (size_t e = 0; e < row.size(); ++e) scaled[e] = row[e] * double(row.size());
+      m.values.push_back(std::move(scaled));
+    }
+    maps += "<figure>" + render_heatmap(m) + "</figure>";
+  }
+  if (maps.empty()) return "";
+  return "<section><h2>Routing by domain</h2><div class=\"grid-figures\">" + maps +
+         "</div><figcaption>From the newest <code>upcycle analyze</code> result of each MoE run, the middle MoE layer: "
+         "rows are validation domains, columns experts, colour = share of that domain's tokens routed to the expert "
+         "× number of experts (1 = even). Rows that differ mean experts specialise by domain; identical rows mean "
+         "routing ignores the domain.</figcaption></section>\n";
+}
+
+std::string specialization_section(const ReportData& d) {
+  struct Metric {
+    const char* key;
+    const char* title;
+    std::optional<double> AnalysisPoint::*field;
+  };
+  const Metric metrics[] = {{"expert-similarity", "expert similarity (mean cosine)", &AnalysisPoint::expert_similarity_mean},
+                            {"dense-similarity", "similarity to the dense FFN", &AnalysisPoint::dense_similarity_mean},
+                            {"domain-specialization", "domain specialisation (TV)", &AnalysisPoint::domain_specialization}};
+  bool any = false;
+  for (const auto& v : d.variants) any = any || !v.analysis.empty();
+  if (!any) return "";
+  const int w = 330, h = 270;
+  std::string o = "<svg id=\"plot-specialization\" class=\"chart-group\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" +
+                  std::to_string(3 * w) + "\" height=\"" + std::to_string(h) + "\" viewBox=\"0 0 " + std::to_string(3 * w) +
+                  " " + std::to_string(h) + "\">";
+  for (size_t m = 0; m < 3; ++m) {
+    LineChart c{"plot-specialization-" + std::string(metrics[m].key), metrics[m].title,
+                d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, %", metrics[m].key, {}, zero_line(d), "", w, h,
+                Legend::kHide};
+    c.y_label = "";
+    for (size_t i = 0; i < d.variants.size(); ++i) {
+      if (!d.variants[i].is_moe()) continue;
+      Series s{d.variants[i].name, {}, i};
+      for (const auto& p : d.variants[i].analysis)
+        if (const auto& y = p.*(metrics[m].field)) s.points.push_back({p.x, *y});
+      c.series.push_back(std::move(s));
+    }
+    std::string chart = render_line_chart(c);
+    chart.insert(4, " x=\"" + std::to_string(int(m) * w) + "\" y=\"0\"");  // nest: place the panel
+    o += chart;
+  }
+  o += "</svg>";
+  return "<section><h2>Expert specialisation</h2>" + html_legend(d, true) +
+         figure(o,
+                "From <code>upcycle analyze</code> on each checkpoint (summary means over MoE layers). <b>Left:</b> mean "
+                "cosine between different experts' weights; upcycled experts start as copies (1) and should drift apart "
+                "as they specialise. <b>Middle:</b> mean cosine of each expert with the dense FFN it came from (how much "
+                "of the dense model survives). <b>Right:</b> how differently the domains are routed (total-variation "
+                "distance of each domain's expert load from the mean; 0 = routing ignores the domain).") +
+         "</section>\n";
+}
+
+std::string details_section(const ReportData& d) {
+  std::string o =
+      "<section><h2>Run details</h2><table id=\"table-runs\"><tr><th>variant</th><th>kind</th><th>status</th><th>steps</th>"
+      "<th>tokens</th><th>train FLOPs/token</th><th>budget FLOPs</th><th>run FLOPs</th><th class=\"text\">commands</th></tr>";
+  for (const auto& v : d.variants) {
+    o += "<tr><td>" + esc(v.name) + "</td><td>" + esc(v.kind) + "</td><td class=\"status-" + esc(v.status) + "\">" + esc(v.status) +
+         "</td><td>" + std::to_string(v.steps_done) + (v.planned_steps > 0 ? " / " + std::to_string(v.planned_steps) : "") +
+         "</td><td>" + grouped(v.tokens_done) + "</td><td>" + sci(v.train_flops_per_token) + "</td><td>" + sci(v.budget_flops) +
+         "</td><td>" + sci(v.flops_done) + "</td><td class=\"text\">";
+    if (v.commands.empty()) o += "<code>" + esc(v.run_dir.string()) + "</code>";
+    for (const auto& c : v.commands) o += "<code>" + esc(c) + "</code>";
+    o += "</td></tr>";
+  }
+  return o + "</table><figcaption>Steps done / planned; budget = planned steps × tokens per step × training FLOPs per "
+             "token. The commands reproduce each variant by hand.</figcaption></section>\n";
+}
+
+}  // namespace
+
+std::string svg_id(std::string_view prefix, std::string_view name) {
+  std::string id(prefix);
+  id += '-';
+  for (char c : name) id += std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ? c : '-';
+  return id;
+}
+
+std::string render_html_report(const ReportData& d, const PageOptions& options) {
+  std::string page = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
+                     "content=\"width=device-width, initial-scale=1\"><title>" +
+                     esc(options.title.empty() ? "upcycle report: " + d.name : options.title) + "</title><style>" + kReportCss +
+                     "</style></head><body><main>\n";
+  page += header(d, options);
+  page += loss_section(d) + domain_section(d) + loss_table(d) + load_section(d) + routing_section(d) +
+          specialization_section(d) + details_section(d);
+  return page + "</main></body></html>\n";
+}
+
+}  // namespace upcycle::report

@@ -1,0 +1,88 @@
+// The data `upcycle report` draws, loaded from run directories only (JSON files; docs/study.md):
+// a study directory (study.json + runs/<variant>/) or plain `upcycle train` run directories. A study
+// variant whose run has no metrics.jsonl yet is kept as pending with no points. Malformed files are
+// user errors naming the file; a truncated last metrics line (a run being written) is ignored.
+// Non-goals: reading checkpoints or TensorBoard files.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace upcycle::report {
+
+// The x axis of every compute plot.
+enum class XAxis { kExtraComputePercent, kFlops };
+
+// docs/study.md: x = 100 · (sunk + f − dense_sunk) / dense_sunk.
+double extra_compute_percent(double variant_sunk_flops, double run_flops, double dense_sunk_flops);
+
+struct LossPoint {
+  int64_t step = 0;
+  double flops = 0;
+  double x = 0;  // on the report's x axis
+  double loss = 0;
+};
+
+struct LayerLoad {
+  int64_t layer = 0;
+  std::vector<double> load;  // E fractions
+};
+
+struct AnalysisPoint {
+  int64_t step = 0;
+  double x = 0;
+  std::optional<double> expert_similarity_mean, dense_similarity_mean, domain_specialization;
+};
+
+// domain × expert load of one MoE layer, from the newest analysis JSON.
+struct DomainRouting {
+  int64_t layer = 0, step = 0;
+  std::vector<std::string> domains;
+  std::vector<std::vector<double>> load;
+};
+
+struct Variant {
+  std::string name, kind = "dense", description, status = "pending";
+  std::filesystem::path run_dir;
+  bool started = false;  // metrics.jsonl exists
+  double sunk_flops = 0, budget_flops = 0, tokens_per_step = 0, train_flops_per_token = 0;
+  int64_t planned_steps = 0;
+  std::vector<std::string> commands;
+  // What the run has done so far.
+  int64_t steps_done = 0;
+  double tokens_done = 0, flops_done = 0;
+  std::map<std::string, std::vector<LossPoint>> domain_loss;  // per val domain, by step
+  std::vector<std::string> domain_order;                      // val domains as first logged
+  std::vector<LossPoint> mean_loss;                           // steps where every val domain was evaluated
+  std::vector<LayerLoad> final_load;                          // final eval step (else last train step)
+  std::vector<AnalysisPoint> analysis;                        // by step
+  std::optional<DomainRouting> routing;
+
+  bool is_moe() const { return kind == "moe"; }
+  std::optional<double> final_mean_loss() const;
+  std::optional<double> final_domain_loss(const std::string& domain) const;
+};
+
+struct ReportData {
+  std::string name;
+  XAxis x_axis = XAxis::kFlops;
+  double dense_sunk_flops = 0, extra_compute = 0;
+  std::vector<std::string> domains;
+  std::vector<Variant> variants;
+  std::vector<std::string> sources;  // the directories given
+
+  const Variant* find(const std::string& name) const;
+};
+
+// Each dir is a study dir (study.json) or a train run dir (config.json, format "upcycle-train-run");
+// either one study dir or any number of run dirs.
+ReportData load_report_data(const std::vector<std::filesystem::path>& dirs);
+
+// Curve value at `flops` of the run's own training compute, by linear interpolation; nullopt outside.
+std::optional<double> loss_at_flops(const std::vector<LossPoint>& curve, double flops);
+
+}  // namespace upcycle::report

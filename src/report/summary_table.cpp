@@ -1,0 +1,135 @@
+// Summary rows, the terminal table and the finding sentence (see summary_table.h).
+#include "report/summary_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+namespace upcycle::report {
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string loss_text(const std::optional<double>& v) { return v ? fmt("%.4f", *v) : "—"; }
+
+// Display width of UTF-8 text (counts code points; our text has no wide characters).
+size_t width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string pad(const std::string& s, size_t w, bool right) {
+  const std::string fill(w > width(s) ? w - width(s) : 0, ' ');
+  return right ? fill + s : s + fill;
+}
+
+}  // namespace
+
+std::string format_flops(double v) {
+  if (!(v > 0)) return "—";
+  std::string s = fmt("%.3g", v);
+  if (auto e = s.find("e+"); e != std::string::npos) {
+    s.erase(e + 1, 1);
+    while (s.size() > e + 2 && s[e + 1] == '0') s.erase(e + 1, 1);
+  }
+  return s;
+}
+
+std::string format_x(const ReportData& data, double x) {
+  if (data.x_axis == XAxis::kFlops) return format_flops(x) + " FLOPs";
+  return (x >= 0 ? "+" : "−") + fmt("%.0f", std::fabs(x)) + " %";
+}
+
+std::string format_delta(double delta) {
+  if (std::fabs(delta) < 5e-5) return "±0.0000";
+  return (delta > 0 ? "+" : "−") + fmt("%.4f", std::fabs(delta));
+}
+
+std::vector<SummaryRow> summary_rows(const ReportData& data) {
+  const Variant* baseline = data.find(kBaselineVariant);
+  const std::optional<double> base = baseline ? baseline->final_mean_loss() : std::nullopt;
+  std::vector<SummaryRow> rows;
+  for (const auto& v : data.variants) {
+    SummaryRow r{v.name, v.status, v.steps_done, std::nullopt, v.final_mean_loss(), {}, std::nullopt};
+    if (!v.mean_loss.empty()) r.x = v.mean_loss.back().x;
+    for (const auto& d : data.domains) r.domain.push_back(v.final_domain_loss(d));
+    if (r.mean && base) r.delta = *r.mean - *base;
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+std::string render_summary_table(const ReportData& data) {
+  std::vector<std::string> head{"variant", "status", "steps", data.x_axis == XAxis::kFlops ? "FLOPs" : "extra compute",
+                                "mean val loss"};
+  for (const auto& d : data.domains) head.push_back(d);
+  const bool has_delta = data.find(kBaselineVariant) != nullptr;
+  if (has_delta) head.push_back(std::string("Δ vs ") + kBaselineVariant);
+  std::vector<std::vector<std::string>> cells{head};
+  for (const auto& r : summary_rows(data)) {
+    std::vector<std::string> row{r.variant, r.status, std::to_string(r.steps), r.x ? format_x(data, *r.x) : "—",
+                                 loss_text(r.mean)};
+    for (const auto& d : r.domain) row.push_back(loss_text(d));
+    if (has_delta) row.push_back(r.variant == kBaselineVariant ? "(baseline)" : r.delta ? format_delta(*r.delta) : "—");
+    cells.push_back(std::move(row));
+  }
+  std::vector<size_t> w(head.size(), 0);
+  for (const auto& row : cells)
+    for (size_t i = 0; i < row.size(); ++i) w[i] = std::max(w[i], width(row[i]));
+  std::string out;
+  for (size_t r = 0; r < cells.size(); ++r) {
+    for (size_t i = 0; i < cells[r].size(); ++i) out += (i ? "  " : "") + pad(cells[r][i], w[i], i >= 2 && r > 0);
+    out += "\n";
+    if (r == 0) {
+      for (size_t i = 0; i < w.size(); ++i) out += (i ? "  " : "") + std::string(w[i], '-');
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+std::string finding_sentence(const ReportData& data) {
+  // Equal compute = the training FLOPs every evaluated run has reached (its own, not counting sunk cost).
+  double f_common = std::numeric_limits<double>::infinity();
+  size_t evaluated = 0, pending = 0;
+  for (const auto& v : data.variants) {
+    if (!v.started) ++pending;
+    if (v.mean_loss.empty()) continue;
+    ++evaluated;
+    f_common = std::min(f_common, v.mean_loss.back().flops);
+  }
+  const std::string tail = pending ? " (" + std::to_string(pending) + " variant" + (pending > 1 ? "s" : "") +
+                                         " not started yet)" : "";
+  if (evaluated == 0) return "No validation results yet" + tail + ".";
+  struct At {
+    std::string name;
+    double loss;
+  };
+  std::vector<At> at;
+  for (const auto& v : data.variants)
+    if (auto l = loss_at_flops(v.mean_loss, f_common)) at.push_back({v.name, *l});
+  std::sort(at.begin(), at.end(), [](const At& a, const At& b) { return a.loss < b.loss; });
+  const std::string where = data.x_axis == XAxis::kFlops
+                                ? "After " + format_flops(f_common) + " training FLOPs"
+                                : "After training compute equal to " + fmt("%.0f", 100 * f_common / data.dense_sunk_flops) +
+                                      " % of the dense pretraining cost";
+  const At& best = at.front();
+  std::string s = where + ", " + best.name + " has the lowest mean validation loss (" + fmt("%.4f", best.loss) + ")";
+  auto base = std::find_if(at.begin(), at.end(), [](const At& a) { return a.name == kBaselineVariant; });
+  if (at.size() == 1) {
+    s += "; no other variant has been evaluated that far";
+  } else if (base != at.end() && base != at.begin()) {
+    s += ", " + fmt("%.4f", base->loss - best.loss) + " below " + kBaselineVariant + " (" + fmt("%.4f", base->loss) + ")";
+  } else {
+    s += ", " + fmt("%.4f", at[1].loss - best.loss) + " below the runner-up, " + at[1].name + " (" + fmt("%.4f", at[1].loss) + ")";
+  }
+  return s + tail + ".";
+}
+
+}  // namespace upcycle::report

@@ -1,0 +1,41 @@
+// The numbers a reader wants first, shared by the terminal table and the page: per variant the final
+// mean and per-domain validation loss, Δ against the dense-continuation baseline, and a one-sentence
+// finding computed at equal compute. Non-goals: statistics across seeds.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "report/run_data.h"
+
+namespace upcycle::report {
+
+inline constexpr const char* kBaselineVariant = "dense-continuation";
+
+struct SummaryRow {
+  std::string variant, status;
+  int64_t steps = 0;
+  std::optional<double> x;                    // final position on the report's x axis
+  std::optional<double> mean;                 // final mean validation loss
+  std::vector<std::optional<double>> domain;  // final loss per ReportData::domains entry
+  std::optional<double> delta;                // mean − baseline mean
+};
+std::vector<SummaryRow> summary_rows(const ReportData& data);
+
+// "+100 %" (study) or "1.2e+15 FLOPs" (plain runs).
+std::string format_x(const ReportData& data, double x);
+// "2.44e9" rather than printf's "2.44e+09"; "—" for 0 (unknown).
+std::string format_flops(double flops);
+// A signed difference "−0.031" / "+0.012" (Unicode minus).
+std::string format_delta(double delta);
+
+// The plain-text table `upcycle report` prints.
+std::string render_summary_table(const ReportData& data);
+
+// Which variant has the lowest mean validation loss at equal training compute (the most every run has
+// spent; with equal budgets and finished runs, the final evaluations), and by how much against
+// dense-continuation (else the runner-up). Computed from the data, never fixed text.
+std::string finding_sentence(const ReportData& data);
+
+}  // namespace upcycle::report

@@ -1,0 +1,178 @@
+// The report library on hand-computed cases: axis ticks and coordinate mapping, the study x axis
+// (docs/study.md), XML escaping of hostile names, and the summary numbers, final loads, analysis
+// points and finding sentence of the hand-made study in support/report_fixture.h. Also the
+// user errors for malformed inputs (one line naming the file).
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "core/error.h"
+#include "report/html_report.h"
+#include "report/run_data.h"
+#include "report/summary_table.h"
+#include "report/svg_plot.h"
+#include "support/report_fixture.h"
+#include "support/test_support.h"
+
+namespace upcycle::report {
+namespace {
+
+TEST(ReportTicks, RoundSteps) {
+  Ticks t = nice_ticks(0, 10, 5);  // raw step 2 → 2
+  EXPECT_DOUBLE_EQ(t.step, 2);
+  EXPECT_EQ(t.values, (std::vector<double>{0, 2, 4, 6, 8, 10}));
+
+  t = nice_ticks(-100, 35, 8);  // raw 16.9 → 20; widened to [-100, 40]
+  EXPECT_DOUBLE_EQ(t.step, 20);
+  EXPECT_DOUBLE_EQ(t.lo, -100);
+  EXPECT_DOUBLE_EQ(t.hi, 40);
+  EXPECT_EQ(t.values.size(), 8u);
+
+  t = nice_ticks(2.93, 3.41, 5);  // raw 0.096 → 0.1; [2.9, 3.5], 7 ticks, no float drift into an 8th
+  EXPECT_NEAR(t.step, 0.1, 1e-12);
+  EXPECT_NEAR(t.lo, 2.9, 1e-12);
+  EXPECT_NEAR(t.hi, 3.5, 1e-12);
+  ASSERT_EQ(t.values.size(), 7u);
+  EXPECT_EQ(format_tick(t.values[3], t.step), "3.2");
+
+  t = nice_ticks(5, 5, 5);  // empty range widened by 10 %: [4.5, 5.5], step 0.2 → [4.4, 5.6]
+  EXPECT_NEAR(t.lo, 4.4, 1e-12);
+  EXPECT_NEAR(t.hi, 5.6, 1e-12);
+}
+
+TEST(ReportTicks, Labels) {
+  EXPECT_EQ(format_tick(40, 20), "40");
+  EXPECT_EQ(format_tick(-0.00001, 0.1), "0.0");
+  EXPECT_EQ(format_tick(0.25, 0.05), "0.25");
+}
+
+TEST(ReportScale, MapsLinearly) {
+  LinearScale x{0, 10, 66, 566};
+  EXPECT_DOUBLE_EQ(x(0), 66);
+  EXPECT_DOUBLE_EQ(x(2.5), 191);
+  EXPECT_DOUBLE_EQ(x(10), 566);
+  LinearScale y{2, 4, 354, 34};  // SVG y grows downwards
+  EXPECT_DOUBLE_EQ(y(3), 194);
+  EXPECT_DOUBLE_EQ(y(4), 34);
+}
+
+TEST(ReportAxis, ExtraComputePercent) {
+  EXPECT_DOUBLE_EQ(extra_compute_percent(0, 0, 1e15), -100);     // MoE from scratch starts at −100 %
+  EXPECT_DOUBLE_EQ(extra_compute_percent(1e15, 0, 1e15), 0);     // continuing the dense model starts at 0
+  EXPECT_DOUBLE_EQ(extra_compute_percent(1e15, 5e14, 1e15), 50);
+  EXPECT_DOUBLE_EQ(extra_compute_percent(0, 1e15, 1e15), 0);
+}
+
+TEST(ReportEscape, HostileNames) {
+  EXPECT_EQ(xml_escape("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
+  EXPECT_EQ(xml_escape("it's"), "it&#39;s");
+  LineChart c{"plot-x", "t", "x", "y", {{"a<b&\"c\"", {{0, 1}, {1, 2}}, 0}}};
+  const std::string svg = render_line_chart(c);
+  EXPECT_NE(svg.find("a&lt;b&amp;&quot;c&quot;"), std::string::npos);
+  EXPECT_EQ(svg.find("a<b"), std::string::npos);
+  EXPECT_EQ(svg_id("plot-load", "a<b&\"c\""), "plot-load-a-b--c-");
+}
+
+TEST(ReportChart, OnePolylinePerSeries) {
+  LineChart c{"plot-x", "", "x", "y", {{"a", {{0, 1}, {1, 2}, {2, 1.5}}, 0}, {"b", {}, 1}}};
+  const std::string svg = render_line_chart(c);
+  size_t lines = 0;
+  for (size_t p = svg.find("<polyline"); p != std::string::npos; p = svg.find("<polyline", p + 1)) ++lines;
+  EXPECT_EQ(lines, 1u);  // the empty series is only in the legend
+  EXPECT_NE(svg.find("b (no data)"), std::string::npos);
+  Heatmap m{"plot-h", "", "expert", "", {"l1", "l2"}, {"0", "1", "2"}, {{1, 2, 0.5}, {1, 1, 1}}};
+  const std::string hm = render_heatmap(m);
+  size_t cells = 0;
+  for (size_t p = hm.find("class=\"cell\""); p != std::string::npos; p = hm.find("class=\"cell\"", p + 1)) ++cells;
+  EXPECT_EQ(cells, 6u);
+}
+
+TEST(ReportData, SummaryOfFixtureStudy) {
+  test::ScratchDir dir;
+  test::write_report_fixture(dir.path());
+  const ReportData d = load_report_data({dir.path()});
+  EXPECT_EQ(d.name, "fixture <study>");
+  EXPECT_EQ(d.x_axis, XAxis::kExtraComputePercent);
+  ASSERT_EQ(d.variants.size(), 4u);
+  const std::vector<SummaryRow> rows = summary_rows(d);
+  // dense-continuation: (3.0 + 4.0) / 2; upcycle: (2.8 + 3.8) / 2, Δ −0.2; moe-scratch (4.5 + 5.5) / 2.
+  EXPECT_NEAR(*rows[0].mean, 3.5, 1e-12);
+  EXPECT_NEAR(*rows[0].delta, 0.0, 1e-12);
+  EXPECT_NEAR(*rows[1].mean, 3.3, 1e-12);
+  EXPECT_NEAR(*rows[1].delta, -0.2, 1e-12);
+  EXPECT_NEAR(*rows[1].domain[0], 2.8, 1e-12);
+  EXPECT_NEAR(*rows[1].domain[1], 3.8, 1e-12);
+  EXPECT_NEAR(*rows[2].mean, 5.0, 1e-12);
+  EXPECT_NEAR(*rows[2].x, 0.0, 1e-9);     // scratch: 0 + 1e12 − 1e12
+  EXPECT_NEAR(*rows[1].x, 100.0, 1e-9);
+  EXPECT_EQ(rows[3].status, "pending");    // no run directory yet
+  EXPECT_FALSE(rows[3].mean);
+
+  const Variant& up = d.variants[1];
+  ASSERT_EQ(up.mean_loss.size(), 3u);      // step-0 evaluation included; the truncated record ignored
+  EXPECT_EQ(up.mean_loss[0].step, 0);
+  EXPECT_NEAR(up.mean_loss[0].x, 0.0, 1e-9);
+  EXPECT_NEAR(d.variants[2].mean_loss[0].x, -100.0, 1e-9);
+  EXPECT_EQ(up.steps_done, 10);
+  // Final load: eval_tokens-weighted mean of prose (300) and code (100) loads.
+  ASSERT_EQ(up.final_load.size(), 2u);
+  EXPECT_EQ(up.final_load[1].layer, 3);
+  EXPECT_NEAR(up.final_load[0].load[0], 0.325, 1e-12);
+  EXPECT_NEAR(up.final_load[0].load[3], 0.175, 1e-12);
+  // Analysis: step 0 (flops null → 0) and step 10; routing from the middle layer of the newest file.
+  ASSERT_EQ(up.analysis.size(), 2u);
+  EXPECT_NEAR(up.analysis[0].x, 0.0, 1e-9);
+  EXPECT_NEAR(*up.analysis[1].domain_specialization, 0.2, 1e-12);
+  ASSERT_TRUE(up.routing);
+  EXPECT_EQ(up.routing->layer, 3);
+  EXPECT_EQ(up.routing->step, 10);
+  EXPECT_EQ(up.routing->domains, (std::vector<std::string>{"prose", "code"}));
+
+  EXPECT_EQ(finding_sentence(d),
+            "After training compute equal to 100 % of the dense pretraining cost, upcycle has the lowest mean "
+            "validation loss (3.3000), 0.2000 below dense-continuation (3.5000) (1 variant not started yet).");
+  const std::string table = render_summary_table(d);
+  EXPECT_NE(table.find("−0.2000"), std::string::npos);
+  EXPECT_NE(table.find("pending"), std::string::npos);
+}
+
+TEST(ReportData, MalformedInputsNameTheFile) {
+  test::ScratchDir dir;
+  test::write_report_fixture(dir.path());
+  const auto metrics = dir.path() / "runs/upcycle/metrics.jsonl";
+  std::ofstream(metrics, std::ios::app) << "\n{not json}\n";
+  try {
+    load_report_data({dir.path()});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.file(), metrics.string());
+    EXPECT_NE(std::string(e.what()).find("not a JSON object"), std::string::npos);
+  }
+  std::ofstream(dir.path() / "study.json") << "{";
+  EXPECT_THROW(load_report_data({dir.path()}), Error);
+  test::ScratchDir empty;
+  try {
+    load_report_data({empty.path()});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.file(), (empty.path() / "config.json").string());
+  }
+}
+
+TEST(ReportData, PlainRunDirsUseFlops) {
+  test::ScratchDir dir;
+  test::write_report_fixture(dir.path());
+  const ReportData d = load_report_data({dir.path() / "runs/upcycle", dir.path() / "runs/dense-continuation"});
+  EXPECT_EQ(d.x_axis, XAxis::kFlops);
+  ASSERT_EQ(d.variants.size(), 2u);
+  EXPECT_EQ(d.variants[0].name, "upcycle");
+  EXPECT_EQ(d.variants[0].kind, "moe");
+  EXPECT_EQ(d.variants[0].status, "done");
+  EXPECT_DOUBLE_EQ(d.variants[0].mean_loss.back().x, 1e12);
+  EXPECT_EQ(d.domains, (std::vector<std::string>{"prose", "code"}));  // as logged
+  EXPECT_EQ(format_x(d, 1e12), "1e12 FLOPs");
+  EXPECT_THROW(load_report_data({dir.path(), dir.path() / "runs/upcycle"}), Error);  // a study goes alone
+}
+
+}  // namespace
+}  // namespace upcycle::report

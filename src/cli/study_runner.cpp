@@ -202,7 +202,7 @@ class StudyRunner {
     for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
       const fs::path from = name == std::string("tokenizer.json") ? tokenizer : tokenizer.parent_path() / name;
       if (!fs::exists(from) || fs::exists(model / name)) continue;
-      write_file_atomically(model / name, "tokenizer file", read_text_file(from, "tokenizer file"));
+      write_text_file_atomically(model / name, "tokenizer file", read_text_file(from, "tokenizer file"));
     }
   }
 

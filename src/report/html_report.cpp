@@ -101,7 +101,7 @@ std::string domain_section(const ReportData& d) {
   std::string o = "<section><h2>Per-domain validation loss</h2>" + html_legend(d, false) + "<div class=\"grid-figures\">";
   for (const auto& domain : d.domains) {
     LineChart c{svg_id("plot-domain", domain), domain, d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, %",
-                "validation loss", {}, zero_line(d), "", 330, 260, Legend::kHide};
+                "validation loss", {}, zero_line(d), "", 320, 260, Legend::kHide};
     for (size_t i = 0; i < d.variants.size(); ++i) {
       Series s{d.variants[i].name, {}, i};
       auto it = d.variants[i].domain_loss.find(domain);

@@ -34,6 +34,12 @@ void say(const std::string& line) {
   std::fflush(stdout);
 }
 
+std::string format_number(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.3g", v);
+  return text;
+}
+
 std::string relative_to(const fs::path& p, const fs::path& root) { return fs::relative(p, root).string(); }
 
 Args concat(Args a, const Args& b) {
@@ -268,11 +274,13 @@ class StudyRunner {
            {"commands", commands},
            {"status", rec.value("status", "pending")}};
     if (rec["status"] == "done" && run_finished(run, steps) && analysis_complete(run, model, config)) return 0;
-    say(v.name + ": " + std::to_string(steps) + " steps of " + std::to_string(tokens_per_step) + " tokens (" +
-        std::to_string(flops.train) + " FLOPs/token) for " + std::to_string(budget) + " FLOPs");
+    say(v.name + ": " + std::to_string(steps) + " steps of " + std::to_string(tokens_per_step) + " tokens at " +
+        format_number(flops.train) + " FLOPs/token = " + format_number(budget) + " FLOPs (" +
+        format_number(100.0 * budget / dense.sunk_flops) + " % of the dense pretraining)");
     if (!run_finished(run, steps)) {
       rec["status"] = "running";
       save();
+      fs::create_directories(run.parent_path());
       const int code = train_run(run, args, options_.threads);
       if (code != 0) return code;
     }

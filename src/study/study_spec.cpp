@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 // plan or the directory layout.
 const std::set<std::string> kStudyTrainFlags = {"model", "data",    "val",        "out",  "steps",     "eval-every",
                                                 "save-every", "keep", "eval-at-start", "resume", "force", "stop-after"};
-const std::set<std::string> kStudyConvertFlags = {"force", "recipe", "verify"};
+const std::set<std::string> kStudyConvertFlags = {"force", "recipe"};
 const std::set<std::string> kStudyInitFlags = {"force"};
 
 class SpecReader {

@@ -27,6 +27,7 @@ test-asan: setup
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) -L fast --output-on-failure -j2
 
 demo: build
+	@scripts/setup demo
 	@scripts/demo $(BUILD)
 
 # `scripts/setup bench` adds PyTorch (python3-torch, large) for the side-by-side training step.

@@ -171,7 +171,7 @@ class StudyRunner {
     const int64_t steps = spec_.dense.pretrain_steps;
     const int64_t save_every = study::pretrain_save_interval(steps, spec_.dense.keep_steps);
     const Args args = concat(concat(concat({"--model", init_dir.string()}, data_args()),
-                                    concat(study::flags_to_args(spec_.train), study::flags_to_args(spec_.pretrain))),
+                                    study::flags_to_args(study::merge_flags(spec_.train, spec_.pretrain))),
                              {"--out", run.string(), "--steps", std::to_string(steps), "--eval-every",
                               std::to_string(study::eval_interval(steps, spec_.evals)), "--save-every",
                               std::to_string(save_every), "--keep", std::to_string(steps / save_every + 1),
@@ -237,7 +237,7 @@ class StudyRunner {
     }
     // The plan: this variant's cost per step from its own model and flags.
     const Args base = concat(concat({"--model", model.string()}, data_args()),
-                             concat(study::flags_to_args(spec_.train), study::flags_to_args(v.train)));
+                             study::flags_to_args(study::merge_flags(spec_.train, v.train)));
     const train::TrainOptions planned = parse_train_args(concat(base, {"--out", run.string()}));
     const ModelConfig config = read_model_config(model);
     const train::FlopsPerToken flops = train::run_flops_per_token(planned, config);

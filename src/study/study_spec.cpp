@@ -179,6 +179,18 @@ std::vector<std::string> flags_to_args(const Flags& flags) {
   return args;
 }
 
+Flags merge_flags(const Flags& base, const Flags& override) {
+  Flags out = base;
+  for (const Flag& f : override) {
+    auto same = std::find_if(out.begin(), out.end(), [&](const Flag& b) { return b.name == f.name; });
+    if (same != out.end())
+      *same = f;
+    else
+      out.push_back(f);
+  }
+  return out;
+}
+
 StudySpec parse_study_spec(const fs::path& given) {
   std::error_code ec;
   if (!fs::is_regular_file(given, ec)) throw Error("study spec not found (expected a YAML file)", given.string());

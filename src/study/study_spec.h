@@ -24,6 +24,9 @@ struct Flag {
 };
 using Flags = std::vector<Flag>;
 std::vector<std::string> flags_to_args(const Flags& flags);
+// `base` with every flag that `override` also sets replaced by its value there, then the rest of
+// `override` appended: how a variant's `train:` refines the study's.
+Flags merge_flags(const Flags& base, const Flags& override);
 
 struct DenseSpec {
   // Either an existing dense checkpoint…

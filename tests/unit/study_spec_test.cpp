@@ -122,6 +122,14 @@ TEST_F(StudySpecTest, RefusesWhatWouldSilentlyChangeTheComparison) {
   expect_refused("data: [data/a\n", "not valid YAML");
 }
 
+TEST(StudyFlags, AVariantsFlagsRefineTheStudys) {
+  const study::Flags base = {{"lr", {"1e-3"}}, {"warmup", {"10"}}, {"eval-at-start", {}}};
+  const study::Flags over = {{"warmup", {"20"}}, {"capacity-factor", {"2"}}};
+  EXPECT_EQ(study::flags_to_args(study::merge_flags(base, over)),
+            (std::vector<std::string>{"--lr", "1e-3", "--warmup", "20", "--eval-at-start", "--capacity-factor", "2"}));
+  EXPECT_EQ(study::flags_to_args(study::merge_flags({}, over)), study::flags_to_args(over));
+}
+
 TEST(StudyPlan, StepsComeFromTheBudgetAndTheCostPerStep) {
   // 1e12 FLOPs at 6e6 FLOPs/token and 4096 tokens/step: 1e12 / 2.4576e10 = 40.69 → 41 steps.
   EXPECT_EQ(study::steps_for_budget(1e12, 6e6, 4096), 41);

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/command_args.h"
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/units.h"
@@ -260,10 +261,7 @@ void run_verify(const ConvertOptions& o, const ConvertPlan& plan) {
   std::printf("verify: ok (%s <= %s)\n", buf, threshold == 1e-4 ? "1e-4" : "1e-2");
 }
 
-}  // namespace
-
-int run_convert(const Args& args) {
-  ConvertOptions o;
+OptionSet convert_option_set(ConvertOptions& o) {
   OptionSet set("convert", "upcycle convert DENSE_DIR OUT_DIR [--preset NAME] [recipe flags] [--verify]\n       upcycle convert --recipe MERGEKIT.yaml OUT_DIR [--verify]",
                 "Turn a dense Hugging Face checkpoint (llama, mistral, qwen2, qwen3) into a Mixture-of-Experts\n"
                 "checkpoint (mixtral, qwen2_moe, qwen3_moe) with one of the known upcycling recipes, or into a\n"
@@ -345,9 +343,11 @@ int run_convert(const Args& args) {
       "  upcycle convert --recipe clown-car.yaml moe/ --verify\n"
       "function-preserving recipes (checked by --verify): copies with topk-softmax at G = 1; virtual groups with\n"
       "K a multiple of G and s = G (down mode); softmax-topk with --router-init zeros and s = E*G/K (down mode).");
-  if (!set.parse(args)) return 0;
-  if (o.recipe.empty() && o.dense.empty()) throw Error("missing DENSE_DIR (the dense checkpoint to convert)");
-  if (o.recipe.empty() && o.out.empty()) throw Error("missing OUT_DIR (where the converted checkpoint goes)");
+  return set;
+}
+
+// The preset's flags under the explicit ones, and the checks that need no file.
+void apply_preset_and_check(OptionSet& set, ConvertOptions& o) {
   if (!o.preset.empty())
     for (const auto& [flag, value] : find_convert_preset(o.preset).flags)
       if (!set.given(flag)) set.set_default(flag, std::string(value));
@@ -355,8 +355,26 @@ int run_convert(const Args& args) {
   if (o.preset == "btx" && o.expert_sources.empty())
     throw Error("the btx preset needs --expert-sources DIR,DIR,... (the dense fine-tunes whose FFNs become experts)");
   if (o.threads < 0) throw Error("--threads must be >= 0");
-  if (o.threads > 0) omp_set_num_threads(int(o.threads));
   if (o.verify_tokens < 1) throw Error("--verify-tokens must be at least 1");
+}
+
+}  // namespace
+
+void check_convert_args(const Args& args) {
+  ConvertOptions o;
+  OptionSet set = convert_option_set(o);
+  if (!set.parse(args)) throw Error("--help is not a conversion option here");
+  apply_preset_and_check(set, o);
+}
+
+int run_convert(const Args& args) {
+  ConvertOptions o;
+  OptionSet set = convert_option_set(o);
+  if (!set.parse(args)) return 0;
+  if (o.recipe.empty() && o.dense.empty()) throw Error("missing DENSE_DIR (the dense checkpoint to convert)");
+  if (o.recipe.empty() && o.out.empty()) throw Error("missing OUT_DIR (where the converted checkpoint goes)");
+  apply_preset_and_check(set, o);
+  if (o.threads > 0) omp_set_num_threads(int(o.threads));
 
   ConvertSpec spec = o.recipe.empty() ? make_spec(o) : spec_from_recipe(o, set);
   if (o.recipe.empty()) add_prompt_router_rows(o, spec);

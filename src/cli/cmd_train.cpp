@@ -11,7 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "cli/train_args.h"
+#include "cli/command_args.h"
 #include "core/error.h"
 #include "train/trainer.h"
 

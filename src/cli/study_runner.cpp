@@ -9,7 +9,7 @@
 
 #include "analysis/analyze.h"
 #include "cli/commands.h"
-#include "cli/train_args.h"
+#include "cli/command_args.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/json.h"
@@ -99,6 +99,7 @@ class StudyRunner {
       throw Error("dense.checkpoint has no trainer_state.json, so its pretraining FLOPs are unknown: give "
                   "dense.sunk_flops (the x axis of the comparison is relative to it)",
                   spec_.file.string());
+    check_flags();
     fs::create_directories(root_);
     for (const auto& v : spec_.val) val_args_.push_back(v.string());
   }
@@ -141,6 +142,31 @@ class StudyRunner {
       out.push_back(ds.value("domain", v.filename().string()));
     }
     return out;
+  }
+
+  // Every command's flags, parsed by the commands' own tables before anything runs: a misspelt flag
+  // in the last variant must not surface after an hour of pretraining.
+  void check_flags() const {
+    const auto checked = [&](const std::string& key, auto&& parse) {
+      try {
+        parse();
+      } catch (const Error& e) {
+        throw Error(key + ": " + e.message(), spec_.file.string());
+      }
+    };
+    const Args placeholders = {"--model", "MODEL", "--data", "DATA", "--out", "RUN"};
+    checked("train", [&] { parse_train_args(concat(placeholders, study::flags_to_args(spec_.train))); });
+    checked("pretrain", [&] {
+      parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec_.train, spec_.pretrain))));
+    });
+    for (const VariantSpec& v : spec_.variants) {
+      checked("variants." + v.name + ".train", [&] {
+        parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec_.train, v.train))));
+      });
+      if (v.convert)
+        checked("variants." + v.name + ".convert",
+                [&] { check_convert_args(concat({"DENSE", "OUT"}, study::flags_to_args(*v.convert))); });
+    }
   }
 
   Args data_args() const {

@@ -173,6 +173,19 @@ TEST_F(StudyCli, RunsEveryVariantAtEqualComputeAndResumes) {
   }
 }
 
+TEST_F(StudyCli, RefusesAMisspeltFlagBeforeTrainingAnything) {
+  const fs::path file = spec();
+  test::write_bytes(file, test::read_bytes(file) + "  - name: typo\n    convert: {expertz: 4}\n");
+  const test::RunResult r = test::run_upcycle({"study", file.string(), "--out", (dir_ / "o").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("variants.typo.convert: unknown option '--expertz'"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "o")) << "nothing written";
+  test::write_bytes(file, test::read_bytes(spec()) + "  - name: bad-lr\n    train: {lr: fast}\n");
+  const test::RunResult bad = test::run_upcycle({"study", file.string(), "--out", (dir_ / "o").string()});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("variants.bad-lr.train: "), std::string::npos) << bad.err;
+}
+
 TEST_F(StudyCli, RefusesAGivenCheckpointWithoutItsSunkCost) {
   const fs::path dense = dir_ / "dense";
   ASSERT_EQ(test::run_upcycle({"init", "--arch", "llama", "--preset", "tiny", dense.string()}).exit_code, 0);

@@ -245,22 +245,39 @@ class StudyRunner {
     return record_["variants"].back();
   }
 
+  [[noreturn]] void changed(const VariantSpec& v, const fs::path& run) const {
+    throw Error("variant '" + v.name + "' has changed since its run started (its convert/train commands differ " +
+                    "from study.json); delete " + run.string() + " to rerun it, or use a new --out",
+                spec_.file.string());
+  }
+
+  // The variant's start model: the dense checkpoint itself, or models/<name> converted from it (again,
+  // when the spec changed the conversion of a variant that has not started training).
+  fs::path prepare_model(const VariantSpec& v, const fs::path& start, const fs::path& run, Json& commands) {
+    if (!v.convert) return start;
+    const fs::path model = root_ / "models" / v.name;
+    const Args convert_args = concat({start.string(), model.string()}, study::flags_to_args(*v.convert));
+    commands.push_back(study::command_line("convert", convert_args));
+    const Json& rec = variant_record(v.name);
+    if (rec.contains("commands") && !rec["commands"].empty() && rec["commands"][0] != commands[0]) {
+      if (fs::exists(run)) changed(v, run);
+      fs::remove_all(model);
+    }
+    if (!fs::exists(model / "config.json")) {
+      say(v.name + ": converting " + relative_to(start, root_) + " → " + relative_to(model, root_));
+      fs::create_directories(model.parent_path());
+      const Args thread_args = options_.threads > 0 ? Args{"--threads", std::to_string(options_.threads)} : Args{};
+      const int code = run_convert(concat(concat(convert_args, {"--force"}), thread_args));
+      if (code != 0) throw Error("upcycle convert failed for variant '" + v.name + "'", spec_.file.string());
+    }
+    return model;
+  }
+
   int run_variant(const VariantSpec& v, const DenseStart& dense) {
     const fs::path start = v.from ? dense_step(dense, *v.from) : dense.checkpoint;
-    const bool moe_or_converted = v.convert.has_value();
-    const fs::path model = moe_or_converted ? root_ / "models" / v.name : start;
     const fs::path run = root_ / "runs" / v.name;
-    Args convert_args;
-    if (moe_or_converted) {
-      convert_args = concat({start.string(), model.string()}, study::flags_to_args(*v.convert));
-      if (!fs::exists(model / "config.json")) {
-        say(v.name + ": converting " + relative_to(start, root_) + " → " + relative_to(model, root_));
-        fs::create_directories(model.parent_path());
-        const Args thread_args = options_.threads > 0 ? Args{"--threads", std::to_string(options_.threads)} : Args{};
-        const int code = run_convert(concat(concat(convert_args, {"--force"}), thread_args));
-        if (code != 0) throw Error("upcycle convert failed for variant '" + v.name + "'", spec_.file.string());
-      }
-    }
+    Json commands = Json::array();
+    const fs::path model = prepare_model(v, start, run, commands);
     // The plan: this variant's cost per step from its own model and flags.
     const Args base = concat(concat({"--model", model.string()}, data_args()),
                              study::flags_to_args(study::merge_flags(spec_.train, v.train)));
@@ -274,25 +291,18 @@ class StudyRunner {
     const Args args = concat(base, {"--out", run.string(), "--steps", std::to_string(steps), "--eval-every",
                                     std::to_string(every), "--save-every", std::to_string(every), "--keep",
                                     std::to_string(steps / every + 2), "--eval-at-start"});
-    Json commands = Json::array();
-    if (moe_or_converted) commands.push_back(study::command_line("convert", convert_args));
     commands.push_back(study::command_line("train", args));
 
     Json& rec = variant_record(v.name);
-    if (rec.contains("commands") && rec["commands"] != commands && fs::exists(run))
-      throw Error("variant '" + v.name + "' has changed since its run started (its convert/train commands differ " +
-                      "from study.json); delete " + run.string() + " to rerun it, or use a new --out",
-                  spec_.file.string());
-    const bool from_scratch = moe_or_converted && has_flag(*v.convert, "from-scratch");
-    const std::optional<double> start_flops = checkpoint_flops(start);
+    if (rec.contains("commands") && rec["commands"] != commands && fs::exists(run)) changed(v, run);
+    const bool from_scratch = v.convert && has_flag(*v.convert, "from-scratch");
     rec = {{"name", v.name},
            {"kind", config.is_moe() ? "moe" : "dense"},
            {"description", v.description},
            {"model", relative_to(model, root_)},
-           {"start", start.is_absolute() && start.string().starts_with(root_.string()) ? relative_to(start, root_)
-                                                                                        : start.string()},
+           {"start", start.string().starts_with(root_.string()) ? relative_to(start, root_) : start.string()},
            {"run", relative_to(run, root_)},
-           {"sunk_flops", from_scratch ? 0.0 : start_flops.value_or(dense.sunk_flops)},
+           {"sunk_flops", from_scratch ? 0.0 : checkpoint_flops(start).value_or(dense.sunk_flops)},
            {"budget_flops", budget},
            {"steps", steps},
            {"tokens_per_step", tokens_per_step},

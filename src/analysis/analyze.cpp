@@ -1,8 +1,10 @@
 // analyze_checkpoint (analyze.h): validate options, open and read every domain's windows (ids checked
 // before any weight is read), evaluate the checkpoint per domain, then per MoE layer aggregate the
 // routing (routing_analysis.h) and compare expert weights (expert_similarity.h) with each other and
-// with the dense model's FFN of the same layer when its shape matches the experts'.
-// Shape legend: D model, F expert width, E experts.
+// with the dense model's FFN of the same layer: neuron-matched (permutation-invariant) values in the
+// reported fields, storage-order cosines as the *_ordered_mean fields. The dense FFN may be wider than
+// the experts (fine-grained); then only the matched expert→dense value exists (ordered is null).
+// Shape legend: D model, F expert width, Fd dense FFN width, E experts.
 #include "analysis/analyze.h"
 
 #include <algorithm>
@@ -105,16 +107,46 @@ std::vector<WeightPieces> expert_pieces(const model::TensorStore& params, const 
   return experts;
 }
 
-// The dense FFN of the same layer when it has the experts' shape, else nullopt.
-std::optional<WeightPieces> dense_ffn_pieces(const DenseModel& dense, const ModelConfig& moe, int64_t layer) {
+// The same experts as FFN views for the neuron-matched similarity.
+std::vector<FfnView> expert_views(const std::vector<WeightPieces>& experts, const ModelConfig& c) {
+  std::vector<FfnView> views;
+  for (const WeightPieces& p : experts) views.push_back({p[0], p[1], p[2], c.moe_intermediate_size, c.hidden_size});
+  return views;
+}
+
+// The dense FFN of the same layer (any width Fd) when it has the experts' model width, else nullopt.
+std::optional<FfnView> dense_ffn_view(const DenseModel& dense, const ModelConfig& moe, int64_t layer) {
   const ModelConfig& c = dense.config;
-  if (c.hidden_size != moe.hidden_size || layer >= c.num_hidden_layers || c.is_moe_layer(layer) ||
-      c.intermediate_size != moe.moe_intermediate_size)
-    return std::nullopt;
+  if (c.hidden_size != moe.hidden_size || layer >= c.num_hidden_layers || c.is_moe_layer(layer)) return std::nullopt;
   const auto& l = model::model_views(dense.params, c).layers[size_t(layer)];
   if (!l.gate_FD || !l.up_FD || !l.down_DF) return std::nullopt;
-  const size_t FD = size_t(c.intermediate_size * c.hidden_size);
-  return WeightPieces{{l.gate_FD, FD}, {l.up_FD, FD}, {l.down_DF, FD}};
+  const size_t FdD = size_t(c.intermediate_size * c.hidden_size);
+  return FfnView{{l.gate_FD, FdD}, {l.up_FD, FdD}, {l.down_DF, FdD}, c.intermediate_size, c.hidden_size};
+}
+
+double mean_of(const std::vector<double>& v) {
+  double sum = 0.0;
+  for (double x : v) sum += x;
+  return sum / double(v.size());
+}
+
+// dense_similarity (matched, E entries), its mean and the storage-order mean (equal widths only).
+struct DenseSimilarity {
+  Json values = nullptr, mean = nullptr, ordered_mean = nullptr;
+};
+
+DenseSimilarity dense_similarity(const std::vector<WeightPieces>& experts, const std::vector<FfnView>& views,
+                                 const DenseModel* dense, const ModelConfig& config, int64_t layer) {
+  DenseSimilarity out;
+  if (!dense) return out;
+  const std::optional<FfnView> ffn = dense_ffn_view(*dense, config, layer);
+  if (!ffn) return out;
+  const std::vector<double> matched_E = matched_similarity_to(views, *ffn);
+  out.values = matched_E;
+  out.mean = mean_of(matched_E);
+  if (ffn->F == config.moe_intermediate_size)
+    out.ordered_mean = mean_of(similarity_to(experts, WeightPieces{ffn->gate_FD, ffn->up_FD, ffn->down_DF}));
+  return out;
 }
 
 Json optional_json(const std::optional<double>& v) { return v ? Json(*v) : Json(nullptr); }
@@ -133,16 +165,10 @@ Json layer_json(const LayerRoutingAnalysis& r, const ModelConfig& config, const 
   Json domain_load = Json::object();
   for (const auto& [name, load] : r.domain_load) domain_load[name] = load;
   const std::vector<WeightPieces> experts = expert_pieces(params, config, r.layer);
-  const auto matrix_EE = similarity_matrix_EE(experts);
-  Json dense_sim = nullptr, dense_mean = nullptr;
-  if (dense)
-    if (auto ffn = dense_ffn_pieces(*dense, config, r.layer)) {
-      const std::vector<double> sim_E = similarity_to(experts, *ffn);
-      dense_sim = sim_E;
-      double sum = 0.0;
-      for (double s : sim_E) sum += s;
-      dense_mean = sum / double(sim_E.size());
-    }
+  const std::vector<FfnView> views = expert_views(experts, config);
+  const auto matched_EE = matched_similarity_matrix_EE(views);
+  const auto ordered_EE = similarity_matrix_EE(experts);
+  const DenseSimilarity d = dense_similarity(experts, views, dense, config, r.layer);
   return {{"layer", r.layer},
           {"experts", config.num_experts},
           {"top_k", config.num_experts_per_tok},
@@ -153,10 +179,12 @@ Json layer_json(const LayerRoutingAnalysis& r, const ModelConfig& config, const 
           {"aux", r.aux},
           {"domain_load", domain_load},
           {"domain_specialization", r.domain_specialization},
-          {"expert_similarity", matrix_EE},
-          {"expert_similarity_mean", optional_json(mean_off_diagonal(matrix_EE))},
-          {"dense_similarity", dense_sim},
-          {"dense_similarity_mean", dense_mean}};
+          {"expert_similarity", matched_EE},
+          {"expert_similarity_mean", optional_json(mean_off_diagonal(matched_EE))},
+          {"expert_similarity_ordered_mean", optional_json(mean_off_diagonal(ordered_EE))},
+          {"dense_similarity", d.values},
+          {"dense_similarity_mean", d.mean},
+          {"dense_similarity_ordered_mean", d.ordered_mean}};
 }
 
 }  // namespace
@@ -202,8 +230,8 @@ Json analyze_checkpoint(const AnalyzeOptions& o, Progress* progress) {
     layers.push_back(layer_json(aggregate_layer_routing(layer_domains), config, transformer->params(),
                                 dense ? &*dense : nullptr));
   Json summary = Json::object();
-  for (const char* key : {"expert_similarity_mean", "dense_similarity_mean", "domain_specialization", "entropy", "top1",
-                          "dropped"})
+  for (const char* key : {"expert_similarity_mean", "dense_similarity_mean", "expert_similarity_ordered_mean",
+                          "dense_similarity_ordered_mean", "domain_specialization", "entropy", "top1", "dropped"})
     summary[key] = mean_over_layers(layers, key);
   return {{"format", kAnalysisFormat},
           {"version", kAnalysisVersion},

@@ -2,7 +2,9 @@
 // on one or more dataset directories (one domain each), returned as the analysis JSON of
 // docs/study.md (format "upcycle-analysis", version 1). `upcycle study` calls analyze_checkpoint for
 // every checkpoint of its MoE runs; `upcycle report` reads the files. A dense checkpoint gets its
-// domains' losses and an empty `layers` list. Expert↔dense similarity needs `dense` (never guessed).
+// domains' losses and an empty `layers` list. Expert similarities are neuron-matched (permutation-
+// invariant, expert_similarity.h) with storage-order means alongside; expert↔dense similarity needs
+// `dense` (never guessed).
 // Errors are upcycle::Error naming the file at fault (checkpoint, dataset, shard, dense checkpoint);
 // the data are checked before any weight is read. Non-goals: raw token files, shared-expert similarity.
 #pragma once

@@ -40,15 +40,26 @@ constexpr const char* kMetricsHelp =
     "  entropy [entropy]      mean router entropy per token in nats; ln E = a router that cannot choose,\n"
     "                         lower = confident routing. top1 [top1] is the mean top-1 probability.\n"
     "  aux [aux]              load-balancing loss L_aux normalised so 1 = perfectly balanced.\n"
-    "  exp-sim [expert_similarity_mean]  mean cosine between different experts' [gate; up; down] weights.\n"
-    "                         Copy-upcycled experts are identical and start at exactly 1; experts specialise\n"
-    "                         only as this falls. Staying near 1 after training means the MoE is still\n"
-    "                         the dense model E times over (drop/noise upcycling starts below 1 on purpose).\n"
-    "                         Weights are compared in storage order: neuron-shuffled copies (the\n"
-    "                         drop-upcycling preset's --expert-split shuffled) read near 0 from the start.\n"
-    "  dense-sim [dense_similarity_mean] mean cosine of each expert with the dense FFN it came from (needs\n"
-    "                         --dense; '-' without it or when shapes differ, e.g. fine-grained experts):\n"
-    "                         how far training has moved the experts from their origin.\n"
+    "  exp-sim [expert_similarity_mean]  mean neuron-matched similarity between different experts: each\n"
+    "                         hidden neuron is its [gate row; up row; down column]; every neuron of one\n"
+    "                         expert takes its best cosine with any neuron of the other, averaged over\n"
+    "                         neurons and both directions. Permuting an FFN's neurons does not change its\n"
+    "                         function, and this number ignores such permutations: copies give exactly 1\n"
+    "                         (also the neuron-shuffled copies of --expert-split shuffled); Drop-Upcycling\n"
+    "                         at r = 0.5 starts near 0.3-0.4 here and 0.5-0.6 with the dense FFN; unrelated\n"
+    "                         experts sit at a floor, the best of F random cosines in 3*D dimensions, a bit\n"
+    "                         under sqrt(2 ln F / (3 D)) (0.20 at D = 64, F = 192). Experts specialise only\n"
+    "                         as this falls; staying near 1 means the MoE is still the dense model E times\n"
+    "                         over. Per-matrix weight scaling (--weight-scaling-mode down) lowers it. Cost\n"
+    "                         O(E^2 F^2 D) per layer; above 512 neurons an evenly spaced sample of 512\n"
+    "                         query neurons is averaged (each still searches all neurons of the other).\n"
+    "  exp-ord [expert_similarity_ordered_mean]  the plain cosine of the weights in storage order (reads ~0\n"
+    "                         for shuffled experts; only comparable between runs of the same recipe).\n"
+    "  dense-sim [dense_similarity_mean] the same matched similarity of each expert with the dense FFN it\n"
+    "                         came from (needs --dense; '-' without it): how far training has moved the\n"
+    "                         experts from their origin. Fine-grained experts (narrower than the dense FFN)\n"
+    "                         use only the expert->dense direction. dense-ord [dense_similarity_ordered_mean]\n"
+    "                         is its storage-order cosine ('-' when the widths differ).\n"
     "  dom-spec [domain_specialization] mean over domains of the total-variation distance between the\n"
     "                         domain's expert load and the mean load of all domains: 0 = every domain uses\n"
     "                         the experts alike, up to 1 - 1/D when D domains use disjoint experts. Pass\n"
@@ -83,6 +94,8 @@ std::string num(const Json& v, const char* format) {
   return buf;
 }
 
+std::string sim(const Json& v) { return num(v, "%.4f"); }  // a 4-decimal column, '-' for null
+
 // "e3 0.31, e1 0.20, e0 0.15": the (at most) three most used experts of one domain.
 std::string top_experts(const std::vector<double>& load) {
   std::vector<size_t> order(load.size());
@@ -111,25 +124,27 @@ void print_text(const Json& a) {
     std::printf("\ndense checkpoint: no MoE layers, so no routing or expert statistics\n");
     return;
   }
-  std::printf("\n%5s %4s %3s %12s %8s %8s %6s %8s %9s %8s\n", "layer", "E", "k", "load min/max", "dropped", "entropy",
-              "top1", "exp-sim", "dense-sim", "dom-spec");
+  std::printf("\n%5s %4s %3s %12s %8s %8s %6s %8s %8s %9s %9s %8s\n", "layer", "E", "k", "load min/max", "dropped",
+              "entropy", "top1", "exp-sim", "exp-ord", "dense-sim", "dense-ord", "dom-spec");
   for (const Json& l : a["layers"]) {
     const auto load = l["load"].get<std::vector<double>>();
     const double E = double(load.size());
     char minmax[32];
     std::snprintf(minmax, sizeof minmax, "%.2f / %.2f", *std::min_element(load.begin(), load.end()) * E,
                   *std::max_element(load.begin(), load.end()) * E);
-    std::printf("%5lld %4lld %3lld %12s %8.4f %8.3f %6.3f %8s %9s %8.4f\n", static_cast<long long>(l["layer"].get<int64_t>()),
-                static_cast<long long>(l["experts"].get<int64_t>()), static_cast<long long>(l["top_k"].get<int64_t>()),
-                minmax, l["dropped"].get<double>(), l["entropy"].get<double>(), l["top1"].get<double>(),
-                num(l["expert_similarity_mean"], "%.4f").c_str(), num(l["dense_similarity_mean"], "%.4f").c_str(),
-                l["domain_specialization"].get<double>());
+    std::printf("%5lld %4lld %3lld %12s %8.4f %8.3f %6.3f %8s %8s %9s %9s %8.4f\n",
+                static_cast<long long>(l["layer"].get<int64_t>()), static_cast<long long>(l["experts"].get<int64_t>()),
+                static_cast<long long>(l["top_k"].get<int64_t>()), minmax, l["dropped"].get<double>(),
+                l["entropy"].get<double>(), l["top1"].get<double>(), sim(l["expert_similarity_mean"]).c_str(),
+                sim(l["expert_similarity_ordered_mean"]).c_str(), sim(l["dense_similarity_mean"]).c_str(),
+                sim(l["dense_similarity_ordered_mean"]).c_str(), l["domain_specialization"].get<double>());
   }
   const Json& s = a["summary"];
-  std::printf("%5s %4s %3s %12s %8s %8s %6s %8s %9s %8s\n", "mean", "", "", "", num(s["dropped"], "%.4f").c_str(),
+  std::printf("%5s %4s %3s %12s %8s %8s %6s %8s %8s %9s %9s %8s\n", "mean", "", "", "", sim(s["dropped"]).c_str(),
               num(s["entropy"], "%.3f").c_str(), num(s["top1"], "%.3f").c_str(),
-              num(s["expert_similarity_mean"], "%.4f").c_str(), num(s["dense_similarity_mean"], "%.4f").c_str(),
-              num(s["domain_specialization"], "%.4f").c_str());
+              sim(s["expert_similarity_mean"]).c_str(),
+              sim(s["expert_similarity_ordered_mean"]).c_str(), sim(s["dense_similarity_mean"]).c_str(),
+              sim(s["dense_similarity_ordered_mean"]).c_str(), sim(s["domain_specialization"]).c_str());
   std::printf("\ntop experts per domain (share of the domain's kept assignments):\n");
   for (const Json& l : a["layers"])
     for (const auto& [domain, load] : l["domain_load"].items())
@@ -145,8 +160,9 @@ int run_analyze(const Args& args) {
                 "upcycle analyze CKPT --data DATASET... [--dense DENSE_CKPT] [--split val|train] [--seq-len N] "
                 "[--max-tokens N] [--batch N] [--backend cpu|cpu-bf16|ref] [--json] [--out FILE.json]",
                 "Routing and expert-specialisation diagnostics of a checkpoint on one or more datasets (one\n"
-                "domain each): expert loads overall and per domain, router entropy, expert weight similarity\n"
-                "(to each other and to the dense model) and domain specialisation, per MoE layer.");
+                "domain each): expert loads overall and per domain, router entropy, neuron-matched expert weight\n"
+                "similarity (to each other and to the dense model; invariant to permuting an FFN's neurons) and\n"
+                "domain specialisation, per MoE layer.");
   bind(set, o);
   if (!set.parse(args)) return 0;
   if (o.data.empty()) throw Error("missing --data (one or more dataset directories, one domain each)");

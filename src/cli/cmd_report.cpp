@@ -42,9 +42,10 @@ int run_report(const Args& args) {
                 "metrics.jsonl). Only JSON files are read, so it works while runs are still training.\n\n"
                 "The page shows mean and per-domain validation loss against compute (for a study: extra compute as %\n"
                 "of the dense pretraining cost, so every variant is compared at equal cost; for run directories: the\n"
-                "run's FLOPs), the final loss per domain with Δ against the `dense-continuation` variant, expert-load\n"
-                "heatmaps, routing by domain and expert specialisation (from runs/<variant>/analysis/*.json), and each\n"
-                "variant's commands. The summary table is printed here too. See docs/study.md.");
+                "run's FLOPs; the dense pretraining run, when the study has it, as a grey reference line), the final\n"
+                "loss per domain with Δ against the `dense-continuation` variant, expert-load heatmaps, routing by\n"
+                "domain and expert specialisation (from runs/<variant>/analysis/*.json), and each run's commands to\n"
+                "reproduce it. The summary table is printed here too. See docs/study.md.");
   std::string dirs_help;
   set.add_positional("DIR...", "study directory (study.json) or train run directories (config.json)", &dirs_help,
                      Required::kNo);

@@ -34,6 +34,36 @@ std::string grouped(double v) {
   return out;
 }
 
+// The dense pretraining run: a neutral reference line, not one of the compared variants.
+constexpr const char* kDenseGrey = "#8c959f";
+
+// The dense pretraining curve (whole-model mean, or one domain) as a grey series; nullopt without one.
+std::optional<Series> dense_series(const ReportData& d, const std::string* domain) {
+  if (!d.dense_pretrain) return std::nullopt;
+  Series s{kDensePretrainName, {}, 0, kDenseGrey};
+  const std::vector<LossPoint>* points = &d.dense_pretrain->mean_loss;
+  if (domain != nullptr) {
+    auto it = d.dense_pretrain->domain_loss.find(*domain);
+    if (it == d.dense_pretrain->domain_loss.end()) return std::nullopt;
+    points = &it->second;
+  }
+  for (const auto& p : *points) s.points.push_back({p.x, p.loss});
+  return s;
+}
+
+// A command line broken before each " --" flag, continued lines ending in " \\" (still copy-pasteable).
+std::string shell_lines(const std::string& command) {
+  std::string out;
+  for (size_t i = 0; i < command.size(); ++i) {
+    if (command.compare(i, 3, " --") == 0) {
+      out += " \\\n    ";
+      continue;  // the space is replaced by the break; "--" follows
+    }
+    out += command[i];
+  }
+  return out;
+}
+
 std::string x_label(const ReportData& d) {
   return d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, % of the dense pretraining FLOPs";
 }
@@ -44,6 +74,8 @@ std::optional<double> zero_line(const ReportData& d) {
 
 std::string html_legend(const ReportData& d, bool moe_only) {
   std::string o = "<div class=\"legend-html\">";
+  if (!moe_only && d.dense_pretrain)
+    o += std::string("<span><span class=\"swatch\" style=\"background:") + kDenseGrey + "\"></span>" + kDensePretrainName + "</span>";
   for (size_t i = 0; i < d.variants.size(); ++i) {
     if (moe_only && !d.variants[i].is_moe()) continue;
     o += "<span><span class=\"swatch\" style=\"background:" + palette_colour(i) + "\"></span>" + esc(d.variants[i].name) + "</span>";
@@ -62,15 +94,13 @@ std::string header(const ReportData& d, const PageOptions& o) {
   if (d.x_axis == XAxis::kExtraComputePercent) h += "Study <b>" + esc(d.name) + "</b> · ";
   h += "generated " + esc(o.generated) + " · from ";
   for (size_t i = 0; i < d.sources.size(); ++i) h += (i ? ", " : "") + std::string("<code>") + esc(d.sources[i]) + "</code>";
-  h += "</p><p>Compared: ";
-  for (size_t i = 0; i < d.variants.size(); ++i) {
-    const Variant& v = d.variants[i];
-    h += (i ? "; " : "") + std::string("<b>") + esc(v.name) + "</b> (" + esc(v.kind) +
-         (v.description.empty() ? "" : ", " + esc(v.description)) + ")";
-  }
-  h += ".";
+  h += "</p><p>Compared:</p><ul class=\"variants\">";
+  for (const Variant& v : d.variants)
+    h += "<li><b>" + esc(v.name) + "</b> <span class=\"kind\">" + esc(v.kind) + "</span>" +
+         (v.description.empty() ? "" : " — " + esc(v.description)) + "</li>";
+  h += "</ul><p>";
   if (d.x_axis == XAxis::kExtraComputePercent)
-    h += " Every variant gets the same budget, " + fmt("%.0f", 100 * d.extra_compute) +
+    h += "Every variant gets the same budget, " + fmt("%.0f", 100 * d.extra_compute) +
          " % of the dense model's pretraining FLOPs (" + sci(d.dense_sunk_flops) + "), on top of what its start model already cost.";
   h += "</p><p class=\"finding\"><strong>Finding.</strong> " + esc(finding_sentence(d)) + "</p></header>\n";
   return h;
@@ -79,6 +109,7 @@ std::string header(const ReportData& d, const PageOptions& o) {
 std::string loss_section(const ReportData& d) {
   LineChart c{"plot-loss-vs-compute", "", x_label(d), "mean validation loss (nats/token)", {}, zero_line(d), "dense model", 960, 440};
   if (!c.vline) c.vline_label.clear();
+  if (auto s = dense_series(d, nullptr)) c.series.push_back(std::move(*s));
   for (size_t i = 0; i < d.variants.size(); ++i) {
     Series s{d.variants[i].name, {}, i};
     for (const auto& p : d.variants[i].mean_loss) s.points.push_back({p.x, p.loss});
@@ -93,6 +124,9 @@ std::string loss_section(const ReportData& d) {
                  : "The x axis counts all compute in the model so far, relative to the dense pretraining cost: the "
                    "dashed line at 0 % is the dense model everyone starts from, a run continuing or upcycling it starts "
                    "there, an MoE trained from scratch starts at −100 %. Lower is better; compare curves at the same x.";
+  if (d.dense_pretrain)
+    caption += " The grey line is the dense pretraining run itself (−100 % to 0 %): the reference an MoE trained "
+               "from scratch on the same compute has to beat.";
   return "<section><h2>Validation loss against compute</h2>" + figure(render_line_chart(c), caption) + "</section>\n";
 }
 
@@ -102,6 +136,7 @@ std::string domain_section(const ReportData& d) {
   for (const auto& domain : d.domains) {
     LineChart c{svg_id("plot-domain", domain), domain, d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, %",
                 "validation loss", {}, zero_line(d), "", 320, 260, Legend::kHide};
+    if (auto s = dense_series(d, &domain)) c.series.push_back(std::move(*s));
     for (size_t i = 0; i < d.variants.size(); ++i) {
       Series s{d.variants[i].name, {}, i};
       auto it = d.variants[i].domain_loss.find(domain);
@@ -125,13 +160,16 @@ std::string loss_table(const ReportData& d) {
   for (const auto& r : rows)
     for (size_t c = 0; c < cols; ++c)
       if (auto v = value(r, c); v && (!best[c] || *v < *best[c])) best[c] = v;
-  std::string o = "<section><h2>Final validation loss</h2><table id=\"table-final-loss\"><tr><th>variant</th><th>" +
-                  (d.x_axis == XAxis::kFlops ? std::string("FLOPs") : "extra compute") + "</th>";
+  const bool study = d.x_axis == XAxis::kExtraComputePercent;
+  std::string o = "<section><h2>Final validation loss</h2><table id=\"table-final-loss\"><tr><th>variant</th>" +
+                  std::string(study ? "<th>compute spent</th><th>x position</th>" : "<th>FLOPs</th>");
   for (const auto& domain : d.domains) o += "<th>" + esc(domain) + "</th>";
   o += "<th>mean</th></tr>";
   for (size_t i = 0; i < rows.size(); ++i) {
     const SummaryRow& r = rows[i];
-    o += "<tr><td>" + esc(r.variant) + "</td><td>" + (r.x ? esc(format_x(d, *r.x)) : "—") + "</td>";
+    o += "<tr><td>" + esc(r.variant) + "</td>";
+    if (study) o += "<td>" + (r.spent ? esc(format_spent(*r.spent)) : "—") + "</td>";
+    o += "<td>" + (r.x ? esc(format_x(d, *r.x)) : "—") + "</td>";
     for (size_t c = 0; c < cols; ++c) {
       const std::optional<double> v = value(r, c);
       const std::optional<double> b = base ? (c < d.domains.size() ? base->final_domain_loss(d.domains[c]) : base->final_mean_loss())
@@ -144,7 +182,11 @@ std::string loss_table(const ReportData& d) {
   }
   std::string caption = "Loss at each run's last evaluation (nats/token); the best value per column is highlighted.";
   if (base) caption += std::string(" The small number is the difference to ") + kBaselineVariant + " (negative = better).";
-  caption += " Runs that have not finished are compared at the compute they reached (second column).";
+  caption += study ? " <i>Compute spent</i> is the run's own training FLOPs as % of the dense pretraining FLOPs; "
+                     "<i>x position</i> is where its last point sits on the plots (dense FLOPs already in its start model "
+                     "+ compute spent − 100 %), so an MoE from scratch that spent 100 % sits at +0 %."
+                   : " The FLOPs column is the run's training compute at its last evaluation.";
+  caption += " Runs that have not finished are compared at the compute they reached.";
   return o + "</table><figcaption>" + caption + "</figcaption></section>\n";
 }
 
@@ -234,29 +276,49 @@ std::string specialization_section(const ReportData& d) {
   o += "</svg>";
   return "<section><h2>Expert specialisation</h2>" + html_legend(d, true) +
          figure(o,
-                "From <code>upcycle analyze</code> on each checkpoint (summary means over MoE layers). <b>Left:</b> mean "
-                "cosine between different experts' weights; upcycled experts start as copies (1) and should drift apart "
-                "as they specialise. <b>Middle:</b> mean cosine of each expert with the dense FFN it came from (how much "
-                "of the dense model survives). <b>Right:</b> how differently the domains are routed (total-variation "
-                "distance of each domain's expert load from the mean; 0 = routing ignores the domain).") +
+                "From <code>upcycle analyze</code> on each checkpoint (summary means over MoE layers). Similarities "
+                "match neurons (each neuron's gate row, up row and down column; its best cosine in the other FFN), so "
+                "reordering an FFN's neurons does not change them; unrelated random FFNs sit near a floor of about 0.2 "
+                "at this width, not 0. <b>Left:</b> between different experts: upcycled experts start as copies (1) "
+                "and drift apart as they specialise. <b>Middle:</b> of each expert with the dense FFN it came from "
+                "(how much of the dense model survives). <b>Right:</b> how differently the domains are routed "
+                "(total-variation distance of each domain's expert load from the mean; 0 = routing ignores the "
+                "domain).") +
          "</section>\n";
+}
+
+std::string details_row(const Variant& v) {
+  return "<tr><td>" + esc(v.name) + "</td><td>" + esc(v.kind) + "</td><td class=\"status-" + esc(v.status) + "\">" + esc(v.status) +
+         "</td><td>" + std::to_string(v.steps_done) + (v.planned_steps > 0 ? " / " + std::to_string(v.planned_steps) : "") +
+         "</td><td>" + grouped(v.tokens_done) + "</td><td>" + sci(v.train_flops_per_token) + "</td><td>" + sci(v.budget_flops) +
+         "</td><td>" + sci(v.flops_done) + "</td></tr>";
 }
 
 std::string details_section(const ReportData& d) {
   std::string o =
       "<section><h2>Run details</h2><table id=\"table-runs\"><tr><th>variant</th><th>kind</th><th>status</th><th>steps</th>"
-      "<th>tokens</th><th>train FLOPs/token</th><th>budget FLOPs</th><th>run FLOPs</th><th class=\"text\">commands</th></tr>";
-  for (const auto& v : d.variants) {
-    o += "<tr><td>" + esc(v.name) + "</td><td>" + esc(v.kind) + "</td><td class=\"status-" + esc(v.status) + "\">" + esc(v.status) +
-         "</td><td>" + std::to_string(v.steps_done) + (v.planned_steps > 0 ? " / " + std::to_string(v.planned_steps) : "") +
-         "</td><td>" + grouped(v.tokens_done) + "</td><td>" + sci(v.train_flops_per_token) + "</td><td>" + sci(v.budget_flops) +
-         "</td><td>" + sci(v.flops_done) + "</td><td class=\"text\">";
-    if (v.commands.empty()) o += "<code>" + esc(v.run_dir.string()) + "</code>";
-    for (const auto& c : v.commands) o += "<code>" + esc(c) + "</code>";
-    o += "</td></tr>";
-  }
+      "<th>tokens</th><th>train FLOPs/token</th><th>budget FLOPs</th><th>run FLOPs</th></tr>";
+  if (d.dense_pretrain) o += details_row(*d.dense_pretrain);
+  for (const auto& v : d.variants) o += details_row(v);
   return o + "</table><figcaption>Steps done / planned; budget = planned steps × tokens per step × training FLOPs per "
-             "token. The commands reproduce each variant by hand.</figcaption></section>\n";
+             "token; run FLOPs = what the run has spent so far.</figcaption></section>\n";
+}
+
+// One collapsible block per run with its commands, full width, one flag per line.
+std::string reproduce_section(const ReportData& d) {
+  std::string blocks;
+  auto block = [&](const std::string& name, const std::vector<std::string>& commands) {
+    if (commands.empty()) return;
+    std::string text;
+    for (size_t i = 0; i < commands.size(); ++i) text += (i ? "\n\n" : "") + shell_lines(commands[i]);
+    blocks += "<details><summary>" + esc(name) + "</summary><pre>" + esc(text) + "</pre></details>";
+  };
+  block(kDensePretrainName, d.dense_commands);
+  for (const auto& v : d.variants) block(v.name, v.commands);
+  if (blocks.empty()) return "";
+  return "<section id=\"reproduce\"><h2>Reproduce</h2><p class=\"note\">The equivalent command lines from "
+         "<code>study.json</code>, in order; click a name to open them.</p>" +
+         blocks + "</section>\n";
 }
 
 }  // namespace
@@ -275,7 +337,7 @@ std::string render_html_report(const ReportData& d, const PageOptions& options) 
                      "</style></head><body><main>\n";
   page += header(d, options);
   page += loss_section(d) + domain_section(d) + loss_table(d) + load_section(d) + routing_section(d) +
-          specialization_section(d) + details_section(d);
+          specialization_section(d) + details_section(d) + reproduce_section(d);
   return page + "</main></body></html>\n";
 }
 

@@ -1,7 +1,8 @@
 // The `upcycle report` page: one self-contained HTML file (inline CSS and SVG, no JavaScript, no
 // external URL) that opens offline. Every plot is a <figure> with an <svg> of stable id
 // (plot-loss-vs-compute, plot-domain-<domain>, plot-load-<variant>, plot-routing-<variant>,
-// plot-specialization) and a caption saying how to read it. Layout and wording only; the numbers come
+// plot-specialization) and a caption saying how to read it; the commands go in a Reproduce section of
+// <details> blocks (one per run, a flag per line). Layout and wording only; the numbers come
 // from run_data and summary_table.
 #pragma once
 

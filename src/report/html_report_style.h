@@ -26,8 +26,14 @@ th { background: var(--soft); font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 td.best { background: #e3f1e8; font-weight: 700; }
 td small, .delta { display: block; color: var(--muted); font-weight: 400; font-size: 11.5px; }
-td.text { text-align: left; white-space: normal; }
-td code { display: block; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 11.5px; color: #24292f; }
+ul.variants { margin: 4px 0 10px; padding-left: 22px; }
+ul.variants li { margin: 2px 0; }
+ul.variants .kind { display: inline-block; font-size: 11.5px; color: var(--muted); border: 1px solid var(--rule); border-radius: 8px; padding: 0 7px; line-height: 17px; }
+p.note { color: var(--muted); font-size: 13px; margin: 4px 0 8px; }
+details { border: 1px solid var(--rule); border-radius: 6px; margin: 6px 0; background: #fff; }
+details summary { cursor: pointer; padding: 6px 12px; font-weight: 600; background: var(--soft); border-radius: 6px; }
+details[open] summary { border-bottom: 1px solid var(--rule); border-radius: 6px 6px 0 0; }
+details pre { margin: 0; padding: 10px 14px; white-space: pre-wrap; word-break: break-all; font-size: 12px; line-height: 1.45; color: #24292f; }
 .status-pending { color: #9a6700; } .status-running { color: var(--accent); } .status-done { color: #1a7f37; }
 svg text { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
 svg .tick { font-size: 11.5px; fill: #444; }

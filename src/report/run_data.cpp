@@ -188,6 +188,8 @@ void read_analysis_into(Variant& v, const fs::path& dir, const ToX& to_x) {
   std::sort(v.analysis.begin(), v.analysis.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
 }
 
+Variant load_run(const fs::path& dir, const ToX& to_x);
+
 ReportData load_study(const fs::path& dir) {
   const fs::path file = dir / "study.json";
   const Json s = read_json_file(file, "study.json");
@@ -201,6 +203,20 @@ ReportData load_study(const fs::path& dir) {
   d.dense_sunk_flops = number(*dense, "sunk_flops", "study dense", file);
   if (!(d.dense_sunk_flops > 0)) throw Error("study: dense \"sunk_flops\" must be > 0", file.string());
   d.extra_compute = optional_number(s, "extra_compute", "study", file).value_or(0);
+  if (const Json* c = field(*dense, "commands"); c != nullptr && c->is_array())
+    for (const auto& x : *c)
+      if (x.is_string()) d.dense_commands.push_back(x.get<std::string>());
+  if (const Json* pre = field(*dense, "pretrain_run")) {
+    if (!pre->is_string()) throw Error("study: dense \"pretrain_run\" is not a string", file.string());
+    const fs::path run = dir / pre->get<std::string>();
+    std::error_code ec;
+    if (fs::is_directory(run, ec)) {  // a study copied without it still reports
+      const double sunk = d.dense_sunk_flops;
+      d.dense_pretrain = load_run(run, [sunk](double f) { return extra_compute_percent(0, f, sunk); });
+      d.dense_pretrain->name = kDensePretrainName;
+      d.dense_pretrain->commands = d.dense_commands;
+    }
+  }
   if (const Json* domains = field(s, "domains"); domains != nullptr && domains->is_array())
     for (const auto& x : *domains)
       if (x.is_string()) d.domains.push_back(x.get<std::string>());
@@ -235,7 +251,7 @@ ReportData load_study(const fs::path& dir) {
   return d;
 }
 
-Variant load_run(const fs::path& dir) {
+Variant load_run(const fs::path& dir, const ToX& to_x) {
   const fs::path file = dir / "config.json";
   const Json c = read_json_file(file, "run config.json");
   if (!c.is_object() || c.value("format", "") != "upcycle-train-run")
@@ -248,7 +264,6 @@ Variant load_run(const fs::path& dir) {
   if (const Json* f = field(c, "flops_per_token")) v.train_flops_per_token = optional_number(*f, "train", "flops_per_token", file).value_or(0);
   if (const Json* o = field(c, "options")) v.planned_steps = int64_t(optional_number(*o, "steps", "options", file).value_or(0));
   const fs::path metrics = dir / "metrics.jsonl";
-  const ToX to_x = [](double f) { return f; };
   std::error_code ec;
   if (fs::is_regular_file(metrics, ec)) read_metrics_into(v, metrics, to_x);
   v.status = !v.started ? "pending" : v.planned_steps > 0 && v.steps_done >= v.planned_steps ? "done" : "running";
@@ -303,7 +318,7 @@ ReportData load_report_data(const std::vector<fs::path>& dirs) {
     if (study) {
       d = load_study(dir);
     } else {
-      d.variants.push_back(load_run(dir));
+      d.variants.push_back(load_run(dir, [](double f) { return f; }));
       d.name = dirs.size() == 1 ? d.variants.back().name : std::to_string(dirs.size()) + " training runs";
     }
     d.sources.push_back(dir.string());

@@ -67,10 +67,17 @@ struct Variant {
   std::optional<double> final_domain_loss(const std::string& domain) const;
 };
 
+// The name the dense pretraining run is shown under (plots, Reproduce section, finding).
+inline constexpr const char* kDensePretrainName = "dense pretraining";
+
 struct ReportData {
   std::string name;
   XAxis x_axis = XAxis::kFlops;
   double dense_sunk_flops = 0, extra_compute = 0;
+  // Study only: the run that trained the dense model (study.json dense.pretrain_run; absent when the
+  // study was given a checkpoint or the directory is gone), x = 100·(f − sunk)/sunk ∈ [−100, 0].
+  std::optional<Variant> dense_pretrain;
+  std::vector<std::string> dense_commands;  // study.json dense.commands
   std::vector<std::string> domains;
   std::vector<Variant> variants;
   std::vector<std::string> sources;  // the directories given

@@ -46,6 +46,8 @@ std::string format_x(const ReportData& data, double x) {
   return (x >= 0 ? "+" : "−") + fmt("%.0f", std::fabs(x)) + " %";
 }
 
+std::string format_spent(double percent) { return fmt("%.0f", percent) + " %"; }
+
 std::string format_delta(double delta) {
   if (std::fabs(delta) < 5e-5) return "±0.0000";
   return (delta > 0 ? "+" : "−") + fmt("%.4f", std::fabs(delta));
@@ -56,8 +58,10 @@ std::vector<SummaryRow> summary_rows(const ReportData& data) {
   const std::optional<double> base = baseline ? baseline->final_mean_loss() : std::nullopt;
   std::vector<SummaryRow> rows;
   for (const auto& v : data.variants) {
-    SummaryRow r{v.name, v.status, v.steps_done, std::nullopt, v.final_mean_loss(), {}, std::nullopt};
+    SummaryRow r{v.name, v.status, v.steps_done, std::nullopt, std::nullopt, v.final_mean_loss(), {}, std::nullopt};
     if (!v.mean_loss.empty()) r.x = v.mean_loss.back().x;
+    if (!v.mean_loss.empty() && data.x_axis == XAxis::kExtraComputePercent)
+      r.spent = 100.0 * v.mean_loss.back().flops / data.dense_sunk_flops;
     for (const auto& d : data.domains) r.domain.push_back(v.final_domain_loss(d));
     if (r.mean && base) r.delta = *r.mean - *base;
     rows.push_back(std::move(r));
@@ -66,15 +70,24 @@ std::vector<SummaryRow> summary_rows(const ReportData& data) {
 }
 
 std::string render_summary_table(const ReportData& data) {
-  std::vector<std::string> head{"variant", "status", "steps", data.x_axis == XAxis::kFlops ? "FLOPs" : "extra compute",
-                                "mean val loss"};
+  const bool study = data.x_axis == XAxis::kExtraComputePercent;
+  std::vector<std::string> head{"variant", "status", "steps"};
+  if (study) {
+    head.push_back("spent");
+    head.push_back("x pos");
+  } else {
+    head.push_back("FLOPs");
+  }
+  head.push_back("mean");
   for (const auto& d : data.domains) head.push_back(d);
   const bool has_delta = data.find(kBaselineVariant) != nullptr;
-  if (has_delta) head.push_back(std::string("Δ vs ") + kBaselineVariant);
+  if (has_delta) head.push_back("Δ mean");
   std::vector<std::vector<std::string>> cells{head};
   for (const auto& r : summary_rows(data)) {
-    std::vector<std::string> row{r.variant, r.status, std::to_string(r.steps), r.x ? format_x(data, *r.x) : "—",
-                                 loss_text(r.mean)};
+    std::vector<std::string> row{r.variant, r.status, std::to_string(r.steps)};
+    if (study) row.push_back(r.spent ? format_spent(*r.spent) : "—");
+    row.push_back(r.x ? format_x(data, *r.x) : "—");
+    row.push_back(loss_text(r.mean));
     for (const auto& d : r.domain) row.push_back(loss_text(d));
     if (has_delta) row.push_back(r.variant == kBaselineVariant ? "(baseline)" : r.delta ? format_delta(*r.delta) : "—");
     cells.push_back(std::move(row));
@@ -84,13 +97,18 @@ std::string render_summary_table(const ReportData& data) {
     for (size_t i = 0; i < row.size(); ++i) w[i] = std::max(w[i], width(row[i]));
   std::string out;
   for (size_t r = 0; r < cells.size(); ++r) {
-    for (size_t i = 0; i < cells[r].size(); ++i) out += (i ? "  " : "") + pad(cells[r][i], w[i], i >= 2 && r > 0);
+    for (size_t i = 0; i < cells[r].size(); ++i) out += (i ? "  " : "") + pad(cells[r][i], w[i], i >= 2);
     out += "\n";
     if (r == 0) {
       for (size_t i = 0; i < w.size(); ++i) out += (i ? "  " : "") + std::string(w[i], '-');
       out += "\n";
     }
   }
+  if (study)
+    out += "\nspent  = the run's own training FLOPs as % of the dense pretraining FLOPs\n"
+           "x pos  = its position on the report's x axis: dense FLOPs in its start model + spent − 100 %\n"
+           "mean   = mean validation loss over the domains (nats/token)" +
+           std::string(has_delta ? std::string("; Δ mean = mean − ") + kBaselineVariant + "'s" : "") + "\n";
   return out;
 }
 
@@ -129,7 +147,20 @@ std::string finding_sentence(const ReportData& data) {
   } else {
     s += ", " + fmt("%.4f", at[1].loss - best.loss) + " below the runner-up, " + at[1].name + " (" + fmt("%.4f", at[1].loss) + ")";
   }
-  return s + tail + ".";
+  s += tail + ".";
+  // An MoE trained from scratch against the dense model it would replace (its start point at 0 %).
+  const std::optional<double> dense =
+      data.dense_pretrain ? data.dense_pretrain->final_mean_loss() : std::optional<double>();
+  if (data.x_axis == XAxis::kExtraComputePercent && dense)
+    for (const auto& v : data.variants) {
+      if (v.sunk_flops != 0 || v.mean_loss.empty()) continue;
+      const double loss = v.mean_loss.back().loss, spent = 100.0 * v.mean_loss.back().flops / data.dense_sunk_flops;
+      s += " " + v.name + ", after " + fmt("%.0f", spent) + " % of the dense pretraining compute, reaches " + fmt("%.4f", loss) +
+           " against the dense model's " + fmt("%.4f", *dense) +
+           (loss <= *dense ? ": it has caught up" : ": it has not caught up") +
+           " (Komatsuzaki et al. report ≈120 % needed).";
+    }
+  return s;
 }
 
 }  // namespace upcycle::report

@@ -17,6 +17,7 @@ struct SummaryRow {
   std::string variant, status;
   int64_t steps = 0;
   std::optional<double> x;                    // final position on the report's x axis
+  std::optional<double> spent;                // study: 100 · run FLOPs / dense.sunk_flops at that evaluation
   std::optional<double> mean;                 // final mean validation loss
   std::vector<std::optional<double>> domain;  // final loss per ReportData::domains entry
   std::optional<double> delta;                // mean − baseline mean
@@ -25,17 +26,23 @@ std::vector<SummaryRow> summary_rows(const ReportData& data);
 
 // "+100 %" (study) or "1.2e+15 FLOPs" (plain runs).
 std::string format_x(const ReportData& data, double x);
+// Compute spent, a share of the dense pretraining FLOPs: "100 %".
+std::string format_spent(double percent);
 // "2.44e9" rather than printf's "2.44e+09"; "—" for 0 (unknown).
 std::string format_flops(double flops);
 // A signed difference "−0.031" / "+0.012" (Unicode minus).
 std::string format_delta(double delta);
 
-// The plain-text table `upcycle report` prints.
+// The plain-text table `upcycle report` prints, at most ~95 columns for three domains and names up to
+// 18 characters (short headers, explained in a footnote under a study's table).
 std::string render_summary_table(const ReportData& data);
 
 // Which variant has the lowest mean validation loss at equal training compute (the most every run has
 // spent; with equal budgets and finished runs, the final evaluations), and by how much against
-// dense-continuation (else the runner-up). Computed from the data, never fixed text.
+// dense-continuation (else the runner-up). Then, for each evaluated variant trained from scratch
+// (sunk_flops 0) when the dense pretraining run is known, whether its final mean validation loss has
+// caught up with the dense model's (the pretraining run's final evaluation). Computed from the data,
+// never fixed text.
 std::string finding_sentence(const ReportData& data);
 
 }  // namespace upcycle::report

@@ -91,9 +91,10 @@ Ticks nice_ticks(double lo, double hi, int target) {
   const double mag = std::pow(10.0, std::floor(std::log10(raw)));
   const double norm = raw / mag;
   const double step = (norm < 1.5 ? 1 : norm < 3 ? 2 : norm < 7 ? 5 : 10) * mag;
-  // Tick k sits at k·step; a relative epsilon keeps 0.30000000004 from adding a whole extra step.
-  const long long k0 = (long long)std::floor(lo / step + 1e-9);
-  const long long k1 = (long long)std::ceil(hi / step - 1e-9);
+  // Tick k sits at k·step; the tolerance keeps 0.30000000004 (float drift) or 100.1 (a run a hair over
+  // its budget) from adding a whole empty step: such points sit at most 2 % of a step past the axis end.
+  const long long k0 = (long long)std::floor(lo / step + 0.02);
+  const long long k1 = (long long)std::ceil(hi / step - 0.02);
   Ticks t;
   t.step = step;
   t.lo = double(k0) * step;
@@ -151,22 +152,23 @@ std::string render_line_chart(const LineChart& c) {
   for (size_t i = 0; i < c.series.size(); ++i) {
     const Series& s = c.series[i];
     if (s.points.empty()) continue;
-    const std::string& colour = palette_colour(s.colour);
+    const std::string& colour = s.stroke.empty() ? palette_colour(s.colour) : s.stroke;
+    const size_t shape = s.stroke.empty() ? s.colour : 0;
     o += "<g class=\"series\" data-name=\"" + xml_escape(s.name) + "\"><polyline class=\"series\" fill=\"none\" stroke=\"" +
          colour + "\" points=\"";
     for (size_t p = 0; p < s.points.size(); ++p) o += (p ? " " : "") + num(sx(s.points[p].first)) + "," + num(sy(s.points[p].second));
     o += "\"/>";
-    for (auto [x, y] : s.points) o += marker(s.colour, sx(x), sy(y), colour);
+    for (auto [x, y] : s.points) o += marker(shape, sx(x), sy(y), colour);
     o += "</g>";
   }
   if (c.legend == Legend::kShow) {
     o += "<g class=\"legend\">";
     double ly = top + 8;
     for (const auto& s : c.series) {
-      const std::string& colour = palette_colour(s.colour);
+      const std::string& colour = s.stroke.empty() ? palette_colour(s.colour) : s.stroke;
       const double lx = right + 16;
       o += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(lx + 24) + "\" y2=\"" + num(ly) +
-           "\" stroke=\"" + colour + "\" stroke-width=\"2.2\"/>" + marker(s.colour, lx + 12, ly, colour);
+           "\" stroke=\"" + colour + "\" stroke-width=\"2.2\"/>" + marker(s.stroke.empty() ? s.colour : 0, lx + 12, ly, colour);
       o += text(lx + 32, ly + 4, shorten(s.name, 22) + (s.points.empty() ? " (no data)" : ""), "legend-text", "start");
       ly += 22;
     }

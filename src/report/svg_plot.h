@@ -16,7 +16,8 @@ namespace upcycle::report {
 std::string xml_escape(std::string_view text);
 
 // Round-number axis ticks covering [lo, hi]: step ∈ {1, 2, 5}·10^k chosen for about `target` intervals;
-// `lo`/`hi` are widened to multiples of the step. An empty range is widened first.
+// `lo`/`hi` are widened to multiples of the step, except that data overshooting a multiple by under 2 %
+// of a step (100.1 % of a budget) does not add a whole empty step. An empty range is widened first.
 struct Ticks {
   double lo = 0, hi = 1, step = 1;
   std::vector<double> values;
@@ -40,6 +41,7 @@ struct Series {
   std::string name;
   std::vector<std::pair<double, double>> points;  // (x, y), drawn in this order
   size_t colour = 0;                              // palette index (same variant → same colour everywhere)
+  std::string stroke;                             // a fixed colour instead (a reference line), circle markers
 };
 
 struct LineChart {

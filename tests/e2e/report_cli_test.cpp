@@ -1,6 +1,7 @@
 // `upcycle report` as a user runs it on a hand-made study directory (support/report_fixture.h), with
 // the page rendered by headless Chromium: the DOM Chromium builds must hold every plot id with its
-// drawn elements (one polyline per variant with data, layers × experts heatmap cells), and a
+// drawn elements (one polyline per variant with data plus the grey dense pretraining line, layers ×
+// experts heatmap cells), the Reproduce blocks must hold each run's commands, and a
 // screenshot must be a real picture. Chromium is required (scripts/setup installs it): without it
 // these tests fail rather than skip. Also bad input: one-line error, exit 2, no output file.
 #include <gtest/gtest.h>
@@ -89,6 +90,10 @@ TEST(ReportCli, StudyPageRendersInChromium) {
   EXPECT_NE(r.out.find("upcycle"), std::string::npos);
   EXPECT_NE(r.out.find("−0.2000"), std::string::npos) << r.out;  // Δ vs dense-continuation in the summary table
   EXPECT_NE(r.out.find("wrote " + page.string()), std::string::npos);
+  EXPECT_NE(r.out.find("moe-scratch, after 100 % of the dense pretraining compute, reaches 5.0000 against the dense model's "
+                       "4.5000: it has not caught up"),
+            std::string::npos)
+      << r.out;
   const std::string html = test::read_bytes(page);
   EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org/2000/svg"));  // only the SVG namespace, no URL to fetch
   EXPECT_EQ(html.find("https://"), std::string::npos);
@@ -98,10 +103,11 @@ TEST(ReportCli, StudyPageRendersInChromium) {
   const std::string dom = chromium(page, "--dump-dom", dir);
   ASSERT_FALSE(dom.empty());
   EXPECT_NE(dom.find("upcycle has the lowest mean validation loss (3.3000), 0.2000 below dense-continuation"), std::string::npos);
-  // Three variants have evaluations; the pending one is in the legend only.
-  EXPECT_EQ(drawn_lines(svg_by_id(dom, "plot-loss-vs-compute")), 3u);
+  // Three variants have evaluations, plus the dense pretraining run; the pending one is in the legend only.
+  EXPECT_EQ(drawn_lines(svg_by_id(dom, "plot-loss-vs-compute")), 4u);
+  EXPECT_NE(svg_by_id(dom, "plot-loss-vs-compute").find("data-name=\"dense pretraining\""), std::string::npos);
   EXPECT_NE(svg_by_id(dom, "plot-loss-vs-compute").find("class=\"vline\""), std::string::npos);
-  for (const std::string domain : {"prose", "code"}) EXPECT_EQ(drawn_lines(svg_by_id(dom, "plot-domain-" + domain)), 3u) << domain;
+  for (const std::string domain : {"prose", "code"}) EXPECT_EQ(drawn_lines(svg_by_id(dom, "plot-domain-" + domain)), 4u) << domain;
   for (const std::string v : {"upcycle", "moe-scratch"}) {
     EXPECT_EQ(count(svg_by_id(dom, "plot-load-" + v), "class=\"cell\""), 2u * 4u) << v;     // 2 MoE layers × 4 experts
     EXPECT_EQ(count(svg_by_id(dom, "plot-routing-" + v), "class=\"cell\""), 2u * 4u) << v;  // 2 domains × 4 experts
@@ -114,7 +120,13 @@ TEST(ReportCli, StudyPageRendersInChromium) {
   EXPECT_EQ(drawn_lines(spec), 3u);
   EXPECT_NE(dom.find("id=\"table-final-loss\""), std::string::npos);
   EXPECT_NE(dom.find("id=\"table-runs\""), std::string::npos);
-  EXPECT_NE(dom.find("upcycle train --model models/upcycle --out runs/upcycle --steps 10"), std::string::npos);
+  EXPECT_NE(dom.find("compute spent"), std::string::npos);
+  // Reproduce: one collapsible block per run with commands, one flag per line, continued with " \\".
+  EXPECT_EQ(count(dom, "<details>"), 5u);
+  EXPECT_NE(dom.find("<summary>dense pretraining</summary><pre>upcycle init \\\n    --arch llama"), std::string::npos);
+  EXPECT_NE(dom.find("<summary>upcycle</summary><pre>upcycle train \\\n    --model models/upcycle \\\n    --out runs/upcycle "
+                     "\\\n    --steps 10</pre>"),
+            std::string::npos);
 
   const fs::path png = dir / "report.png";
   chromium(page, "--screenshot=" + png.string() + " --window-size=1200,3000", dir);

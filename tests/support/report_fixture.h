@@ -2,7 +2,10 @@
 // (docs/study.md, docs/training.md) rather than by `upcycle study`, with numbers chosen so the
 // summary can be checked by hand: dense sunk cost 1e12 FLOPs, 10 steps of 1e11 FLOPs per variant,
 // domains prose + code evaluated at steps 0, 5, 10. Final mean val loss: dense-continuation 3.5,
-// upcycle 3.3 (Δ −0.2), moe-scratch 5.0; upcycle-noise has no run yet (pending). Header-only.
+// upcycle 3.3 (Δ −0.2), moe-scratch 5.0; upcycle-noise has no run yet (pending). The dense model's
+// own pretraining run (dense-pretrain/, study.json dense.pretrain_run, with dense.commands) is 10
+// steps of 1e11 FLOPs too, evaluated at steps 0, 5, 10: x −100, −50, 0 %, mean loss 9.0, 6.5, 4.5.
+// Header-only.
 #pragma once
 
 #include <filesystem>
@@ -43,13 +46,41 @@ inline void write_fixture_analysis(const std::filesystem::path& dir, int step, b
   std::ofstream(dir / name) << a.dump(1);
 }
 
+// A train run directory: config.json + metrics.jsonl with eval records at steps 0, 5, 10 (flops =
+// step · 1e11) and train records in between; MoE runs log per-layer loads.
+inline void write_fixture_run(const std::filesystem::path& dir, const FixtureVariant& v) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "config.json") << Json{{"format", "upcycle-train-run"}, {"version", 1}, {"flops_per_token", {{"train", 1e9}}},
+                                             {"tokens_per_step", 100}, {"options", {{"steps", 10}}}}.dump();
+  std::ofstream m(dir / "metrics.jsonl");
+  const bool moe = v.kind == "moe";
+  for (int i = 0; i < 3; ++i) {
+    const int step = i * 5;
+    for (int d = 0; d < 2; ++d) {
+      Json r = {{"kind", "eval"}, {"step", step}, {"tokens", step * 100}, {"flops", step * 1e11}, {"domain", d ? "code" : "prose"},
+                {"loss", d ? v.code[i] : v.prose[i]}, {"ppl", 1.0}, {"eval_tokens", d ? 100 : 300}};
+      if (moe) r["moe"] = fixture_layers(4, d ? std::vector<double>{0.1, 0.2, 0.3, 0.4} : std::vector<double>{0.4, 0.3, 0.2, 0.1});
+      m << r.dump() << "\n";
+    }
+    for (int s = step + 1; s <= step + 5 && s <= 10 && i < 2; ++s) {
+      Json t = {{"kind", "train"}, {"step", s}, {"tokens", s * 100}, {"flops", s * 1e11}, {"loss", 3.0}, {"aux", 1.0}, {"lr", 1e-3}};
+      if (moe) t["moe"] = fixture_layers(4, {0.25, 0.25, 0.25, 0.25});
+      m << t.dump() << "\n";
+    }
+  }
+  if (v.name == "upcycle") m << R"({"kind": "eval", "step": 10, "flo)";  // a record being written
+}
+
 inline void write_report_fixture(const std::filesystem::path& root) {
   const std::vector<FixtureVariant> variants{{"dense-continuation", "dense", 1e12, {4.0, 3.5, 3.0}, {5.0, 4.5, 4.0}},
                                              {"upcycle", "moe", 1e12, {4.0, 3.2, 2.8}, {5.0, 4.2, 3.8}},
                                              {"moe-scratch", "moe", 0.0, {9.0, 6.0, 4.5}, {9.0, 7.0, 5.5}},
                                              {"upcycle-noise", "moe", 1e12, {}, {}}};
   Json study = {{"format", "upcycle-study"}, {"version", 1}, {"name", "fixture <study>"}, {"spec", "/x/SPEC.yaml"},
-                {"spec_sha256", "00"}, {"dense", {{"checkpoint", "dense"}, {"sunk_flops", 1e12}, {"sunk_tokens", 1000}}},
+                {"spec_sha256", "00"}, {"dense", {{"checkpoint", "dense-pretrain/checkpoints/step-00000010"}, {"sunk_flops", 1e12}, {"sunk_tokens", 1000},
+                           {"pretrain_run", "dense-pretrain"},
+                           {"commands", {"upcycle init --arch llama --layers 2 models/dense-init",
+                                         "upcycle train --model models/dense-init --data data/prose --out dense-pretrain --steps 10"}}}},
                 {"extra_compute", 1.0}, {"domains", {"prose", "code"}}, {"variants", Json::array()}};
   for (const auto& v : variants) {
     const std::string run = "runs/" + v.name;
@@ -60,31 +91,14 @@ inline void write_report_fixture(const std::filesystem::path& root) {
                                  {"status", v.prose.empty() ? "pending" : "done"}});
     if (v.prose.empty()) continue;
     const std::filesystem::path dir = root / run;
-    std::filesystem::create_directories(dir);
-    std::ofstream(dir / "config.json") << Json{{"format", "upcycle-train-run"}, {"version", 1}, {"flops_per_token", {{"train", 1e9}}},
-                                               {"tokens_per_step", 100}, {"options", {{"steps", 10}}}}.dump();
-    std::ofstream m(dir / "metrics.jsonl");
+    write_fixture_run(dir, v);
     const bool moe = v.kind == "moe";
-    for (int i = 0; i < 3; ++i) {
-      const int step = i * 5;
-      for (int d = 0; d < 2; ++d) {
-        Json r = {{"kind", "eval"}, {"step", step}, {"tokens", step * 100}, {"flops", step * 1e11}, {"domain", d ? "code" : "prose"},
-                  {"loss", d ? v.code[i] : v.prose[i]}, {"ppl", 1.0}, {"eval_tokens", d ? 100 : 300}};
-        if (moe) r["moe"] = fixture_layers(4, d ? std::vector<double>{0.1, 0.2, 0.3, 0.4} : std::vector<double>{0.4, 0.3, 0.2, 0.1});
-        m << r.dump() << "\n";
-      }
-      for (int s = step + 1; s <= step + 5 && s <= 10 && i < 2; ++s) {
-        Json t = {{"kind", "train"}, {"step", s}, {"tokens", s * 100}, {"flops", s * 1e11}, {"loss", 3.0}, {"aux", 1.0}, {"lr", 1e-3}};
-        if (moe) t["moe"] = fixture_layers(4, {0.25, 0.25, 0.25, 0.25});
-        m << t.dump() << "\n";
-      }
-    }
-    if (v.name == "upcycle") m << R"({"kind": "eval", "step": 10, "flo)";  // a record being written
     if (moe) {
       if (v.name == "upcycle") write_fixture_analysis(dir / "analysis", 0, false, 0.0);
       write_fixture_analysis(dir / "analysis", 10, true, 0.2);
     }
   }
+  write_fixture_run(root / "dense-pretrain", {"dense-pretrain", "dense", 0.0, {9.0, 6.0, 4.0}, {9.0, 7.0, 5.0}});
   std::ofstream(root / "study.json") << study.dump(1);
 }
 

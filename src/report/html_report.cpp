@@ -278,8 +278,8 @@ std::string specialization_section(const ReportData& d) {
          figure(o,
                 "From <code>upcycle analyze</code> on each checkpoint (summary means over MoE layers). Similarities "
                 "match neurons (each neuron's gate row, up row and down column; its best cosine in the other FFN), so "
-                "reordering an FFN's neurons does not change them; unrelated random FFNs sit near a floor of about 0.2 "
-                "at this width, not 0. <b>Left:</b> between different experts: upcycled experts start as copies (1) "
+                "reordering an FFN's neurons does not change them; unrelated random FFNs sit at a floor above 0 that "
+                "shrinks as the hidden size grows (docs/study.md). <b>Left:</b> between different experts: upcycled experts start as copies (1) "
                 "and drift apart as they specialise. <b>Middle:</b> of each expert with the dense FFN it came from "
                 "(how much of the dense model survives). <b>Right:</b> how differently the domains are routed "
                 "(total-variation distance of each domain's expert load from the mean; 0 = routing ignores the "

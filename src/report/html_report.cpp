@@ -106,6 +106,23 @@ std::string header(const ReportData& d, const PageOptions& o) {
   return h;
 }
 
+// The same curves against each run's own training tokens: what the compute axis charges an MoE for
+// (its larger FLOPs per token) is taken out, leaving how much each model learns per token.
+std::string tokens_figure(const ReportData& d) {
+  LineChart c{"plot-loss-vs-tokens", "", "training tokens of the run", "mean validation loss (nats/token)", {},
+              std::nullopt, "", 960, 360};
+  for (size_t i = 0; i < d.variants.size(); ++i) {
+    Series s{d.variants[i].name, {}, i};
+    for (const auto& p : d.variants[i].mean_loss) s.points.push_back({p.tokens, p.loss});
+    c.series.push_back(std::move(s));
+  }
+  return figure(render_line_chart(c),
+                "<b>The same, against training tokens.</b> Each run's own tokens (the dense pretraining not counted). "
+                "A model with more parameters per token's compute (an MoE) should learn at least as much per token; "
+                "the plot above charges it for its larger FLOPs per token. A variant ahead here but behind above "
+                "learns more per token than it costs.");
+}
+
 std::string loss_section(const ReportData& d) {
   LineChart c{"plot-loss-vs-compute", "", x_label(d), "mean validation loss (nats/token)", {}, zero_line(d), "dense model", 960, 440};
   if (!c.vline) c.vline_label.clear();
@@ -127,7 +144,8 @@ std::string loss_section(const ReportData& d) {
   if (d.dense_pretrain)
     caption += " The grey line is the dense pretraining run itself (−100 % to 0 %): the reference an MoE trained "
                "from scratch on the same compute has to beat.";
-  return "<section><h2>Validation loss against compute</h2>" + figure(render_line_chart(c), caption) + "</section>\n";
+  return "<section><h2>Validation loss against compute</h2>" + figure(render_line_chart(c), caption) +
+         tokens_figure(d) + "</section>\n";
 }
 
 std::string domain_section(const ReportData& d) {

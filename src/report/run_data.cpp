@@ -114,8 +114,9 @@ void read_metrics_into(Variant& v, const fs::path& file, const ToX& to_x) {
     const std::string kind = text(r, "kind", where, file);
     const auto step = int64_t(number(r, "step", where, file));
     const double flops = number(r, "flops", where, file);
+    const double tokens = number(r, "tokens", where, file);
     v.steps_done = std::max(v.steps_done, step);
-    v.tokens_done = std::max(v.tokens_done, number(r, "tokens", where, file));
+    v.tokens_done = std::max(v.tokens_done, tokens);
     v.flops_done = std::max(v.flops_done, flops);
     const Json* moe = field(r, "moe");
     if (moe != nullptr && !moe->empty()) v.kind = "moe";
@@ -125,7 +126,7 @@ void read_metrics_into(Variant& v, const fs::path& file, const ToX& to_x) {
       const std::string domain = text(r, "domain", where, file);
       const std::optional<double> loss = optional_number(r, "loss", where, file);
       if (!loss || !std::isfinite(*loss)) continue;
-      evals[step][domain] = {step, flops, to_x(flops), *loss};
+      evals[step][domain] = {step, flops, to_x(flops), *loss, tokens};
       if (std::find(v.domain_order.begin(), v.domain_order.end(), domain) == v.domain_order.end()) v.domain_order.push_back(domain);
       if (moe != nullptr)
         eval_loads[step].push_back({parse_moe(*moe, where, file), optional_number(r, "eval_tokens", where, file).value_or(1)});
@@ -142,7 +143,7 @@ void read_metrics_into(Variant& v, const fs::path& file, const ToX& to_x) {
     double sum = 0;
     for (const auto& [domain, p] : by_domain) sum += p.loss;
     const LossPoint& any = by_domain.begin()->second;
-    v.mean_loss.push_back({step, any.flops, any.x, sum / double(by_domain.size())});
+    v.mean_loss.push_back({step, any.flops, any.x, sum / double(by_domain.size()), any.tokens});
   }
   v.final_load = eval_loads.empty() ? last_train_load : mean_loads(eval_loads.rbegin()->second);
 }

@@ -25,6 +25,7 @@ struct LossPoint {
   double flops = 0;
   double x = 0;  // on the report's x axis
   double loss = 0;
+  double tokens = 0;  // the run's training tokens so far (the per-token view)
 };
 
 struct LayerLoad {

@@ -107,6 +107,7 @@ TEST(ReportCli, StudyPageRendersInChromium) {
   EXPECT_EQ(drawn_lines(svg_by_id(dom, "plot-loss-vs-compute")), 4u);
   EXPECT_NE(svg_by_id(dom, "plot-loss-vs-compute").find("data-name=\"dense pretraining\""), std::string::npos);
   EXPECT_NE(svg_by_id(dom, "plot-loss-vs-compute").find("class=\"vline\""), std::string::npos);
+  EXPECT_EQ(drawn_lines(svg_by_id(dom, "plot-loss-vs-tokens")), 3u);
   for (const std::string domain : {"prose", "code"}) EXPECT_EQ(drawn_lines(svg_by_id(dom, "plot-domain-" + domain)), 4u) << domain;
   for (const std::string v : {"upcycle", "moe-scratch"}) {
     EXPECT_EQ(count(svg_by_id(dom, "plot-load-" + v), "class=\"cell\""), 2u * 4u) << v;     // 2 MoE layers × 4 experts

@@ -205,6 +205,10 @@ TEST(ReportPage, DensePretrainingCompareColumnsAndReproduce) {
   EXPECT_NE(loss.find("data-name=\"dense pretraining\"><polyline class=\"series\" fill=\"none\" stroke=\"#8c959f\""),
             std::string::npos);
   for (const std::string domain : {"prose", "code"}) EXPECT_EQ(occurrences(svg_of(page, "plot-domain-" + domain), "<polyline"), 4u);
+  // Per token: the three evaluated variants, without the dense pretraining (its tokens are not the runs').
+  const std::string per_token = svg_of(page, "plot-loss-vs-tokens");
+  EXPECT_EQ(occurrences(per_token, "<polyline"), 3u);
+  EXPECT_EQ(per_token.find("dense pretraining"), std::string::npos);
   // Final-loss table: both compute columns.
   const size_t table = page.find("id=\"table-final-loss\"");
   ASSERT_NE(table, std::string::npos);

@@ -43,7 +43,8 @@ std::string format_flops(double v) {
 
 std::string format_x(const ReportData& data, double x) {
   if (data.x_axis == XAxis::kFlops) return format_flops(x) + " FLOPs";
-  return (x >= 0 ? "+" : "−") + fmt("%.0f", std::fabs(x)) + " %";
+  const double shown = std::round(x);  // the sign of what is printed: −0.3 reads "+0 %", not "−0 %"
+  return (shown >= 0 ? "+" : "−") + fmt("%.0f", std::fabs(shown)) + " %";
 }
 
 std::string format_spent(double percent) { return fmt("%.0f", percent) + " %"; }

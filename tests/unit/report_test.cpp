@@ -289,6 +289,11 @@ TEST(ReportData, PlainRunDirsUseFlops) {
   EXPECT_DOUBLE_EQ(d.variants[0].mean_loss.back().x, 1e12);
   EXPECT_EQ(d.domains, (std::vector<std::string>{"prose", "code"}));  // as logged
   EXPECT_EQ(format_x(d, 1e12), "1e12 FLOPs");
+  ReportData percent;
+  percent.x_axis = XAxis::kExtraComputePercent;
+  EXPECT_EQ(format_x(percent, -0.3), "+0 %");  // what is printed carries the sign, not the unrounded value
+  EXPECT_EQ(format_x(percent, -99.6), "−100 %");
+  EXPECT_EQ(format_x(percent, 49.5), "+50 %");
   EXPECT_THROW(load_report_data({dir.path(), dir.path() / "runs/upcycle"}), Error);  // a study goes alone
 }
 

@@ -15,18 +15,12 @@
 namespace upcycle::report {
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 std::string esc(std::string_view s) { return xml_escape(s); }
 
 std::string sci(double v) { return format_flops(v); }
 
 std::string grouped(double v) {
-  std::string digits = fmt("%.0f", v), out;
+  std::string digits = format_number("%.0f", v), out;
   for (size_t i = 0; i < digits.size(); ++i) {
     if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
     out += digits[i];
@@ -100,7 +94,7 @@ std::string header(const ReportData& d, const PageOptions& o) {
          (v.description.empty() ? "" : " — " + esc(v.description)) + "</li>";
   h += "</ul><p>";
   if (d.x_axis == XAxis::kExtraComputePercent)
-    h += "Every variant gets the same budget, " + fmt("%.0f", 100 * d.extra_compute) +
+    h += "Every variant gets the same budget, " + format_number("%.0f", 100 * d.extra_compute) +
          " % of the dense model's pretraining FLOPs (" + sci(d.dense_sunk_flops) + "), on top of what its start model already cost.";
   h += "</p><p class=\"finding\"><strong>Finding.</strong> " + esc(finding_sentence(d)) + "</p></header>\n";
   return h;
@@ -192,7 +186,7 @@ std::string loss_table(const ReportData& d) {
       const std::optional<double> v = value(r, c);
       const std::optional<double> b = base ? (c < d.domains.size() ? base->final_domain_loss(d.domains[c]) : base->final_mean_loss())
                                            : std::nullopt;
-      o += std::string("<td") + (v && best[c] && *v == *best[c] ? " class=\"best\"" : "") + ">" + (v ? fmt("%.4f", *v) : "—");
+      o += std::string("<td") + (v && best[c] && *v == *best[c] ? " class=\"best\"" : "") + ">" + (v ? format_number("%.4f", *v) : "—");
       if (v && b && r.variant != kBaselineVariant) o += "<small>" + esc(format_delta(*v - *b)) + "</small>";
       o += "</td>";
     }
@@ -208,22 +202,35 @@ std::string loss_table(const ReportData& d) {
   return o + "</table><figcaption>" + caption + "</figcaption></section>\n";
 }
 
+// A heatmap of expert loads, one row per layer or domain: each share × the row's expert count, so 1
+// (white) is an even load whatever the number of experts.
+Heatmap balance_heatmap(std::string id, std::string title, std::vector<std::string> row_labels,
+                        const std::vector<std::vector<double>>& shares) {
+  Heatmap m{std::move(id), std::move(title), "expert", "", std::move(row_labels), {}, {}, 1.0, 40};
+  size_t experts = 0;
+  for (const auto& row : shares) experts = std::max(experts, row.size());
+  m.cell = experts <= 16 ? 40 : std::max(10, int(640 / experts));
+  for (size_t e = 0; e < experts; ++e) m.col_labels.push_back(std::to_string(e));
+  for (const auto& row : shares) {
+    std::vector<double> scaled(experts, 0.0);
+    for (size_t e = 0; e < row.size(); ++e) scaled[e] = row[e] * double(row.size());
+    m.values.push_back(std::move(scaled));
+  }
+  return m;
+}
+
 std::string load_section(const ReportData& d) {
   std::string maps;
   for (const auto& v : d.variants) {
     if (!v.is_moe() || v.final_load.empty()) continue;
-    Heatmap m{svg_id("plot-load", v.name), v.name, "expert", "", {}, {}, {}, 1.0, 40};
-    size_t experts = 0;
-    for (const auto& l : v.final_load) experts = std::max(experts, l.load.size());
-    m.cell = experts <= 16 ? 40 : std::max(10, int(640 / experts));
-    for (size_t e = 0; e < experts; ++e) m.col_labels.push_back(std::to_string(e));
+    std::vector<std::string> layers;
+    std::vector<std::vector<double>> shares;
     for (const auto& l : v.final_load) {
-      m.row_labels.push_back("layer " + std::to_string(l.layer));
-      std::vector<double> row(experts, 0.0);
-      for (size_t e = 0; e < l.load.size(); ++e) row[e] = l.load[e] * double(l.load.size());
-      m.values.push_back(std::move(row));
+      layers.push_back("layer " + std::to_string(l.layer));
+      shares.push_back(l.load);
     }
-    maps += "<figure>" + render_heatmap(m) + "</figure>";
+    maps += "<figure>" + render_heatmap(balance_heatmap(svg_id("plot-load", v.name), v.name, layers, shares)) +
+            "</figure>";
   }
   if (maps.empty()) return "";
   return "<section><h2>Expert load at the end of training</h2><div class=\"grid-figures\">" + maps +
@@ -238,18 +245,9 @@ std::string routing_section(const ReportData& d) {
   for (const auto& v : d.variants) {
     if (!v.routing || v.routing->domains.empty()) continue;
     const DomainRouting& r = *v.routing;
-    Heatmap m{svg_id("plot-routing", v.name), v.name + " · layer " + std::to_string(r.layer) + " · step " + std::to_string(r.step),
-              "expert", "", r.domains, {}, {}, 1.0, 40};
-    size_t experts = 0;
-    for (const auto& row : r.load) experts = std::max(experts, row.size());
-    m.cell = experts <= 16 ? 40 : std::max(10, int(640 / experts));
-    for (size_t e = 0; e < experts; ++e) m.col_labels.push_back(std::to_string(e));
-    for (const auto& row : r.load) {
-      std::vector<double> scaled(experts, 0.0);
-      for (size_t e = 0; e < row.size(); ++e) scaled[e] = row[e] * double(row.size());
-      m.values.push_back(std::move(scaled));
-    }
-    maps += "<figure>" + render_heatmap(m) + "</figure>";
+    const std::string title = v.name + " · layer " + std::to_string(r.layer) + " · step " + std::to_string(r.step);
+    maps += "<figure>" + render_heatmap(balance_heatmap(svg_id("plot-routing", v.name), title, r.domains, r.load)) +
+            "</figure>";
   }
   if (maps.empty()) return "";
   return "<section><h2>Routing by domain</h2><div class=\"grid-figures\">" + maps +

@@ -7,15 +7,16 @@
 #include <limits>
 
 namespace upcycle::report {
-namespace {
 
-std::string fmt(const char* f, double v) {
+std::string format_number(const char* printf_format, double value) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
+  std::snprintf(buf, sizeof buf, printf_format, value);
   return buf;
 }
 
-std::string loss_text(const std::optional<double>& v) { return v ? fmt("%.4f", *v) : "—"; }
+namespace {
+
+std::string loss_text(const std::optional<double>& v) { return v ? format_number("%.4f", *v) : "—"; }
 
 // Display width of UTF-8 text (counts code points; our text has no wide characters).
 size_t width(const std::string& s) {
@@ -33,7 +34,7 @@ std::string pad(const std::string& s, size_t w, bool right) {
 
 std::string format_flops(double v) {
   if (!(v > 0)) return "—";
-  std::string s = fmt("%.3g", v);
+  std::string s = format_number("%.3g", v);
   if (auto e = s.find("e+"); e != std::string::npos) {
     s.erase(e + 1, 1);
     while (s.size() > e + 2 && s[e + 1] == '0') s.erase(e + 1, 1);
@@ -44,14 +45,14 @@ std::string format_flops(double v) {
 std::string format_x(const ReportData& data, double x) {
   if (data.x_axis == XAxis::kFlops) return format_flops(x) + " FLOPs";
   const double shown = std::round(x);  // the sign of what is printed: −0.3 reads "+0 %", not "−0 %"
-  return (shown >= 0 ? "+" : "−") + fmt("%.0f", std::fabs(shown)) + " %";
+  return (shown >= 0 ? "+" : "−") + format_number("%.0f", std::fabs(shown)) + " %";
 }
 
-std::string format_spent(double percent) { return fmt("%.0f", percent) + " %"; }
+std::string format_spent(double percent) { return format_number("%.0f", percent) + " %"; }
 
 std::string format_delta(double delta) {
   if (std::fabs(delta) < 5e-5) return "±0.0000";
-  return (delta > 0 ? "+" : "−") + fmt("%.4f", std::fabs(delta));
+  return (delta > 0 ? "+" : "−") + format_number("%.4f", std::fabs(delta));
 }
 
 std::vector<SummaryRow> summary_rows(const ReportData& data) {
@@ -136,17 +137,17 @@ std::string finding_sentence(const ReportData& data) {
   std::sort(at.begin(), at.end(), [](const At& a, const At& b) { return a.loss < b.loss; });
   const std::string where = data.x_axis == XAxis::kFlops
                                 ? "After " + format_flops(f_common) + " training FLOPs"
-                                : "After training compute equal to " + fmt("%.0f", 100 * f_common / data.dense_sunk_flops) +
+                                : "After training compute equal to " + format_number("%.0f", 100 * f_common / data.dense_sunk_flops) +
                                       " % of the dense pretraining cost";
   const At& best = at.front();
-  std::string s = where + ", " + best.name + " has the lowest mean validation loss (" + fmt("%.4f", best.loss) + ")";
+  std::string s = where + ", " + best.name + " has the lowest mean validation loss (" + format_number("%.4f", best.loss) + ")";
   auto base = std::find_if(at.begin(), at.end(), [](const At& a) { return a.name == kBaselineVariant; });
   if (at.size() == 1) {
     s += "; no other variant has been evaluated that far";
   } else if (base != at.end() && base != at.begin()) {
-    s += ", " + fmt("%.4f", base->loss - best.loss) + " below " + kBaselineVariant + " (" + fmt("%.4f", base->loss) + ")";
+    s += ", " + format_number("%.4f", base->loss - best.loss) + " below " + kBaselineVariant + " (" + format_number("%.4f", base->loss) + ")";
   } else {
-    s += ", " + fmt("%.4f", at[1].loss - best.loss) + " below the runner-up, " + at[1].name + " (" + fmt("%.4f", at[1].loss) + ")";
+    s += ", " + format_number("%.4f", at[1].loss - best.loss) + " below the runner-up, " + at[1].name + " (" + format_number("%.4f", at[1].loss) + ")";
   }
   s += tail + ".";
   // An MoE trained from scratch against the dense model it would replace (its start point at 0 %).
@@ -156,8 +157,8 @@ std::string finding_sentence(const ReportData& data) {
     for (const auto& v : data.variants) {
       if (v.sunk_flops != 0 || v.mean_loss.empty()) continue;
       const double loss = v.mean_loss.back().loss, spent = 100.0 * v.mean_loss.back().flops / data.dense_sunk_flops;
-      s += " " + v.name + ", after " + fmt("%.0f", spent) + " % of the dense pretraining compute, reaches " + fmt("%.4f", loss) +
-           " against the dense model's " + fmt("%.4f", *dense) +
+      s += " " + v.name + ", after " + format_number("%.0f", spent) + " % of the dense pretraining compute, reaches " + format_number("%.4f", loss) +
+           " against the dense model's " + format_number("%.4f", *dense) +
            (loss <= *dense ? ": it has caught up" : ": it has not caught up") +
            " (Komatsuzaki et al. report ≈120 % needed).";
     }

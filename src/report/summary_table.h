@@ -24,6 +24,8 @@ struct SummaryRow {
 };
 std::vector<SummaryRow> summary_rows(const ReportData& data);
 
+// One number through a printf format with one double conversion ("%.4f"): the report's text cells.
+std::string format_number(const char* printf_format, double value);
 // "+100 %" (study) or "1.2e+15 FLOPs" (plain runs).
 std::string format_x(const ReportData& data, double x);
 // Compute spent, a share of the dense pretraining FLOPs: "100 %".

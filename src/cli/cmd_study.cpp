@@ -5,6 +5,8 @@
 // 128+signal when a training run was stopped (run the same command again to resume).
 #include <omp.h>
 
+#include <cstdio>
+
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/study_runner.h"
@@ -19,6 +21,7 @@ struct StudyOptions {
   std::string out;
   int64_t threads = 0;
   bool no_report = false;
+  bool check = false;
 };
 
 constexpr const char* kEpilog =
@@ -51,7 +54,7 @@ constexpr const char* kEpilog =
 
 int run_study(const Args& args) {
   StudyOptions o;
-  OptionSet set("study", "upcycle study SPEC.yaml --out STUDY_DIR [--threads N] [--no-report]",
+  OptionSet set("study", "upcycle study SPEC.yaml --out STUDY_DIR [--threads N] [--no-report]\n       upcycle study SPEC.yaml --check",
                 "Compare upcycling recipes against dense continuation and MoE-from-scratch at equal extra\n"
                 "compute on your data: pretrain (or take) a dense model, convert and train every variant of\n"
                 "SPEC.yaml for the same FLOPs, analyse routing and expert specialisation along each MoE run,\n"
@@ -60,8 +63,18 @@ int run_study(const Args& args) {
   set.add("out", "STUDY_DIR", "the study directory (new, or an earlier run of this study to resume)", &o.out);
   set.add("threads", "N", "worker threads of convert and train (0: all cores)", &o.threads);
   set.add_flag("no-report", "skip report.html (run `upcycle report STUDY_DIR` later)", &o.no_report);
+  set.add_flag("check", "only check SPEC (keys, paths, every command's flags) and print the variants; runs nothing",
+               &o.check);
   set.add_epilog(kEpilog);
   if (!set.parse(args)) return 0;
+  if (o.check) {
+    const study::StudySpec spec = study::parse_study_spec(o.spec);
+    check_study(spec);
+    std::printf("%s: ok, %zu variants:", spec.file.c_str(), spec.variants.size());
+    for (const auto& v : spec.variants) std::printf(" %s", v.name.c_str());
+    std::printf("\n");
+    return 0;
+  }
   if (o.out.empty()) throw Error("missing --out STUDY_DIR");
   if (o.threads < 0) throw Error("--threads must be 0 (all cores) or positive");
   const study::StudySpec spec = study::parse_study_spec(o.spec);

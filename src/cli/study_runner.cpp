@@ -72,6 +72,31 @@ int train_run(const fs::path& run, const Args& fresh_args, int64_t threads) {
   return run_train(concat(fresh_args, thread_args));
 }
 
+// Every command's flags, parsed by the commands' own tables before anything runs: a misspelt flag
+// in the last variant must not surface after an hour of pretraining.
+void check_study_flags(const StudySpec& spec) {
+  const auto checked = [&](const std::string& key, auto&& parse) {
+    try {
+      parse();
+    } catch (const Error& e) {
+      throw Error(key + ": " + e.message(), spec.file.string());
+    }
+  };
+  const Args placeholders = {"--model", "MODEL", "--data", "DATA", "--out", "RUN"};
+  checked("train", [&] { parse_train_args(concat(placeholders, study::flags_to_args(spec.train))); });
+  checked("pretrain", [&] {
+    parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec.train, spec.pretrain))));
+  });
+  for (const VariantSpec& v : spec.variants) {
+    checked("variants." + v.name + ".train", [&] {
+      parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec.train, v.train))));
+    });
+    if (v.convert)
+      checked("variants." + v.name + ".convert",
+              [&] { check_convert_args(concat({"DENSE", "OUT"}, study::flags_to_args(*v.convert))); });
+  }
+}
+
 struct DenseStart {
   fs::path checkpoint;           // the final dense checkpoint
   double sunk_flops = 0;         // its pretraining FLOPs
@@ -99,7 +124,7 @@ class StudyRunner {
       throw Error("dense.checkpoint has no trainer_state.json, so its pretraining FLOPs are unknown: give "
                   "dense.sunk_flops (the x axis of the comparison is relative to it)",
                   spec_.file.string());
-    check_flags();
+    check_study_flags(spec_);
     fs::create_directories(root_);
     for (const auto& v : spec_.val) val_args_.push_back(v.string());
   }
@@ -142,31 +167,6 @@ class StudyRunner {
       out.push_back(ds.value("domain", v.filename().string()));
     }
     return out;
-  }
-
-  // Every command's flags, parsed by the commands' own tables before anything runs: a misspelt flag
-  // in the last variant must not surface after an hour of pretraining.
-  void check_flags() const {
-    const auto checked = [&](const std::string& key, auto&& parse) {
-      try {
-        parse();
-      } catch (const Error& e) {
-        throw Error(key + ": " + e.message(), spec_.file.string());
-      }
-    };
-    const Args placeholders = {"--model", "MODEL", "--data", "DATA", "--out", "RUN"};
-    checked("train", [&] { parse_train_args(concat(placeholders, study::flags_to_args(spec_.train))); });
-    checked("pretrain", [&] {
-      parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec_.train, spec_.pretrain))));
-    });
-    for (const VariantSpec& v : spec_.variants) {
-      checked("variants." + v.name + ".train", [&] {
-        parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec_.train, v.train))));
-      });
-      if (v.convert)
-        checked("variants." + v.name + ".convert",
-                [&] { check_convert_args(concat({"DENSE", "OUT"}, study::flags_to_args(*v.convert))); });
-    }
   }
 
   Args data_args() const {
@@ -392,6 +392,8 @@ class StudyRunner {
 };
 
 }  // namespace
+
+void check_study(const StudySpec& spec) { check_study_flags(spec); }
 
 int run_study_spec(const StudySpec& spec, const StudyRunOptions& options) {
   StudyRunner runner(spec, options);

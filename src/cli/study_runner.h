@@ -23,6 +23,10 @@ struct StudyRunOptions {
   bool report = true;      // write STUDY_DIR/report.html at the end
 };
 
+// Parses every variant's `convert` and `train` flags (and the pretraining's) with the commands' own
+// option tables, without touching any file: Error naming the spec key for the first bad flag.
+void check_study(const study::StudySpec& spec);
+
 // Returns the process exit code: 0 when every variant is done, 128+signal when a training run was
 // stopped by SIGINT/SIGTERM (its checkpoint is written; running the study again resumes it).
 int run_study_spec(const study::StudySpec& spec, const StudyRunOptions& options);

@@ -6,6 +6,7 @@
 // start identical), the report, that a second invocation retrains nothing, that a changed variant is
 // refused, and that a study stopped by SIGTERM mid-run resumes to exactly the uninterrupted result.
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <fstream>
@@ -184,6 +185,39 @@ TEST_F(StudyCli, RefusesAMisspeltFlagBeforeTrainingAnything) {
   const test::RunResult bad = test::run_upcycle({"study", file.string(), "--out", (dir_ / "o").string()});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("variants.bad-lr.train: "), std::string::npos) << bad.err;
+}
+
+// The specs shipped in experiments/ must stay valid: each is copied into a scratch tree where the
+// paths it names exist, and `study --check` parses it and every command's flags.
+TEST_F(StudyCli, ShippedSpecsPassTheCheck) {
+  int checked = 0;
+  for (const auto& entry : fs::directory_iterator(UPCYCLE_EXPERIMENTS_DIR)) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    const fs::path root = dir_ / entry.path().stem() / "experiments";
+    fs::create_directories(root);
+    const fs::path copy = root / entry.path().filename();
+    fs::copy_file(entry.path(), copy);
+    const YAML::Node spec = YAML::LoadFile(copy.string());
+    for (const char* key : {"data", "val"})
+      if (spec[key])
+        for (const auto& item : spec[key]) {
+          std::string path = item.as<std::string>();
+          if (const auto colon = path.rfind(':'); colon != std::string::npos) path.resize(colon);  // DIR:WEIGHT
+          fs::create_directories(root / path);
+        }
+    if (spec["dense"]["checkpoint"]) fs::create_directories(root / spec["dense"]["checkpoint"].as<std::string>());
+    if (spec["dense"]["tokenizer"]) {
+      const fs::path tokenizer = root / spec["dense"]["tokenizer"].as<std::string>();
+      fs::create_directories(tokenizer.parent_path());
+      test::write_bytes(tokenizer, "{}");
+    }
+    const test::RunResult r = test::run_upcycle({"study", copy.string(), "--check"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find(": ok, " + std::to_string(spec["variants"].size()) + " variants"), std::string::npos) << r.out;
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);  // demo, core, ablations
 }
 
 TEST_F(StudyCli, RefusesAGivenCheckpointWithoutItsSunkCost) {

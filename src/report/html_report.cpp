@@ -263,8 +263,8 @@ std::string specialization_section(const ReportData& d) {
     const char* title;
     std::optional<double> AnalysisPoint::*field;
   };
-  const Metric metrics[] = {{"expert-similarity", "expert similarity (mean cosine)", &AnalysisPoint::expert_similarity_mean},
-                            {"dense-similarity", "similarity to the dense FFN", &AnalysisPoint::dense_similarity_mean},
+  const Metric metrics[] = {{"expert-similarity", "expert similarity (neuron-matched)", &AnalysisPoint::expert_similarity_mean},
+                            {"dense-similarity", "similarity to the dense FFN (matched)", &AnalysisPoint::dense_similarity_mean},
                             {"domain-specialization", "domain specialisation (TV)", &AnalysisPoint::domain_specialization}};
   bool any = false;
   for (const auto& v : d.variants) any = any || !v.analysis.empty();

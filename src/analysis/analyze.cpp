@@ -118,7 +118,8 @@ std::vector<FfnView> expert_views(const std::vector<WeightPieces>& experts, cons
 std::optional<FfnView> dense_ffn_view(const DenseModel& dense, const ModelConfig& moe, int64_t layer) {
   const ModelConfig& c = dense.config;
   if (c.hidden_size != moe.hidden_size || layer >= c.num_hidden_layers || c.is_moe_layer(layer)) return std::nullopt;
-  const auto& l = model::model_views(dense.params, c).layers[size_t(layer)];
+  const auto all_layers = model::model_views(dense.params, c);  // kept alive: l points into it
+  const auto& l = all_layers.layers[size_t(layer)];
   if (!l.gate_FD || !l.up_FD || !l.down_DF) return std::nullopt;
   const size_t FdD = size_t(c.intermediate_size * c.hidden_size);
   return FfnView{{l.gate_FD, FdD}, {l.up_FD, FdD}, {l.down_DF, FdD}, c.intermediate_size, c.hidden_size};

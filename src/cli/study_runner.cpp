@@ -141,7 +141,9 @@ class StudyRunner {
     record_["domains"] = domains();
     if (!record_.contains("variants")) record_["variants"] = Json::array();
     save();
-    for (const VariantSpec& v : spec_.variants) {
+    for (size_t i = 0; i < spec_.variants.size(); ++i) {
+      const VariantSpec& v = spec_.variants[i];
+      label_ = "[" + std::to_string(i + 1) + "/" + std::to_string(spec_.variants.size()) + "] " + v.name;
       const int code = run_variant(v, dense);
       if (code != 0) {
         save();
@@ -264,7 +266,7 @@ class StudyRunner {
       fs::remove_all(model);
     }
     if (!fs::exists(model / "config.json")) {
-      say(v.name + ": converting " + relative_to(start, root_) + " → " + relative_to(model, root_));
+      say(label_ + ": converting " + relative_to(start, root_) + " → " + relative_to(model, root_));
       fs::create_directories(model.parent_path());
       const Args thread_args = options_.threads > 0 ? Args{"--threads", std::to_string(options_.threads)} : Args{};
       const int code = run_convert(concat(concat(convert_args, {"--force"}), thread_args));
@@ -310,7 +312,7 @@ class StudyRunner {
            {"commands", commands},
            {"status", rec.value("status", "pending")}};
     if (rec["status"] == "done" && run_finished(run, steps) && analysis_complete(run, model, config)) return 0;
-    say(v.name + ": " + std::to_string(steps) + " steps of " + std::to_string(tokens_per_step) + " tokens at " +
+    say(label_ + ": " + std::to_string(steps) + " steps of " + std::to_string(tokens_per_step) + " tokens at " +
         format_number(flops.train) + " FLOPs/token = " + format_number(budget) + " FLOPs (" +
         format_number(100.0 * budget / dense.sunk_flops) + " % of the dense pretraining)");
     if (!run_finished(run, steps)) {
@@ -388,6 +390,7 @@ class StudyRunner {
   StudyRunOptions options_;
   fs::path root_, record_file_;
   Json record_ = Json::object();
+  std::string label_;  // "[i/N] name" of the variant in progress, for the progress lines
   Args val_args_;
 };
 

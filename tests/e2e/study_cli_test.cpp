@@ -87,6 +87,8 @@ TEST_F(StudyCli, RunsEveryVariantAtEqualComputeAndResumes) {
   const fs::path out = dir_ / "study";
   const test::RunResult r = test::run_upcycle(args(out));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("study: pretraining the dense model for 12 steps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("study: [2/4] upcycle: converting"), std::string::npos) << r.out;
 
   const Json study = read_json(out / "study.json");
   EXPECT_EQ(study["format"], "upcycle-study");
@@ -145,7 +147,7 @@ TEST_F(StudyCli, RunsEveryVariantAtEqualComputeAndResumes) {
   const std::string metrics_before = test::read_bytes(out / "runs" / "upcycle" / "metrics.jsonl");
   const test::RunResult again = test::run_upcycle(args(out));
   ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
-  EXPECT_EQ(again.out.find("study: upcycle: converting"), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("upcycle: converting"), std::string::npos) << again.out;
   EXPECT_EQ(again.out.find("study: pretraining"), std::string::npos) << again.out;
   EXPECT_EQ(test::read_bytes(out / "runs" / "upcycle" / "metrics.jsonl"), metrics_before);
 

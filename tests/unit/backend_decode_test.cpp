@@ -1,8 +1,11 @@
 // attention_decode against attention_forward over the whole sequence: for awkward sizes (S = 10,
 // GQA groups of 1, 3 and 6, windows 1, 3 and longer than the sequence) every split of a sequence into
-// cached past + new block must reproduce forward's rows for the new positions. Same backend: bitwise
-// (cpu shares its row kernel; ref runs the same double loops); cpu decode vs ref forward: within
-// rtol. Cache rows beyond past+Tn hold NaN, so reading them would show.
+// cached past + new block must reproduce forward's rows for the new positions. ref: bitwise (forward
+// and decode run the same double loops). cpu: within kRtolCpu of its own forward, not bitwise — the
+// forward is tiled over sgemm (scores and P·V of 64 query rows at once, vector exp) while decode keeps
+// a per-row kernel, so sums run in a different order; measured ≤ 1e-7 (all_close's relative measure)
+// on these cases. Decode itself stays deterministic (checked: the same call twice is bitwise equal).
+// cpu decode vs ref forward: within kRtol. Cache rows beyond past+Tn hold NaN, so reading them would show.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,6 +23,7 @@ using test::all_close;
 using test::random_floats;
 
 constexpr double kRtol = 1e-5;
+constexpr double kRtolCpu = 1e-6;  // cpu decode vs cpu forward (different summation order, see above)
 
 struct DecodeCase {
   int64_t T, H, KV, S, window;
@@ -62,7 +66,8 @@ TEST(AttentionDecode, MatchesFullForwardForEverySplit) {
         const auto got_ref = decode_rows(*ref, c, q, k, v, past, Tn);
         const auto got_cpu = decode_rows(*cpu, c, q, k, v, past, Tn);
         EXPECT_EQ(got_ref, want_ref);
-        EXPECT_EQ(got_cpu, want_cpu);
+        EXPECT_TRUE(all_close(got_cpu, want_cpu, kRtolCpu));
+        EXPECT_EQ(decode_rows(*cpu, c, q, k, v, past, Tn), got_cpu);  // deterministic
         EXPECT_TRUE(all_close(got_cpu, want_ref, kRtol));
       }
     }

@@ -1,12 +1,17 @@
 // Causal (optionally sliding-window) softmax attention with GQA, one (sequence, query head) block per
 // OpenMP task. Forward saves lse = log Σ exp(scores) per query so backward can recompute the
-// probabilities exactly without storing the T×T matrix. Forward and attention_decode share one row
-// kernel (vectorised dots, fixed order), so a decoded row is bitwise the forward row.
-// Backward works on tiles of kTile query rows: the scores and dout·vᵀ of a tile against its visible
-// keys are two sgemms, the masked softmax gradient is elementwise, and dq/dk/dv are three more sgemms;
-// each block accumulates dk/dv in private scratch, then the query heads of a GQA group are summed in
-// head order: deterministic, no atomics. (sgemm runs single-threaded inside the OpenMP region.)
-// Non-goals: flash-style fused tiling of the forward, batched decoding, non-causal attention, ALiBi.
+// probabilities exactly without storing the T×T matrix.
+// Forward and backward work on tiles of kTile query rows. Forward: the scores of a tile against its
+// visible keys are one sgemm, the masked softmax (vec_exp) runs row by row and gives lse, and
+// out = P·V is a second sgemm. Backward: scores and dout·vᵀ are two sgemms, the masked softmax
+// gradient is elementwise, and dq/dk/dv are three more sgemms; each block accumulates dk/dv in private
+// scratch, then the query heads of a GQA group are summed in head order: deterministic, no atomics.
+// (sgemm runs single-threaded inside the OpenMP region.)
+// attention_decode (KV-cache generation) keeps a per-row kernel (vectorised dots, fixed order): it is
+// deterministic, but a decoded row is no longer bitwise the forward row — the sums run in another
+// order — only equal within ~1e-7 relative (tests/unit/backend_decode_test.cpp, docs/engine.md).
+// Non-goals: flash-style online softmax (the tile's scores fit in L2), batched decoding, non-causal
+// attention, ALiBi.
 #include <cblas.h>
 
 #include <algorithm>
@@ -14,6 +19,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/vec_exp.h"
 #include "backend/op_checks.h"
 
 namespace upcycle::backend {
@@ -33,7 +39,7 @@ struct AttnLayout {
 };
 
 // Vector lanes accumulate in a fixed order (omp simd): ~lane-count times faster than a serial chain,
-// and still the same result for the same inputs, which the forward/decode equality relies on.
+// and still the same result for the same inputs (decode and backward are deterministic).
 inline float dot(const float* a, const float* b, int64_t n) {
   float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
@@ -41,13 +47,11 @@ inline float dot(const float* a, const float* b, int64_t n) {
   return acc;
 }
 
-// One query row at absolute position i over keys j0..i: out_S = Σ_j softmax(scores)_j·v_j; returns lse.
-// k_pos/v_pos point at position 0's row of this query's kv head, rows `stride` floats apart; the
-// same code serves attention_forward and attention_decode, so both give bitwise equal rows.
+// One query row at absolute position i over keys j0..i: out_S = Σ_j softmax(scores)_j·v_j (decode).
+// k_pos/v_pos point at position 0's row of this query's kv head, rows `stride` floats apart.
 // `p` is scratch of ≥ i+1 floats.
 // Compiled for AVX-512 and AVX2 as well as the baseline ISA and picked once per process at load time
-// (GCC/Clang target_clones): the build targets generic x86-64, and this loop is most of the forward.
-// Forward and decode call the same clone, so their rows stay bitwise equal.
+// (GCC/Clang target_clones): the build targets generic x86-64.
 __attribute__((target_clones("avx512f", "avx2", "default"))) float attend_row(
     float* out_S, float* p, const float* q_S, const float* k_pos, const float* v_pos, int64_t stride, int64_t j0,
     int64_t i, int64_t S, float scale) {
@@ -71,6 +75,57 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float attend_row(
   return max_score + float(std::log(denom));
 }
 
+// Query rows per tile, forward and backward: large enough for sgemm to reach its speed, small enough
+// that the [kTile, Tseq] score tiles stay in L2.
+constexpr int64_t kTile = 64;
+
+// Softmax of one score row in place over its visible columns [lo, hi] of [0, n): masked columns
+// become exact zeros (so P·V over the whole tile is exact), visible ones p_j / Σ p; returns
+// lse = max + log Σ exp(score − max). The sum runs in vector lanes of fixed order (deterministic).
+// Cloned per ISA like attend_row, so vec_exp is inlined as vector code.
+__attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row_masked(float* row, int64_t lo,
+                                                                                      int64_t hi, int64_t n) {
+  float max_score = -INFINITY;
+  for (int64_t c = lo; c <= hi; ++c) max_score = std::max(max_score, row[c]);
+  float denom = 0.0f;
+#pragma omp simd reduction(+ : denom)
+  for (int64_t c = lo; c <= hi; ++c) {
+    row[c] = cpu_detail::vec_exp(row[c] - max_score);  // ≤ 1: no overflow whatever the scores
+    denom += row[c];
+  }
+  const float inv_denom = 1.0f / denom;  // ≥ 1: the max column contributes exp(0)
+#pragma omp simd
+  for (int64_t c = lo; c <= hi; ++c) row[c] *= inv_denom;
+  std::fill(row, row + lo, 0.0f);
+  std::fill(row + hi + 1, row + n, 0.0f);
+  return max_score + std::log(denom);
+}
+
+// Forward of one (sequence b, query head h) block, tiled like the backward: per tile of query rows
+// [i0, i1) the scores against the visible keys [first_key(i0), i1) are one sgemm, the masked softmax
+// is computed row by row, and out = P·V is a second sgemm. `s_tile` is scratch of ≥ kTile·Tseq floats.
+void attention_forward_block(float* out, float* lse, float* s_tile, const float* q, const float* k, const float* v,
+                             const AttnLayout& lay, int64_t b, int64_t h) {
+  const int64_t S = lay.sh.head_dim, Tseq = lay.sh.seq_len;
+  const int64_t ldq = lay.sh.heads * S, ldk = lay.sh.kv_heads * S;
+  const float* q_h = q + lay.q(b, 0, h);
+  const float* k_h = k + lay.kv(b, 0, h);
+  const float* v_h = v + lay.kv(b, 0, h);
+  float* out_h = out + lay.q(b, 0, h);
+  for (int64_t i0 = 0; i0 < Tseq; i0 += kTile) {
+    const int64_t i1 = std::min(Tseq, i0 + kTile), m = i1 - i0;
+    const int64_t j0 = lay.first_key(i0), n = i1 - j0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(S), lay.sh.scale, q_h + i0 * ldq,
+                int(ldq), k_h + j0 * ldk, int(ldk), 0.0f, s_tile, int(n));
+    for (int64_t r = 0; r < m; ++r) {
+      const int64_t i = i0 + r;
+      lse[lay.lse(b, i, h)] = softmax_row_masked(s_tile + r * n, lay.first_key(i) - j0, i - j0, n);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(S), int(n), 1.0f, s_tile, int(n),
+                v_h + j0 * ldk, int(ldk), 0.0f, out_h + i0 * ldq, int(ldq));
+  }
+}
+
 }  // namespace
 
 void CpuBackend::attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
@@ -80,16 +135,10 @@ void CpuBackend::attention_forward(float* out, float* lse, const float* q, const
   const int64_t B = shape.batch, H = shape.heads;
 #pragma omp parallel
   {
-    std::vector<float> p(size_t(shape.seq_len));
+    std::vector<float> s_tile(size_t(kTile * shape.seq_len));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < B; ++b) {
-      for (int64_t h = 0; h < H; ++h) {
-        for (int64_t i = 0; i < shape.seq_len; ++i) {
-          lse[lay.lse(b, i, h)] =
-              attend_row(out + lay.q(b, i, h), p.data(), q + lay.q(b, i, h), k + lay.kv(b, 0, h), v + lay.kv(b, 0, h),
-                         shape.kv_heads * shape.head_dim, lay.first_key(i), i, shape.head_dim, shape.scale);
-        }
-      }
+      for (int64_t h = 0; h < H; ++h) attention_forward_block(out, lse, s_tile.data(), q, k, v, lay, b, h);
     }
   }
 }
@@ -117,9 +166,21 @@ void CpuBackend::attention_decode(float* out, const float* q, const float* k_cac
 
 namespace {
 
-// Query rows per backward tile: large enough for sgemm to reach its speed, small enough that the
-// two [kTile, Tseq] score tiles stay in L2.
-constexpr int64_t kTile = 64;
+// One row of the backward tile: scores → p = exp(score − lse) and dout·vᵀ → dscore = scale·p·(· − Δ)
+// over the visible columns [lo, hi]; masked columns become exact zeros. Cloned per ISA (vec_exp).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_grad_row_masked(
+    float* p_row, float* ds_row, int64_t lo, int64_t hi, int64_t n, float lse, float delta, float scale) {
+#pragma omp simd
+  for (int64_t c = lo; c <= hi; ++c) {
+    const float p = cpu_detail::vec_exp(p_row[c] - lse);
+    p_row[c] = p;
+    ds_row[c] = scale * p * (ds_row[c] - delta);
+  }
+  for (float* row : {p_row, ds_row}) {
+    std::fill(row, row + lo, 0.0f);
+    std::fill(row + hi + 1, row + n, 0.0f);
+  }
+}
 
 // Backward of one (sequence b, query head h) block. dq is accumulated in place (the block owns those
 // rows); dk/dv contributions go to this block's scratch dk_TS/dv_TS [Tseq, S], zeroed by the caller.
@@ -152,17 +213,7 @@ void attention_backward_block(float* dq, float* dk_TS, float* dv_TS, float* p_ti
       const float lse_i = lse[lay.lse(b, i, h)];
       const float delta = dot(dout_h + i * ldq, out + lay.q(b, i, h), S);
       const int64_t lo = lay.first_key(i) - j0, hi = i - j0;  // visible columns [lo, hi]
-      float* p_row = p_tile + r * n;
-      float* ds_row = ds_tile + r * n;
-      for (int64_t c = 0; c < n; ++c) {
-        if (c < lo || c > hi) {
-          p_row[c] = ds_row[c] = 0.0f;
-          continue;
-        }
-        const float p = std::exp(p_row[c] - lse_i);
-        p_row[c] = p;
-        ds_row[c] = scale * p * (ds_row[c] - delta);
-      }
+      softmax_grad_row_masked(p_tile + r * n, ds_tile + r * n, lo, hi, n, lse_i, delta, scale);
     }
     // dq[i0..i1) += ds·k;  dk[j0..i1) += dsᵀ·q;  dv[j0..i1) += pᵀ·dout.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(S), int(n), 1.0f, ds_tile, int(n),

@@ -36,12 +36,7 @@ struct Domain {
 void validate(const AnalyzeOptions& o) {
   if (o.data.empty()) throw Error("missing --data (one or more dataset directories, one domain each)");
   if (o.split != "val" && o.split != "train") throw Error("--split must be val or train, not '" + o.split + "'");
-  if (o.seq_len < 1) throw Error("--seq-len must be at least 1 (got " + std::to_string(o.seq_len) + ")");
-  if (o.batch < 1) throw Error("--batch must be at least 1 (got " + std::to_string(o.batch) + ")");
-  if (o.max_tokens < 0) throw Error("--max-tokens must be ≥ 0 (got " + std::to_string(o.max_tokens) + ")");
-  if (o.max_tokens > 0 && o.max_tokens < o.seq_len)
-    throw Error("--max-tokens " + std::to_string(o.max_tokens) + " is smaller than one window's " +
-                std::to_string(o.seq_len) + " predicted tokens (--seq-len)");
+  model::check_window_flags(o.seq_len, o.batch, o.max_tokens);
   backend::backend_kind_from_name(o.backend);  // throws for an unknown name
 }
 
@@ -56,12 +51,7 @@ std::vector<Domain> open_domains(const AnalyzeOptions& o) {
     if (!names.insert(d.dataset.domain).second)
       throw Error("two --data datasets have the domain '" + d.dataset.domain + "' (domains must differ)",
                   (dir / data::kDatasetFile).string());
-    d.windows = int64_t(d.dataset.tokens / uint64_t(o.seq_len + 1));
-    if (d.windows == 0)
-      throw Error(o.split + " split has " + std::to_string(d.dataset.tokens) +
-                      " tokens: fewer than one window of seq-len+1 = " + std::to_string(o.seq_len + 1),
-                  dir.string());
-    if (o.max_tokens > 0) d.windows = std::min(d.windows, o.max_tokens / o.seq_len);
+    d.windows = model::count_windows(d.dataset.tokens, o.seq_len, o.max_tokens, o.split + " split", dir.string());
     domains.push_back(std::move(d));
   }
   return domains;

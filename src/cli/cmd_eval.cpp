@@ -77,9 +77,7 @@ void bind(OptionSet& set, EvalOptions& o) {
 
 void validate(const OptionSet& set, const EvalOptions& o) {
   if (!set.given("data")) throw Error("missing --data (a dataset directory, a token shard or a raw uint32 token file)");
-  if (o.seq_len < 1) throw Error("--seq-len must be at least 1 (got " + std::to_string(o.seq_len) + ")");
-  if (o.batch < 1) throw Error("--batch must be at least 1 (got " + std::to_string(o.batch) + ")");
-  if (o.max_tokens < 0) throw Error("--max-tokens must be ≥ 0 (got " + std::to_string(o.max_tokens) + ")");
+  model::check_window_flags(o.seq_len, o.batch, o.max_tokens);
 }
 
 // The token stream --data names: a dataset split or one shard (as a one-shard dataset), or else a
@@ -141,22 +139,6 @@ std::vector<int32_t> read_eval_tokens(const EvalData& d, const EvalOptions& o, u
   return tokens;
 }
 
-// Windows to evaluate: whole windows in the stream, capped by --max-tokens; at least one.
-int64_t count_windows(const EvalOptions& o, const EvalData& d) {
-  int64_t windows = int64_t(d.tokens / uint64_t(o.seq_len + 1));
-  if (windows == 0)
-    throw Error(d.what + " has " + std::to_string(d.tokens) + " tokens: fewer than one window of seq-len+1 = " +
-                    std::to_string(o.seq_len + 1),
-                o.data);
-  if (o.max_tokens > 0) {
-    if (o.max_tokens < o.seq_len)
-      throw Error("--max-tokens " + std::to_string(o.max_tokens) + " is smaller than one window's " +
-                  std::to_string(o.seq_len) + " predicted tokens (--seq-len)");
-    windows = std::min(windows, o.max_tokens / o.seq_len);
-  }
-  return windows;
-}
-
 }  // namespace
 
 namespace {
@@ -196,7 +178,7 @@ int run_eval(const Args& args) {
 
   ModelConfig config = read_model_config(o.checkpoint);
   const EvalData data = open_eval_data(set, o);
-  const int64_t windows = count_windows(o, data);
+  const int64_t windows = model::count_windows(data.tokens, o.seq_len, o.max_tokens, data.what, o.data);
   const std::vector<int32_t> tokens =
       read_eval_tokens(data, o, uint64_t(windows * (o.seq_len + 1)), config.vocab_size);
   auto backend = backend::make_backend(backend::backend_kind_from_name(o.backend));

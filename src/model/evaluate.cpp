@@ -5,11 +5,32 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
 
 namespace upcycle::model {
+
+void check_window_flags(int64_t seq_len, int64_t batch, int64_t max_tokens) {
+  if (seq_len < 1) throw Error("--seq-len must be at least 1 (got " + std::to_string(seq_len) + ")");
+  if (batch < 1) throw Error("--batch must be at least 1 (got " + std::to_string(batch) + ")");
+  if (max_tokens < 0) throw Error("--max-tokens must be ≥ 0 (got " + std::to_string(max_tokens) + ")");
+  if (max_tokens > 0 && max_tokens < seq_len)
+    throw Error("--max-tokens " + std::to_string(max_tokens) + " is smaller than one window's " +
+                std::to_string(seq_len) + " predicted tokens (--seq-len)");
+}
+
+int64_t count_windows(uint64_t tokens, int64_t seq_len, int64_t max_tokens, const std::string& what,
+                      const std::string& path) {
+  int64_t windows = int64_t(tokens / uint64_t(seq_len + 1));
+  if (windows == 0)
+    throw Error(what + " has " + std::to_string(tokens) + " tokens: fewer than one window of seq-len+1 = " +
+                    std::to_string(seq_len + 1),
+                path);
+  if (max_tokens > 0) windows = std::min(windows, max_tokens / seq_len);
+  return windows;
+}
 
 namespace {
 

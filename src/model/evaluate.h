@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/progress.h"
@@ -30,6 +31,16 @@ struct EvalResult {
   int64_t sequences = 0;
   std::vector<LayerRoutingSummary> routing;  // MoE layers only, in layer order
 };
+
+// The range checks of the windowing flags `eval` and `analyze` share (--seq-len ≥ 1, --batch ≥ 1,
+// --max-tokens 0 or at least one window's seq_len); throws Error naming the flag.
+void check_window_flags(int64_t seq_len, int64_t batch, int64_t max_tokens);
+
+// Windows to evaluate in a stream of `tokens`: its whole windows of seq_len+1, capped by max_tokens
+// (0 = no cap). Fewer than one window is an Error naming `path`, whose data `what` describes
+// ("val split", "token file").
+int64_t count_windows(uint64_t tokens, int64_t seq_len, int64_t max_tokens, const std::string& what,
+                      const std::string& path);
 
 // tokens holds whole windows (its size a positive multiple of seq_len+1) of ids < vocab_size;
 // `batch` windows run per forward. `progress` (optional) advances by each batch's predicted tokens.

@@ -20,9 +20,13 @@ build: setup
 test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j2
 
-# The fast tier once more under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The fast tier once more under AddressSanitizer + UndefinedBehaviorSanitizer. -O1 -g1 (line tables:
+# reports still name file:line) compiles in 9.6 min instead of 16.7 for -O2 -g on CI's 2 cores, and
+# runs the fast tier in 92 s instead of 78 (measured 2026-12-04, ccache off).
+ASAN_CXX_FLAGS ?= -O1 -g1 -DNDEBUG
 test-asan: setup
-	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUPCYCLE_SANITIZE=ON -DUPCYCLE_BENCH=OFF >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$(ASAN_CXX_FLAGS)" -DUPCYCLE_SANITIZE=ON -DUPCYCLE_BENCH=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) -L fast --output-on-failure -j2
 

@@ -6,16 +6,23 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all setup build test test-asan demo bench fuzz clean
+.PHONY: all setup configure build tool test test-asan demo bench fuzz clean
 
 all: build
 
 setup:
 	@scripts/setup
 
-build: setup
+configure: setup
 	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+
+build: configure
 	@cmake --build $(BUILD)
+
+# The command-line tool alone (what `make demo` needs): about half the compile of `build`, which
+# adds the tests and benchmarks.
+tool: configure
+	@cmake --build $(BUILD) --target upcycle
 
 test: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j2
@@ -30,7 +37,7 @@ test-asan: setup
 	@cmake --build $(ASAN_BUILD)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) -L fast --output-on-failure -j2
 
-demo: build
+demo: tool
 	@scripts/setup demo
 	@scripts/demo $(BUILD)
 

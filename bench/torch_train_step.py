@@ -168,19 +168,21 @@ def main():
     p.add_argument("--seq", type=int, default=512)
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cases", default="dense,moe,dense_bf16,moe_bf16",
+                   help="comma-separated subset to time (scripts/bench train-paired times moe alone)")
     a = p.parse_args()
+    cases = a.cases.split(",")
+    unknown = set(cases) - {"dense", "moe", "dense_bf16", "moe_bf16"}
+    if unknown:
+        p.error(f"unknown --cases {sorted(unknown)}")
     # The `base` preset (src/io/model_presets.cpp) with Llama defaults (eps 1e-6 as upcycle's llama
     # default config, rope theta 1e4); MoE: 8 experts of the same width, top-2.
     a.vocab, a.hidden, a.layers, a.heads, a.ffn = 8192, 512, 8, 8, 1408
     a.experts, a.top_k, a.eps, a.theta = 8, 2, 1e-6, 10000.0
     torch.set_num_threads(a.threads)
-    dense = tokens_per_s(a, False, False)
-    moe = tokens_per_s(a, True, False)
-    dense_bf16 = tokens_per_s(a, False, True)
-    moe_bf16 = tokens_per_s(a, True, True)
+    measured = {c: tokens_per_s(a, c.startswith("moe"), c.endswith("bf16")) for c in cases}
     print(f"torch_train_step torch={torch.__version__} threads={a.threads} batch={a.batch} seq={a.seq} "
-          f"dense_tokens_per_s={dense:.1f} moe_tokens_per_s={moe:.1f} "
-          f"dense_bf16_tokens_per_s={dense_bf16:.1f} moe_bf16_tokens_per_s={moe_bf16:.1f}", flush=True)
+          + " ".join(f"{c}_tokens_per_s={v:.1f}" for c, v in measured.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
 
 #include "analysis/analyze.h"
 #include "cli/commands.h"
+#include "cli/eval_window_flags.h"
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/file_util.h"
@@ -73,11 +74,8 @@ void bind(OptionSet& set, AnalyzeCliOptions& o) {
   set.add_list("data", "DATASET", "dataset directories (upcycle data tokenize), one domain each", &o.data);
   set.add("dense", "DENSE_CKPT", "dense checkpoint to compare each expert with (the model it was upcycled from)",
           &o.dense);
-  set.add_choice("split", {"val", "train"}, "which split of each dataset to evaluate", &o.split);
-  set.add("seq-len", "N", "tokens each window predicts (windows hold N+1 tokens)", &o.seq_len);
-  set.add("max-tokens", "N", "predicted tokens per domain at most (the first N / seq-len windows); 0 = all",
-          &o.max_tokens);
-  set.add("batch", "N", "windows per forward pass", &o.batch);
+  bind_eval_window_flags(set, &o.split, &o.seq_len, &o.max_tokens, &o.batch, "which split of each dataset to evaluate",
+                         "predicted tokens per domain at most (the first N / seq-len windows); 0 = all");
   set.add_choice("backend", {"cpu", "cpu-bf16", "ref"}, "compute backend", &o.backend);
   set.add_flag("json", "print the analysis JSON (docs/study.md) instead of the table", &o.json);
   set.add("out", "FILE.json", "also write the analysis JSON to FILE.json (atomically)", &o.out);

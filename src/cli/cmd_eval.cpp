@@ -17,6 +17,7 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/eval_window_flags.h"
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/file_util.h"
@@ -49,11 +50,9 @@ void bind(OptionSet& set, EvalOptions& o) {
           "token data: a dataset directory (upcycle data tokenize), one token shard, or a raw file of "
           "little-endian uint32 ids without header",
           &o.data);
-  set.add_choice("split", {"val", "train"}, "which split of a dataset directory to evaluate", &o.split);
-  set.add("seq-len", "N", "tokens each window predicts (windows hold N+1 tokens)", &o.seq_len);
-  set.add("max-tokens", "N", "evaluate at most N predicted tokens (the first N / seq-len windows); 0 = all",
-          &o.max_tokens);
-  set.add("batch", "N", "windows per forward pass", &o.batch);
+  bind_eval_window_flags(set, &o.split, &o.seq_len, &o.max_tokens, &o.batch,
+                         "which split of a dataset directory to evaluate",
+                         "evaluate at most N predicted tokens (the first N / seq-len windows); 0 = all");
   set.add_flag("json", "print one JSON object instead of text", &o.json);
   set.add_choice("backend", {"cpu", "cpu-bf16", "ref"},
                  "compute backend (cpu-bf16: matmuls from bf16-rounded inputs, fp32 accumulation; ref: slow "

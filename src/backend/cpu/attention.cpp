@@ -36,6 +36,13 @@ struct AttnLayout {
   int64_t lse(int64_t b, int64_t i, int64_t h) const { return (b * sh.seq_len + i) * sh.heads + h; }
   // HF sliding window: key j is visible from query i iff i − window < j ≤ i.
   int64_t first_key(int64_t i) const { return sh.window > 0 ? std::max<int64_t>(0, i - sh.window + 1) : 0; }
+  int64_t ldq() const { return sh.heads * sh.head_dim; }      // row stride of q/out/dout
+  int64_t ldkv() const { return sh.kv_heads * sh.head_dim; }  // row stride of k/v
+};
+
+// A tile of m query rows from i0 and the n keys any of them sees, [j0, i0 + m).
+struct AttnTile {
+  int64_t m, j0, n;
 };
 
 // Vector lanes accumulate in a fixed order (omp simd): ~lane-count times faster than a serial chain,
@@ -79,6 +86,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float attend_row(
 // that the [kTile, Tseq] score tiles stay in L2.
 constexpr int64_t kTile = 64;
 
+AttnTile tile_at(const AttnLayout& lay, int64_t i0) {
+  const int64_t i1 = std::min(lay.sh.seq_len, i0 + kTile), j0 = lay.first_key(i0);
+  return {i1 - i0, j0, i1 - j0};
+}
+
 // Softmax of one score row in place over its visible columns [lo, hi] of [0, n): masked columns
 // become exact zeros (so P·V over the whole tile is exact), visible ones p_j / Σ p; returns
 // lse = max + log Σ exp(score − max). The sum runs in vector lanes of fixed order (deterministic).
@@ -106,15 +118,13 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row_m
 // is computed row by row, and out = P·V is a second sgemm. `s_tile` is scratch of ≥ kTile·Tseq floats.
 void attention_forward_block(float* out, float* lse, float* s_tile, const float* q, const float* k, const float* v,
                              const AttnLayout& lay, int64_t b, int64_t h) {
-  const int64_t S = lay.sh.head_dim, Tseq = lay.sh.seq_len;
-  const int64_t ldq = lay.sh.heads * S, ldk = lay.sh.kv_heads * S;
+  const int64_t S = lay.sh.head_dim, ldq = lay.ldq(), ldk = lay.ldkv();
   const float* q_h = q + lay.q(b, 0, h);
   const float* k_h = k + lay.kv(b, 0, h);
   const float* v_h = v + lay.kv(b, 0, h);
   float* out_h = out + lay.q(b, 0, h);
-  for (int64_t i0 = 0; i0 < Tseq; i0 += kTile) {
-    const int64_t i1 = std::min(Tseq, i0 + kTile), m = i1 - i0;
-    const int64_t j0 = lay.first_key(i0), n = i1 - j0;
+  for (int64_t i0 = 0; i0 < lay.sh.seq_len; i0 += kTile) {
+    const auto [m, j0, n] = tile_at(lay, i0);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(S), lay.sh.scale, q_h + i0 * ldq,
                 int(ldq), k_h + j0 * ldk, int(ldk), 0.0f, s_tile, int(n));
     for (int64_t r = 0; r < m; ++r) {
@@ -192,17 +202,15 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void softmax_grad_r
 void attention_backward_block(float* dq, float* dk_TS, float* dv_TS, float* p_tile, float* ds_tile,
                               const float* dout, const float* q, const float* k, const float* v, const float* out,
                               const float* lse, const AttnLayout& lay, int64_t b, int64_t h) {
-  const int64_t S = lay.sh.head_dim, Tseq = lay.sh.seq_len;
-  const int64_t ldq = lay.sh.heads * S, ldk = lay.sh.kv_heads * S;
+  const int64_t S = lay.sh.head_dim, ldq = lay.ldq(), ldk = lay.ldkv();
   const float scale = lay.sh.scale;
   const float* q_h = q + lay.q(b, 0, h);
   const float* dout_h = dout + lay.q(b, 0, h);
   const float* k_h = k + lay.kv(b, 0, h);
   const float* v_h = v + lay.kv(b, 0, h);
   float* dq_h = dq + lay.q(b, 0, h);
-  for (int64_t i0 = 0; i0 < Tseq; i0 += kTile) {
-    const int64_t i1 = std::min(Tseq, i0 + kTile), m = i1 - i0;
-    const int64_t j0 = lay.first_key(i0), n = i1 - j0;
+  for (int64_t i0 = 0; i0 < lay.sh.seq_len; i0 += kTile) {
+    const auto [m, j0, n] = tile_at(lay, i0);
     // p_tile = scale·q·kᵀ, ds_tile = dout·vᵀ over the tile's rows × keys j0..i1−1 ([m, n], ld n).
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(S), scale, q_h + i0 * ldq, int(ldq),
                 k_h + j0 * ldk, int(ldk), 0.0f, p_tile, int(n));

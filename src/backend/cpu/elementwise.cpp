@@ -35,26 +35,26 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void swiglu_backwar
   }
 }
 
-constexpr int64_t kChunk = 1 << 14;  // elements per work item: long enough for vector loops
+// Runs chunk(e0, len) over [0, n) in pieces of kChunk elements (long enough for vector loops),
+// spread over the threads statically.
+template <class Chunk>
+void for_each_chunk(int64_t n, Chunk chunk) {
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) chunk(c * kChunk, std::min(kChunk, n - c * kChunk));
+}
 
 }  // namespace
 
 void CpuBackend::swiglu_forward(float* h, const float* g, const float* u, int64_t n) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t e0 = c * kChunk;
-    swiglu_forward_chunk(h + e0, g + e0, u + e0, std::min(kChunk, n - e0));
-  }
+  for_each_chunk(n, [&](int64_t e0, int64_t len) { swiglu_forward_chunk(h + e0, g + e0, u + e0, len); });
 }
 
 void CpuBackend::swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) {
-  const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t e0 = c * kChunk;
-    swiglu_backward_chunk(dg + e0, du + e0, dh + e0, g + e0, u + e0, std::min(kChunk, n - e0));
-  }
+  for_each_chunk(n, [&](int64_t e0, int64_t len) {
+    swiglu_backward_chunk(dg + e0, du + e0, dh + e0, g + e0, u + e0, len);
+  });
 }
 
 void CpuBackend::embedding_forward(float* x, const float* table, const int32_t* ids, int64_t T, int64_t D) {

@@ -19,7 +19,7 @@ void CpuBackend::rope(float* x, const float* inv_freq, int64_t T, int64_t seq_le
   // Every sequence of the batch has the same positions, so the angles of the seq_len distinct
   // positions are computed once per call (B times fewer cos/sin than per token; the values are the
   // same, so results are bitwise unchanged) and then applied to every token and head.
-  const int64_t positions = std::min(T, seq_len);  // = seq_len (T is a multiple of it)
+  const int64_t positions = std::min(T, seq_len);  // seq_len, or 0 for an empty batch (T is a multiple)
   std::vector<float> cos_table(static_cast<size_t>(positions * half)), sin_table(cos_table.size());
 #pragma omp parallel
   {

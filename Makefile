@@ -41,7 +41,7 @@ demo: tool
 	@scripts/setup demo
 	@scripts/demo $(BUILD)
 
-# `scripts/setup bench` adds PyTorch (python3-torch, large) for the side-by-side training step.
+# `scripts/setup bench` adds linux-perf; PyTorch comes with the reference environment every setup builds.
 bench: build
 	@scripts/setup bench
 	@scripts/bench $(BUILD)

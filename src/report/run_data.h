@@ -64,6 +64,9 @@ struct Variant {
   std::optional<DomainRouting> routing;
 
   bool is_moe() const { return kind == "moe"; }
+  // Its whole budget is trained: status "done", or the run has reached its planned steps (study.json
+  // says "running" until the analysis after the last step is written).
+  bool finished() const { return status == "done" || (planned_steps > 0 && steps_done >= planned_steps); }
   std::optional<double> final_mean_loss() const;
   std::optional<double> final_domain_loss(const std::string& domain) const;
 };

@@ -114,31 +114,65 @@ std::string render_summary_table(const ReportData& data) {
   return out;
 }
 
+namespace {
+
+// Where the finding compares the variants. Once every evaluated run has finished the same budget, at
+// their final evaluations: the numbers of the table, although the runs' final FLOPs differ by up to
+// a step (a variant whose steps cost more stops a little earlier). Otherwise every curve is
+// interpolated at the most compute all of them have reached, and the sentence says so.
+struct ComparePoint {
+  bool final = true;
+  double flops = 0;       // run FLOPs compared at (final: the shared budget)
+  std::string qualifier;  // "" for final evaluations, else why and how values were interpolated
+};
+
+ComparePoint compare_point(const ReportData& data) {
+  double f_common = std::numeric_limits<double>::infinity(), budget = -1;
+  size_t training = 0;
+  bool equal_budgets = true;
+  for (const auto& v : data.variants) {
+    if (v.mean_loss.empty()) continue;
+    f_common = std::min(f_common, v.mean_loss.back().flops);
+    training += !v.finished();
+    if (budget < 0) budget = v.budget_flops;
+    equal_budgets = equal_budgets && v.budget_flops > 0 && std::fabs(v.budget_flops - budget) <= 1e-9 * budget;
+  }
+  if (training == 0 && equal_budgets) return {true, budget, ""};
+  const std::string why = training ? std::to_string(training) + " variant" + (training > 1 ? "s" : "") + " still training"
+                                   : "the budgets differ";
+  return {false, f_common, " (values interpolated at that compute between evaluations: " + why + ")"};
+}
+
+}  // namespace
+
 std::string finding_sentence(const ReportData& data) {
-  // Equal compute = the training FLOPs every evaluated run has reached (its own, not counting sunk cost).
-  double f_common = std::numeric_limits<double>::infinity();
   size_t evaluated = 0, pending = 0;
   for (const auto& v : data.variants) {
     if (!v.started) ++pending;
-    if (v.mean_loss.empty()) continue;
-    ++evaluated;
-    f_common = std::min(f_common, v.mean_loss.back().flops);
+    evaluated += !v.mean_loss.empty();
   }
   const std::string tail = pending ? " (" + std::to_string(pending) + " variant" + (pending > 1 ? "s" : "") +
                                          " not started yet)" : "";
   if (evaluated == 0) return "No validation results yet" + tail + ".";
+  const ComparePoint cp = compare_point(data);
   struct At {
     std::string name;
     double loss;
   };
   std::vector<At> at;
-  for (const auto& v : data.variants)
-    if (auto l = loss_at_flops(v.mean_loss, f_common)) at.push_back({v.name, *l});
+  for (const auto& v : data.variants) {
+    if (v.mean_loss.empty()) continue;
+    if (cp.final)
+      at.push_back({v.name, *v.final_mean_loss()});
+    else if (auto l = loss_at_flops(v.mean_loss, cp.flops))
+      at.push_back({v.name, *l});
+  }
   std::sort(at.begin(), at.end(), [](const At& a, const At& b) { return a.loss < b.loss; });
-  const std::string where = data.x_axis == XAxis::kFlops
-                                ? "After " + format_flops(f_common) + " training FLOPs"
-                                : "After training compute equal to " + format_number("%.0f", 100 * f_common / data.dense_sunk_flops) +
-                                      " % of the dense pretraining cost";
+  const std::string where = (data.x_axis == XAxis::kFlops
+                                 ? "After " + format_flops(cp.flops) + " training FLOPs"
+                                 : "After training compute equal to " + format_number("%.0f", 100 * cp.flops / data.dense_sunk_flops) +
+                                       " % of the dense pretraining cost") +
+                            cp.qualifier;
   const At& best = at.front();
   std::string s = where + ", " + best.name + " has the lowest mean validation loss (" + format_number("%.4f", best.loss) + ")";
   auto base = std::find_if(at.begin(), at.end(), [](const At& a) { return a.name == kBaselineVariant; });

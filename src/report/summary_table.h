@@ -39,12 +39,14 @@ std::string format_delta(double delta);
 // 18 characters (short headers, explained in a footnote under a study's table).
 std::string render_summary_table(const ReportData& data);
 
-// Which variant has the lowest mean validation loss at equal training compute (the most every run has
-// spent; with equal budgets and finished runs, the final evaluations), and by how much against
-// dense-continuation (else the runner-up). Then, for each evaluated variant trained from scratch
-// (sunk_flops 0) when the dense pretraining run is known, whether its final mean validation loss has
-// caught up with the dense model's (the pretraining run's final evaluation). Computed from the data,
-// never fixed text.
+// Which variant has the lowest mean validation loss at equal training compute, and by how much against
+// dense-continuation (else the runner-up). When every evaluated run has finished the same budget
+// (Variant::finished, equal budget_flops) it compares their final evaluations, the very numbers of the
+// table, although their final FLOPs differ by up to a step; otherwise every curve is interpolated at
+// the most training compute all evaluated runs have reached, and the sentence says so. Then, for each
+// evaluated variant trained from scratch (sunk_flops 0) when the dense pretraining run is known, whether
+// its final mean validation loss has caught up with the dense model's (the pretraining run's final
+// evaluation). Computed from the data, never fixed text.
 std::string finding_sentence(const ReportData& data);
 
 }  // namespace upcycle::report

@@ -1,10 +1,11 @@
-// The report's finding sentence against its own table (report/summary_table.h): finished runs are
+// The report's finding sentence against its own table (report/finding.h): finished runs are
 // compared at their final evaluations, the table's numbers, even when one run ends a step earlier;
 // only runs still training are compared on interpolated curves, and the sentence says so. Numbers
 // are hand-computed from the curves below.
 #include <gtest/gtest.h>
 
 #include "report/run_data.h"
+#include "report/finding.h"
 #include "report/summary_table.h"
 
 namespace upcycle::report {

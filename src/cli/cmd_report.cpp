@@ -12,6 +12,7 @@
 #include "core/file_util.h"
 #include "report/html_report.h"
 #include "report/run_data.h"
+#include "report/finding.h"
 #include "report/summary_table.h"
 
 namespace upcycle::cli {

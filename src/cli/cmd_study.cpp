@@ -11,6 +11,7 @@
 #include "cli/options.h"
 #include "cli/study_runner.h"
 #include "core/error.h"
+#include "study/study_runs.h"
 #include "study/study_spec.h"
 
 namespace upcycle::cli {
@@ -35,6 +36,7 @@ constexpr const char* kEpilog =
     "  train: {micro-batch: 8, seq-len: 128, lr: 2e-3, warmup: 20}   # `upcycle train` flags of every run\n"
     "  extra_compute: 1.0                            # each variant's budget × the dense pretraining FLOPs\n"
     "  evals: 8                                      # evaluations (and analysed checkpoints) per run\n"
+    "  seeds: [1, 2, 3]                              # optional: every variant once per seed (runs/<variant>/seed-<S>)\n"
     "  variants:\n"
     "    - name: dense-continuation                  # no convert: train the dense model further\n"
     "    - name: upcycle\n"
@@ -45,10 +47,26 @@ constexpr const char* kEpilog =
     "STUDY_DIR gets study.json (the plan, the equivalent commands, each variant's status),\n"
     "dense-pretrain/ and runs/<variant>/ (ordinary `upcycle train` run directories), models/<variant>/,\n"
     "runs/<variant>/analysis/step-N.json (`upcycle analyze` of every checkpoint of MoE runs) and\n"
-    "report.html. Each variant trains for round(budget / (its train FLOPs per token × tokens per step))\n"
+    "report.html; with seeds, runs/<variant>/seed-<S>/ and models/<variant>/seed-<S>/ per seed, the seed\n"
+    "passed to train --seed (data order) and to convert --seed unless the variant's convert sets seed:.\n"
+    "Each variant trains for round(budget / (its train FLOPs per token × tokens per step))\n"
     "steps, so runs of different shapes compare at equal compute. Relative paths in the spec are taken\n"
     "from the spec file's directory. Interrupted (Ctrl-C, SIGTERM, a crash)? Run the same command again:\n"
     "finished runs are skipped, the interrupted one resumes bit for bit.";
+
+// What `seeds:` will do, for --check: how many runs, and which variants keep a convert seed of their own
+// (their spread over seeds then measures the data order only).
+void print_seeds(const study::StudySpec& spec) {
+  if (spec.seeds.empty()) return;
+  std::printf("seeds:");
+  for (const int64_t s : spec.seeds) std::printf(" %lld", static_cast<long long>(s));
+  std::printf(" (%zu runs)\n", spec.seeds.size() * spec.variants.size());
+  std::string fixed;
+  for (const auto& v : spec.variants)
+    if (study::fixes_convert_seed(v)) fixed += (fixed.empty() ? "" : ", ") + v.name;
+  if (!fixed.empty())
+    std::printf("fixed convert seed (same conversion for every seed, only the data order varies): %s\n", fixed.c_str());
+}
 
 }  // namespace
 
@@ -73,6 +91,7 @@ int run_study(const Args& args) {
     std::printf("%s: ok, %zu variants:", spec.file.c_str(), spec.variants.size());
     for (const auto& v : spec.variants) std::printf(" %s", v.name.c_str());
     std::printf("\n");
+    print_seeds(spec);
     return 0;
   }
   if (o.out.empty()) throw Error("missing --out STUDY_DIR");

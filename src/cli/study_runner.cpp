@@ -16,6 +16,7 @@
 #include "core/sha256.h"
 #include "io/model_config.h"
 #include "study/study_plan.h"
+#include "study/study_runs.h"
 #include "train/run_dir.h"
 #include "train/train_checkpoint.h"
 
@@ -87,13 +88,14 @@ void check_study_flags(const StudySpec& spec) {
   checked("pretrain", [&] {
     parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec.train, spec.pretrain))));
   });
+  const std::optional<int64_t> seed = study::run_seeds(spec).front();  // the flags every seed's run gets
   for (const VariantSpec& v : spec.variants) {
     checked("variants." + v.name + ".train", [&] {
-      parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec.train, v.train))));
+      parse_train_args(concat(placeholders, study::flags_to_args(study::run_train_flags(spec, v, seed))));
     });
-    if (v.convert)
+    if (const std::optional<Flags> convert = study::run_convert_flags(v, seed))
       checked("variants." + v.name + ".convert",
-              [&] { check_convert_args(concat({"DENSE", "OUT"}, study::flags_to_args(*v.convert))); });
+              [&] { check_convert_args(concat({"DENSE", "OUT"}, study::flags_to_args(*convert))); });
   }
 }
 
@@ -125,6 +127,7 @@ class StudyRunner {
                   "dense.sunk_flops (the x axis of the comparison is relative to it)",
                   spec_.file.string());
     check_study_flags(spec_);
+    check_run_layout();
     fs::create_directories(root_);
     for (const auto& v : spec_.val) val_args_.push_back(v.string());
   }
@@ -139,12 +142,16 @@ class StudyRunner {
     record_["dense"] = dense.record;
     record_["extra_compute"] = spec_.extra_compute;
     record_["domains"] = domains();
+    if (spec_.seeds.empty())
+      record_.erase("seeds");
+    else
+      record_["seeds"] = spec_.seeds;
     if (!record_.contains("variants")) record_["variants"] = Json::array();
     save();
     for (size_t i = 0; i < spec_.variants.size(); ++i) {
       const VariantSpec& v = spec_.variants[i];
-      label_ = "[" + std::to_string(i + 1) + "/" + std::to_string(spec_.variants.size()) + "] " + v.name;
-      const int code = run_variant(v, dense);
+      const int code =
+          run_variant(v, dense, "[" + std::to_string(i + 1) + "/" + std::to_string(spec_.variants.size()) + "] " + v.name);
       if (code != 0) {
         save();
         say("stopped in variant '" + v.name + "'; run the same `upcycle study` command again to resume");
@@ -247,22 +254,77 @@ class StudyRunner {
     return record_["variants"].back();
   }
 
-  [[noreturn]] void changed(const VariantSpec& v, const fs::path& run) const {
-    throw Error("variant '" + v.name + "' has changed since its run started (its convert/train commands differ " +
-                    "from study.json); delete " + run.string() + " to rerun it, or use a new --out",
+  // The record of one run: the variant's own without seeds, its runs[] entry for `seed` with them.
+  Json& run_record(const std::string& name, std::optional<int64_t> seed) {
+    Json& v = variant_record(name);
+    if (!seed) return v;
+    if (!v.contains("runs") || !v["runs"].is_array()) v["runs"] = Json::array();
+    for (Json& r : v["runs"])
+      if (r.value("seed", int64_t(0)) == *seed) return r;
+    v["runs"].push_back({{"seed", *seed}});
+    return v["runs"].back();
+  }
+
+  // A seeded variant is done when every seed's run is, pending until one has started.
+  static std::string seeds_status(const Json& runs) {
+    size_t done = 0, started = 0;
+    for (const Json& r : runs) {
+      const std::string status = r.value("status", "pending");
+      done += status == "done";
+      started += status != "pending";
+    }
+    return done == runs.size() ? "done" : started ? "running" : "pending";
+  }
+
+  void set_status(const VariantSpec& v, std::optional<int64_t> seed, const std::string& status) {
+    run_record(v.name, seed)["status"] = status;
+    if (seed) variant_record(v.name)["status"] = seeds_status(variant_record(v.name)["runs"]);
+  }
+
+  [[noreturn]] void changed(const VariantSpec& v, std::optional<int64_t> seed, const fs::path& run) const {
+    throw Error("variant '" + v.name + "'" + (seed ? " (seed " + std::to_string(*seed) + ")" : "") +
+                    " has changed since its run started (its convert/train commands differ from study.json); delete " +
+                    run.string() + " to rerun it, or use a new --out",
                 spec_.file.string());
   }
 
-  // The variant's start model: the dense checkpoint itself, or models/<name> converted from it (again,
-  // when the spec changed the conversion of a variant that has not started training).
-  fs::path prepare_model(const VariantSpec& v, const fs::path& start, const fs::path& run, Json& commands) {
-    if (!v.convert) return start;
-    const fs::path model = root_ / "models" / v.name;
-    const Args convert_args = concat({start.string(), model.string()}, study::flags_to_args(*v.convert));
+  // A study with seeds keeps its runs in runs/<v>/seed-<S>, one without in runs/<v> (likewise models/):
+  // a directory of the other layout (seeds added to or removed from a study that has run) is refused
+  // rather than mixed with the new runs.
+  void check_run_layout() const {
+    for (const VariantSpec& v : spec_.variants)
+      for (const char* top : {"runs", "models"}) {
+        const fs::path dir = root_ / top / v.name;
+        std::error_code ec;
+        if (!fs::is_directory(dir, ec)) continue;
+        const bool single = fs::exists(dir / "config.json");
+        bool per_seed = false;
+        for (const auto& entry : fs::directory_iterator(dir))
+          per_seed = per_seed || entry.path().filename().string().starts_with("seed-");
+        if (!spec_.seeds.empty() && single)
+          throw Error("variant '" + v.name + "' was run without seeds (" + relative_to(dir, root_) +
+                          "), but the spec lists seeds (runs/" + v.name + "/seed-S): delete runs/" + v.name +
+                          " and models/" + v.name + " to rerun it, or use a new --out",
+                      spec_.file.string());
+        if (spec_.seeds.empty() && per_seed && !single)
+          throw Error("variant '" + v.name + "' was run with seeds (" + relative_to(dir, root_) +
+                          "/seed-*), but the spec lists none: give `seeds:` again, delete runs/" + v.name +
+                          " and models/" + v.name + ", or use a new --out",
+                      spec_.file.string());
+      }
+  }
+
+  // The run's start model: the dense checkpoint itself, or models/<name>[/seed-<S>] converted from it
+  // (again, when the spec changed the conversion of a run that has not started training).
+  fs::path prepare_model(const VariantSpec& v, std::optional<int64_t> seed, const fs::path& start, const fs::path& run,
+                         const Json& recorded, Json& commands) {
+    const std::optional<Flags> convert = study::run_convert_flags(v, seed);
+    if (!convert) return start;
+    const fs::path model = root_ / study::model_dir(v.name, seed);
+    const Args convert_args = concat({start.string(), model.string()}, study::flags_to_args(*convert));
     commands.push_back(study::command_line("convert", convert_args));
-    const Json& rec = variant_record(v.name);
-    if (rec.contains("commands") && !rec["commands"].empty() && rec["commands"][0] != commands[0]) {
-      if (fs::exists(run)) changed(v, run);
+    if (!recorded.empty() && recorded[0] != commands[0]) {
+      if (fs::exists(run)) changed(v, seed, run);
       fs::remove_all(model);
     }
     if (!fs::exists(model / "config.json")) {
@@ -275,14 +337,64 @@ class StudyRunner {
     return model;
   }
 
-  int run_variant(const VariantSpec& v, const DenseStart& dense) {
+  // study.json's record of v once its run for `seed` is planned. Without seeds it is that run's record,
+  // laid out as before seeds existed. With seeds the plan is the variant's (a seed changes no shape,
+  // so every seed plans the same steps), `runs` holds each seed's run in the spec's order (model, run
+  // directory, commands, status; a seed not reached yet only its run and "pending") and `commands`
+  // all their commands.
+  void record_run(const VariantSpec& v, std::optional<int64_t> seed, const Json& plan, const fs::path& model,
+                  const fs::path& run, const Json& commands) {
+    Json& rec = variant_record(v.name);
+    Json r = {{"name", v.name}, {"kind", plan["kind"]}, {"description", v.description}};
+    if (!seed) r["model"] = relative_to(model, root_);
+    r["start"] = plan["start"];
+    if (!seed) r["run"] = relative_to(run, root_);
+    for (const char* key : {"sunk_flops", "budget_flops", "steps", "tokens_per_step", "train_flops_per_token"})
+      r[key] = plan[key];
+    if (!seed) {
+      r["commands"] = commands;
+      r["status"] = rec.value("status", "pending");
+      rec = std::move(r);
+      return;
+    }
+    Json runs = Json::array(), all = Json::array();
+    for (const int64_t s : spec_.seeds) {
+      Json entry = {{"seed", s}, {"run", study::run_dir(v.name, s)}, {"status", "pending"}};
+      for (const Json& old : rec.value("runs", Json::array()))
+        if (old.value("seed", int64_t(0)) == s) entry = old;
+      if (s == *seed)
+        entry = {{"seed", s}, {"model", relative_to(model, root_)}, {"run", relative_to(run, root_)},
+                 {"commands", commands}, {"status", entry.value("status", "pending")}};
+      for (const Json& c : entry.value("commands", Json::array()))
+        if (std::find(all.begin(), all.end(), c) == all.end()) all.push_back(c);
+      runs.push_back(std::move(entry));
+    }
+    r["seeds"] = spec_.seeds;
+    r["commands"] = std::move(all);
+    r["status"] = seeds_status(runs);
+    r["runs"] = std::move(runs);
+    rec = std::move(r);
+  }
+
+  int run_variant(const VariantSpec& v, const DenseStart& dense, const std::string& label) {
     const fs::path start = v.from ? dense_step(dense, *v.from) : dense.checkpoint;
-    const fs::path run = root_ / "runs" / v.name;
+    for (const std::optional<int64_t>& seed : study::run_seeds(spec_)) {
+      label_ = label + (seed ? " seed " + std::to_string(*seed) : "");
+      const int code = run_one(v, seed, start, dense);
+      if (code != 0) return code;
+    }
+    return 0;
+  }
+
+  // One run of variant v: convert (unless it continues the dense model), plan, train, analyse.
+  int run_one(const VariantSpec& v, std::optional<int64_t> seed, const fs::path& start, const DenseStart& dense) {
+    const fs::path run = root_ / study::run_dir(v.name, seed);
+    const Json recorded = run_record(v.name, seed).value("commands", Json::array());
     Json commands = Json::array();
-    const fs::path model = prepare_model(v, start, run, commands);
+    const fs::path model = prepare_model(v, seed, start, run, recorded, commands);
     // The plan: this variant's cost per step from its own model and flags.
     const Args base = concat(concat({"--model", model.string()}, data_args()),
-                             study::flags_to_args(study::merge_flags(spec_.train, v.train)));
+                             study::flags_to_args(study::run_train_flags(spec_, v, seed)));
     const train::TrainOptions planned = parse_train_args(concat(base, {"--out", run.string()}));
     const ModelConfig config = read_model_config(model);
     const train::FlopsPerToken flops = train::run_flops_per_token(planned, config);
@@ -294,36 +406,32 @@ class StudyRunner {
                                     std::to_string(every), "--save-every", std::to_string(every), "--keep",
                                     std::to_string(steps / every + 2), "--eval-at-start"});
     commands.push_back(study::command_line("train", args));
+    if (!recorded.empty() && recorded != commands && fs::exists(run)) changed(v, seed, run);
 
-    Json& rec = variant_record(v.name);
-    if (rec.contains("commands") && rec["commands"] != commands && fs::exists(run)) changed(v, run);
     const bool from_scratch = v.convert && has_flag(*v.convert, "from-scratch");
-    rec = {{"name", v.name},
-           {"kind", config.is_moe() ? "moe" : "dense"},
-           {"description", v.description},
-           {"model", relative_to(model, root_)},
-           {"start", start.string().starts_with(root_.string()) ? relative_to(start, root_) : start.string()},
-           {"run", relative_to(run, root_)},
-           {"sunk_flops", from_scratch ? 0.0 : checkpoint_flops(start).value_or(dense.sunk_flops)},
-           {"budget_flops", budget},
-           {"steps", steps},
-           {"tokens_per_step", tokens_per_step},
-           {"train_flops_per_token", flops.train},
-           {"commands", commands},
-           {"status", rec.value("status", "pending")}};
-    if (rec["status"] == "done" && run_finished(run, steps) && analysis_complete(run, model, config)) return 0;
+    const Json plan = {{"kind", config.is_moe() ? "moe" : "dense"},
+                       {"start", start.string().starts_with(root_.string()) ? relative_to(start, root_) : start.string()},
+                       {"sunk_flops", from_scratch ? 0.0 : checkpoint_flops(start).value_or(dense.sunk_flops)},
+                       {"budget_flops", budget},
+                       {"steps", steps},
+                       {"tokens_per_step", tokens_per_step},
+                       {"train_flops_per_token", flops.train}};
+    record_run(v, seed, plan, model, run, commands);
+    if (run_record(v.name, seed).value("status", "") == "done" && run_finished(run, steps) &&
+        analysis_complete(run, model, config))
+      return 0;
     say(label_ + ": " + std::to_string(steps) + " steps of " + std::to_string(tokens_per_step) + " tokens at " +
         format_number(flops.train) + " FLOPs/token = " + format_number(budget) + " FLOPs (" +
         format_number(100.0 * budget / dense.sunk_flops) + " % of the dense pretraining)");
     if (!run_finished(run, steps)) {
-      rec["status"] = "running";
+      set_status(v, seed, "running");
       save();
       fs::create_directories(run.parent_path());
       const int code = train_run(run, args, options_.threads);
       if (code != 0) return code;
     }
     if (config.is_moe()) analyze_run(run, model, start, planned.seq_len);
-    variant_record(v.name)["status"] = "done";
+    set_status(v, seed, "done");
     save();
     return 0;
   }
@@ -390,7 +498,7 @@ class StudyRunner {
   StudyRunOptions options_;
   fs::path root_, record_file_;
   Json record_ = Json::object();
-  std::string label_;  // "[i/N] name" of the variant in progress, for the progress lines
+  std::string label_;  // "[i/N] name[ seed S]" of the run in progress, for the progress lines
   Args val_args_;
 };
 

@@ -2,7 +2,8 @@
 // `init` + `train` for the dense pretraining (when the spec asks for it), then per variant `convert`
 // (unless it continues the dense model) and `train` for its share of the equal-compute budget, then
 // `analyze` on each checkpoint of MoE runs and `report` over the whole directory (docs/study.md).
-// Resumable: finished steps are detected from what is on disk (complete model directories, run
+// With `seeds:` every variant is converted and trained once per seed (study/study_runs.h: runs/<v>/seed-<S>),
+// the dense model shared by all. Resumable: finished steps are detected from what is on disk (complete model directories, run
 // directories at their final step, existing analysis files) and skipped; an interrupted run resumes
 // with `train --resume`. study.json records the plan, the equivalent command lines and each status.
 // Invariant: a variant's recorded commands never change under it; a spec edit that would change a

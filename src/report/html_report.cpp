@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "report/html_report_style.h"
+#include "report/finding.h"
 #include "report/summary_table.h"
 #include "report/svg_plot.h"
 
@@ -43,6 +44,38 @@ std::optional<Series> dense_series(const ReportData& d, const std::string* domai
   }
   for (const auto& p : *points) s.points.push_back({p.x, p.loss});
   return s;
+}
+
+// A variant's curve (mean over domains, or one domain): with seeds, each seed's run as a faint line
+// under the mean over seeds, in the variant's colour.
+void add_variant_series(std::vector<Series>& out, const Variant& v, size_t colour, const std::string* domain) {
+  const auto curve = [&](const Variant& run) -> const std::vector<LossPoint>* {
+    if (domain == nullptr) return &run.mean_loss;
+    auto it = run.domain_loss.find(*domain);
+    return it == run.domain_loss.end() ? nullptr : &it->second;
+  };
+  for (const Variant& run : v.seed_runs) {
+    Series s{run.name, {}, colour};
+    s.faint = true;
+    if (const auto* points = curve(run))
+      for (const auto& p : *points) s.points.push_back({p.x, p.loss});
+    out.push_back(std::move(s));
+  }
+  Series s{v.name, {}, colour};
+  if (const auto* points = curve(v))
+    for (const auto& p : *points) s.points.push_back({p.x, p.loss});
+  out.push_back(std::move(s));
+}
+
+bool any_seeded(const ReportData& d) {
+  return std::any_of(d.variants.begin(), d.variants.end(), [](const Variant& v) { return v.seeded(); });
+}
+
+// The seed run a seeded variant's heatmaps show (the first one started), for their titles.
+std::string heatmap_seed(const Variant& v) {
+  for (const Variant& s : v.seed_runs)
+    if (s.started && s.seed) return " · seed " + std::to_string(*s.seed);
+  return "";
 }
 
 // A command line broken before each " --" flag, continued lines ending in " \\" (still copy-pasteable).
@@ -121,11 +154,7 @@ std::string loss_section(const ReportData& d) {
   LineChart c{"plot-loss-vs-compute", "", x_label(d), "mean validation loss (nats/token)", {}, zero_line(d), "dense model", 960, 440};
   if (!c.vline) c.vline_label.clear();
   if (auto s = dense_series(d, nullptr)) c.series.push_back(std::move(*s));
-  for (size_t i = 0; i < d.variants.size(); ++i) {
-    Series s{d.variants[i].name, {}, i};
-    for (const auto& p : d.variants[i].mean_loss) s.points.push_back({p.x, p.loss});
-    c.series.push_back(std::move(s));
-  }
+  for (size_t i = 0; i < d.variants.size(); ++i) add_variant_series(c.series, d.variants[i], i, nullptr);
   std::string caption =
       "<b>Mean validation loss against compute.</b> Each point is one evaluation: the mean over the validation "
       "domains of the loss at that step. ";
@@ -138,6 +167,9 @@ std::string loss_section(const ReportData& d) {
   if (d.dense_pretrain)
     caption += " The grey line is the dense pretraining run itself (−100 % to 0 %): the reference an MoE trained "
                "from scratch on the same compute has to beat.";
+  if (any_seeded(d))
+    caption += " Each variant was trained once per seed: the line with markers is the mean over its seeds, the thin "
+               "lines in the same colour are the seeds' own runs (their spread is the noise a difference must exceed).";
   return "<section><h2>Validation loss against compute</h2>" + figure(render_line_chart(c), caption) +
          tokens_figure(d) + "</section>\n";
 }
@@ -149,23 +181,32 @@ std::string domain_section(const ReportData& d) {
     LineChart c{svg_id("plot-domain", domain), domain, d.x_axis == XAxis::kFlops ? "training FLOPs" : "extra compute, %",
                 "validation loss", {}, zero_line(d), "", 320, 260, Legend::kHide};
     if (auto s = dense_series(d, &domain)) c.series.push_back(std::move(*s));
-    for (size_t i = 0; i < d.variants.size(); ++i) {
-      Series s{d.variants[i].name, {}, i};
-      auto it = d.variants[i].domain_loss.find(domain);
-      if (it != d.variants[i].domain_loss.end())
-        for (const auto& p : it->second) s.points.push_back({p.x, p.loss});
-      c.series.push_back(std::move(s));
-    }
+    for (size_t i = 0; i < d.variants.size(); ++i) add_variant_series(c.series, d.variants[i], i, &domain);
     o += "<figure>" + render_line_chart(c) + "</figure>";
   }
-  return o + "</div><figcaption>The same curves per validation domain (same axes and colours as above). A variant "
-             "that wins on average but loses on one domain shows it here.</figcaption></section>\n";
+  return o + "</div><figcaption>The same curves per validation domain (same axes and colours as above" +
+         std::string(any_seeded(d) ? "; thin lines: the seeds' own runs" : "") +
+         "). A variant that wins on average but loses on one domain shows it here.</figcaption></section>\n";
+}
+
+// A table cell: the value (with seeds the mean over them), then in small print the seeds' min–max and
+// the difference to the baseline (with seeds the mean paired difference and its min–max).
+std::string loss_cell(const std::optional<double>& v, const std::optional<Spread>& spread, const std::optional<double>& delta,
+                      const std::optional<Spread>& delta_spread, bool best, bool baseline) {
+  std::string o = std::string("<td") + (best ? " class=\"best\"" : "") + ">" + (v ? format_number("%.4f", *v) : "—");
+  if (v && spread && spread->n > 1) o += "<small class=\"spread\">" + esc(format_loss_range(*spread)) + "</small>";
+  if (v && delta && !baseline) {
+    o += "<small>" + esc(format_delta(*delta));
+    if (delta_spread && delta_spread->n > 1) o += " (" + esc(format_delta_range(*delta_spread)) + ")";
+    o += "</small>";
+  }
+  return o + "</td>";
 }
 
 std::string loss_table(const ReportData& d) {
   if (d.domains.empty()) return "";
   const std::vector<SummaryRow> rows = summary_rows(d);
-  const Variant* base = d.find(kBaselineVariant);
+  const bool has_base = d.find(kBaselineVariant) != nullptr, seeded = any_seeded(d);
   const size_t cols = d.domains.size() + 1;
   auto value = [&](const SummaryRow& r, size_t c) { return c < d.domains.size() ? r.domain[c] : r.mean; };
   std::vector<std::optional<double>> best(cols);
@@ -174,26 +215,35 @@ std::string loss_table(const ReportData& d) {
       if (auto v = value(r, c); v && (!best[c] || *v < *best[c])) best[c] = v;
   const bool study = d.x_axis == XAxis::kExtraComputePercent;
   std::string o = "<section><h2>Final validation loss</h2><table id=\"table-final-loss\"><tr><th>variant</th>" +
+                  std::string(seeded ? "<th>seeds</th>" : "") +
                   std::string(study ? "<th>compute spent</th><th>x position</th>" : "<th>FLOPs</th>");
   for (const auto& domain : d.domains) o += "<th>" + esc(domain) + "</th>";
   o += "<th>mean</th></tr>";
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const SummaryRow& r = rows[i];
+  for (const SummaryRow& r : rows) {
     o += "<tr><td>" + esc(r.variant) + "</td>";
+    if (seeded)
+      o += "<td>" + (r.seeds_listed == 0 ? std::string("—") : r.seeds == r.seeds_listed ? std::to_string(r.seeds)
+                                                            : std::to_string(r.seeds) + " of " + std::to_string(r.seeds_listed)) +
+           "</td>";
     if (study) o += "<td>" + (r.spent ? esc(format_spent(*r.spent)) : "—") + "</td>";
     o += "<td>" + (r.x ? esc(format_x(d, *r.x)) : "—") + "</td>";
     for (size_t c = 0; c < cols; ++c) {
+      const bool domain = c < d.domains.size();
       const std::optional<double> v = value(r, c);
-      const std::optional<double> b = base ? (c < d.domains.size() ? base->final_domain_loss(d.domains[c]) : base->final_mean_loss())
-                                           : std::nullopt;
-      o += std::string("<td") + (v && best[c] && *v == *best[c] ? " class=\"best\"" : "") + ">" + (v ? format_number("%.4f", *v) : "—");
-      if (v && b && r.variant != kBaselineVariant) o += "<small>" + esc(format_delta(*v - *b)) + "</small>";
-      o += "</td>";
+      o += loss_cell(v, domain ? r.domain_spread[c] : r.mean_spread, domain ? r.domain_delta[c] : r.delta,
+                     domain ? r.domain_delta_spread[c] : r.delta_spread, v && best[c] && *v == *best[c],
+                     r.variant == kBaselineVariant);
     }
     o += "</tr>";
   }
   std::string caption = "Loss at each run's last evaluation (nats/token); the best value per column is highlighted.";
-  if (base) caption += std::string(" The small number is the difference to ") + kBaselineVariant + " (negative = better).";
+  if (has_base) caption += std::string(" The small signed number is the difference to ") + kBaselineVariant + " (negative = better).";
+  if (seeded)
+    caption += std::string(" With seeds, each value is the mean over the seeds (<i>seeds</i>: how many, of those listed, "
+                           "have reached that evaluation), the small range under it the lowest and highest seed, and the "
+                           "difference is paired by seed: each seed's run against ") +
+               kBaselineVariant + "'s run with the same seed (the same data order), shown as the mean difference and, in "
+               "brackets, its lowest and highest. A difference whose bracket holds both signs is within the seed-to-seed noise.";
   caption += study ? " <i>Compute spent</i> is the run's own training FLOPs as % of the dense pretraining FLOPs; "
                      "<i>x position</i> is where its last point sits on the plots (dense FLOPs already in its start model "
                      "+ compute spent − 100 %), so an MoE from scratch that spent 100 % sits at +0 %."
@@ -229,7 +279,7 @@ std::string load_section(const ReportData& d) {
       layers.push_back("layer " + std::to_string(l.layer));
       shares.push_back(l.load);
     }
-    maps += "<figure>" + render_heatmap(balance_heatmap(svg_id("plot-load", v.name), v.name, layers, shares)) +
+    maps += "<figure>" + render_heatmap(balance_heatmap(svg_id("plot-load", v.name), v.name + heatmap_seed(v), layers, shares)) +
             "</figure>";
   }
   if (maps.empty()) return "";
@@ -237,7 +287,10 @@ std::string load_section(const ReportData& d) {
          "</div><figcaption>Rows are MoE layers, columns experts; each cell is the share of routed tokens the expert "
          "received at the final evaluation (all validation domains) times the number of experts, so 1 (white) is a "
          "perfectly even load, orange/red an overloaded expert (2 = twice its share) and blue an under-used one. A "
-         "column that is blue in every layer is an expert that learned little.</figcaption></section>\n";
+         "column that is blue in every layer is an expert that learned little." +
+         std::string(any_seeded(d) ? " With seeds, the first seed's run is shown: expert numbers do not correspond "
+                                     "across seeds." : "") +
+         "</figcaption></section>\n";
 }
 
 std::string routing_section(const ReportData& d) {
@@ -245,7 +298,7 @@ std::string routing_section(const ReportData& d) {
   for (const auto& v : d.variants) {
     if (!v.routing || v.routing->domains.empty()) continue;
     const DomainRouting& r = *v.routing;
-    const std::string title = v.name + " · layer " + std::to_string(r.layer) + " · step " + std::to_string(r.step);
+    const std::string title = v.name + heatmap_seed(v) + " · layer " + std::to_string(r.layer) + " · step " + std::to_string(r.step);
     maps += "<figure>" + render_heatmap(balance_heatmap(svg_id("plot-routing", v.name), title, r.domains, r.load)) +
             "</figure>";
   }
@@ -254,7 +307,8 @@ std::string routing_section(const ReportData& d) {
          "</div><figcaption>From the newest <code>upcycle analyze</code> result of each MoE run, the middle MoE layer: "
          "rows are validation domains, columns experts, colour = share of that domain's tokens routed to the expert "
          "× number of experts (1 = even). Rows that differ mean experts specialise by domain; identical rows mean "
-         "routing ignores the domain.</figcaption></section>\n";
+         "routing ignores the domain." +
+         std::string(any_seeded(d) ? " With seeds, the first seed's run is shown." : "") + "</figcaption></section>\n";
 }
 
 std::string specialization_section(const ReportData& d) {
@@ -299,7 +353,8 @@ std::string specialization_section(const ReportData& d) {
                 "and drift apart as they specialise. <b>Middle:</b> of each expert with the dense FFN it came from "
                 "(how much of the dense model survives). <b>Right:</b> how differently the domains are routed "
                 "(total-variation distance of each domain's expert load from the mean; 0 = routing ignores the "
-                "domain).") +
+                "domain)." +
+                    std::string(any_seeded(d) ? " With seeds, each line is the mean over the seeds." : "")) +
          "</section>\n";
 }
 
@@ -315,7 +370,11 @@ std::string details_section(const ReportData& d) {
       "<section><h2>Run details</h2><table id=\"table-runs\"><tr><th>variant</th><th>kind</th><th>status</th><th>steps</th>"
       "<th>tokens</th><th>train FLOPs/token</th><th>budget FLOPs</th><th>run FLOPs</th></tr>";
   if (d.dense_pretrain) o += details_row(*d.dense_pretrain);
-  for (const auto& v : d.variants) o += details_row(v);
+  for (const auto& v : d.variants)
+    if (v.seeded())
+      for (const auto& run : v.seed_runs) o += details_row(run);  // one row per seed's run
+    else
+      o += details_row(v);
   return o + "</table><figcaption>Steps done / planned; budget = planned steps × tokens per step × training FLOPs per "
              "token; run FLOPs = what the run has spent so far.</figcaption></section>\n";
 }
@@ -330,7 +389,11 @@ std::string reproduce_section(const ReportData& d) {
     blocks += "<details><summary>" + esc(name) + "</summary><pre>" + esc(text) + "</pre></details>";
   };
   block(kDensePretrainName, d.dense_commands);
-  for (const auto& v : d.variants) block(v.name, v.commands);
+  for (const auto& v : d.variants)
+    if (v.seeded())
+      for (const auto& run : v.seed_runs) block(run.name, run.commands);
+    else
+      block(v.name, v.commands);
   if (blocks.empty()) return "";
   return "<section id=\"reproduce\"><h2>Reproduce</h2><p class=\"note\">The equivalent command lines from "
          "<code>study.json</code>, in order; click a name to open them.</p>" +

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/json.h"
+#include "report/seed_runs.h"
 
 namespace upcycle::report {
 namespace fs = std::filesystem;
@@ -191,6 +192,64 @@ void read_analysis_into(Variant& v, const fs::path& dir, const ToX& to_x) {
 
 Variant load_run(const fs::path& dir, const ToX& to_x);
 
+std::vector<std::string> strings(const Json& obj, const char* key) {
+  std::vector<std::string> out;
+  if (const Json* c = field(obj, key); c != nullptr && c->is_array())
+    for (const auto& x : *c)
+      if (x.is_string()) out.push_back(x.get<std::string>());
+  return out;
+}
+
+// A run directory of a study variant: its metrics and analyses (none yet: pending).
+void read_run_files(Variant& v, const ToX& to_x) {
+  const std::string kind = v.kind;
+  std::error_code ec;
+  if (fs::is_regular_file(v.run_dir / "metrics.jsonl", ec)) read_metrics_into(v, v.run_dir / "metrics.jsonl", to_x);
+  v.kind = kind;  // the study says what the variant is
+  if (!v.started) v.status = "pending";
+  read_analysis_into(v, v.run_dir / "analysis", to_x);
+}
+
+// One entry of study.json "variants": a single run ("run"), or one run per seed ("runs", each with
+// "seed", "run", "status", "commands") folded into the variant's mean curves.
+Variant load_study_variant(const Json& j, const fs::path& dir, const fs::path& file, double dense_sunk_flops) {
+  Variant v;
+  v.name = text(j, "name", "study variant", file);
+  const std::string where = "study variant '" + v.name + "'";
+  v.kind = text(j, "kind", where, file);
+  if (v.kind != "dense" && v.kind != "moe") throw Error(where + ": \"kind\" must be \"dense\" or \"moe\"", file.string());
+  v.description = j.value("description", "");
+  v.status = j.value("status", "pending");
+  v.sunk_flops = number(j, "sunk_flops", where, file);
+  v.budget_flops = optional_number(j, "budget_flops", where, file).value_or(0);
+  v.planned_steps = int64_t(optional_number(j, "steps", where, file).value_or(0));
+  v.tokens_per_step = optional_number(j, "tokens_per_step", where, file).value_or(0);
+  v.train_flops_per_token = optional_number(j, "train_flops_per_token", where, file).value_or(0);
+  v.commands = strings(j, "commands");
+  const ToX to_x = [sunk = v.sunk_flops, dense_sunk_flops](double f) { return extra_compute_percent(sunk, f, dense_sunk_flops); };
+  const Json* runs = field(j, "runs");
+  if (runs == nullptr) {
+    v.run_dir = dir / text(j, "run", where, file);
+    read_run_files(v, to_x);
+    return v;
+  }
+  if (!runs->is_array() || runs->empty()) throw Error(where + ": \"runs\" is not a list of seed runs", file.string());
+  const Variant plan = v;  // every seed run has the variant's plan: seeds change no shape
+  for (const Json& r : *runs) {
+    Variant s = plan;
+    s.seed = int64_t(number(r, "seed", where + " run", file));
+    s.name = v.name + " · seed " + std::to_string(*s.seed);
+    s.run_dir = dir / text(r, "run", where + " run", file);
+    s.status = r.value("status", "pending");
+    s.commands = strings(r, "commands");
+    read_run_files(s, to_x);
+    v.seed_runs.push_back(std::move(s));
+  }
+  aggregate_seed_runs(v);
+  if (!v.started) v.status = "pending";
+  return v;
+}
+
 ReportData load_study(const fs::path& dir) {
   const fs::path file = dir / "study.json";
   const Json s = read_json_file(file, "study.json");
@@ -223,32 +282,7 @@ ReportData load_study(const fs::path& dir) {
       if (x.is_string()) d.domains.push_back(x.get<std::string>());
   const Json* variants = field(s, "variants");
   if (variants == nullptr || !variants->is_array()) throw Error("study: \"variants\" is missing or not an array", file.string());
-  for (const auto& j : *variants) {
-    Variant v;
-    v.name = text(j, "name", "study variant", file);
-    const std::string where = "study variant '" + v.name + "'";
-    v.kind = text(j, "kind", where, file);
-    if (v.kind != "dense" && v.kind != "moe") throw Error(where + ": \"kind\" must be \"dense\" or \"moe\"", file.string());
-    v.description = j.value("description", "");
-    v.status = j.value("status", "pending");
-    v.run_dir = dir / text(j, "run", where, file);
-    v.sunk_flops = number(j, "sunk_flops", where, file);
-    v.budget_flops = optional_number(j, "budget_flops", where, file).value_or(0);
-    v.planned_steps = int64_t(optional_number(j, "steps", where, file).value_or(0));
-    v.tokens_per_step = optional_number(j, "tokens_per_step", where, file).value_or(0);
-    v.train_flops_per_token = optional_number(j, "train_flops_per_token", where, file).value_or(0);
-    if (const Json* c = field(j, "commands"); c != nullptr && c->is_array())
-      for (const auto& x : *c)
-        if (x.is_string()) v.commands.push_back(x.get<std::string>());
-    const std::string kind = v.kind;
-    const ToX to_x = [&, sunk = v.sunk_flops](double f) { return extra_compute_percent(sunk, f, d.dense_sunk_flops); };
-    std::error_code ec;
-    if (fs::is_regular_file(v.run_dir / "metrics.jsonl", ec)) read_metrics_into(v, v.run_dir / "metrics.jsonl", to_x);
-    v.kind = kind;  // the study says what the variant is
-    if (!v.started) v.status = "pending";
-    read_analysis_into(v, v.run_dir / "analysis", to_x);
-    d.variants.push_back(std::move(v));
-  }
+  for (const auto& j : *variants) d.variants.push_back(load_study_variant(j, dir, file, d.dense_sunk_flops));
   return d;
 }
 
@@ -277,6 +311,12 @@ Variant load_run(const fs::path& dir, const ToX& to_x) {
 
 double extra_compute_percent(double variant_sunk_flops, double run_flops, double dense_sunk_flops) {
   return 100.0 * (variant_sunk_flops + run_flops - dense_sunk_flops) / dense_sunk_flops;
+}
+
+bool Variant::finished() const {
+  if (seeded())
+    return std::all_of(seed_runs.begin(), seed_runs.end(), [](const Variant& s) { return s.finished(); });
+  return status == "done" || (planned_steps > 0 && steps_done >= planned_steps);
 }
 
 std::optional<double> Variant::final_mean_loss() const {

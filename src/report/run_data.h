@@ -1,7 +1,8 @@
 // The data `upcycle report` draws, loaded from run directories only (JSON files; docs/study.md):
 // a study directory (study.json + runs/<variant>/) or plain `upcycle train` run directories. A study
-// variant whose run has no metrics.jsonl yet is kept as pending with no points. Malformed files are
-// user errors naming the file; a truncated last metrics line (a run being written) is ignored.
+// variant whose run has no metrics.jsonl yet is kept as pending with no points; a variant trained once
+// per seed holds its seed runs and their mean curves. Malformed files are user errors naming the
+// file; a truncated last metrics line (a run being written) is ignored.
 // Non-goals: reading checkpoints or TensorBoard files.
 #pragma once
 
@@ -48,6 +49,11 @@ struct DomainRouting {
 
 struct Variant {
   std::string name, kind = "dense", description, status = "pending";
+  std::optional<int64_t> seed;  // a seed run of a variant trained once per seed (name "<variant> · seed <S>")
+  // A study variant with `seeds:`: one run per seed (each with `seed`), folded by aggregate_seed_runs
+  // (seed_runs.h) into the fields below: mean curves over the seeds, the least advanced seed's progress,
+  // and the first started seed's loads and routing (expert numbers mean nothing across seeds).
+  std::vector<Variant> seed_runs;
   std::filesystem::path run_dir;
   bool started = false;  // metrics.jsonl exists
   double sunk_flops = 0, budget_flops = 0, tokens_per_step = 0, train_flops_per_token = 0;
@@ -64,6 +70,10 @@ struct Variant {
   std::optional<DomainRouting> routing;
 
   bool is_moe() const { return kind == "moe"; }
+  bool seeded() const { return !seed_runs.empty(); }
+  // Its whole budget is trained (every seed's, with seeds): status "done", or the run has reached its
+  // planned steps (study.json says "running" until the analysis after the last step is written).
+  bool finished() const;
   std::optional<double> final_mean_loss() const;
   std::optional<double> final_domain_loss(const std::string& domain) const;
 };

@@ -1,10 +1,10 @@
-// Summary rows, the terminal table and the finding sentence (see summary_table.h).
+// Summary rows and the terminal table (see summary_table.h).
 #include "report/summary_table.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <limits>
+#include <map>
 
 namespace upcycle::report {
 
@@ -55,21 +55,135 @@ std::string format_delta(double delta) {
   return (delta > 0 ? "+" : "−") + format_number("%.4f", std::fabs(delta));
 }
 
+std::string format_loss_range(const Spread& s) {
+  if (s.min == s.max) return format_number("%.4f", s.min);
+  return format_number("%.4f", s.min) + "–" + format_number("%.4f", s.max);
+}
+
+std::string format_delta_range(const Spread& s) {
+  if (s.min == s.max) return format_delta(s.min);
+  return format_delta(s.min) + " … " + format_delta(s.max);
+}
+
+std::string paired_verdict(const Spread& d) {
+  if (d.n < 2) return "one seed";
+  if (d.max < 0) return "lower for every seed";
+  if (d.min > 0) return "higher for every seed";
+  return "sign varies";
+}
+
+namespace {
+
+// A row's final value in one column (domain empty: the mean over domains): the last point of the
+// variant's curve and, with seeds, each seed's value at that step.
+struct Final {
+  std::optional<double> value;
+  std::map<int64_t, double> by_seed;
+};
+
+Final final_of(const Variant& v, const std::string& domain) {
+  const std::vector<LossPoint>* curve = &v.mean_loss;
+  if (!domain.empty()) {
+    auto it = v.domain_loss.find(domain);
+    if (it == v.domain_loss.end()) return {};
+    curve = &it->second;
+  }
+  if (curve->empty()) return {};
+  return {curve->back().loss, seed_losses_at_step(v, curve->back().step, domain)};
+}
+
+// v − baseline: paired by seed when both have seeds (its mean, and its spread), else of the two values.
+std::pair<std::optional<double>, std::optional<Spread>> delta_of(const Final& v, const Final& base) {
+  if (!v.value || !base.value) return {};
+  if (v.by_seed.empty() || base.by_seed.empty()) return {*v.value - *base.value, std::nullopt};
+  const std::optional<Spread> d = spread(paired_differences(v.by_seed, base.by_seed));
+  if (!d) return {};  // no seed evaluated by both yet
+  return {d->mean, d};
+}
+
+}  // namespace
+
 std::vector<SummaryRow> summary_rows(const ReportData& data) {
   const Variant* baseline = data.find(kBaselineVariant);
-  const std::optional<double> base = baseline ? baseline->final_mean_loss() : std::nullopt;
   std::vector<SummaryRow> rows;
   for (const auto& v : data.variants) {
-    SummaryRow r{v.name, v.status, v.steps_done, std::nullopt, std::nullopt, v.final_mean_loss(), {}, std::nullopt};
+    SummaryRow r;
+    r.variant = v.name, r.status = v.status, r.steps = v.steps_done;
     if (!v.mean_loss.empty()) r.x = v.mean_loss.back().x;
     if (!v.mean_loss.empty() && data.x_axis == XAxis::kExtraComputePercent)
       r.spent = 100.0 * v.mean_loss.back().flops / data.dense_sunk_flops;
-    for (const auto& d : data.domains) r.domain.push_back(v.final_domain_loss(d));
-    if (r.mean && base) r.delta = *r.mean - *base;
+    r.seeds_listed = v.seed_runs.size();
+    std::vector<std::string> columns = data.domains;
+    columns.push_back("");  // the mean over domains, last
+    for (const std::string& column : columns) {
+      const Final f = final_of(v, column);
+      const auto [delta, delta_spread] = baseline ? delta_of(f, final_of(*baseline, column)) : decltype(delta_of(f, f)){};
+      const std::optional<Spread> s = spread(f.by_seed);
+      if (column.empty()) {
+        r.mean = f.value, r.delta = delta, r.mean_spread = s, r.delta_spread = delta_spread;
+        r.seeds = f.by_seed.size();
+      } else {
+        r.domain.push_back(f.value), r.domain_delta.push_back(delta);
+        r.domain_spread.push_back(s), r.domain_delta_spread.push_back(delta_spread);
+      }
+    }
     rows.push_back(std::move(r));
   }
   return rows;
 }
+
+namespace {
+
+// Columns padded to their widest cell, numbers right-aligned and text (columns marked in `left`)
+// left-aligned, a rule under the header.
+std::string render_grid(const std::vector<std::vector<std::string>>& cells, const std::vector<bool>& left) {
+  std::vector<size_t> w;
+  for (const auto& row : cells)
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (w.size() <= i) w.push_back(0);
+      w[i] = std::max(w[i], width(row[i]));
+    }
+  std::string out;
+  for (size_t r = 0; r < cells.size(); ++r) {
+    std::string line;
+    for (size_t i = 0; i < cells[r].size(); ++i) line += (i ? "  " : "") + pad(cells[r][i], w[i], !(i < left.size() && left[i]));
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+    if (r == 0) {
+      for (size_t i = 0; i < w.size(); ++i) out += (i ? "  " : "") + std::string(w[i], '-');
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+// The spread over seeds: one row per variant trained with seeds.
+std::string seed_table(const ReportData& data, const std::vector<SummaryRow>& rows) {
+  const bool has_delta = data.find(kBaselineVariant) != nullptr;
+  std::vector<std::vector<std::string>> cells{{"variant", "seeds", "mean min–max"}};
+  if (has_delta) cells[0].insert(cells[0].end(), {"Δ min–max", "paired Δ"});
+  for (const auto& r : rows) {
+    if (r.seeds_listed == 0) continue;
+    std::vector<std::string> row{r.variant, r.seeds == r.seeds_listed ? std::to_string(r.seeds)
+                                                                      : std::to_string(r.seeds) + "/" + std::to_string(r.seeds_listed),
+                                 r.mean_spread ? format_loss_range(*r.mean_spread) : "—"};
+    if (has_delta && r.variant == kBaselineVariant) row.insert(row.end(), {"(baseline)", ""});
+    else if (has_delta) row.insert(row.end(), {r.delta_spread ? format_delta_range(*r.delta_spread) : "—",
+                                               r.delta_spread ? paired_verdict(*r.delta_spread) : ""});
+    cells.push_back(std::move(row));
+  }
+  if (cells.size() == 1) return "";
+  std::string out = "\nOver seeds:\n" + render_grid(cells, {true, false, false, false, true});
+  out += "\nseeds        = seed runs in the means above (of those listed: n/N while some are still to come)\n"
+         "mean min–max = the lowest and highest seed's final mean validation loss\n";
+  if (has_delta)
+    out += std::string("Δ min–max    = mean loss − ") + kBaselineVariant +
+           "'s, paired by seed (same seed = same data order);\n"
+           "               Δ mean above is their mean; paired Δ: lower/higher for every seed, or sign varies\n";
+  return out;
+}
+
+}  // namespace
 
 std::string render_summary_table(const ReportData& data) {
   const bool study = data.x_axis == XAxis::kExtraComputePercent;
@@ -85,7 +199,9 @@ std::string render_summary_table(const ReportData& data) {
   const bool has_delta = data.find(kBaselineVariant) != nullptr;
   if (has_delta) head.push_back("Δ mean");
   std::vector<std::vector<std::string>> cells{head};
-  for (const auto& r : summary_rows(data)) {
+  const std::vector<SummaryRow> rows = summary_rows(data);
+  bool seeded = false;
+  for (const auto& r : rows) {
     std::vector<std::string> row{r.variant, r.status, std::to_string(r.steps)};
     if (study) row.push_back(r.spent ? format_spent(*r.spent) : "—");
     row.push_back(r.x ? format_x(data, *r.x) : "—");
@@ -93,76 +209,18 @@ std::string render_summary_table(const ReportData& data) {
     for (const auto& d : r.domain) row.push_back(loss_text(d));
     if (has_delta) row.push_back(r.variant == kBaselineVariant ? "(baseline)" : r.delta ? format_delta(*r.delta) : "—");
     cells.push_back(std::move(row));
+    seeded = seeded || r.seeds_listed > 0;
   }
-  std::vector<size_t> w(head.size(), 0);
-  for (const auto& row : cells)
-    for (size_t i = 0; i < row.size(); ++i) w[i] = std::max(w[i], width(row[i]));
-  std::string out;
-  for (size_t r = 0; r < cells.size(); ++r) {
-    for (size_t i = 0; i < cells[r].size(); ++i) out += (i ? "  " : "") + pad(cells[r][i], w[i], i >= 2);
-    out += "\n";
-    if (r == 0) {
-      for (size_t i = 0; i < w.size(); ++i) out += (i ? "  " : "") + std::string(w[i], '-');
-      out += "\n";
-    }
-  }
+  std::string out = render_grid(cells, {true, true});
   if (study)
     out += "\nspent  = the run's own training FLOPs as % of the dense pretraining FLOPs\n"
            "x pos  = its position on the report's x axis: dense FLOPs in its start model + spent − 100 %\n"
            "mean   = mean validation loss over the domains (nats/token)" +
-           std::string(has_delta ? std::string("; Δ mean = mean − ") + kBaselineVariant + "'s" : "") + "\n";
-  return out;
-}
-
-std::string finding_sentence(const ReportData& data) {
-  // Equal compute = the training FLOPs every evaluated run has reached (its own, not counting sunk cost).
-  double f_common = std::numeric_limits<double>::infinity();
-  size_t evaluated = 0, pending = 0;
-  for (const auto& v : data.variants) {
-    if (!v.started) ++pending;
-    if (v.mean_loss.empty()) continue;
-    ++evaluated;
-    f_common = std::min(f_common, v.mean_loss.back().flops);
-  }
-  const std::string tail = pending ? " (" + std::to_string(pending) + " variant" + (pending > 1 ? "s" : "") +
-                                         " not started yet)" : "";
-  if (evaluated == 0) return "No validation results yet" + tail + ".";
-  struct At {
-    std::string name;
-    double loss;
-  };
-  std::vector<At> at;
-  for (const auto& v : data.variants)
-    if (auto l = loss_at_flops(v.mean_loss, f_common)) at.push_back({v.name, *l});
-  std::sort(at.begin(), at.end(), [](const At& a, const At& b) { return a.loss < b.loss; });
-  const std::string where = data.x_axis == XAxis::kFlops
-                                ? "After " + format_flops(f_common) + " training FLOPs"
-                                : "After training compute equal to " + format_number("%.0f", 100 * f_common / data.dense_sunk_flops) +
-                                      " % of the dense pretraining cost";
-  const At& best = at.front();
-  std::string s = where + ", " + best.name + " has the lowest mean validation loss (" + format_number("%.4f", best.loss) + ")";
-  auto base = std::find_if(at.begin(), at.end(), [](const At& a) { return a.name == kBaselineVariant; });
-  if (at.size() == 1) {
-    s += "; no other variant has been evaluated that far";
-  } else if (base != at.end() && base != at.begin()) {
-    s += ", " + format_number("%.4f", base->loss - best.loss) + " below " + kBaselineVariant + " (" + format_number("%.4f", base->loss) + ")";
-  } else {
-    s += ", " + format_number("%.4f", at[1].loss - best.loss) + " below the runner-up, " + at[1].name + " (" + format_number("%.4f", at[1].loss) + ")";
-  }
-  s += tail + ".";
-  // An MoE trained from scratch against the dense model it would replace (its start point at 0 %).
-  const std::optional<double> dense =
-      data.dense_pretrain ? data.dense_pretrain->final_mean_loss() : std::optional<double>();
-  if (data.x_axis == XAxis::kExtraComputePercent && dense)
-    for (const auto& v : data.variants) {
-      if (v.sunk_flops != 0 || v.mean_loss.empty()) continue;
-      const double loss = v.mean_loss.back().loss, spent = 100.0 * v.mean_loss.back().flops / data.dense_sunk_flops;
-      s += " " + v.name + ", after " + format_number("%.0f", spent) + " % of the dense pretraining compute, reaches " + format_number("%.4f", loss) +
-           " against the dense model's " + format_number("%.4f", *dense) +
-           (loss <= *dense ? ": it has caught up" : ": it has not caught up") +
-           " (Komatsuzaki et al. report ≈120 % needed).";
-    }
-  return s;
+           std::string(seeded ? ", then over the seeds\n" : "") +
+           std::string(!has_delta ? "" : seeded ? std::string("Δ mean = mean of the differences to ") + kBaselineVariant + "'s, paired by seed"
+                                               : std::string("; Δ mean = mean − ") + kBaselineVariant + "'s") +
+           (seeded && !has_delta ? "" : "\n");
+  return out + seed_table(data, rows);
 }
 
 }  // namespace upcycle::report

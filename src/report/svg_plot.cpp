@@ -149,22 +149,25 @@ std::string render_line_chart(const LineChart& c) {
          "\" y2=\"" + num(bottom) + "\"/>";
     if (!c.vline_label.empty()) o += text(sx(*c.vline) + 4, top + 12, c.vline_label, "note", "start");
   }
-  for (size_t i = 0; i < c.series.size(); ++i) {
-    const Series& s = c.series[i];
-    if (s.points.empty()) continue;
-    const std::string& colour = s.stroke.empty() ? palette_colour(s.colour) : s.stroke;
-    const size_t shape = s.stroke.empty() ? s.colour : 0;
-    o += "<g class=\"series\" data-name=\"" + xml_escape(s.name) + "\"><polyline class=\"series\" fill=\"none\" stroke=\"" +
-         colour + "\" points=\"";
-    for (size_t p = 0; p < s.points.size(); ++p) o += (p ? " " : "") + num(sx(s.points[p].first)) + "," + num(sy(s.points[p].second));
-    o += "\"/>";
-    for (auto [x, y] : s.points) o += marker(shape, sx(x), sy(y), colour);
-    o += "</g>";
-  }
+  for (const bool faint : {true, false})
+    for (const Series& s : c.series) {
+      if (s.points.empty() || s.faint != faint) continue;
+      const std::string& colour = s.stroke.empty() ? palette_colour(s.colour) : s.stroke;
+      const size_t shape = s.stroke.empty() ? s.colour : 0;
+      const std::string cls = s.faint ? "series seed" : "series";
+      o += "<g class=\"" + cls + "\" data-name=\"" + xml_escape(s.name) + "\"><polyline class=\"" + cls +
+           "\" fill=\"none\" stroke=\"" + colour + "\" points=\"";
+      for (size_t p = 0; p < s.points.size(); ++p) o += (p ? " " : "") + num(sx(s.points[p].first)) + "," + num(sy(s.points[p].second));
+      o += "\"/>";
+      if (!s.faint)
+        for (auto [x, y] : s.points) o += marker(shape, sx(x), sy(y), colour);
+      o += "</g>";
+    }
   if (c.legend == Legend::kShow) {
     o += "<g class=\"legend\">";
     double ly = top + 8;
     for (const auto& s : c.series) {
+      if (s.faint) continue;
       const std::string& colour = s.stroke.empty() ? palette_colour(s.colour) : s.stroke;
       const double lx = right + 16;
       o += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(lx + 24) + "\" y2=\"" + num(ly) +

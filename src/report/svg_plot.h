@@ -42,6 +42,9 @@ struct Series {
   std::vector<std::pair<double, double>> points;  // (x, y), drawn in this order
   size_t colour = 0;                              // palette index (same variant → same colour everywhere)
   std::string stroke;                             // a fixed colour instead (a reference line), circle markers
+  // One seed's run behind a variant's mean curve: a thin translucent line without markers, not in the
+  // legend (class "series seed").
+  bool faint = false;
 };
 
 struct LineChart {
@@ -52,7 +55,8 @@ struct LineChart {
   int width = 760, height = 400;
   Legend legend = Legend::kShow;
 };
-// <svg id=…> with axes, grid, one <polyline class="series"> + circle markers per non-empty series.
+// <svg id=…> with axes, grid, one <polyline class="series"> + markers per non-empty series (faint
+// series: <polyline class="series seed">, no markers, drawn first so the means lie on top).
 std::string render_line_chart(const LineChart& chart);
 
 // A matrix coloured on a diverging scale around `centre` (log2 ratio: 2× and ½× are equally strong),

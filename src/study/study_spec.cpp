@@ -168,6 +168,27 @@ VariantSpec read_variant(const SpecReader& r, const YAML::Node& node, const std:
   return v;
 }
 
+// `seeds: [1, 2, 3]`: a list, not a count, so that adding a seed never renames the runs of the others.
+std::vector<int64_t> read_seeds(const SpecReader& r, const YAML::Node& node) {
+  if (!node.IsSequence()) r.fail("seeds", "expected a list of distinct positive integers, e.g. [1, 2, 3]");
+  if (node.size() == 0) r.fail("seeds", "empty list (leave `seeds:` out for one run per variant)");
+  std::vector<int64_t> seeds;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const int64_t seed = r.integer(node[i], "seeds[" + std::to_string(i) + "]", 1);
+    if (std::find(seeds.begin(), seeds.end(), seed) != seeds.end())
+      r.fail("seeds", "seed " + std::to_string(seed) + " is listed twice");
+    seeds.push_back(seed);
+  }
+  return seeds;
+}
+
+// With `seeds:` the study sets every run's --seed; a `seed` in a train map would make the seeds' runs
+// identical or quietly override them.
+void refuse_train_seed(const SpecReader& r, const Flags& flags, const std::string& key) {
+  if (std::any_of(flags.begin(), flags.end(), [](const Flag& f) { return f.name == "seed"; }))
+    r.fail(key + ".seed", "`seeds:` sets --seed of every run; remove it here (the dense pretraining's seed goes under `pretrain:`)");
+}
+
 }  // namespace
 
 std::vector<std::string> flags_to_args(const Flags& flags) {
@@ -205,7 +226,7 @@ StudySpec parse_study_spec(const fs::path& given) {
   }
   r.require_map(root, "");
   r.check_keys(root, {"name", "description", "data", "val", "dense", "train", "pretrain", "extra_compute", "evals",
-                      "analysis_tokens", "variants"},
+                      "analysis_tokens", "seeds", "variants"},
                "");
   s.name = root["name"] ? r.scalar(root["name"], "name") : s.file.stem().string();
   if (!root["data"]) r.fail("data", "missing: the tokenized datasets (`upcycle data tokenize` outputs) to train on");
@@ -233,6 +254,8 @@ StudySpec parse_study_spec(const fs::path& given) {
   if (root["extra_compute"]) s.extra_compute = r.positive(root["extra_compute"], "extra_compute");
   if (root["evals"]) s.evals = r.integer(root["evals"], "evals", 1);
   if (root["analysis_tokens"]) s.analysis_tokens = r.integer(root["analysis_tokens"], "analysis_tokens", 1);
+  if (root["seeds"]) s.seeds = read_seeds(r, root["seeds"]);
+  if (!s.seeds.empty()) refuse_train_seed(r, s.train, "train");
 
   const YAML::Node variants = root["variants"];
   if (!variants || !variants.IsSequence() || variants.size() == 0)
@@ -249,6 +272,7 @@ StudySpec parse_study_spec(const fs::path& given) {
         r.fail("variants." + v.name + ".from",
                "step " + std::to_string(*v.from) + " is not kept: add it to dense.keep_steps");
     }
+    if (!s.seeds.empty()) refuse_train_seed(r, v.train, "variants." + v.name + ".train");
     s.variants.push_back(std::move(v));
   }
   return s;

@@ -4,7 +4,8 @@
 // continuation), then train it with these `upcycle train` flags" for the same extra FLOPs.
 // Invariants after parse_study_spec: names are unique and file-system safe, paths are absolute
 // (relative ones are taken from the spec file's directory), no flag map names a flag the study sets
-// itself (--model, --data, --out, --steps, …), a variant's `from` step is a kept pretraining step.
+// itself (--model, --data, --out, --steps, …), a variant's `from` step is a kept pretraining step,
+// `seeds` are distinct positive integers and, when given, no `train:` map sets --seed.
 // Non-goals: flag validation (each command checks its own flags when the variant is planned).
 #pragma once
 
@@ -60,6 +61,9 @@ struct StudySpec {
   double extra_compute = 1.0;  // budget per variant, × the dense model's pretraining FLOPs
   int64_t evals = 8;           // evaluations (= checkpoints, each analysed) per variant run
   int64_t analysis_tokens = 8192;  // predicted tokens per val domain in each analysis
+  // Training seeds: each variant is converted and trained once per seed (study/study_runs.h). Empty:
+  // one run per variant without --seed flags, as before `seeds:` existed.
+  std::vector<int64_t> seeds;
   std::vector<VariantSpec> variants;
 };
 

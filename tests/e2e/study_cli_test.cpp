@@ -5,10 +5,12 @@
 // budget, sunk costs), the step-0 evaluations, the analysis of every MoE checkpoint (copied experts
 // start identical), the report, that a second invocation retrains nothing, that a changed variant is
 // refused, and that a study stopped by SIGTERM mid-run resumes to exactly the uninterrupted result.
+// With `seeds:`, one run per variant and seed (runs/<v>/seed-<S>) and the report's means over seeds.
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -174,6 +176,121 @@ TEST_F(StudyCli, RunsEveryVariantAtEqualComputeAndResumes) {
     SCOPED_TRACE(v);
     EXPECT_EQ(eval_losses(interrupted / "runs" / v), eval_losses(out / "runs" / v));
   }
+}
+
+size_t count_occurrences(const std::string& s, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
+  return n;
+}
+
+// The mean over seeds of a run family's final mean validation loss, as `report` prints it: each seed
+// run's evaluations at its last step averaged over the domains, then averaged over the seeds.
+double mean_final_over_seeds(const std::vector<fs::path>& runs) {
+  double sum = 0;
+  for (const fs::path& run : runs) {
+    const auto losses = eval_losses(run);
+    const int64_t last = losses.rbegin()->first.first;
+    double domains = 0, n = 0;
+    for (const auto& [key, loss] : losses)
+      if (key.first == last) domains += loss, ++n;
+    sum += domains / n;
+  }
+  return sum / double(runs.size());
+}
+
+// `seeds: [1, 2]`: every variant once per seed in runs/<v>/seed-<S>, the seed passed to train and to
+// convert unless the variant fixes its convert seed, the dense pretraining shared, the report's
+// means over seeds, and resuming and layout changes as for one seed.
+TEST_F(StudyCli, TrainsEveryVariantOncePerSeed) {
+  const fs::path file = dir_ / "seeds.yaml";
+  const auto write_spec = [&](const std::string& seeds) {
+    test::write_bytes(file, "name: seeds\n"
+                            "data: [" + (*data_ / "alpha").string() + ", " + (*data_ / "beta").string() + "]\n"
+                            "dense: {init: {arch: llama, preset: tiny, dtype: f32, seed: 1}, pretrain_steps: 12}\n"
+                            "train: {micro-batch: 2, seq-len: 16, lr: 3e-3, warmup: 2, eval-tokens: 64, log-every: 100}\n"
+                            "extra_compute: 0.5\nevals: 2\nanalysis_tokens: 64\n" + seeds +
+                            "variants:\n"
+                            "  - name: dense-continuation\n"
+                            "  - name: upcycle\n"
+                            "    convert: {experts: 4, top-k: 2, moe-layers: 'every:2:1'}\n"
+                            "  - name: scratch\n"
+                            "    convert: {experts: 4, top-k: 2, from-scratch: true, seed: 3}\n");
+  };
+  write_spec("seeds: [1, 2]\n");
+  const test::RunResult check = test::run_upcycle({"study", file.string(), "--check"});
+  ASSERT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_NE(check.out.find("seeds: 1 2 (6 runs)\n"), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("only the data order varies): scratch\n"), std::string::npos) << check.out;
+
+  const fs::path out = dir_ / "seeded";
+  const std::vector<std::string> args = {"study", file.string(), "--out", out.string(), "--threads", "1"};
+  const test::RunResult r = test::run_upcycle(args);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(count_occurrences(r.out, "study: pretraining the dense model"), 1u) << "one dense model for every seed";
+  EXPECT_NE(r.out.find("study: [2/3] upcycle seed 2: converting"), std::string::npos) << r.out;
+
+  const Json study = read_json(out / "study.json");
+  EXPECT_EQ(study["seeds"], Json::array({1, 2}));
+  for (const Json& v : study["variants"]) {
+    const std::string name = v["name"];
+    SCOPED_TRACE(name);
+    EXPECT_EQ(v["status"], "done");
+    EXPECT_FALSE(v.contains("run")) << "with seeds the runs are in runs[]";
+    ASSERT_EQ(v["runs"].size(), 2u);
+    for (const Json& run : v["runs"]) {
+      const int64_t seed = run["seed"];
+      const std::string s = std::to_string(seed);
+      EXPECT_EQ(run["run"], "runs/" + name + "/seed-" + s);
+      EXPECT_EQ(run["status"], "done");
+      const std::string train = run["commands"].back();
+      EXPECT_NE(train.find(" --seed " + s + " "), std::string::npos) << train;
+      EXPECT_TRUE(fs::exists(out / run["run"].get<std::string>() / "config.json"));
+      if (name == "dense-continuation") continue;
+      EXPECT_EQ(run["model"], "models/" + name + "/seed-" + s);
+      const std::string convert = run["commands"][0];
+      EXPECT_TRUE(convert.ends_with(name == "scratch" ? "--seed 3" : "--seed " + s)) << convert;  // a fixed seed is kept
+      EXPECT_TRUE(fs::exists(out / run["run"].get<std::string>() / "analysis" / "step-00000000.json"));
+    }
+    EXPECT_EQ(v["commands"].size(), name == "dense-continuation" ? 2u : 4u);  // every seed's commands
+  }
+  // The study seed changes upcycle's router init; scratch's fixed convert seed gives the same model twice.
+  const auto weights = [&](const std::string& model) { return test::read_bytes(out / "models" / model / "model.safetensors"); };
+  EXPECT_NE(weights("upcycle/seed-1"), weights("upcycle/seed-2"));
+  EXPECT_EQ(weights("scratch/seed-1"), weights("scratch/seed-2"));
+  // Same start, another data order: equal at step 0, different after training.
+  const auto dense1 = eval_losses(out / "runs/dense-continuation/seed-1"), dense2 = eval_losses(out / "runs/dense-continuation/seed-2");
+  EXPECT_EQ(dense1.begin()->second, dense2.begin()->second);
+  EXPECT_NE(dense1.rbegin()->second, dense2.rbegin()->second);
+  // The report (printed at the end of the study): the mean over both seeds, and the spread table.
+  char mean[16];
+  std::snprintf(mean, sizeof mean, "%.4f",
+                mean_final_over_seeds({out / "runs/dense-continuation/seed-1", out / "runs/dense-continuation/seed-2"}));
+  const size_t row = r.out.find("\ndense-continuation  done");
+  ASSERT_NE(row, std::string::npos) << r.out;
+  EXPECT_NE(r.out.substr(row, r.out.find('\n', row + 1) - row).find(mean), std::string::npos) << mean << "\n" << r.out;
+  EXPECT_NE(r.out.find("Over seeds:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("; paired by seed (same data order) the difference is "), std::string::npos) << r.out;
+
+  // Run again: every seed's run is done, nothing is converted or trained.
+  const std::string metrics = test::read_bytes(out / "runs/upcycle/seed-2/metrics.jsonl");
+  const test::RunResult again = test::run_upcycle(args);
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_EQ(again.out.find("converting"), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find(" steps of "), std::string::npos) << again.out;
+  EXPECT_EQ(test::read_bytes(out / "runs/upcycle/seed-2/metrics.jsonl"), metrics);
+  // Adding a seed trains only the new seed's runs.
+  write_spec("seeds: [1, 2, 5]\n");
+  const test::RunResult more = test::run_upcycle(args);
+  ASSERT_EQ(more.exit_code, 0) << more.out << more.err;
+  EXPECT_EQ(count_occurrences(more.out, " steps of "), 3u) << more.out;
+  EXPECT_NE(more.out.find("[1/3] dense-continuation seed 5: "), std::string::npos) << more.out;
+  EXPECT_EQ(test::read_bytes(out / "runs/upcycle/seed-2/metrics.jsonl"), metrics);
+  // The same directory without seeds would mix layouts: refused, naming the variant.
+  write_spec("");
+  const test::RunResult unseeded = test::run_upcycle(args);
+  EXPECT_EQ(unseeded.exit_code, 2);
+  EXPECT_NE(unseeded.err.find("variant 'dense-continuation' was run with seeds"), std::string::npos) << unseeded.err;
 }
 
 TEST_F(StudyCli, RefusesAMisspeltFlagBeforeTrainingAnything) {

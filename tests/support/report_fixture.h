@@ -5,6 +5,7 @@
 // upcycle 3.3 (Δ −0.2), moe-scratch 5.0; upcycle-noise has no run yet (pending). The dense model's
 // own pretraining run (dense-pretrain/, study.json dense.pretrain_run, with dense.commands) is 10
 // steps of 1e11 FLOPs too, evaluated at steps 0, 5, 10: x −100, −50, 0 %, mean loss 9.0, 6.5, 4.5.
+// write_seeded_report_fixture: the same plan trained with three seeds (numbers at the function).
 // Header-only.
 #pragma once
 
@@ -99,6 +100,51 @@ inline void write_report_fixture(const std::filesystem::path& root) {
     }
   }
   write_fixture_run(root / "dense-pretrain", {"dense-pretrain", "dense", 0.0, {9.0, 6.0, 4.0}, {9.0, 7.0, 5.0}});
+  std::ofstream(root / "study.json") << study.dump(1);
+}
+
+// A study trained with `seeds: [1, 2, 3]` (study.json variants[].runs, runs/<variant>/seed-<S>): the
+// same plan as above (dense sunk cost 1e12, 10 steps of 1e11 FLOPs, evals at steps 0, 5, 10 on prose
+// and code), final losses per seed (prose, code → mean):
+//   dense-continuation  s1 (3.0, 4.0) 3.5   s2 (3.2, 4.2) 3.7   s3 (2.9, 3.9) 3.4    mean 3.5333
+//   upcycle             s1 (2.8, 3.8) 3.3   s2 (3.1, 4.1) 3.6   s3 (3.0, 4.0) 3.5    mean 3.4667
+//                       paired Δ −0.2, −0.1, +0.1: mean −0.0667, the sign varies
+//   upcycle-top1        s1 (2.9, 3.9) 3.4   s2 (3.1, 4.1) 3.6   s3 (2.85, 3.85) 3.35 mean 3.45
+//                       paired Δ −0.1, −0.1, −0.05: mean −0.0833, lower for every seed
+// Every seed starts at (4.0, 5.0) and is at its final value + 0.5 at step 5. With `pending_seed`,
+// upcycle-top1's seed 3 has no run yet (its study.json entry says "pending").
+inline void write_seeded_report_fixture(const std::filesystem::path& root, bool pending_seed = false) {
+  struct SeedFinal {
+    std::string variant, kind;
+    std::vector<std::pair<double, double>> finals;  // (prose, code) for seeds 1, 2, 3
+  };
+  const std::vector<SeedFinal> variants{{"dense-continuation", "dense", {{3.0, 4.0}, {3.2, 4.2}, {2.9, 3.9}}},
+                                        {"upcycle", "moe", {{2.8, 3.8}, {3.1, 4.1}, {3.0, 4.0}}},
+                                        {"upcycle-top1", "moe", {{2.9, 3.9}, {3.1, 4.1}, {2.85, 3.85}}}};
+  Json study = {{"format", "upcycle-study"}, {"version", 1}, {"name", "seeded"}, {"spec", "/x/SPEC.yaml"}, {"spec_sha256", "00"},
+                {"dense", {{"checkpoint", "dense/step-10"}, {"sunk_flops", 1e12}, {"pretrain_run", nullptr}}},
+                {"extra_compute", 1.0}, {"domains", {"prose", "code"}}, {"seeds", {1, 2, 3}}, {"variants", Json::array()}};
+  for (const auto& v : variants) {
+    Json runs = Json::array(), all = Json::array();
+    bool any_pending = false;
+    for (int seed = 1; seed <= 3; ++seed) {
+      const std::string run = "runs/" + v.variant + "/seed-" + std::to_string(seed);
+      const std::string train = "upcycle train --out " + run + " --seed " + std::to_string(seed);
+      const bool pending = pending_seed && v.variant == "upcycle-top1" && seed == 3;
+      any_pending = any_pending || pending;
+      runs.push_back({{"seed", seed}, {"model", "models/" + v.variant + "/seed-" + std::to_string(seed)}, {"run", run},
+                      {"commands", {train}}, {"status", pending ? "pending" : "done"}});
+      all.push_back(train);
+      if (pending) continue;
+      const auto [prose, code] = v.finals[size_t(seed - 1)];
+      write_fixture_run(root / run, {v.variant + " seed", v.kind, 1e12, {4.0, prose + 0.5, prose}, {5.0, code + 0.5, code}});
+      if (v.kind == "moe") write_fixture_analysis(root / run / "analysis", 10, true, 0.1 * seed);
+    }
+    study["variants"].push_back({{"name", v.variant}, {"kind", v.kind}, {"description", v.variant}, {"start", "dense/step-10"},
+                                 {"sunk_flops", 1e12}, {"budget_flops", 1e12}, {"steps", 10}, {"tokens_per_step", 100},
+                                 {"train_flops_per_token", 1e9}, {"seeds", {1, 2, 3}}, {"commands", all},
+                                 {"status", any_pending ? "running" : "done"}, {"runs", runs}});
+  }
   std::ofstream(root / "study.json") << study.dump(1);
 }
 

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "report/html_report.h"
 #include "report/run_data.h"
+#include "report/finding.h"
 #include "report/summary_table.h"
 #include "report/svg_plot.h"
 #include "support/report_fixture.h"

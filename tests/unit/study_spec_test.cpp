@@ -1,10 +1,11 @@
 // Study specs (study/study_spec.h): a complete spec read back field by field, flags turned into
-// arguments in order, and every refusal naming the key; the plan arithmetic (study/study_plan.h) on
-// hand-computed cases.
+// arguments in order, `seeds:` and every refusal naming the key; the run names and per-seed flags
+// (study/study_runs.h); the plan arithmetic (study/study_plan.h) on hand-computed cases.
 #include <gtest/gtest.h>
 
 #include "core/error.h"
 #include "study/study_plan.h"
+#include "study/study_runs.h"
 #include "study/study_spec.h"
 #include "support/expect_error.h"
 #include "support/test_support.h"
@@ -34,6 +35,7 @@ class StudySpecTest : public ::testing::Test {
       ADD_FAILURE() << "accepted: " << yaml;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << "one line";
       EXPECT_EQ(e.file(), fs::canonical(file).string());
     }
   }
@@ -120,6 +122,59 @@ TEST_F(StudySpecTest, RefusesWhatWouldSilentlyChangeTheComparison) {
   expect_refused("data: [data/a]\ndense: {checkpoint: dense}\nvariants: [{name: d, from: 1}]\n",
                  "needs a study that pretrains");
   expect_refused("data: [data/a\n", "not valid YAML");
+}
+
+TEST_F(StudySpecTest, SeedsAreDistinctPositiveIntegers) {
+  EXPECT_TRUE(study::parse_study_spec(write(pretrain_ + "variants: [{name: d}]\n")).seeds.empty());  // absent: no seeds
+  const study::StudySpec s = study::parse_study_spec(write(pretrain_ + "seeds: [3, 1, 20]\nvariants: [{name: d}]\n"));
+  EXPECT_EQ(s.seeds, (std::vector<int64_t>{3, 1, 20}));  // the spec's order
+  // Without seeds a train map may set --seed as before.
+  EXPECT_EQ(study::flags_to_args(study::parse_study_spec(write(pretrain_ + "train: {seed: 4}\nvariants: [{name: d}]\n")).train),
+            (std::vector<std::string>{"--seed", "4"}));
+  const std::string v = "variants: [{name: d}]\n";
+  expect_refused(pretrain_ + "seeds: [1, 2, 1]\n" + v, "seeds: seed 1 is listed twice");
+  expect_refused(pretrain_ + "seeds: [1, x]\n" + v, "seeds[1]: expected an integer, got 'x'");
+  expect_refused(pretrain_ + "seeds: [1, 2.5]\n" + v, "seeds[1]: expected an integer, got '2.5'");
+  expect_refused(pretrain_ + "seeds: [0]\n" + v, "seeds[0]: must be at least 1 (got 0)");
+  expect_refused(pretrain_ + "seeds: [-3]\n" + v, "seeds[0]: must be at least 1 (got -3)");
+  expect_refused(pretrain_ + "seeds: []\n" + v, "seeds: empty list");
+  expect_refused(pretrain_ + "seeds: 3\n" + v, "seeds: expected a list of distinct positive integers, e.g. [1, 2, 3]");
+  expect_refused(pretrain_ + "seeds: [[1]]\n" + v, "seeds[0]: expected a single value");
+  expect_refused(pretrain_ + "seeds: [1]\ntrain: {seed: 4}\n" + v, "train.seed: `seeds:` sets --seed of every run");
+  expect_refused(pretrain_ + "seeds: [1]\nvariants: [{name: d, train: {seed: 4}}]\n", "variants.d.train.seed: `seeds:` sets");
+  // The dense pretraining is one run, shared by every seed: its own seed stays free.
+  EXPECT_EQ(study::parse_study_spec(write(pretrain_ + "seeds: [1]\npretrain: {seed: 4}\n" + v)).seeds.size(), 1u);
+}
+
+TEST(StudyRuns, DirectoriesAndFlagsOfEachSeedsRun) {
+  // Without seeds: today's names, no --seed; with seeds: one directory per seed under the variant's.
+  EXPECT_EQ(study::run_dir("upcycle", std::nullopt), "runs/upcycle");
+  EXPECT_EQ(study::model_dir("upcycle", std::nullopt), "models/upcycle");
+  EXPECT_EQ(study::run_dir("upcycle", 2), "runs/upcycle/seed-2");
+  EXPECT_EQ(study::model_dir("up.v2", 10), "models/up.v2/seed-10");
+  study::StudySpec spec;
+  spec.train = {{"lr", {"1e-3"}}, {"warmup", {"10"}}};
+  EXPECT_EQ(study::run_seeds(spec), (std::vector<std::optional<int64_t>>{std::nullopt}));
+  spec.seeds = {2, 1};
+  EXPECT_EQ(study::run_seeds(spec), (std::vector<std::optional<int64_t>>{2, 1}));
+
+  study::VariantSpec up{"up", "", study::Flags{{"experts", {"4"}}}, {{"warmup", {"5"}}}, std::nullopt, std::nullopt};
+  EXPECT_EQ(study::flags_to_args(study::run_train_flags(spec, up, std::nullopt)),
+            (std::vector<std::string>{"--lr", "1e-3", "--warmup", "5"}));
+  EXPECT_EQ(study::flags_to_args(study::run_train_flags(spec, up, 3)),
+            (std::vector<std::string>{"--lr", "1e-3", "--warmup", "5", "--seed", "3"}));
+  EXPECT_FALSE(study::fixes_convert_seed(up));
+  EXPECT_EQ(study::flags_to_args(*study::run_convert_flags(up, std::nullopt)), (std::vector<std::string>{"--experts", "4"}));
+  EXPECT_EQ(study::flags_to_args(*study::run_convert_flags(up, 3)), (std::vector<std::string>{"--experts", "4", "--seed", "3"}));
+  // A convert seed written in the spec is kept for every study seed; only train's --seed follows it.
+  study::VariantSpec fixed = up;
+  fixed.convert->push_back({"seed", {"7"}});
+  EXPECT_TRUE(study::fixes_convert_seed(fixed));
+  EXPECT_EQ(study::flags_to_args(*study::run_convert_flags(fixed, 3)), (std::vector<std::string>{"--experts", "4", "--seed", "7"}));
+  EXPECT_EQ(study::flags_to_args(study::run_train_flags(spec, fixed, 3)).back(), "3");
+  // Dense continuation converts nothing, whatever the seed.
+  const study::VariantSpec dense{"dense-continuation", "", std::nullopt, {}, std::nullopt, std::nullopt};
+  EXPECT_FALSE(study::run_convert_flags(dense, 3));
 }
 
 TEST(StudyFlags, AVariantsFlagsRefineTheStudys) {

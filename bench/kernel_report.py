@@ -33,7 +33,8 @@ def print_environment(threads):
           f"enabled={torch.backends.mkldnn.enabled}, mkl available={torch.backends.mkl.is_available()}")
     for info in threadpoolctl.threadpool_info():
         extra = " ".join(f"{k}={info[k]}" for k in ("version", "architecture", "threading_layer") if info.get(k))
-        print(f"# threadpoolctl: {info['internal_api']} {os.path.basename(info['filepath'])} "
+        where = os.path.join(*info["filepath"].split(os.sep)[-2:])  # e.g. numpy.libs/libscipy_openblas64_….so
+        print(f"# threadpoolctl: {info['internal_api']} {where} "
               f"threads={info['num_threads']} {extra}")
     sys.stdout.flush()
 

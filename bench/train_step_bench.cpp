@@ -54,6 +54,7 @@ struct CaseResult {
   double flops = 0;         // per iteration
   double tokens = 0;        // per iteration (0 for sgemm)
   double loss = 0;          // loss of the warm-up step (train steps): the model at init
+  std::vector<double> steps;  // every timed step's seconds, in order (train steps)
   uint64_t peak_rss = 0;
 };
 std::map<std::string, CaseResult> g_results;
@@ -174,13 +175,14 @@ void register_train_step(const std::string& name, bool moe, backend::BackendKind
     // Warm-up: first touch of activations, gradients and moments, oneDNN JIT. The first loss is at init.
     const double init_loss = step();
     for (int64_t i = 1; i < g_warmup; ++i) step();
-    std::vector<double> step_s;
+    std::vector<double> step_s;  // seconds per timed step
     for (auto _ : state) {
       const auto t0 = std::chrono::steady_clock::now();
       benchmark::DoNotOptimize(step());
       step_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     record(state, name, step_flops(config, g_batch, g_seq), double(T));
+    g_results[name].steps = step_s;
     std::sort(step_s.begin(), step_s.end());  // the median, as Python's statistics.median
     const size_t mid = step_s.size() / 2;
     g_results[name].seconds = step_s.size() % 2 ? step_s[mid] : (step_s[mid - 1] + step_s[mid]) / 2;
@@ -249,8 +251,10 @@ void print_comparison(const TorchResults& torch) {
       const auto& r = g_results[ours + suffix];
       if (r.seconds <= 0) continue;  // filtered out
       std::printf("%-6s %-28s %10.0f %10.0f\n", model, label, r.seconds * 1e3, tok_s(ours + suffix));
-      std::printf("result side=upcycle backend=%s model=%s ms_per_step=%.1f tokens_per_s=%.1f\n",
+      std::printf("result side=upcycle backend=%s model=%s ms_per_step=%.1f tokens_per_s=%.1f steps_ms=",
                   *suffix ? "cpu-bf16" : "cpu", model, r.seconds * 1e3, tok_s(ours + suffix));
+      for (size_t i = 0; i < r.steps.size(); ++i) std::printf("%s%.0f", i ? "," : "", r.steps[i] * 1e3);
+      std::printf("\n");
     }
     for (const auto& [label, suffix] : {Side{"PyTorch fp32", ""}, Side{"PyTorch bf16 autocast", "_bf16"}}) {
       const std::string c = std::string(model) + suffix;

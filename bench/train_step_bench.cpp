@@ -160,13 +160,13 @@ void register_train_step(const std::string& name, bool moe, backend::BackendKind
     // The trainer's defaults (train/trainer_options.h): AdamW β (0.9, 0.95), ε 1e-8, weight decay 0.1
     // (not on norms), clipping to 1.0; lr 3e-4. torch_train_step.py uses the same.
     train::AdamW adamw(m.params().specs(), {0.9, 0.95, 1e-8, 0.1});
-    float* grads = m.grads().data();
-    const size_t n = m.grads().size();
     auto step = [&] {
       m.zero_grads();
       m.forward(ids.data(), g_batch, g_seq);
       const double loss = m.loss(targets.data());
       m.backward();
+      float* grads = m.grads().data();
+      const size_t n = m.grads().size();
       const double factor = train::clip_factor(train::global_grad_norm(grads, n), 1.0);
       if (factor != 1.0) train::scale_grads(grads, n, factor);
       adamw.step(m.params().data(), grads, 3e-4);

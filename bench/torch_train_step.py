@@ -1,187 +1,149 @@
 #!/usr/bin/env python3
-# PyTorch side of bench_train_step: the same `base` model (V=8192 D=512 L=8 H=KV=8 F=1408, fp32,
-# CPU, 2 threads) written the way HF transformers' eager Llama/Mixtral code runs it — RMSNorm,
-# RoPE with rotate_half, explicit causal attention (torch 1.13 has no SDPA), SwiGLU, and for the
-# MoE the per-expert loop (softmax router, top-2, renormalise, index_select/index_add per expert).
-# One training step = zero_grad + forward + cross-entropy + backward, no optimizer, as in C++.
-# Measured twice: plain fp32 (the comparison the goals use), then under torch.autocast("cpu",
-# bfloat16) — PyTorch's own bf16 mixed precision (fp32 master weights, matmuls in bf16 via oneDNN) —
-# for an honest comparison with upcycle's cpu-bf16 backend. Prints one machine-readable line,
-# "torch_train_step ... dense_tokens_per_s=X moe_tokens_per_s=Y dense_bf16_tokens_per_s=…
-# moe_bf16_tokens_per_s=…", that scripts/bench hands to bench_train_step for the ratios.
+# PyTorch side of bench_train_step: the models of bench/bench_models.h built with transformers' own
+# classes — LlamaForCausalLM (`base` preset: V=8192 D=512 L=8 H=KV=8 S=64 F=1408, untied) and its
+# Mixtral upcycle (MixtralForCausalLM, every FFN copied into 8 experts, router N(0, 0.02²), top-2
+# renormalised, no jitter, no aux loss) — random init, seeded, CPU, `--threads` threads. One training
+# step = forward with labels (HF's shifted cross-entropy), backward, clip_grad_norm_(1.0),
+# torch.optim.AdamW step, zero_grad: what bench_train_step times on upcycle's side. Timed in fp32 and
+# under torch.autocast("cpu", bfloat16); `--warmup` steps, then the median of `--iters` steps.
+# Prints "torch_case name=… ms_per_step=… tokens_per_s=…" per case, one "torch_train_step …" summary
+# (read by bench_train_step --torch=FILE) and a kernel report: threadpoolctl, torch's build (MKL,
+# oneDNN), and per case one step under MKL_VERBOSE / ONEDNN_VERBOSE, counted by kernel (kernel_report.py).
 import argparse
-import math
+import statistics
 import time
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+import transformers
+from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
+
+import kernel_report
+
+CASES = ("dense", "moe", "dense_bf16", "moe_bf16")
 
 
-class RMSNorm(nn.Module):
-    def __init__(self, d, eps):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(d))
-        self.eps = eps
-
-    def forward(self, x):
-        var = x.pow(2).mean(-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(var + self.eps))
+def llama_config(a):
+    # upcycle's `base` Llama preset (src/io/model_presets.cpp, eps/theta from its llama defaults).
+    return dict(vocab_size=8192, hidden_size=512, intermediate_size=1408, num_hidden_layers=8,
+                num_attention_heads=8, num_key_value_heads=8, head_dim=64, max_position_embeddings=4096,
+                rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                tie_word_embeddings=False, hidden_act="silu", initializer_range=0.02, attention_dropout=0.0,
+                use_cache=False, attn_implementation=a.attn)
 
 
-def rotate_half(x):
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-class Attention(nn.Module):
-    def __init__(self, d, heads):
-        super().__init__()
-        self.heads, self.head_dim = heads, d // heads
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, d, bias=False)
-        self.v_proj = nn.Linear(d, d, bias=False)
-        self.o_proj = nn.Linear(d, d, bias=False)
-
-    def forward(self, x, cos, sin, mask):
-        b, t, d = x.shape
-        shape = (b, t, self.heads, self.head_dim)
-        q = self.q_proj(x).view(shape).transpose(1, 2)
-        k = self.k_proj(x).view(shape).transpose(1, 2)
-        v = self.v_proj(x).view(shape).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim) + mask
-        probs = F.softmax(scores, dim=-1)
-        out = torch.matmul(probs, v).transpose(1, 2).reshape(b, t, d)
-        return self.o_proj(out)
-
-
-class Mlp(nn.Module):
-    def __init__(self, d, f):
-        super().__init__()
-        self.gate_proj = nn.Linear(d, f, bias=False)
-        self.up_proj = nn.Linear(d, f, bias=False)
-        self.down_proj = nn.Linear(f, d, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class SparseMoe(nn.Module):
-    """Mixtral-style block as HF runs it eagerly: loop over experts, gather their tokens, scatter-add."""
-
-    def __init__(self, d, f, experts, top_k):
-        super().__init__()
-        self.top_k, self.num_experts = top_k, experts
-        self.gate = nn.Linear(d, experts, bias=False)
-        self.experts = nn.ModuleList(Mlp(d, f) for _ in range(experts))
-
-    def forward(self, x):
-        b, t, d = x.shape
-        x = x.view(-1, d)
-        probs = F.softmax(self.gate(x), dim=1, dtype=torch.float)
-        weights, chosen = torch.topk(probs, self.top_k, dim=-1)
-        weights = weights / weights.sum(dim=-1, keepdim=True)
-        out = torch.zeros_like(x)
-        expert_mask = F.one_hot(chosen, num_classes=self.num_experts).permute(2, 1, 0)  # [E, k, tokens]
-        for e, expert in enumerate(self.experts):
-            slot, rows = torch.where(expert_mask[e])
-            if rows.numel() == 0:
-                continue
-            y = expert(x.index_select(0, rows)) * weights[rows, slot, None]
-            out.index_add_(0, rows, y)
-        return out.view(b, t, d)
-
-
-class Layer(nn.Module):
-    def __init__(self, a):
-        super().__init__()
-        self.input_layernorm = RMSNorm(a.hidden, a.eps)
-        self.self_attn = Attention(a.hidden, a.heads)
-        self.post_attention_layernorm = RMSNorm(a.hidden, a.eps)
-        self.mlp = SparseMoe(a.hidden, a.ffn, a.experts, a.top_k) if a.moe else Mlp(a.hidden, a.ffn)
-
-    def forward(self, x, cos, sin, mask):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
-
-
-class Model(nn.Module):
-    def __init__(self, a):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(a.vocab, a.hidden)
-        self.layers = nn.ModuleList(Layer(a) for _ in range(a.layers))
-        self.norm = RMSNorm(a.hidden, a.eps)
-        self.lm_head = nn.Linear(a.hidden, a.vocab, bias=False)
-        head_dim = a.hidden // a.heads
-        inv_freq = 1.0 / (a.theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
-        angles = torch.outer(torch.arange(a.seq, dtype=torch.float), inv_freq)
-        emb = torch.cat((angles, angles), dim=-1)
-        self.register_buffer("cos", emb.cos())
-        self.register_buffer("sin", emb.sin())
-        self.register_buffer("mask", torch.full((a.seq, a.seq), float("-inf")).triu(1))
-        for name, p in self.named_parameters():
-            if p.dim() == 2:  # norms stay at 1; matrices ~ N(0, 0.02²) like the C++ side
-                nn.init.normal_(p, std=0.02)
-
-    def forward(self, ids):
-        x = self.embed_tokens(ids)
-        for layer in self.layers:
-            x = layer(x, self.cos, self.sin, self.mask)
-        return self.lm_head(self.norm(x))
-
-
-def tokens_per_s(a, moe, bf16):
-    a.moe = moe
+def build(a, moe):
+    """Dense: LlamaForCausalLM with HF's random init (N(0, 0.02²) matrices, norms 1), seed 0. MoE: the
+    same dense model upcycled into MixtralForCausalLM, as bench_train_step.cpp's fill_upcycled does."""
     torch.manual_seed(0)
-    model = Model(a)
-    if moe:  # upcycle: every expert starts as a copy of one FFN (router stays random)
-        with torch.no_grad():
-            for layer in model.layers:
-                for e in layer.mlp.experts[1:]:
-                    e.load_state_dict(layer.mlp.experts[0].state_dict())
-    ids = torch.randint(0, a.vocab, (a.batch, a.seq))
-    targets = torch.cat((ids[:, 1:], torch.full((a.batch, 1), -1)), dim=1)
+    dense = LlamaForCausalLM(LlamaConfig(**llama_config(a)))
+    if not moe:
+        return dense
+    cfg = MixtralConfig(**llama_config(a), num_local_experts=8, num_experts_per_tok=2, router_jitter_noise=0.0,
+                        output_router_logits=False, sliding_window=None, experts_implementation=a.experts)
+    model = MixtralForCausalLM(cfg)
+    src = dense.state_dict()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in src:  # embeddings, attention, norms, lm_head
+                p.copy_(src[name])
+            elif name.endswith("mlp.experts.gate_up_proj"):  # [E, 2F, D] = [gate; up] per expert
+                mlp = name.removesuffix("experts.gate_up_proj")
+                p.copy_(torch.cat((src[mlp + "gate_proj.weight"], src[mlp + "up_proj.weight"])).expand_as(p))
+            elif name.endswith("mlp.experts.down_proj"):  # [E, D, F]
+                p.copy_(src[name.removesuffix("experts.down_proj") + "down_proj.weight"].expand_as(p))
+            elif name.endswith("mlp.gate.weight"):  # router
+                p.normal_(0.0, 0.02)
+            else:
+                raise RuntimeError(f"no dense source for {name}")
+    return model
+
+
+def optimizer(model):
+    # upcycle's AdamW (src/train/adamw.h, trainer defaults): β = (0.9, 0.95), ε 1e-8, weight decay 0.1
+    # on matrices and embeddings, none on norms. torch picks its default implementation (see report).
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                             lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
+
+
+def adamw_implementation(model):
+    """What torch.optim.AdamW's foreach=None/fused=None resolve to for these CPU tensors."""
+    try:
+        from torch.optim.optimizer import _default_to_fused_or_foreach  # private; moves between releases
+        fused, foreach = _default_to_fused_or_foreach(list(model.parameters()), False, False)
+        return "fused" if fused else "foreach" if foreach else "single-tensor (for-loop)"
+    except (ImportError, TypeError):
+        return "default (implementation unknown)"
+
+
+def make_step(a, model, bf16):
+    opt = optimizer(model)
+    model.train()
+    gen = torch.Generator().manual_seed(11)
+    ids = torch.randint(0, 8192, (a.batch, a.seq), generator=gen)
 
     def step():
-        model.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(ids)
-            loss = F.cross_entropy(logits.view(-1, a.vocab), targets.reshape(-1), ignore_index=-1)
+            loss = model(input_ids=ids, labels=ids).loss  # HF shifts labels: T−1 targets per sequence
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
         return loss.item()
 
-    loss = step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(a.iters):
+    return step, opt
+
+
+def run_case(a, name):
+    moe, bf16 = name.startswith("moe"), name.endswith("bf16")
+    model = build(a, moe)
+    step, opt = make_step(a, model, bf16)
+    loss = step()  # the loss at init
+    for _ in range(a.warmup - 1):
         step()
-    seconds = (time.perf_counter() - start) / a.iters
-    name = ("moe" if moe else "dense") + (" bf16 autocast" if bf16 else "")
-    print(f"# {name}: {seconds * 1e3:.0f} ms/step, first loss {loss:.4f}", flush=True)
-    return a.batch * a.seq / seconds
+    ms = []
+    for _ in range(a.iters):
+        start = time.perf_counter()
+        step()
+        ms.append((time.perf_counter() - start) * 1e3)
+    med = statistics.median(ms)
+    print(f"torch_case name={name} ms_per_step={med:.1f} tokens_per_s={a.batch * a.seq / med * 1e3:.1f} "
+          f"loss_at_init={loss:.6f} steps_ms={','.join(f'{m:.0f}' for m in ms)}", flush=True)
+    if a.kernels:
+        kernel_report.profile_step(name, step)
+    return model, opt, a.batch * a.seq / med * 1e3
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description="PyTorch (transformers) side of bench_train_step")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seq", type=int, default=512)
-    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (≥ 1; the first gives the loss)")
+    p.add_argument("--iters", type=int, default=5, help="timed steps; the median is reported")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--cases", default="dense,moe,dense_bf16,moe_bf16",
-                   help="comma-separated subset to time (scripts/bench train-paired times moe alone)")
+    p.add_argument("--attn", default="sdpa", choices=("sdpa", "eager"),
+                   help="transformers attn_implementation (sdpa: transformers' default, fused causal kernel)")
+    p.add_argument("--experts", default=None, choices=("eager", "grouped_mm", "batched_mm"),
+                   help="transformers experts_implementation (default: transformers' choice, grouped_mm where "
+                        "this torch has it, else the eager per-expert loop)")
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of " + ",".join(CASES))
+    p.add_argument("--no-kernels", dest="kernels", action="store_false",
+                   help="skip the one verbose step per case that counts MKL / oneDNN kernels")
     a = p.parse_args()
     cases = a.cases.split(",")
-    unknown = set(cases) - {"dense", "moe", "dense_bf16", "moe_bf16"}
-    if unknown:
-        p.error(f"unknown --cases {sorted(unknown)}")
-    # The `base` preset (src/io/model_presets.cpp) with Llama defaults (eps 1e-6 as upcycle's llama
-    # default config, rope theta 1e4); MoE: 8 experts of the same width, top-2.
-    a.vocab, a.hidden, a.layers, a.heads, a.ffn = 8192, 512, 8, 8, 1408
-    a.experts, a.top_k, a.eps, a.theta = 8, 2, 1e-6, 10000.0
+    if set(cases) - set(CASES) or a.warmup < 1 or a.iters < 1:
+        p.error(f"--cases must be a subset of {CASES}; --warmup and --iters ≥ 1")
     torch.set_num_threads(a.threads)
-    measured = {c: tokens_per_s(a, c.startswith("moe"), c.endswith("bf16")) for c in cases}
-    print(f"torch_train_step torch={torch.__version__} threads={a.threads} batch={a.batch} seq={a.seq} "
+    kernel_report.print_environment(a.threads)
+    measured = {}
+    for c in cases:
+        model, opt, measured[c] = run_case(a, c)
+        print(f"# {c}: attn_implementation={model.config._attn_implementation} "
+              f"experts_implementation={getattr(model.config, '_experts_implementation', None) if 'moe' in c else '-'} "
+              f"AdamW {adamw_implementation(model)}", flush=True)
+    print(f"torch_train_step torch={torch.__version__} transformers={transformers.__version__} threads={a.threads} "
+          f"batch={a.batch} seq={a.seq} warmup={a.warmup} iters={a.iters} attn={a.attn} experts={a.experts or 'default'} "
           + " ".join(f"{c}_tokens_per_s={v:.1f}" for c, v in measured.items()), flush=True)
 
 

@@ -1,17 +1,21 @@
-// Training-step benchmark (issue "Engine"): one forward + loss + backward (fresh zero_grads, no
-// optimizer) of the dense `base` preset (V=8192 D=512 L=8 H=KV=8 F=1408) and of its 8-expert top-2
-// Mixtral-style upcycle, on the cpu backend in fp32 and in cpu-bf16 (matmul inputs rounded to bf16,
-// fp32 accumulation, fp32 master weights and gradients), next to the machine's sgemm and bf16 GEMM
-// (through the backends' linear_forward, conversions included) measured in the same run.
-// FLOPs are analytic (Kaplan et al. 2020, training = 3× forward):
+// Training-step benchmark (issue "Engine"): one full training step — zero_grads, forward, loss,
+// backward, global-norm clipping to 1.0, AdamW (train/adamw.h) — of the dense `base` preset (V=8192
+// D=512 L=8 H=KV=8 F=1408) and of its 8-expert top-2 Mixtral-style upcycle, on the cpu backend in fp32
+// and in cpu-bf16 (matmul inputs rounded to bf16, fp32 accumulation, fp32 master weights, gradients and
+// moments), next to the machine's sgemm and bf16 GEMM (through the backends' linear_forward,
+// conversions included) measured in the same run. Train steps: --warmup untimed steps, then the median
+// of --steps timed steps (the same statistic bench/torch_train_step.py reports).
+// FLOPs are analytic (Kaplan et al. 2020, training = 3× forward; the optimizer is not counted):
 //   per token 6·N_active + 6·L·Tseq·D, N_active = matmul weights a token passes through (q,k,v,o,
 //   FFN or router + top-k experts, lm_head; not the embedding lookup); the second term is QKᵀ and PV
 //   over the causal half of the score matrix (exact for causal attention).
-// Usage: bench_train_step [--batch=4] [--seq=512] [--torch=FILE]  (FILE: the line printed by
-// bench/torch_train_step.py; scripts/bench passes it so the table shows upcycle ÷ PyTorch, against
-// PyTorch fp32 and PyTorch bf16 autocast).
+// Usage: bench_train_step [--batch=4] [--seq=512] [--steps=5] [--warmup=2] [--torch=FILE]
+// (FILE: the output of bench/torch_train_step.py, the same models in transformers; scripts/bench
+// passes it so the tables show upcycle cpu / cpu-bf16 against PyTorch fp32 and bf16 autocast).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -27,11 +31,13 @@
 #include <vector>
 
 #include "bench_models.h"
+#include "kernel_info.h"
 #include "peak_rss.h"
 #include "backend/backend.h"
 #include "core/units.h"
 #include "io/model_presets.h"
 #include "model/transformer.h"
+#include "train/adamw.h"
 #include "support/model_test_support.h"
 
 using namespace upcycle;
@@ -41,13 +47,14 @@ namespace {
 using upcycle::bench::peak_rss_bytes;
 using upcycle::bench::reset_peak_rss;
 
-int64_t g_batch = 4, g_seq = 512;
+int64_t g_batch = 4, g_seq = 512, g_steps = 5, g_warmup = 2;
 
 struct CaseResult {
-  double seconds = 0;       // per iteration
+  double seconds = 0;       // per iteration (train steps: the median step)
   double flops = 0;         // per iteration
   double tokens = 0;        // per iteration (0 for sgemm)
   double loss = 0;          // loss of the warm-up step (train steps): the model at init
+  std::vector<double> steps;  // every timed step's seconds, in order (train steps)
   uint64_t peak_rss = 0;
 };
 std::map<std::string, CaseResult> g_results;
@@ -150,18 +157,37 @@ void register_train_step(const std::string& name, bool moe, backend::BackendKind
     for (auto& id : ids) id = tok(gen);
     // Next-token targets within each sequence; the last position of a sequence is ignored.
     for (int64_t t = 0; t < T; ++t) targets[size_t(t)] = (t + 1) % g_seq == 0 ? -1 : ids[size_t(t + 1)];
+    // The trainer's defaults (train/trainer_options.h): AdamW β (0.9, 0.95), ε 1e-8, weight decay 0.1
+    // (not on norms), clipping to 1.0; lr 3e-4. torch_train_step.py uses the same.
+    train::AdamW adamw(m.params().specs(), {0.9, 0.95, 1e-8, 0.1});
     auto step = [&] {
       m.zero_grads();
       m.forward(ids.data(), g_batch, g_seq);
       const double loss = m.loss(targets.data());
       m.backward();
+      float* grads = m.grads().data();
+      const size_t n = m.grads().size();
+      const double factor = train::clip_factor(train::global_grad_norm(grads, n), 1.0);
+      if (factor != 1.0) train::scale_grads(grads, n, factor);
+      adamw.step(m.params().data(), grads, 3e-4);
       return loss;
     };
-    const double init_loss = step();  // warm-up: first-touch of activations and gradients, oneDNN JIT
-    for (auto _ : state) benchmark::DoNotOptimize(step());
+    // Warm-up: first touch of activations, gradients and moments, oneDNN JIT. The first loss is at init.
+    const double init_loss = step();
+    for (int64_t i = 1; i < g_warmup; ++i) step();
+    std::vector<double> step_s;  // seconds per timed step
+    for (auto _ : state) {
+      const auto t0 = std::chrono::steady_clock::now();
+      benchmark::DoNotOptimize(step());
+      step_s.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
     record(state, name, step_flops(config, g_batch, g_seq), double(T));
+    g_results[name].steps = step_s;
+    std::sort(step_s.begin(), step_s.end());  // the median, as Python's statistics.median
+    const size_t mid = step_s.size() / 2;
+    g_results[name].seconds = step_s.size() % 2 ? step_s[mid] : (step_s[mid - 1] + step_s[mid]) / 2;
     g_results[name].loss = init_loss;
-  })->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+  })->Iterations(g_steps)->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
 class RecordingReporter : public benchmark::ConsoleReporter {
@@ -170,25 +196,95 @@ class RecordingReporter : public benchmark::ConsoleReporter {
     for (const auto& run : runs) {
       auto name = run.benchmark_name();
       if (auto cut = name.find('/'); cut != std::string::npos) name = name.substr(0, cut);
-      g_results[name].seconds = run.GetAdjustedRealTime() / 1e3;
+      auto& seconds = g_results[name].seconds;
+      if (seconds == 0) seconds = run.GetAdjustedRealTime() / 1e3;  // GEMMs: the mean; steps set their median
     }
     ConsoleReporter::ReportRuns(runs);
   }
 };
 
-// Reads "torch_train_step ... dense_tokens_per_s=X moe_tokens_per_s=Y" (the python script's summary).
-std::map<std::string, double> read_torch(const std::string& path) {
-  std::map<std::string, double> out;
+// bench/torch_train_step.py's output: "torch_case name=moe_bf16 ms_per_step=… tokens_per_s=…" lines
+// (case names dense, moe, dense_bf16, moe_bf16) and the "torch_train_step torch=VERSION …" summary.
+struct TorchResults {
+  std::map<std::string, double> ms, tokens_per_s;  // by case name
+  std::string version = "?";
+};
+
+TorchResults read_torch(const std::string& path) {
+  TorchResults out;
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("torch_train_step", 0) != 0) continue;
+    std::map<std::string, std::string> kv;
     std::istringstream words(line);
-    std::string kv;
-    while (words >> kv)
-      if (auto eq = kv.find('='); eq != std::string::npos) out[kv.substr(0, eq)] = std::atof(kv.c_str() + eq + 1);
+    std::string head, word;
+    words >> head;
+    while (words >> word)
+      if (auto eq = word.find('='); eq != std::string::npos) kv[word.substr(0, eq)] = word.substr(eq + 1);
+    if (head == "torch_case" && kv.count("name")) {
+      out.ms[kv["name"]] = std::atof(kv["ms_per_step"].c_str());
+      out.tokens_per_s[kv["name"]] = std::atof(kv["tokens_per_s"].c_str());
+    } else if (head == "torch_train_step" && kv.count("torch")) {
+      out.version = kv["torch"];
+    }
   }
   return out;
+}
+
+double tok_s(const std::string& n) {
+  const auto& r = g_results[n];
+  return r.seconds > 0 ? r.tokens / r.seconds : 0.0;
+}
+
+// One table: every training step of this run, upcycle's and PyTorch's, then upcycle ÷ PyTorch in
+// tokens/s; plus "result …" / "ratio …" lines for scripts (scripts/bench train-paired reads them).
+void print_comparison(const TorchResults& torch) {
+  struct Side {
+    const char* label;
+    const char* upcycle_suffix;  // "" | "_bf16": upcycle case; PyTorch case name suffix likewise
+  };
+  std::printf("\ntraining step (zero_grad, forward, loss, backward, clip 1.0, AdamW), median step\n");
+  std::printf("%-6s %-28s %10s %10s\n", "model", "side", "ms/step", "tokens/s");
+  for (const char* model : {"dense", "moe"}) {
+    const std::string ours = std::string("train_step_") + model;
+    for (const auto& [label, suffix] : {Side{"upcycle cpu (fp32)", ""}, Side{"upcycle cpu-bf16", "_bf16"}}) {
+      const auto& r = g_results[ours + suffix];
+      if (r.seconds <= 0) continue;  // filtered out
+      std::printf("%-6s %-28s %10.0f %10.0f\n", model, label, r.seconds * 1e3, tok_s(ours + suffix));
+      std::printf("result side=upcycle backend=%s model=%s ms_per_step=%.1f tokens_per_s=%.1f steps_ms=",
+                  *suffix ? "cpu-bf16" : "cpu", model, r.seconds * 1e3, tok_s(ours + suffix));
+      for (size_t i = 0; i < r.steps.size(); ++i) std::printf("%s%.0f", i ? "," : "", r.steps[i] * 1e3);
+      std::printf("\n");
+    }
+    for (const auto& [label, suffix] : {Side{"PyTorch fp32", ""}, Side{"PyTorch bf16 autocast", "_bf16"}}) {
+      const std::string c = std::string(model) + suffix;
+      if (!torch.ms.count(c)) continue;
+      std::printf("%-6s %-28s %10.0f %10.0f\n", model, label, torch.ms.at(c), torch.tokens_per_s.at(c));
+    }
+  }
+  if (torch.ms.empty()) {
+    std::printf("(no PyTorch results: run bench/torch_train_step.py and pass --torch=FILE)\n");
+    return;
+  }
+  std::printf("\nupcycle tokens/s ÷ PyTorch %s tokens/s (same run; > 1: upcycle faster)\n", torch.version.c_str());
+  std::printf("%-6s %-18s %14s %24s\n", "model", "upcycle", "÷ PyTorch fp32", "÷ PyTorch bf16 autocast");
+  for (const char* model : {"dense", "moe"}) {
+    for (const char* suffix : {"", "_bf16"}) {
+      const double ours = tok_s(std::string("train_step_") + model + suffix);
+      if (ours <= 0) continue;
+      double ratio[2] = {0, 0};
+      const char* torch_suffix[2] = {"", "_bf16"};
+      for (int k = 0; k < 2; ++k) {
+        const auto it = torch.tokens_per_s.find(std::string(model) + torch_suffix[k]);
+        if (it == torch.tokens_per_s.end() || it->second <= 0 || ours <= 0) continue;
+        ratio[k] = ours / it->second;
+        std::printf("ratio model=%s upcycle=%s torch=%s value=%.3f\n", model, *suffix ? "cpu-bf16" : "cpu",
+                    k ? "bf16" : "fp32", ratio[k]);
+      }
+      std::printf("%-6s %-18s %14.2f %24.2f\n", model, *suffix ? "cpu-bf16" : "cpu (fp32)", ratio[0], ratio[1]);
+    }
+  }
+  std::printf("goals (issue \"Engine\", against PyTorch fp32): dense ≥ 1.5, MoE ≥ 3\n");
 }
 
 }  // namespace
@@ -199,12 +295,19 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--batch=", 8) == 0) g_batch = std::atoll(argv[i] + 8);
     else if (std::strncmp(argv[i], "--seq=", 6) == 0) g_seq = std::atoll(argv[i] + 6);
+    else if (std::strncmp(argv[i], "--steps=", 8) == 0) g_steps = std::atoll(argv[i] + 8);
+    else if (std::strncmp(argv[i], "--warmup=", 9) == 0) g_warmup = std::atoll(argv[i] + 9);
     else if (std::strncmp(argv[i], "--torch=", 8) == 0) torch_file = argv[i] + 8;
     else {
-      std::fprintf(stderr, "usage: bench_train_step [--batch=N] [--seq=N] [--torch=FILE]\n");
+      std::fprintf(stderr, "usage: bench_train_step [--batch=N] [--seq=N] [--steps=N] [--warmup=N] [--torch=FILE]\n");
       return 2;
     }
   }
+  if (g_steps < 1 || g_warmup < 1) {
+    std::fprintf(stderr, "bench_train_step: --steps and --warmup must be ≥ 1\n");
+    return 2;
+  }
+  upcycle::bench::print_kernel_info();
   const int64_t B = g_batch, Tseq = g_seq;
   using backend::BackendKind;
   register_gemm("sgemm_2048x2048x2048", BackendKind::kCpu, 2048, 2048, 2048);
@@ -222,57 +325,42 @@ int main(int argc, char** argv) {
     const auto& r = g_results[n];
     return r.seconds > 0 ? r.flops / r.seconds / 1e9 : 0.0;
   };
-  auto tok_s = [](const std::string& n) {
-    const auto& r = g_results[n];
-    return r.seconds > 0 ? r.tokens / r.seconds : 0.0;
-  };
   const ModelConfig dc = dense_bench_config(), mc = moe_bench_config();
-  std::printf("\nmodel: base preset, batch %lld × seq %lld = %lld tokens/step, fp32 master weights and gradients\n",
-              (long long)B, (long long)Tseq, (long long)(B * Tseq));
+  std::printf("\nmodel: base preset, batch %lld × seq %lld = %lld tokens/step, fp32 master weights, gradients and "
+              "AdamW moments; train steps: %lld warm-up, median of %lld\n",
+              (long long)B, (long long)Tseq, (long long)(B * Tseq), (long long)g_warmup, (long long)g_steps);
   std::printf("*_bf16 / bf16gemm: cpu-bf16 backend (linear + grouped-linear inputs rounded to bf16, fp32\n"
-              "accumulation, conversions included; router, norms, attention, losses fp32)\n");
-  std::printf("FLOPs/step = tokens·(6·N_active + 6·L·Tseq·D)  [Kaplan; attention term = causal QKᵀ+PV]\n");
+              "accumulation, conversions included; router, norms, attention, losses, AdamW fp32)\n");
+  std::printf("FLOPs/step = tokens·(6·N_active + 6·L·Tseq·D)  [Kaplan; attention term = causal QKᵀ+PV; AdamW not "
+              "counted]\n");
   std::printf("N_active: dense %.2fM, moe %.2fM (router + top-2 experts)\n\n", active_matmul_params(dc) / 1e6,
               active_matmul_params(mc) / 1e6);
   std::printf("%-24s %10s %10s %10s %12s\n", "case", "ms/iter", "GFLOP/s", "tokens/s", "peak RSS");
   for (const char* c : {"sgemm_2048x2048x2048", "sgemm_model_ffn", "bf16gemm_2048x2048x2048", "bf16gemm_model_ffn",
                         "train_step_dense", "train_step_moe", "train_step_dense_bf16", "train_step_moe_bf16"}) {
     const auto& r = g_results[c];
+    if (r.seconds <= 0) continue;  // filtered out
     std::printf("%-24s %10.1f %10.1f %10.0f %12s\n", c, r.seconds * 1e3, gflops(c), tok_s(c),
                 format_bytes(r.peak_rss).c_str());
   }
+  // Ratios between this run's cases, where both were run (--benchmark_filter may leave some out).
+  auto div = [](double a, double b) { return a > 0 && b > 0 ? a / b : std::nan(""); };
   const double sgemm = gflops("sgemm_2048x2048x2048"), dense = gflops("train_step_dense"),
                moe = gflops("train_step_moe");
-  std::printf("\ndense GFLOP/s ÷ sgemm(2048³) GFLOP/s = %.3f  (goal ≥ 0.35)\n", sgemm > 0 ? dense / sgemm : 0);
-  std::printf("moe GFLOP/s ÷ dense GFLOP/s          = %.3f  (goal ≥ 0.80)\n", dense > 0 ? moe / dense : 0);
-  const double sgemm_ffn = gflops("sgemm_model_ffn");
-  std::printf("bf16 GEMM ÷ sgemm (2048³, FFN shape)  = %.2f, %.2f\n",
-              sgemm > 0 ? gflops("bf16gemm_2048x2048x2048") / sgemm : 0,
-              sgemm_ffn > 0 ? gflops("bf16gemm_model_ffn") / sgemm_ffn : 0);
+  std::printf("\ndense GFLOP/s ÷ sgemm(2048³) GFLOP/s = %.3f  (goal ≥ 0.35)\n", div(dense, sgemm));
+  std::printf("moe GFLOP/s ÷ dense GFLOP/s          = %.3f  (goal ≥ 0.80)\n", div(moe, dense));
+  std::printf("bf16 GEMM ÷ sgemm (2048³, FFN shape)  = %.2f, %.2f\n", div(gflops("bf16gemm_2048x2048x2048"), sgemm),
+              div(gflops("bf16gemm_model_ffn"), gflops("sgemm_model_ffn")));
   std::printf("bf16 step ÷ fp32 step speed-up        = dense %.2f, moe %.2f\n",
-              tok_s("train_step_dense") > 0 ? tok_s("train_step_dense_bf16") / tok_s("train_step_dense") : 0,
-              tok_s("train_step_moe") > 0 ? tok_s("train_step_moe_bf16") / tok_s("train_step_moe") : 0);
+              div(tok_s("train_step_dense_bf16"), tok_s("train_step_dense")),
+              div(tok_s("train_step_moe_bf16"), tok_s("train_step_moe")));
   for (const char* m : {"dense", "moe"}) {
     const double l32 = g_results[std::string("train_step_") + m].loss;
     const double l16 = g_results[std::string("train_step_") + m + "_bf16"].loss;
     std::printf("loss at init, %-5s: fp32 %.6f, bf16 %.6f, relative difference %.2e\n", m, l32, l16,
-                l32 != 0 ? std::fabs(l16 - l32) / std::fabs(l32) : 0);
+                div(std::fabs(l16 - l32), std::fabs(l32)));
   }
-  if (!torch_file.empty()) {
-    auto torch = read_torch(torch_file);
-    const double td = torch["dense_tokens_per_s"], tm = torch["moe_tokens_per_s"];
-    const double td16 = torch["dense_bf16_tokens_per_s"], tm16 = torch["moe_bf16_tokens_per_s"];
-    auto ratio = [&](const char* ours, double theirs) { return theirs > 0 ? tok_s(ours) / theirs : 0.0; };
-    std::printf("PyTorch fp32 (%s): dense %.0f tokens/s, moe %.0f tokens/s\n", torch_file.c_str(), td, tm);
-    std::printf("PyTorch bf16 autocast:          dense %.0f tokens/s, moe %.0f tokens/s\n", td16, tm16);
-    std::printf("upcycle fp32 ÷ PyTorch fp32, dense tokens/s = %.2f  (goal ≥ 1.5)\n", ratio("train_step_dense", td));
-    std::printf("upcycle fp32 ÷ PyTorch fp32, moe tokens/s   = %.2f  (goal ≥ 3)\n", ratio("train_step_moe", tm));
-    std::printf("upcycle bf16 ÷ PyTorch fp32, dense tokens/s = %.2f  (goal ≥ 1.5)\n",
-                ratio("train_step_dense_bf16", td));
-    std::printf("upcycle bf16 ÷ PyTorch fp32, moe tokens/s   = %.2f  (goal ≥ 3)\n", ratio("train_step_moe_bf16", tm));
-    std::printf("upcycle bf16 ÷ PyTorch bf16 autocast, dense = %.2f, moe = %.2f\n",
-                ratio("train_step_dense_bf16", td16), ratio("train_step_moe_bf16", tm16));
-  }
+  print_comparison(torch_file.empty() ? TorchResults{} : read_torch(torch_file));
   benchmark::Shutdown();
   return 0;
 }

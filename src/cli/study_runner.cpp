@@ -48,10 +48,6 @@ Args concat(Args a, const Args& b) {
   return a;
 }
 
-bool has_flag(const Flags& flags, std::string_view name) {
-  return std::any_of(flags.begin(), flags.end(), [&](const study::Flag& f) { return f.name == name; });
-}
-
 // A training checkpoint's FLOPs so far (trainer_state.json), or nullopt for a plain HF checkpoint.
 std::optional<double> checkpoint_flops(const fs::path& checkpoint) {
   if (!fs::exists(checkpoint / train::kTrainerStateFile)) return std::nullopt;
@@ -408,7 +404,7 @@ class StudyRunner {
     commands.push_back(study::command_line("train", args));
     if (!recorded.empty() && recorded != commands && fs::exists(run)) changed(v, seed, run);
 
-    const bool from_scratch = v.convert && has_flag(*v.convert, "from-scratch");
+    const bool from_scratch = v.convert && study::has_flag(*v.convert, "from-scratch");
     const Json plan = {{"kind", config.is_moe() ? "moe" : "dense"},
                        {"start", start.string().starts_with(root_.string()) ? relative_to(start, root_) : start.string()},
                        {"sunk_flops", from_scratch ? 0.0 : checkpoint_flops(start).value_or(dense.sunk_flops)},

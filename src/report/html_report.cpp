@@ -36,12 +36,8 @@ constexpr const char* kDenseGrey = "#8c959f";
 std::optional<Series> dense_series(const ReportData& d, const std::string* domain) {
   if (!d.dense_pretrain) return std::nullopt;
   Series s{kDensePretrainName, {}, 0, kDenseGrey};
-  const std::vector<LossPoint>* points = &d.dense_pretrain->mean_loss;
-  if (domain != nullptr) {
-    auto it = d.dense_pretrain->domain_loss.find(*domain);
-    if (it == d.dense_pretrain->domain_loss.end()) return std::nullopt;
-    points = &it->second;
-  }
+  const std::vector<LossPoint>* points = d.dense_pretrain->loss_curve(domain ? *domain : "");
+  if (points == nullptr) return std::nullopt;
   for (const auto& p : *points) s.points.push_back({p.x, p.loss});
   return s;
 }
@@ -49,11 +45,7 @@ std::optional<Series> dense_series(const ReportData& d, const std::string* domai
 // A variant's curve (mean over domains, or one domain): with seeds, each seed's run as a faint line
 // under the mean over seeds, in the variant's colour.
 void add_variant_series(std::vector<Series>& out, const Variant& v, size_t colour, const std::string* domain) {
-  const auto curve = [&](const Variant& run) -> const std::vector<LossPoint>* {
-    if (domain == nullptr) return &run.mean_loss;
-    auto it = run.domain_loss.find(*domain);
-    return it == run.domain_loss.end() ? nullptr : &it->second;
-  };
+  const auto curve = [&](const Variant& run) { return run.loss_curve(domain ? *domain : ""); };
   for (const Variant& run : v.seed_runs) {
     Series s{run.name, {}, colour};
     s.faint = true;

@@ -324,6 +324,12 @@ std::optional<double> Variant::final_mean_loss() const {
   return mean_loss.back().loss;
 }
 
+const std::vector<LossPoint>* Variant::loss_curve(const std::string& domain) const {
+  if (domain.empty()) return &mean_loss;
+  auto it = domain_loss.find(domain);
+  return it == domain_loss.end() ? nullptr : &it->second;
+}
+
 std::optional<double> Variant::final_domain_loss(const std::string& domain) const {
   auto it = domain_loss.find(domain);
   if (it == domain_loss.end() || it->second.empty()) return std::nullopt;

@@ -76,6 +76,9 @@ struct Variant {
   bool finished() const;
   std::optional<double> final_mean_loss() const;
   std::optional<double> final_domain_loss(const std::string& domain) const;
+  // The curve of one validation domain, or with an empty `domain` the mean over domains; nullptr for
+  // a domain the run has not evaluated.
+  const std::vector<LossPoint>* loss_curve(const std::string& domain) const;
 };
 
 // The name the dense pretraining run is shown under (plots, Reproduce section, finding).

@@ -98,12 +98,8 @@ void aggregate_seed_runs(Variant& v) {
 std::map<int64_t, double> seed_losses_at_step(const Variant& v, int64_t step, const std::string& domain) {
   std::map<int64_t, double> out;
   for (const Variant& s : v.seed_runs) {
-    const std::vector<LossPoint>* curve = &s.mean_loss;
-    if (!domain.empty()) {
-      auto it = s.domain_loss.find(domain);
-      if (it == s.domain_loss.end()) continue;
-      curve = &it->second;
-    }
+    const std::vector<LossPoint>* curve = s.loss_curve(domain);
+    if (curve == nullptr) continue;
     if (const LossPoint* p = at_step(*curve, step); p != nullptr && s.seed) out[*s.seed] = p->loss;
   }
   return out;

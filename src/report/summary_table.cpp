@@ -82,13 +82,8 @@ struct Final {
 };
 
 Final final_of(const Variant& v, const std::string& domain) {
-  const std::vector<LossPoint>* curve = &v.mean_loss;
-  if (!domain.empty()) {
-    auto it = v.domain_loss.find(domain);
-    if (it == v.domain_loss.end()) return {};
-    curve = &it->second;
-  }
-  if (curve->empty()) return {};
+  const std::vector<LossPoint>* curve = v.loss_curve(domain);
+  if (curve == nullptr || curve->empty()) return {};
   return {curve->back().loss, seed_losses_at_step(v, curve->back().step, domain)};
 }
 

@@ -1,14 +1,8 @@
 // See study_runs.h.
 #include "study/study_runs.h"
 
-#include <algorithm>
-
 namespace upcycle::study {
 namespace {
-
-bool has_flag(const Flags& flags, std::string_view name) {
-  return std::any_of(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == name; });
-}
 
 std::string under(const std::string& top, const std::string& variant, std::optional<int64_t> seed) {
   return top + "/" + variant + (seed ? "/" + seed_dir_name(*seed) : "");

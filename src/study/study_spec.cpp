@@ -200,6 +200,10 @@ std::vector<std::string> flags_to_args(const Flags& flags) {
   return args;
 }
 
+bool has_flag(const Flags& flags, std::string_view name) {
+  return std::any_of(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == name; });
+}
+
 Flags merge_flags(const Flags& base, const Flags& override) {
   Flags out = base;
   for (const Flag& f : override) {

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace upcycle::study {
@@ -28,6 +29,8 @@ std::vector<std::string> flags_to_args(const Flags& flags);
 // `base` with every flag that `override` also sets replaced by its value there, then the rest of
 // `override` appended: how a variant's `train:` refines the study's.
 Flags merge_flags(const Flags& base, const Flags& override);
+// Whether `flags` sets `name` (to any value).
+bool has_flag(const Flags& flags, std::string_view name);
 
 struct DenseSpec {
   // Either an existing dense checkpoint…

@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <random>
 #include <system_error>
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "io/stale_staging.h"
 
 namespace upcycle {
 namespace fs = std::filesystem;
@@ -52,6 +54,9 @@ StagedDir::StagedDir(fs::path destination, Overwrite overwrite) : overwrite_(ove
   auto parent_status = fs::status(parent, ec);
   if (!fs::exists(parent_status)) throw Error("output's parent directory does not exist", parent.string());
   if (!fs::is_directory(parent_status)) throw Error("output's parent is not a directory", parent.string());
+  // Killed writers leave their staging directories behind: clear the ones of dead processes first.
+  for (const auto& warning : remove_stale_staging(destination_).warnings)
+    std::fprintf(stderr, "upcycle: warning: %s\n", warning.c_str());
   staging_ = unique_sibling(destination_, "tmp");
   if (!fs::create_directory(staging_, ec))
     throw Error("cannot create output directory: " + ec.message(), parent.string());

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/file_util.h"
+#include "train/tensorboard_files.h"
 
 namespace upcycle::train {
 namespace {
@@ -88,12 +89,12 @@ std::string host_name() {
   return host;
 }
 
-// Opens a new event file in `dir`. A name already taken (a second writer in the same second and
-// process, as in a resume within one test) gets ".1", ".2", …: still "tfevents" files for TensorBoard,
-// and still sorted after the first by name, which is the order TensorBoard reads them in.
+// Opens a new event file in `dir`, named to sort after every event file already there
+// (tensorboard_files.h). A name taken in between (another writer racing this one) gets ".1", ".2", …:
+// still "tfevents" files for TensorBoard, and still sorted after the name they extend.
 std::FILE* create_event_file(const fs::path& dir, fs::path& file) {
-  const std::string base = "events.out.tfevents." + std::to_string(static_cast<int64_t>(now_seconds())) + "." +
-                           host_name() + "." + std::to_string(::getpid()) + ".upcycle";
+  const std::string base =
+      next_event_file_name(dir, static_cast<int64_t>(now_seconds()), host_name(), static_cast<int64_t>(::getpid()));
   for (int attempt = 0;; ++attempt) {
     file = dir / (attempt == 0 ? base : base + "." + std::to_string(attempt));
     const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -131,23 +132,29 @@ TensorBoardWriter::TensorBoardWriter(const fs::path& dir, int64_t resume_step) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error("cannot create TensorBoard directory: " + ec.message(), dir.string());
+  // Before the new file exists: the earlier files lose their points past the resumed step, as
+  // metrics.jsonl does, so every loader shows what the log holds (tensorboard_files.h).
+  if (resume_step >= 0) trim_event_files(dir, resume_step);
   out_ = create_event_file(dir, file_);
 
   const double wall_time = now_seconds();
   std::string version = event_prefix(wall_time, 0);
   put_bytes_field(version, 3, "brain.Event:2");
   write_record(version);
-  if (resume_step >= 0) {
-    // TensorBoard's Python loader drops every earlier point whose step is >= the START's step, so the
-    // START goes one past the resumed step: points up to it survive, the orphaned ones after it go.
-    // (The Rust data server ignores SessionLog and drops a series' points from any step that repeats.)
-    std::string session_log;
-    put_key(session_log, 1, Wire::kVarint);
-    put_varint(session_log, 1);  // SessionLog.START
-    std::string start = event_prefix(wall_time, resume_step + 1);
-    put_bytes_field(start, 7, session_log);
-    write_record(start);
-  }
+  // Every file, a fresh run's too, carries a SessionLog START at resume_step + 1 (0 when fresh).
+  // TensorBoard's Python loaders drop every earlier point whose step is >= the START's step, so
+  // points up to the resumed step survive and the orphaned ones after it go. The trim above already
+  // cut those from the files; the START still matters to a Python loader that read them before the
+  // trim (a TensorBoard left running across the resume). The fresh run's START is needed because the
+  // v2 loader (plugin_event_accumulator, --load_fast=false) takes a run's first START for the start
+  // of the first session and purges nothing on it: without it, the first resume's would be ignored.
+  // The Rust data server ignores SessionLog: the trim is what it relies on.
+  std::string session_log;
+  put_key(session_log, 1, Wire::kVarint);
+  put_varint(session_log, 1);  // SessionLog.START
+  std::string start = event_prefix(wall_time, resume_step < 0 ? 0 : resume_step + 1);
+  put_bytes_field(start, 7, session_log);
+  write_record(start);
 }
 
 TensorBoardWriter::~TensorBoardWriter() {
@@ -155,6 +162,9 @@ TensorBoardWriter::~TensorBoardWriter() {
 }
 
 void TensorBoardWriter::scalar(std::string_view tag, double value, int64_t step, double wall_time_s) {
+  // Steps never decrease within a file: a resume's trim cuts at the first point past its step.
+  UPCYCLE_CHECK(step >= last_step_, "TensorBoard scalar steps must not decrease within an event file");
+  last_step_ = step;
   std::string summary_value;
   put_bytes_field(summary_value, 1, tag);
   put_key(summary_value, 2, Wire::kFixed32);

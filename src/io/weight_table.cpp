@@ -130,7 +130,7 @@ bool is_per_expert_name(std::string_view name) {
 
 // Tensors that carry nothing: rotary inv_freq buffers (old Llama checkpoints), a tied lm_head saved
 // anyway, and placeholder_tensors().
-bool ignored_by_hf(const ModelConfig& c, const std::string& name, const Shape& shape) {
+bool carries_nothing(const ModelConfig& c, const std::string& name, const Shape& shape) {
   if (name.ends_with(".self_attn.rotary_emb.inv_freq")) return true;
   if (c.tie_word_embeddings && name == "lm_head.weight" && shape == Shape{c.vocab_size, c.hidden_size}) return true;
   for (const DiskTensor& t : placeholder_tensors(c))
@@ -307,7 +307,7 @@ WeightTable WeightTable::build(const ModelConfig& config, const std::map<std::st
     t.locations_.emplace(canonical, location);
   }
   for (const auto& [name, shape] : on_disk) {
-    if (used.count(name) || ignored_by_hf(config, name, shape)) continue;
+    if (used.count(name) || carries_nothing(config, name, shape)) continue;
     if (mixed && is_fused_expert_name(name)) continue;
     t.problems_.push_back("unexpected tensor " + name);
   }

@@ -31,8 +31,8 @@ def test_init_output(upcycle, tmp_path, arch, layout, dtype):
     hf.judge(upcycle, model, tmp_path)
 
 
-def sharp(upcycle, tmp_path, arch, *flags, name=None, dtype="f32"):
-    model = hf.init(upcycle, tmp_path / (name or arch), arch, *flags, dtype=dtype)
+def sharp(upcycle, tmp_path, arch, *flags, dtype="f32"):
+    model = hf.init(upcycle, tmp_path / arch, arch, *flags, dtype=dtype)
     hf.sharpen(model)
     return model
 

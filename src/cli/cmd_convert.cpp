@@ -53,6 +53,7 @@ struct ConvertOptions {
   int64_t depth_tile = 1;
   std::string depth_order = "tiled";
   bool from_scratch = false;
+  std::string expert_layout = "per-expert";
   std::string max_shard_size = "5GB";
   bool verify = false;
   int64_t verify_tokens = 32;
@@ -167,7 +168,8 @@ ConvertSpec make_spec(const ConvertOptions& o) {
 void check_depth_tile(const OptionSet& set, const ConvertOptions& o) {
   if (o.depth_tile <= 1) return;
   for (const char* flag : {"preset", "moe-layers", "experts", "top-k", "granularity", "shared-experts", "expert-init",
-                           "expert-sources", "router-init", "router", "weight-scaling", "format", "from-scratch"})
+                           "expert-sources", "router-init", "router", "weight-scaling", "format", "from-scratch",
+                           "expert-layout"})
     if (set.given(flag))
       throw Error(std::string("--depth-tile writes a deeper dense model; --") + flag + " does not apply to it");
 }
@@ -328,6 +330,9 @@ OptionSet convert_option_set(ConvertOptions& o) {
   set.add_choice("depth-order", {"tiled", "stacked"}, "tiled: 0..L-1,0..L-1; stacked: 0,0,1,1,...", &o.depth_order);
   set.add_flag("from-scratch", "re-initialise every weight as 'upcycle init' would (MoE-from-scratch baseline)",
                &o.from_scratch);
+  set.add_choice("expert-layout", {"per-expert", "fused"},
+                 "per-expert: legacy names every tool loads; fused: transformers-5 stacked gate_up_proj/down_proj",
+                 &o.expert_layout);
   set.add("max-shard-size", "SIZE", "largest safetensors shard", &o.max_shard_size);
   set.add_flag("verify", "run dense and converted models on a probe batch and report the deviation", &o.verify);
   set.add("verify-tokens", "N", "tokens per probe sequence (2 sequences)", &o.verify_tokens);
@@ -379,7 +384,8 @@ int run_convert(const Args& args) {
   ConvertSpec spec = o.recipe.empty() ? make_spec(o) : spec_from_recipe(o, set);
   if (o.recipe.empty()) add_prompt_router_rows(o, spec);
   ConvertOutput output{o.out, o.force ? Overwrite::kReplace : Overwrite::kRefuse,
-                       parse_byte_size(o.max_shard_size, "--max-shard-size"), ShowProgress::kYes};
+                       parse_byte_size(o.max_shard_size, "--max-shard-size"), ShowProgress::kYes,
+                       o.expert_layout == "fused" ? ExpertLayout::kFused : ExpertLayout::kPerExpert};
   ConvertResult r = convert(spec, output);
   const ModelConfig& c = r.plan.config;
   for (const auto& w : r.plan.warnings) std::fprintf(stderr, "upcycle: warning: %s\n", w.c_str());

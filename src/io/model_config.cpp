@@ -156,6 +156,12 @@ void parse_sliding(const ConfigReader& in, const Json& json, const FamilyInfo& i
       if (in.bool_or("use_sliding_window", false)) c.sliding_window = window(4096);
       if (info.sliding == SlidingRule::kQwenFromLayer) {
         c.max_window_layers = in.int_or("max_window_layers", 28, 0);
+        // Without layer_types transformers 5 windows qwen2_moe's even layers below max_window_layers
+        // (Qwen2MoeConfig.__post_init__), where the rule here (and qwen2/qwen3) windows layers at or
+        // above it: refused rather than run differently. upcycle's own files spell layer_types out.
+        if (c.family == Family::kQwen2Moe && c.sliding_window && !in.has("layer_types"))
+          in.fail("qwen2_moe with 'use_sliding_window' true needs 'layer_types': transformers 5 derives the "
+                  "windowed layers differently from qwen2 ('max_window_layers' alone is ambiguous)");
         check_layer_types(in, c);
       }
       break;

@@ -99,6 +99,7 @@ std::vector<std::string> write_random_weights(const ModelConfig& config, const R
       if (options.show_progress) progress.advance(count * elem);
     }
   }
+  write_placeholder_tensors(writer, config);
   auto files = writer.finish();
   if (options.show_progress) progress.finish();
   return files;

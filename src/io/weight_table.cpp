@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/checkpoint_writer.h"
 
 namespace upcycle {
 namespace {
@@ -127,23 +128,13 @@ bool is_per_expert_name(std::string_view name) {
   return false;
 }
 
-// Tensors transformers itself ignores on load: rotary inv_freq buffers (old Llama checkpoints), a
-// tied lm_head saved anyway, and qwen2_moe's zero-width shared expert (shared_expert_intermediate_size
-// 0 still builds [0, D] projections and a [1, D] gate, which contribute nothing).
-bool ignored_by_hf(const ModelConfig& c, const std::string& name, const Shape& shape) {
+// Tensors that carry nothing: rotary inv_freq buffers (old Llama checkpoints), a tied lm_head saved
+// anyway, and placeholder_tensors().
+bool carries_nothing(const ModelConfig& c, const std::string& name, const Shape& shape) {
   if (name.ends_with(".self_attn.rotary_emb.inv_freq")) return true;
-  const int64_t D = c.hidden_size;
-  if (c.tie_word_embeddings && name == "lm_head.weight" && shape == Shape{c.vocab_size, D}) return true;
-  if (c.family != Family::kQwen2Moe || c.shared_expert_intermediate_size != 0) return false;
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    if (!name.starts_with(layer_prefix(i) + "mlp.shared_expert")) continue;
-    if (!c.is_moe_layer(i)) return false;
-    const std::string p = layer_prefix(i) + "mlp.";
-    return (name == p + "shared_expert_gate.weight" && shape == Shape{1, D}) ||
-           ((name == p + "shared_expert.gate_proj.weight" || name == p + "shared_expert.up_proj.weight") &&
-            shape == Shape{0, D}) ||
-           (name == p + "shared_expert.down_proj.weight" && shape == Shape{D, 0});
-  }
+  if (c.tie_word_embeddings && name == "lm_head.weight" && shape == Shape{c.vocab_size, c.hidden_size}) return true;
+  for (const DiskTensor& t : placeholder_tensors(c))
+    if (t.name == name) return t.shape == shape;
   return false;
 }
 
@@ -247,7 +238,28 @@ std::vector<DiskTensor> disk_tensors(const ModelConfig& config, ExpertLayout lay
   std::vector<DiskTensor> out;
   for (auto& planned : make_plan(config, expected_weights(config), layout).tensors)
     out.push_back(std::move(planned.tensor));
+  for (auto& t : placeholder_tensors(config)) out.push_back(std::move(t));
   return out;
+}
+
+std::vector<DiskTensor> placeholder_tensors(const ModelConfig& c) {
+  std::vector<DiskTensor> out;
+  if (c.family != Family::kQwen2Moe || c.shared_expert_intermediate_size != 0) return out;
+  const int64_t D = c.hidden_size;
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    if (!c.is_moe_layer(i)) continue;
+    const std::string p = layer_prefix(i) + "mlp.";
+    out.push_back({p + "shared_expert.gate_proj.weight", {0, D}});
+    out.push_back({p + "shared_expert.up_proj.weight", {0, D}});
+    out.push_back({p + "shared_expert.down_proj.weight", {D, 0}});
+    out.push_back({p + "shared_expert_gate.weight", {1, D}});
+  }
+  return out;
+}
+
+void write_placeholder_tensors(CheckpointWriter& writer, const ModelConfig& config) {
+  for (const DiskTensor& t : placeholder_tensors(config))
+    if (const uint64_t n = shape_numel(t.shape); n > 0) writer.write_f32(t.name, std::vector<float>(n, 0.0f));
 }
 
 WeightTable WeightTable::build(const ModelConfig& config, const std::map<std::string, Shape, std::less<>>& on_disk) {
@@ -295,7 +307,7 @@ WeightTable WeightTable::build(const ModelConfig& config, const std::map<std::st
     t.locations_.emplace(canonical, location);
   }
   for (const auto& [name, shape] : on_disk) {
-    if (used.count(name) || ignored_by_hf(config, name, shape)) continue;
+    if (used.count(name) || carries_nothing(config, name, shape)) continue;
     if (mixed && is_fused_expert_name(name)) continue;
     t.problems_.push_back("unexpected tensor " + name);
   }

@@ -19,6 +19,8 @@
 
 namespace upcycle {
 
+class CheckpointWriter;
+
 enum class WeightRole {
   kEmbed, kFinalNorm, kLmHead,
   kAttnNorm, kQProj, kKProj, kVProj, kOProj, kQBias, kKBias, kVBias, kOBias, kQNorm, kKNorm,
@@ -48,8 +50,16 @@ struct DiskTensor {
   std::string name;
   Shape shape;
 };
-// The on-disk tensor list for a layout (kPerExpert = the canonical names; kFused = experts stacked).
+// The on-disk tensor list for a layout (kPerExpert = the canonical names; kFused = experts stacked),
+// then placeholder_tensors(config): what a writer declares.
 std::vector<DiskTensor> disk_tensors(const ModelConfig& config, ExpertLayout layout);
+// Tensors that no canonical weight maps to but transformers builds anyway and reports missing when a
+// file lacks them: qwen2_moe's zero-width shared expert (shared_expert_intermediate_size 0 still
+// builds [0, D] gate/up, [D, 0] down and a [1, D] gate whose output multiplies nothing). Writers
+// fill them with zeros; readers accept them and do not require them.
+std::vector<DiskTensor> placeholder_tensors(const ModelConfig& config);
+// Writes the zeros of placeholder_tensors(config) (a writer that declared disk_tensors()).
+void write_placeholder_tensors(CheckpointWriter& writer, const ModelConfig& config);
 
 // Where a canonical weight's elements are: `numel(spec.shape)` contiguous elements of the on-disk
 // tensor `tensor`, starting at element `element_offset` (0 unless the tensor is fused).
@@ -62,8 +72,8 @@ class WeightTable {
  public:
   // Matches on-disk names and shapes against the config. Detects the expert layout (per-expert or
   // fused; a mix is a problem). Records one problem per missing, unexpected or mis-shaped tensor.
-  // Tensors transformers itself ignores on load are skipped silently: `rotary_emb.inv_freq` buffers,
-  // an `lm_head.weight` saved although tied, qwen2_moe's zero-width shared expert. Mixtral's router is
+  // Tensors that carry nothing are skipped silently: `rotary_emb.inv_freq` buffers, an `lm_head.weight`
+  // saved although tied, placeholder_tensors(). Mixtral's router is
   // accepted under either name (`block_sparse_moe.gate` or v5's `mlp.gate`) in either layout.
   static WeightTable build(const ModelConfig& config, const std::map<std::string, Shape, std::less<>>& on_disk);
 

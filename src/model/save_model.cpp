@@ -40,6 +40,7 @@ std::vector<std::string> save_model(const ModelConfig& config, const TensorStore
     UPCYCLE_CHECK(where != nullptr, "no location for " + params.specs()[i].name);
     writer.write_f32(where->tensor, params.view(i), where->element_offset);  // F32: the bits as they are
   }
+  write_placeholder_tensors(writer, config);
   std::vector<std::string> files{"config.json"};
   for (auto& f : writer.finish()) files.push_back(std::move(f));
   return files;

@@ -28,6 +28,7 @@ struct Ctx {
   const ConvertSpec& spec;
   const std::vector<SourceModel>& sources;
   const ConvertPlan& plan;
+  const WeightTable& table;  // where each canonical output weight lives in the output layout
   CheckpointWriter& writer;
   Progress* progress;  // nullptr: quiet
 };
@@ -45,12 +46,27 @@ void advance(Ctx& c, const WeightSpec& w) {
   if (c.progress) c.progress->advance(shape_numel(w.shape) * dtype_size(c.plan.config.dtype));
 }
 
+const WeightLocation& output_location(const Ctx& c, const WeightSpec& w) {
+  const WeightLocation* where = c.table.locate(w.name);
+  UPCYCLE_CHECK(where != nullptr, "no output location for " + w.name);
+  return *where;
+}
+
 void write_values(Ctx& c, const WeightSpec& w, const std::vector<float>& values) {
-  c.writer.write_f32(w.name, values);
+  const WeightLocation& at = output_location(c, w);
+  c.writer.write_f32(at.tensor, values, at.element_offset);
   advance(c, w);
 }
 
+// A whole output tensor is copied kernel-side; a slice of a fused one goes through fp32 (exact for
+// every float dtype upcycle writes).
 void copy_weight(Ctx& c, const WeightSpec& w, const std::string& from, size_t source = 0) {
+  const WeightLocation& at = output_location(c, w);
+  if (at.tensor != w.name || at.element_offset != 0) {
+    c.writer.write_f32(at.tensor, read_f32(c.sources[source], from), at.element_offset);
+    advance(c, w);
+    return;
+  }
   auto [file, info] = c.sources[source].tensor(from);
   c.writer.copy_from(w.name, *file, *info);
   advance(c, w);
@@ -68,7 +84,8 @@ void average_weight(Ctx& c, const WeightSpec& w, const std::string& from) {
     }
     const float inv = 1.0f / float(c.sources.size());
     for (uint64_t i = 0; i < count; ++i) sum[i] *= inv;
-    c.writer.write_f32(w.name, {sum.data(), size_t(count)}, first);
+    const WeightLocation& at = output_location(c, w);
+    c.writer.write_f32(at.tensor, {sum.data(), size_t(count)}, at.element_offset + first);
   }
   advance(c, w);
 }
@@ -257,6 +274,9 @@ ConvertResult convert(const ConvertSpec& spec, const ConvertOutput& output) {
   result.plan = make_plan(spec, sources);
   const ConvertPlan& plan = result.plan;
   check_zero_only(plan, sources[0]);
+  if (output.layout == ExpertLayout::kFused && !plan.config.is_moe())
+    throw Error("the fused expert layout needs an MoE output; a depth-tiled model is dense");
+  const ExpertLayout layout = plan.config.is_moe() ? output.layout : ExpertLayout::kNone;
   std::map<std::string, std::string> metadata{{"upcycle_recipe", plan.recipe.dump()}};
 
   StagedDir out(output.dir, output.overwrite);
@@ -264,19 +284,24 @@ ConvertResult convert(const ConvertSpec& spec, const ConvertOutput& output) {
     copy_side_files(sources[0].dir, dir);
     write_model_config(dir, plan.config);
     if (spec.from_scratch == FromScratch::kYes) {
-      RandomInitOptions init{spec.seed, ExpertLayout::kPerExpert, output.max_shard_bytes, metadata,
-                             output.progress == ShowProgress::kYes};
+      RandomInitOptions init{spec.seed, layout, output.max_shard_bytes, metadata, output.progress == ShowProgress::kYes};
       result.files = write_random_weights(plan.config, init, dir);
       return;
     }
-    const auto specs = expected_weights(plan.config);
     std::vector<TensorDecl> decls;
-    for (const auto& w : specs) decls.push_back({w.name, plan.config.dtype, w.shape});
+    std::map<std::string, Shape, std::less<>> disk_shapes;
+    for (auto& t : disk_tensors(plan.config, layout)) {
+      disk_shapes[t.name] = t.shape;
+      decls.push_back({t.name, plan.config.dtype, t.shape});
+    }
+    const WeightTable table = WeightTable::build(plan.config, disk_shapes);
+    UPCYCLE_CHECK(table.ok(), "disk_tensors and WeightTable disagree: " + (table.problems().empty() ? "" : table.problems()[0]));
     CheckpointWriter writer(dir, std::move(decls), {output.max_shard_bytes, metadata});
     Progress progress("convert", writer.total_bytes(), "bytes");
     const bool show = output.progress == ShowProgress::kYes;
-    Ctx ctx{spec, sources, plan, writer, show ? &progress : nullptr};
-    write_all(ctx, specs);
+    Ctx ctx{spec, sources, plan, table, writer, show ? &progress : nullptr};
+    write_all(ctx, table.weights());
+    write_placeholder_tensors(writer, plan.config);
     result.files = writer.finish();
     if (show) progress.finish();
   });

@@ -5,7 +5,8 @@
 // expert matrix (plus 4M-element chunks for averaging): peak memory does not grow with model size.
 // Side files (tokenizer*, special_tokens_map.json, generation_config.json, chat templates, …) are
 // copied byte for byte from the base source. The recipe goes into config.json ("upcycle_recipe")
-// and every shard's __metadata__ ("upcycle_recipe", a JSON string).
+// and every shard's __metadata__ ("upcycle_recipe", a JSON string). MoE outputs come in either expert
+// layout; experts of the fused one are written as slices of the stacked tensors.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "io/output_dir.h"
+#include "io/weight_table.h"
 #include "recipes/convert_plan.h"
 #include "recipes/convert_spec.h"
 
@@ -26,6 +28,8 @@ struct ConvertOutput {
   Overwrite overwrite = Overwrite::kRefuse;
   uint64_t max_shard_bytes = 5'000'000'000ull;
   ShowProgress progress = ShowProgress::kYes;
+  // MoE outputs: per-expert (legacy names every tool loads) or fused (transformers-5 stacked experts).
+  ExpertLayout layout = ExpertLayout::kPerExpert;
 };
 
 struct ConvertResult {

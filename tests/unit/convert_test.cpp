@@ -2,7 +2,8 @@
 // independently: copies are byte-exact, shards and scaling are the documented slices and factors,
 // drop re-draws exactly ⌊r·F⌋ neurons, virtual groups preserve the function (and cube-root scaling
 // does not), output is deterministic by seed whatever the thread count, several sources map experts
-// and average non-FFN weights, and refusals leave no output.
+// and average non-FFN weights, refusals leave no output, and the fused expert layout holds the
+// per-expert layout's values.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -374,6 +375,71 @@ TEST(Convert, RefusalsNameTheProblemAndLeaveNoOutput) {
   EXPECT_NE(refusal(s, out).find("non-zero tensor model.layers.0.self_attn.q_proj.bias"), std::string::npos);
   run(base(llama), tmp / "moe");
   EXPECT_NE(refusal(base(tmp / "moe"), out).find("already an MoE model"), std::string::npos);
+}
+
+// Every canonical weight's bytes: the per-expert tensor itself, or its slice of a fused tensor.
+std::map<std::string, std::vector<std::byte>> canonical_bytes(const fs::path& dir, ExpertLayout want) {
+  ModelConfig c = read_model_config(dir);
+  Checkpoint ckpt = Checkpoint::open(dir);
+  std::map<std::string, Shape, std::less<>> shapes;
+  for (const auto& [name, ref] : ckpt.tensors()) shapes[name] = ref.info->shape;
+  const WeightTable table = WeightTable::build(c, shapes);
+  EXPECT_TRUE(table.ok()) << dir << ": " << (table.problems().empty() ? "" : table.problems()[0]);
+  EXPECT_EQ(table.layout(), want) << dir;
+  std::map<std::string, std::vector<std::byte>> out;
+  for (const auto& w : table.weights()) {
+    const WeightLocation* at = table.locate(w.name);
+    if (!at) continue;
+    const TensorRef* ref = ckpt.find(at->tensor);
+    const size_t es = dtype_size(ref->info->dtype), n = size_t(shape_numel(w.shape));
+    auto data = ref->file->data(*ref->info).subspan(size_t(at->element_offset) * es, n * es);
+    out[w.name].assign(data.begin(), data.end());
+  }
+  return out;
+}
+
+// --expert-layout fused writes the very values of the per-expert layout, copied experts (whole dense
+// matrices into slices) and computed ones (drop) alike, and qwen2_moe without a shared expert gets
+// transformers' zero-width shared-expert tensors in both layouts.
+TEST(Convert, FusedLayoutHoldsThePerExpertValues) {
+  ScratchDir tmp;
+  auto dense = make_dense(tmp / "dense", Family::kLlama, 21);
+  for (const char* format : {"mixtral", "qwen2_moe"}) {
+    ConvertSpec s;
+    s.sources = {dense};
+    s.experts = 4, s.top_k = 2, s.format = format;
+    if (std::string(format) == "qwen2_moe") s.expert_init = ExpertInit::kDrop, s.moe_layers = "1";
+    const fs::path per = tmp / (std::string(format) + "-per"), fused = tmp / (std::string(format) + "-fused");
+    run(s, per);
+    convert(s, {fused, Overwrite::kRefuse, 5'000'000'000ull, ShowProgress::kNo, ExpertLayout::kFused});
+    auto a = canonical_bytes(per, ExpertLayout::kPerExpert), b = canonical_bytes(fused, ExpertLayout::kFused);
+    EXPECT_EQ(a.size(), expected_weights(read_model_config(per)).size()) << format;
+    EXPECT_TRUE(a == b) << format << ": the layouts hold different values";
+    Checkpoint f = Checkpoint::open(fused);
+    EXPECT_NE(f.find(L1 + "mlp.experts.gate_up_proj"), nullptr) << format;
+    if (std::string(format) == "mixtral") {
+      EXPECT_NE(f.find(L1 + "mlp.gate.weight"), nullptr);
+    }
+    if (std::string(format) != "qwen2_moe") continue;
+    for (const fs::path& dir : {per, fused}) {
+      Checkpoint ckpt = Checkpoint::open(dir);
+      const TensorRef* gate = ckpt.find(L1 + "mlp.shared_expert_gate.weight");
+      ASSERT_NE(gate, nullptr) << dir;
+      EXPECT_EQ(gate->info->shape, (Shape{1, 64}));
+      EXPECT_EQ(ckpt.find(L1 + "mlp.shared_expert.down_proj.weight")->info->shape, (Shape{64, 0}));
+      EXPECT_EQ(ckpt.find(L0 + "mlp.shared_expert_gate.weight"), nullptr) << "layer 0 is dense";
+    }
+  }
+  ConvertSpec tile;
+  tile.sources = {dense};
+  tile.depth_tile = 2;
+  try {
+    convert(tile, {tmp / "deep", Overwrite::kRefuse, 5'000'000'000ull, ShowProgress::kNo, ExpertLayout::kFused});
+    ADD_FAILURE() << "a dense output in the fused layout";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fused expert layout needs an MoE output"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(tmp / "deep"));
 }
 
 }  // namespace

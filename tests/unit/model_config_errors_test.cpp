@@ -147,6 +147,16 @@ TEST(ModelConfigErrors, LayerTypesMustMatchTheRule) {
             "cannot express");
   j["layer_types"] = {"full_attention"};
   EXPECT_EQ(parse_error(j), "'layer_types' must be a list of 4 strings, got [\"full_attention\"]");
+  // qwen2_moe without layer_types: transformers 5 windows the even layers below max_window_layers
+  // (Qwen2MoeConfig), not those from it on, so the file is ambiguous and refused; spelled out, it runs.
+  Json moe = with(with(with(tiny("qwen2_moe"), "use_sliding_window", true), "sliding_window", 64), "max_window_layers", 2);
+  EXPECT_EQ(parse_error(moe),
+            "qwen2_moe with 'use_sliding_window' true needs 'layer_types': transformers 5 derives the windowed layers "
+            "differently from qwen2 ('max_window_layers' alone is ambiguous)");
+  EXPECT_EQ(parse_error(with(moe, "layer_types", nullptr)), parse_error(moe));
+  moe["layer_types"] = {"full_attention", "full_attention", "sliding_attention", "sliding_attention"};
+  EXPECT_EQ(parse_error(moe), "(parsed)");
+  EXPECT_EQ(parse_error(with(moe, "use_sliding_window", false)), "(parsed)");
 }
 
 TEST(ModelConfigErrors, ValidateRefusesWhatAFamilyCannotExpress) {

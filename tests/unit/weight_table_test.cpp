@@ -257,15 +257,23 @@ TEST(WeightTable, TensorsTransformersIgnores) {
   EXPECT_TRUE(WeightTable::build(tied, disk).ok());
   disk["lm_head.weight"] = {10, 4};
   EXPECT_FALSE(WeightTable::build(tied, disk).ok());
-  // qwen2_moe with shared_expert_intermediate_size 0 still has zero-width shared tensors in HF.
+  // qwen2_moe with shared_expert_intermediate_size 0 still has zero-width shared tensors in HF, which
+  // transformers 5 reports missing when absent: writers declare them, readers accept files without.
   ModelConfig no_shared = tiny("qwen2_moe", {{"shared_expert_intermediate_size", 0}});
   DiskMap q = disk_map(no_shared, ExpertLayout::kPerExpert);
-  EXPECT_FALSE(q.count(L0 + "mlp.shared_expert_gate.weight"));
-  q[L0 + "mlp.shared_expert.gate_proj.weight"] = {0, 8};
-  q[L0 + "mlp.shared_expert.up_proj.weight"] = {0, 8};
-  q[L0 + "mlp.shared_expert.down_proj.weight"] = {8, 0};
-  q[L0 + "mlp.shared_expert_gate.weight"] = {1, 8};
+  EXPECT_EQ(q.at(L0 + "mlp.shared_expert.gate_proj.weight"), (Shape{0, 8}));
+  EXPECT_EQ(q.at(L0 + "mlp.shared_expert.up_proj.weight"), (Shape{0, 8}));
+  EXPECT_EQ(q.at(L0 + "mlp.shared_expert.down_proj.weight"), (Shape{8, 0}));
+  EXPECT_EQ(q.at(L0 + "mlp.shared_expert_gate.weight"), (Shape{1, 8}));
+  EXPECT_EQ(placeholder_tensors(no_shared).size(), 4u * size_t(no_shared.num_hidden_layers));
   EXPECT_TRUE(WeightTable::build(no_shared, q).ok());
+  EXPECT_TRUE(WeightTable::build(no_shared, disk_map(no_shared, ExpertLayout::kFused)).ok());
+  q[L0 + "mlp.shared_expert_gate.weight"] = {2, 8};
+  EXPECT_FALSE(WeightTable::build(no_shared, q).ok());
+  for (const auto& t : placeholder_tensors(no_shared)) q.erase(t.name);
+  EXPECT_TRUE(WeightTable::build(no_shared, q).ok());
+  EXPECT_TRUE(placeholder_tensors(tiny("qwen2_moe")).empty());
+  EXPECT_TRUE(placeholder_tensors(tiny("qwen3_moe")).empty());
 }
 
 TEST(WeightTable, CountsMatchTheWeightList) {

@@ -90,6 +90,7 @@ def test_logits_equal_transformers(upcycle, made, tmp_path):
     # Not nearly flat: a tolerance of 1e-4 of the scale must be far below the logits' spread.
     assert np.std(expected) > 0.05 * np.max(np.abs(expected)), "logits too flat to judge"
     error = hf_judge.max_relative_error(actual, expected)
+    print(f"{variant.name}: logits max relative error {error:.2e}")  # shown by pytest -s
     assert error <= TOLERANCE, f"{variant.name}: max relative error {error:.3e}"
 
 
@@ -131,9 +132,12 @@ def test_convert_verify_passes_and_transformers_agrees(upcycle, variant, convers
     theirs = hf_judge.logits(converted, ids)
     ours = hf_judge.upcycle_logits(upcycle, out, ids, tmp_path / "logits.npy")
     error = hf_judge.max_relative_error(ours, theirs)
+    print(f"{variant.name} {conversion}: --verify {deviation:.2e} (bound {bound}), "
+          f"upcycle vs transformers on the converted model {error:.2e}")  # shown by pytest -s
     assert error <= TOLERANCE, f"converted model: upcycle vs transformers logits differ by {error:.3e}"
     if preserving:
         error = hf_judge.max_relative_error(theirs, hf_judge.logits(hf_judge.load(dense), ids))
+        print(f"  transformers: converted vs dense {error:.2e}")
         assert error <= bound, f"transformers: converted vs dense logits differ by {error:.3e} > {bound}"
 
 

@@ -6,6 +6,7 @@ single file or sharded (a small max_shard_size, so several shards and an index),
 embeddings, float32 or bfloat16. The init is widened (initializer_range, plus noise on norm weights
 and biases, which transformers initialises to 1 and 0) so that a misplaced norm, bias or expert moves
 the logits far above the test's tolerance instead of hiding in nearly flat logits.
+load_converted loads what `upcycle convert` made of them (hf_judge.load, with one documented exception).
 """
 import dataclasses
 import re

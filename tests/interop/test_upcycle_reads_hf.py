@@ -9,9 +9,11 @@ has them) must:
   * give transformers' float32 logits through `upcycle logits` on 64 tokens (max relative error
     ≤ 1e-4; a bfloat16 file is compared with transformers running its weights in float32, so both
     sides compute on the same numbers);
-  * dense families: convert with `--verify` (the default recipe and a preset); the printed logit
-    deviation must be within the bound it prints, and transformers must find the converted model
-    computing the dense model's logits where the recipe claims to preserve them.
+  * dense families: convert with `--verify` (the default recipe and three presets); the printed
+    logit deviation must be within the bound it prints, upcycle and transformers must give the same
+    logits on the converted model, and transformers must find it computing the dense model's logits
+    where the recipe preserves them. A bias no MoE family can hold is refused (exit 2, nothing
+    written).
 """
 import json
 import re

@@ -94,10 +94,14 @@ void set_sliding(const ModelConfig& src, ModelConfig& out) {
   const bool keeps_pattern = out.family == Family::kQwen2Moe && qwen_source;
   out.max_window_layers = keeps_pattern ? src.max_window_layers : 0;
   out.window_layers = keeps_pattern ? src.window_layers : std::vector<bool>{};
+  // Only qwen2_moe keeps a per-layer pattern; a qwen3 source needs qwen3_moe (q/k norms), which
+  // cannot, so then no family can (the old hint, qwen2_moe, refused the q/k norms in turn).
   for (int64_t l = 0; l < src.num_hidden_layers; ++l)
     if (out.sliding_window_for_layer(l) != src.sliding_window_for_layer(l))
-      throw Error(std::string(family_model_type(out.family)) + " cannot express this model's sliding-window layers; "
-                  "use --format " + (src.family == Family::kQwen3 ? "qwen2_moe" : "qwen2_moe or mixtral"));
+      throw Error(std::string(family_model_type(out.family)) + " cannot express this model's sliding-window layers; " +
+                  (src.family == Family::kQwen3
+                       ? "no MoE family can: qwen3_moe, the one with q/k norms, applies the window to every layer"
+                       : "use --format qwen2_moe"));
 }
 
 void classify(const ConvertSpec& s, const std::vector<SourceModel>& sources, ConvertPlan& p) {

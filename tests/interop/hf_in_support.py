@@ -54,7 +54,9 @@ VARIANTS = [
     Variant("qwen2-window-bf16-tied", "qwen2",
             dict(use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1), tied=True,
             dtype=torch.bfloat16),
-    Variant("qwen3-headdim-bias-sharded", "qwen3", dict(head_dim=32, attention_bias=True), sharded=True),
+    Variant("qwen3-headdim-bias-window-sharded", "qwen3",  # max_window_layers 0: every layer windowed
+            dict(head_dim=32, attention_bias=True, use_sliding_window=True, sliding_window=WINDOW, max_window_layers=0),
+            sharded=True),
     Variant("mixtral-window-bf16-sharded", "mixtral",
             dict(num_local_experts=4, num_experts_per_tok=2, sliding_window=WINDOW), sharded=True,
             dtype=torch.bfloat16),

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import hf_judge
-from hf_in_support import VARIANTS, VOCAB, load_converted, save_variant
+from hf_in_support import VARIANTS, VOCAB, Variant, load_converted, save_variant
 
 TOKENS = 64
 TOLERANCE = 1e-4
@@ -103,9 +103,18 @@ def parse_verify(stdout):
     return deviation, (float(ok.group(2)) if ok else None)
 
 
-# Dense variants some MoE family can hold. llama with attention_bias has an o_proj bias; the one MoE
-# family with o_proj biases (qwen3_moe) also applies q/k norms, so that conversion is refused (below).
-CONVERTIBLE = [v for v in VARIANTS if v.dense and v.name != "llama-bias"]
+# Dense models no MoE family can hold, and the refusal's message (tested below): llama with
+# attention_bias has an o_proj bias, and the one MoE family with o_proj biases (qwen3_moe) also
+# applies q/k norms; a qwen3 model windowing only some layers needs q/k norms (qwen3_moe) and a
+# per-layer window pattern (only qwen2_moe).
+REFUSED = {
+    "llama-bias": (next(v for v in VARIANTS if v.name == "llama-bias"),
+                   r"non-zero tensor model\.layers\.0\.self_attn\.\w_proj\.bias"),
+    "qwen3-window-from-layer-2": (Variant("qwen3-window-from-layer-2", "qwen3", dict(
+        use_sliding_window=True, sliding_window=16, max_window_layers=2)),
+        r"qwen3_moe cannot express this model's sliding-window layers; no MoE family can"),
+}
+CONVERTIBLE = [v for v in VARIANTS if v.dense and v.name not in REFUSED]
 CONVERSIONS = {  # name: (flags, whether the recipe preserves the dense function); {dense}: the dense dir
     "default": (["--experts", "4", "--top-k", "2"], True),
     # BTX over two copies of the dense model: averaged non-FFN weights equal the dense ones.
@@ -143,12 +152,10 @@ def test_convert_verify_passes_and_transformers_agrees(upcycle, variant, convers
         assert error <= bound, f"transformers: converted vs dense logits differ by {error:.3e} > {bound}"
 
 
-def test_convert_refuses_a_bias_no_moe_family_holds(upcycle, tmp_path):
-    variant = next(v for v in VARIANTS if v.name == "llama-bias")
+@pytest.mark.parametrize("name", REFUSED)
+def test_convert_refuses_what_no_moe_family_holds(upcycle, name, tmp_path):
+    variant, message = REFUSED[name]
     save_variant(variant, tmp_path / "dense", seed=1)
-    for fmt in ("auto", "qwen2_moe"):
-        proc = upcycle("convert", tmp_path / "dense", tmp_path / "moe", "--experts", "4", "--top-k", "2",
-                       "--format", fmt, expect_rc=2)
-        assert re.fullmatch(r"upcycle: error: .*non-zero tensor model\.layers\.0\.self_attn\.\w_proj\.bias.*\n",
-                            proc.stderr), proc.stderr
-        assert not (tmp_path / "moe").exists()
+    proc = upcycle("convert", tmp_path / "dense", tmp_path / "moe", "--experts", "4", "--top-k", "2", expect_rc=2)
+    assert re.fullmatch(rf"upcycle: error: .*{message}.*\n", proc.stderr), proc.stderr
+    assert not (tmp_path / "moe").exists()

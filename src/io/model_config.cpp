@@ -113,26 +113,29 @@ void parse_biases(const ConfigReader& in, const FamilyInfo& info, ModelConfig& c
   c.qk_norm = info.qk_norm;
 }
 
-// A v5 file (and v4.5x qwen2/qwen3) may spell the pattern out in `layer_types`; it must agree with
-// the rule, since the rest of upcycle (and a v4 reader of our output) only knows the rule.
-void check_layer_types(const ConfigReader& in, const ModelConfig& c) {
+// A v5 file (and v4.5x qwen2/qwen3) may spell the pattern out in `layer_types`, which transformers 5
+// follows over use_sliding_window/max_window_layers. A pattern the max_window_layers rule cannot
+// express (v5's Qwen2-MoE derives "even layers below max_window_layers") is kept in window_layers.
+void read_layer_types(const ConfigReader& in, ModelConfig& c) {
   const Json* types = in.find("layer_types");
   if (!types) return;
   if (!types->is_array() || static_cast<int64_t>(types->size()) != c.num_hidden_layers)
     in.fail("'layer_types' must be a list of " + std::to_string(c.num_hidden_layers) + " strings, got " +
             short_json(*types));
+  std::vector<bool> sliding;
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const Json& t = (*types)[static_cast<size_t>(i)];
-    const bool sliding = t == "sliding_attention";
-    if (!sliding && t != "full_attention")
+    if (t != "sliding_attention" && t != "full_attention")
       in.fail("'layer_types' entry " + std::to_string(i) +
               " must be \"full_attention\" or \"sliding_attention\", got " + short_json(t));
-    const bool windowed = sliding && c.sliding_window.has_value();
-    if (windowed != c.sliding_window_for_layer(i).has_value())
-      in.fail("'layer_types' marks layer " + std::to_string(i) + " as " + t.get<std::string>() +
-              ", which 'use_sliding_window'/'max_window_layers' (" + std::to_string(c.max_window_layers) +
-              ") cannot express");
+    sliding.push_back(t == "sliding_attention");
   }
+  if (!c.sliding_window) return;  // no window: every layer attends fully, whatever the list says
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+    if (sliding[static_cast<size_t>(i)] != c.sliding_window_for_layer(i).has_value()) {
+      c.window_layers = std::move(sliding);
+      return;
+    }
 }
 
 void parse_sliding(const ConfigReader& in, const Json& json, const FamilyInfo& info, ModelConfig& c) {
@@ -162,7 +165,7 @@ void parse_sliding(const ConfigReader& in, const Json& json, const FamilyInfo& i
         if (c.family == Family::kQwen2Moe && c.sliding_window && !in.has("layer_types"))
           in.fail("qwen2_moe with 'use_sliding_window' true needs 'layer_types': transformers 5 derives the "
                   "windowed layers differently from qwen2 ('max_window_layers' alone is ambiguous)");
-        check_layer_types(in, c);
+        read_layer_types(in, c);
       }
       break;
     }
@@ -184,12 +187,24 @@ std::vector<int64_t> parse_mlp_only_layers(const ConfigReader& in, int64_t num_l
   return layers;
 }
 
+// The key holding the expert count. transformers 5 aliases num_experts and num_local_experts
+// (`attribute_map`) in Mixtral and Qwen3-MoE, and v5's Qwen3MoeConfig saves `num_local_experts`;
+// either spelling loads. With both, the one that is not the class's field wins, as in transformers:
+// it is assigned after the fields. Qwen2-MoE has no alias (num_local_experts there is ignored).
+std::string_view experts_key_read(const ConfigReader& in, Family family) {
+  const std::string_view field = experts_key(family);
+  if (family == Family::kQwen2Moe) return field;
+  const std::string_view alias = family == Family::kMixtral ? "num_experts" : "num_local_experts";
+  return in.has(alias) ? alias : field;
+}
+
 void parse_moe(const ConfigReader& in, ModelConfig& c) {
-  c.num_experts = in.required_int(experts_key(c.family), 1);
+  const std::string_view key = experts_key_read(in, c.family);
+  c.num_experts = in.required_int(key, 1);
   c.num_experts_per_tok = in.required_int("num_experts_per_tok", 1);
   if (c.num_experts_per_tok > c.num_experts)
     in.fail("'num_experts_per_tok' (" + std::to_string(c.num_experts_per_tok) + ") must not exceed " +
-            quoted(experts_key(c.family)) + " (" + std::to_string(c.num_experts) + ")");
+            quoted(key) + " (" + std::to_string(c.num_experts) + ")");
   c.router_aux_loss_coef = in.number_or("router_aux_loss_coef", 0.001, 0.0);
   if (c.family == Family::kMixtral) {
     // Mixtral: every layer is MoE, experts are intermediate_size wide, top-k is always renormalised.
@@ -275,8 +290,10 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
 
 std::optional<int64_t> ModelConfig::sliding_window_for_layer(int64_t layer) const {
   UPCYCLE_CHECK(layer >= 0 && layer < num_hidden_layers, "layer index out of range");
+  if (!sliding_window) return std::nullopt;
+  if (!window_layers.empty()) return window_layers[static_cast<size_t>(layer)] ? sliding_window : std::nullopt;
   // max_window_layers is 0 for families whose window covers every layer (mistral, mixtral, qwen3_moe).
-  if (!sliding_window || layer < max_window_layers) return std::nullopt;
+  if (layer < max_window_layers) return std::nullopt;
   return sliding_window;
 }
 

@@ -63,6 +63,10 @@ struct ModelConfig {
   // qwen2/qwen3 only when `use_sliding_window`), nullopt for full attention everywhere.
   std::optional<int64_t> sliding_window;
   int64_t max_window_layers = 0;  // qwen: layers with index >= this use the window (HF semantics)
+  // qwen2/qwen3/qwen2_moe: the window layers as a `layer_types` list spelled them (true = sliding)
+  // when that list is not the max_window_layers rule (transformers 5's Qwen2-MoE derives other
+  // patterns and saves them); empty = the rule. Only meaningful with sliding_window.
+  std::vector<bool> window_layers;
   std::string hidden_act = "silu";
   DType dtype = DType::kBF16;  // torch_dtype / dtype; absent in config.json: F32, as HF loads it
   double initializer_range = 0.02;

@@ -113,6 +113,13 @@ void Checker::sliding() const {
     size(quoted("max_window_layers"), c_.max_window_layers, 0);
   else if (c_.max_window_layers != 0)
     fail("'max_window_layers' must be 0 for " + family() + ": its window covers every layer");
+  if (!c_.window_layers.empty()) {
+    if (info_.sliding != SlidingRule::kQwenFromLayer)
+      fail(family() + " cannot express a per-layer window pattern ('layer_types'); qwen2, qwen3 and qwen2_moe can");
+    if (static_cast<int64_t>(c_.window_layers.size()) != c_.num_hidden_layers)
+      fail("the window pattern ('layer_types') must have one entry per layer (" +
+           std::to_string(c_.num_hidden_layers) + "), got " + std::to_string(c_.window_layers.size()));
+  }
 }
 
 void Checker::moe() const {

@@ -91,11 +91,17 @@ void set_sliding(const ModelConfig& src, ModelConfig& out) {
   out.sliding_window = src.sliding_window;
   // Only qwen2_moe has max_window_layers (qwen3_moe windows every layer, mixtral too).
   const bool qwen_source = src.family == Family::kQwen2 || src.family == Family::kQwen3;
-  out.max_window_layers = (out.family == Family::kQwen2Moe && qwen_source) ? src.max_window_layers : 0;
+  const bool keeps_pattern = out.family == Family::kQwen2Moe && qwen_source;
+  out.max_window_layers = keeps_pattern ? src.max_window_layers : 0;
+  out.window_layers = keeps_pattern ? src.window_layers : std::vector<bool>{};
+  // Only qwen2_moe keeps a per-layer pattern; a qwen3 source needs qwen3_moe (q/k norms), which
+  // cannot, so then no family can (the old hint, qwen2_moe, refused the q/k norms in turn).
   for (int64_t l = 0; l < src.num_hidden_layers; ++l)
     if (out.sliding_window_for_layer(l) != src.sliding_window_for_layer(l))
-      throw Error(std::string(family_model_type(out.family)) + " cannot express this model's sliding-window layers; "
-                  "use --format " + (src.family == Family::kQwen3 ? "qwen2_moe" : "qwen2_moe or mixtral"));
+      throw Error(std::string(family_model_type(out.family)) + " cannot express this model's sliding-window layers; " +
+                  (src.family == Family::kQwen3
+                       ? "no MoE family can: qwen3_moe, the one with q/k norms, applies the window to every layer"
+                       : "use --format qwen2_moe"));
 }
 
 void classify(const ConvertSpec& s, const std::vector<SourceModel>& sources, ConvertPlan& p) {
@@ -160,8 +166,8 @@ ConvertPlan make_plan(const ConvertSpec& s, const std::vector<SourceModel>& sour
     if (sources.size() > 1) throw Error("--depth-tile takes a single source");
     p.depth_tiling = true;
     p.config.num_hidden_layers = src.num_hidden_layers * s.depth_tile;
-    if (src.sliding_window && src.max_window_layers > 0)
-      throw Error("--depth-tile cannot keep a sliding-window pattern that starts at max_window_layers",
+    if (src.sliding_window && (src.max_window_layers > 0 || !src.window_layers.empty()))
+      throw Error("--depth-tile cannot keep a per-layer sliding-window pattern (max_window_layers or layer_types)",
                   (sources[0].dir / "config.json").string());
     classify(s, sources, p);
     p.config.raw["upcycle_recipe"] = p.recipe;

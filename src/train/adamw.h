@@ -58,6 +58,7 @@ double global_grad_norm(const float* grads, size_t n);
 // grads ×= factor.
 void scale_grads(float* grads, size_t n, double factor);
 // The factor clipping to max_norm applies: max_norm/norm when norm > max_norm > 0, else 1.
+// (torch.nn.utils.clip_grad_norm_ uses max_norm/(norm + 1e-6), a division guard this does not need.)
 double clip_factor(double norm, double max_norm);
 
 }  // namespace upcycle::train

@@ -14,6 +14,9 @@
 //                 it the dense run's timescale too, so lr_moe(s) = lr_dense(s + step_offset)
 // Cosine and WSD stay at min past the last step; before s + step_offset reaches timescale,
 // inverse-sqrt holds peak.
+// Against transformers' get_*_schedule_with_warmup: warmup is its curve one index ahead (no zero-lr
+// first update), the decay its curve at the same index with num_training_steps = total − 1 (tested
+// step by step: tests/interop/test_lr_schedules_vs_transformers.py; docs/training.md).
 // Non-goals: restarts, per-parameter schedules.
 #pragma once
 

@@ -118,22 +118,10 @@ def upcycle_greedy(upcycle, path, ids, backend="cpu"):
     return [int(t) for t in out.split()]
 
 
-# torch warns while transformers builds the zero-width Linear modules of a qwen2_moe config without a
-# shared expert (shared_expert_intermediate_size 0), before any file is read: it says nothing about
-# the checkpoint, so judge() allows it for exactly those configs.
-ZERO_WIDTH = "Initializing zero-element tensors is a no-op"
-
-
-def allowed_warnings(path):
-    config = read_config(path)
-    zero_width = config["model_type"] == "qwen2_moe" and config.get("shared_expert_intermediate_size") == 0
-    return [ZERO_WIDTH] if zero_width else []
-
-
 def judge(upcycle, path, tmp_path, ids=None, tolerance=TOLERANCE, generate=True):
     """Loads `path` with transformers, checks logits and greedy tokens against upcycle; returns
     upcycle's logits [T, V]."""
-    model = hf_judge.load(path, allow_warnings=allowed_warnings(path))
+    model = hf_judge.load(path)
     ids = ids if ids is not None else prompt(model.config.vocab_size)
     expected = hf_judge.logits(model, ids)
     actual = hf_judge.upcycle_logits(upcycle, path, ids, tmp_path / f"{pathlib.Path(path).name}-logits.npy")

@@ -137,16 +137,13 @@ TEST(ModelConfigErrors, UnsupportedFeatures) {
             "'high_freq_factor' (4.0) in 'rope_scaling' must exceed 'low_freq_factor' (4.0)");
 }
 
-TEST(ModelConfigErrors, LayerTypesMustMatchTheRule) {
+TEST(ModelConfigErrors, LayerTypesMustBeAListOfKnownTypes) {
   Json j = with(with(with(tiny("qwen2"), "use_sliding_window", true), "sliding_window", 64), "max_window_layers", 2);
-  j["layer_types"] = {"full_attention", "full_attention", "sliding_attention", "sliding_attention"};
-  EXPECT_EQ(parse_error(j), "(parsed)");
-  j["layer_types"] = {"sliding_attention", "full_attention", "sliding_attention", "full_attention"};
-  EXPECT_EQ(parse_error(j),
-            "'layer_types' marks layer 0 as sliding_attention, which 'use_sliding_window'/'max_window_layers' (2) "
-            "cannot express");
   j["layer_types"] = {"full_attention"};
   EXPECT_EQ(parse_error(j), "'layer_types' must be a list of 4 strings, got [\"full_attention\"]");
+  j["layer_types"] = {"full_attention", "full_attention", "chunked_attention", "full_attention"};
+  EXPECT_EQ(parse_error(j),
+            "'layer_types' entry 2 must be \"full_attention\" or \"sliding_attention\", got \"chunked_attention\"");
   // qwen2_moe without layer_types: transformers 5 windows the even layers below max_window_layers
   // (Qwen2MoeConfig), not those from it on, so the file is ambiguous and refused; spelled out, it runs.
   Json moe = with(with(with(tiny("qwen2_moe"), "use_sliding_window", true), "sliding_window", 64), "max_window_layers", 2);
@@ -157,6 +154,56 @@ TEST(ModelConfigErrors, LayerTypesMustMatchTheRule) {
   moe["layer_types"] = {"full_attention", "full_attention", "sliding_attention", "sliding_attention"};
   EXPECT_EQ(parse_error(moe), "(parsed)");
   EXPECT_EQ(parse_error(with(moe, "use_sliding_window", false)), "(parsed)");
+}
+
+// Regression (issue 14): transformers 5.23's Qwen2MoeConfig derives "sliding on even layers below
+// max_window_layers" and save_pretrained writes that list; upcycle refused it as inexpressible. The
+// list is what transformers follows, so it is kept as the pattern and written back unchanged.
+TEST(ModelConfigRules, LayerTypesPatternOutsideTheRuleIsKept) {
+  Json j = with(with(with(tiny("qwen2_moe"), "use_sliding_window", true), "sliding_window", 64), "max_window_layers", 2);
+  j["layer_types"] = {"sliding_attention", "full_attention", "full_attention", "full_attention"};  // v5's derivation
+  ModelConfig c = parse_model_config(j, kFile);
+  EXPECT_EQ(c.window_layers, (std::vector<bool>{true, false, false, false}));
+  EXPECT_EQ(c.sliding_window_for_layer(0), 64);
+  for (int64_t l : {1, 2, 3}) EXPECT_FALSE(c.sliding_window_for_layer(l)) << l;
+  const Json out = model_config_to_json(c);
+  EXPECT_EQ(out["layer_types"], j["layer_types"]);
+  EXPECT_EQ(parse_model_config(out, kFile).window_layers, c.window_layers);
+  // A list that is the rule stores no pattern; without a window the list changes nothing.
+  j["layer_types"] = {"full_attention", "full_attention", "sliding_attention", "sliding_attention"};
+  EXPECT_TRUE(parse_model_config(j, kFile).window_layers.empty());
+  j["layer_types"] = {"sliding_attention", "full_attention", "full_attention", "full_attention"};
+  ModelConfig off = parse_model_config(with(j, "use_sliding_window", false), kFile);
+  EXPECT_TRUE(off.window_layers.empty());
+  EXPECT_FALSE(off.sliding_window_for_layer(0));
+  // Families without layer_types cannot hold a pattern.
+  ModelConfig q3moe = parse_model_config(tiny("qwen3_moe"), kFile);
+  q3moe.sliding_window = 64;
+  q3moe.window_layers = {true, false, false, false};
+  EXPECT_EQ(validate_error(q3moe),
+            "qwen3_moe cannot express a per-layer window pattern ('layer_types'); qwen2, qwen3 and qwen2_moe can");
+  c.window_layers.pop_back();
+  EXPECT_EQ(validate_error(c), "the window pattern ('layer_types') must have one entry per layer (4), got 3");
+}
+
+// Regression (issue 14): transformers 5 aliases num_experts <-> num_local_experts in Mixtral and
+// Qwen3-MoE, and its Qwen3MoeConfig saves num_local_experts, which upcycle reported as missing
+// 'num_experts'. Either spelling loads; with both, the non-field spelling wins, as in transformers.
+TEST(ModelConfigRules, ExpertCountUnderEitherSpelling) {
+  Json q3 = without(tiny("qwen3_moe"), "num_experts");
+  EXPECT_EQ(parse_model_config(with(q3, "num_local_experts", 8), kFile).num_experts, 8);
+  EXPECT_EQ(parse_model_config(with(with(q3, "num_local_experts", 8), "num_experts", 4), kFile).num_experts, 8);
+  EXPECT_EQ(parse_error(with(with(q3, "num_local_experts", 1), "num_experts", 4)),
+            "'num_experts_per_tok' (2) must not exceed 'num_local_experts' (1)");
+  Json mixtral = without(tiny("mixtral"), "num_local_experts");
+  EXPECT_EQ(parse_model_config(with(mixtral, "num_experts", 8), kFile).num_experts, 8);
+  EXPECT_EQ(parse_model_config(with(with(mixtral, "num_experts", 8), "num_local_experts", 4), kFile).num_experts, 8);
+  // qwen2_moe has no alias: transformers ignores num_local_experts there.
+  EXPECT_EQ(parse_model_config(with(tiny("qwen2_moe"), "num_local_experts", 8), kFile).num_experts, 4);
+  // Written back in the family's own (v4) spelling only.
+  const Json out = model_config_to_json(parse_model_config(with(q3, "num_local_experts", 8), kFile));
+  EXPECT_EQ(out["num_experts"], 8);
+  EXPECT_FALSE(out.contains("num_local_experts"));
 }
 
 TEST(ModelConfigErrors, ValidateRefusesWhatAFamilyCannotExpress) {

@@ -59,6 +59,7 @@ void expect_same_fields(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.qk_norm, b.qk_norm);
   EXPECT_EQ(a.sliding_window, b.sliding_window);
   EXPECT_EQ(a.max_window_layers, b.max_window_layers);
+  EXPECT_EQ(a.window_layers, b.window_layers);
   EXPECT_EQ(a.hidden_act, b.hidden_act);
   EXPECT_EQ(a.dtype, b.dtype);
   EXPECT_EQ(a.initializer_range, b.initializer_range);

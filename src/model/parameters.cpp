@@ -6,6 +6,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/file_util.h"
 
 namespace upcycle::model {
 
@@ -55,6 +56,29 @@ const float* TensorStore::at(std::string_view name) const {
 
 void TensorStore::zero() { std::fill(buffer_.begin(), buffer_.end(), 0.0f); }
 
+namespace {
+
+// n elements of `dtype` at data-section offset `begin`, converted into out_f32. pread in bounded
+// chunks rather than the file mapping: a mapping would keep the whole checkpoint resident next to
+// the fp32 store until it is closed (peak memory = fp32 model + file), a chunk buffer does not.
+void read_as_f32(const SafetensorsFile& file, uint64_t begin, DType dtype, uint64_t n, float* out_f32) {
+  const uint64_t offset = file.data_offset() + begin;
+  if (dtype == DType::kF32) {
+    pread_all(file.fd(), out_f32, n * sizeof(float), offset, file.path());
+    return;
+  }
+  constexpr uint64_t kChunk = uint64_t{1} << 20;  // elements per pread
+  const size_t elem = dtype_size(dtype);
+  std::vector<std::byte> raw(size_t(std::min(n, kChunk)) * elem);
+  for (uint64_t done = 0; done < n; done += kChunk) {
+    const uint64_t count = std::min(kChunk, n - done);
+    pread_all(file.fd(), raw.data(), count * elem, offset + done * elem, file.path());
+    convert_floats(raw.data(), dtype, out_f32 + done, DType::kF32, size_t(count));
+  }
+}
+
+}  // namespace
+
 WeightTable checked_weight_table(const ModelConfig& config, const Checkpoint& ckpt) {
   std::map<std::string, Shape, std::less<>> shapes;
   for (const auto& [name, ref] : ckpt.tensors()) shapes[name] = ref.info->shape;
@@ -83,9 +107,7 @@ void load_parameters(TensorStore& store, const Checkpoint& ckpt, const WeightTab
                   ref->file->path().string());
     const uint64_t n = shape_numel(spec.shape);
     UPCYCLE_CHECK(loc->element_offset + n <= ref->info->numel(), "weight location runs past its tensor: " + spec.name);
-    auto bytes = ref->file->data(*ref->info);
-    const std::byte* src = bytes.data() + loc->element_offset * dtype_size(dtype);
-    convert_floats(src, dtype, store.view(i).data(), DType::kF32, n);
+    read_as_f32(*ref->file, ref->info->begin + loc->element_offset * dtype_size(dtype), dtype, n, store.view(i).data());
   }
 }
 

@@ -39,13 +39,17 @@ Transformer::Transformer(const ModelConfig& config, backend::Backend& backend, s
     : config_(config), be_(backend) {
   validate_model_config(config_, config_file);
   inv_freq_ = rope_inv_freq(config_.rope, config_.head_dim, config_file);
-  params_ = TensorStore::for_config(config_);
-  grads_ = TensorStore::for_config(config_);
+  params_ = TensorStore::for_config(config_);  // grads_ on first use (ensure_grads)
   acts_.resize(size_t(config_.num_hidden_layers));
   resid_.resize(size_t(config_.num_hidden_layers + 1));
   moe_.resize(size_t(config_.num_hidden_layers));
   expert_bias_.resize(size_t(config_.num_hidden_layers));
   if (config_.is_moe()) set_moe_options(moe_options_from_config(config_));
+}
+
+TensorStore& Transformer::ensure_grads() {
+  if (grads_.specs().empty()) grads_ = TensorStore::for_config(config_);
+  return grads_;
 }
 
 void Transformer::set_moe_options(const MoeOptions& options) {
@@ -207,7 +211,7 @@ void Transformer::backward() {
   UPCYCLE_CHECK(stage_ == Stage::kLoss, "backward() needs forward() and loss() first");
   const int64_t T = T_, D = config_.hidden_size, V = config_.vocab_size;
   w_ = model_views(std::as_const(params_), config_);
-  g_ = model_views(grads_, config_);
+  g_ = model_views(ensure_grads(), config_);
 
   zero(dnorm_TD_);
   be_.linear_backward(dnorm_TD_.data(), g_.lm_head_VD, nullptr, dlogits_TV_.data(), final_x_TD_.data(), w_.lm_head_VD,

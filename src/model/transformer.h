@@ -4,7 +4,9 @@
 // final RMSNorm, lm_head (or the tied embedding) and mean cross-entropy over targets ≥ 0.
 // Every computation is a backend op (backend.h): the model owns buffers and order, nothing else.
 // Invariants: loss() follows forward(); backward() follows loss() and *accumulates* into grads()
-// (zero_grads() first for a fresh gradient; repeated micro-batches sum). Activations live until the
+// (zero_grads() first for a fresh gradient; repeated micro-batches sum). The gradient store is
+// allocated (zeroed) at its first use — grads(), zero_grads() or backward() — so a model that only
+// runs forward holds its parameters alone (half the memory). Activations live until the
 // next forward(). The FFN of a layer is one call (ffn_forward/ffn_backward, y overwritten, dx
 // accumulated) so an MoE block can take the dense MLP's place layer by layer.
 // MoE layers (config.is_moe_layer) run a MoeLayer in place of the dense MLP; its routing options start
@@ -44,8 +46,8 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   TensorStore& params() { return params_; }
   const TensorStore& params() const { return params_; }
-  TensorStore& grads() { return grads_; }
-  const TensorStore& grads() const { return grads_; }
+  TensorStore& grads() { return ensure_grads(); }
+  const TensorStore& grads() const { return grads_; }  // empty until the first non-const use
   const std::vector<float>& inv_freq() const { return inv_freq_; }
 
   // logits_TV for ids[B·Tseq] (row-major by sequence); valid until the next forward. Ids must lie in
@@ -56,7 +58,7 @@ class Transformer {
   double loss(const int32_t* targets);
   // grads += ∂loss/∂params.
   void backward();
-  void zero_grads() { grads_.zero(); }
+  void zero_grads() { ensure_grads().zero(); }
 
   // MoE routing options for every MoE layer (the same for all); resets saved activations.
   void set_moe_options(const MoeOptions& options);
@@ -99,6 +101,7 @@ class Transformer {
   void ffn_backward(int64_t layer, float* dx_TD, const float* dy_TD, const float* x_TD);
   backend::AttentionShape attention_shape(int64_t layer) const;
   MoeWeights moe_weights(int64_t layer) const;  // views plus the layer's selection bias, if any
+  TensorStore& ensure_grads();                   // allocates the zeroed gradient store once
 
   ModelConfig config_;
   backend::Backend& be_;

@@ -70,7 +70,8 @@ struct ConvertSpec {
   uint64_t seed = 0;
 
   // Several sources (BTX, mergekit-moe): per routed expert, its FFN's source index, extra Gaussian
-  // noise on all its FFN weights (mergekit noise_scale) and a down_proj multiplier (residual_scale).
+  // noise on all its FFN weights (mergekit noise_scale) and a down_proj multiplier (residual_scale),
+  // applied in mergekit's order: down_proj = (W + noise) · residual_scale.
   std::vector<int64_t> expert_source;
   std::vector<double> expert_noise_std;
   std::vector<double> expert_residual_scale;

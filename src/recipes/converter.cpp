@@ -183,11 +183,13 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
       std::vector<float> values = need_dense ? gather(dense, F, D, m, expert_neurons(s.split, F, s.granularity, e, s.seed, layer))
                                              : std::vector<float>(size_t(Fp) * size_t(D));
       init_expert_matrix(values.data(), Fp, D, m, ip, stats, prefix, w.name);
-      scale_values(values, scale_of(e));
+      // Noise first, then the scales: mergekit's noise_and_scale makes down_proj (W + noise)·residual_scale,
+      // so residual_scale shrinks the expert's whole contribution, noise included.
       if (noise_of(e) > 0) {
         CounterRng rng(s.seed, prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise");
         for (size_t i = 0; i < values.size(); ++i) values[i] += float(noise_of(e)) * rng.normal(i);
       }
+      scale_values(values, scale_of(e));
       write_values(c, w, values);
     }
   }

@@ -7,6 +7,7 @@
 #include "io/model_config.h"
 #include "model/load_model.h"
 #include "recipes/router_from_prompts.h"
+#include "recipes/source_models.h"
 
 namespace upcycle::recipes {
 namespace {
@@ -65,6 +66,14 @@ std::vector<std::vector<float>> router_rows_for_experts(const std::filesystem::p
   const data::Tokenizer tok = data::Tokenizer::load(base / "tokenizer.json");
   std::vector<ExpertPrompts> prompts;
   for (const auto& e : experts) prompts.push_back({tokenize_all(tok, e.positive), tokenize_all(tok, e.negative)});
+  if (mode == GateMode::kCheapEmbed) {  // the prompts' embedding rows only: no model in memory
+    const std::vector<SourceModel> source = open_sources({base});
+    const int64_t D = config.hidden_size;
+    return cheap_embed_router_rows(
+        config, prompts,
+        [&](int32_t id, float* row_D) { read_f32(source[0], "model.embed_tokens.weight", uint64_t(id) * uint64_t(D), uint64_t(D), row_D); },
+        label);
+  }
   std::unique_ptr<backend::Backend> be = backend::make_backend(backend::BackendKind::kCpu);
   std::unique_ptr<model::Transformer> model = model::load_transformer(config, base, *be);
   return router_from_prompts(*model, mode, prompts, seed, label);

@@ -3,8 +3,9 @@
 // over the top-k (mergekit writes Mixtral, and norm_topk_prob true for its Qwen writers), one expert
 // per YAML entry with its source, noise_scale and residual_scale, the shared expert from its source
 // (G = 1: the full dense FFN) and router rows from the gate mode. Prompt gate modes tokenize each
-// prompt with the base model's tokenizer.json as BOS + text (no other special tokens, as mergekit) and
-// run the base model through the engine (fp32, cpu backend): it must fit in memory as fp32.
+// prompt with the base model's tokenizer.json as BOS + text (no other special tokens, as mergekit);
+// hidden modes run the base model through the engine (fp32, cpu backend: it must fit in memory as
+// fp32), cheap_embed reads only the prompts' embedding rows from the checkpoint.
 #pragma once
 
 #include <string>

@@ -92,12 +92,15 @@ std::vector<std::vector<double>> hidden_rows(model::Transformer& base, const Exp
 }
 
 // mergekit's get_cheap_embedding: the normalised sum of embedding rows over prompts and tokens.
-std::vector<double> cheap_embedding(const float* embed_VD, int64_t D,
+std::vector<double> cheap_embedding(const EmbedRowReader& embed_row, int64_t D,
                                     const std::vector<std::vector<int32_t>>& prompts) {
   std::vector<double> v(size_t(D), 0.0);
+  std::vector<float> row_D(static_cast<size_t>(D));
   for (const auto& ids : prompts)
-    for (int32_t id : ids)
-      for (int64_t d = 0; d < D; ++d) v[size_t(d)] += embed_VD[int64_t(id) * D + d];
+    for (int32_t id : ids) {
+      embed_row(id, row_D.data());
+      for (int64_t d = 0; d < D; ++d) v[size_t(d)] += row_D[size_t(d)];
+    }
   normalise(v);
   return v;
 }
@@ -143,27 +146,40 @@ std::vector<std::vector<float>> router_from_prompts(model::Transformer& base, Ga
   const int64_t E = int64_t(experts.size()), L = config.num_hidden_layers, D = config.hidden_size;
   if (!gate_mode_uses_prompts(mode)) return random_router_rows(config, E, mode, seed);
   UPCYCLE_CHECK(!config.is_moe(), "prompt-based router init runs the dense base model");
+  if (mode == GateMode::kCheapEmbed) {
+    const float* embed_VD = base.params().find("model.embed_tokens.weight");
+    UPCYCLE_CHECK(embed_VD != nullptr, "the transformer has an embedding table");
+    return cheap_embed_router_rows(
+        config, experts, [&](int32_t id, float* row_D) { std::copy_n(embed_VD + int64_t(id) * D, D, row_D); },
+        label_file);
+  }
   check_prompts(config, experts, label_file);
 
   std::vector<std::vector<float>> out(size_t(L), std::vector<float>(size_t(E * D)));
   for (int64_t e = 0; e < E; ++e) {
-    const ExpertPrompts& prompts = experts[size_t(e)];
-    std::vector<std::vector<double>> rows;
-    if (mode == GateMode::kCheapEmbed) {
-      const float* embed_VD = base.params().find("model.embed_tokens.weight");
-      UPCYCLE_CHECK(embed_VD != nullptr, "the transformer has an embedding table");
-      std::vector<double> v = cheap_embedding(embed_VD, D, prompts.positive);
-      if (!prompts.negative.empty()) {
-        const std::vector<double> neg = cheap_embedding(embed_VD, D, prompts.negative);
-        for (int64_t d = 0; d < D; ++d) v[size_t(d)] -= neg[size_t(d)];
-        normalise(v);
-      }
-      rows.assign(size_t(L), v);
-    } else {
-      rows = hidden_rows(base, prompts, mode);
-    }
+    const std::vector<std::vector<double>> rows = hidden_rows(base, experts[size_t(e)], mode);
     for (int64_t l = 0; l < L; ++l)
       for (int64_t d = 0; d < D; ++d) out[size_t(l)][size_t(e * D + d)] = float(rows[size_t(l)][size_t(d)]);
+  }
+  return out;
+}
+
+std::vector<std::vector<float>> cheap_embed_router_rows(const ModelConfig& config,
+                                                        std::span<const ExpertPrompts> experts,
+                                                        const EmbedRowReader& embed_row, const std::string& label_file) {
+  const int64_t E = int64_t(experts.size()), L = config.num_hidden_layers, D = config.hidden_size;
+  check_prompts(config, experts, label_file);  // every id is inside the table before any row is read
+  std::vector<std::vector<float>> out(size_t(L), std::vector<float>(size_t(E * D)));
+  for (int64_t e = 0; e < E; ++e) {
+    const ExpertPrompts& prompts = experts[size_t(e)];
+    std::vector<double> v = cheap_embedding(embed_row, D, prompts.positive);
+    if (!prompts.negative.empty()) {
+      const std::vector<double> neg = cheap_embedding(embed_row, D, prompts.negative);
+      for (int64_t d = 0; d < D; ++d) v[size_t(d)] -= neg[size_t(d)];
+      normalise(v);
+    }
+    for (int64_t l = 0; l < L; ++l)  // the same row on every layer
+      for (int64_t d = 0; d < D; ++d) out[size_t(l)][size_t(e * D + d)] = float(v[size_t(d)]);
   }
   return out;
 }

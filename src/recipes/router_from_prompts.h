@@ -7,15 +7,17 @@
 //   cheap_embed: v(P) = normalise(Σ over prompts and tokens of the embedding rows); the row is
 //     normalise(v(pos) − v(neg)) (or v(pos) without negatives), the same for every layer.
 //   random: N(0, 1); uniform_random: U(−1/√D, 1/√D) (torch.nn.Linear's default); prompts unused.
-// Differences from mergekit, by design: each prompt runs as its own sequence, unpadded. mergekit
-// batches an expert's prompts with LEFT padding, which shifts RoPE positions of shorter prompts (and
-// hidden_avg there averages over the pad positions too), and runs the model in bf16; our rows are the
-// fp32 engine's and can differ slightly. Random modes draw CounterRng(seed, "model.layers.{l}.router")
+// Differences from mergekit, by design: each prompt runs as its own sequence, unpadded, in fp32.
+// mergekit batches an expert's prompts with LEFT padding (harmless for the last token: RoPE attention
+// sees relative positions only, pads are masked) but its hidden_avg then averages over the pad
+// positions too; and it runs the model in bf16, so rows agree to bf16 precision (docs/formats.md,
+// Interop). Random modes draw CounterRng(seed, "model.layers.{l}.router")
 // element e·D+d, so rows never depend on thread count; they do not reproduce torch's generator.
 // The caller tokenizes prompts (BOS + text, no other special tokens, as mergekit does).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -45,6 +47,15 @@ struct ExpertPrompts {
 std::vector<std::vector<float>> router_from_prompts(model::Transformer& base, GateMode mode,
                                                     std::span<const ExpertPrompts> experts, uint64_t seed,
                                                     const std::string& label_file = {});
+
+// cheap_embed from embedding rows alone: `embed_row(id, row_D)` writes token id's fp32 embedding row.
+// Only the prompts' tokens are read, so the [V, D] table need not be in memory (mergekit_spec reads
+// the rows from the checkpoint). Same rows and errors as router_from_prompts in cheap_embed mode.
+using EmbedRowReader = std::function<void(int32_t id, float* row_D)>;
+std::vector<std::vector<float>> cheap_embed_router_rows(const ModelConfig& config,
+                                                        std::span<const ExpertPrompts> experts,
+                                                        const EmbedRowReader& embed_row,
+                                                        const std::string& label_file = {});
 
 // The random modes alone: [L][E·D].
 std::vector<std::vector<float>> random_router_rows(const ModelConfig& config, int64_t num_experts, GateMode mode,

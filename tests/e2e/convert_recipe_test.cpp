@@ -128,6 +128,39 @@ TEST(ConvertRecipe, QwenSharedExpertGateFromPrompts) {
   EXPECT_NEAR(l2_norm(gate.data(), int64_t(gate.size())), 1.0, 1e-5);
 }
 
+// noise_scale and residual_scale on one expert: mergekit (moe/common.py noise_and_scale) adds the
+// noise first and then scales, down_proj = (W + noise)·s. The noise is the same draw with and without
+// the scale (same seed and stream), so in fp32 the scaled expert's down_proj is exactly s × the
+// unscaled one; scaling first (W·s + noise, upcycle before the mergekit-moe side-by-side test) is not.
+TEST(ConvertRecipe, ResidualScaleMultipliesTheNoisyExpert) {
+  ScratchDir dir;
+  init_model(dir / "base", "1");
+  init_model(dir / "math", "2");
+  auto convert = [&](const std::string& name, const std::string& residual) {
+    test::write_bytes(dir / (name + ".yaml"),
+                      "base_model: base\ngate_mode: random\nseed: 5\nexperts:\n  - source_model: base\n"
+                      "  - source_model: math\n    noise_scale: 0.01\n" + residual);
+    auto r = test::run_upcycle({"convert", "--recipe", (dir / (name + ".yaml")).string(), (dir / name).string()});
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+  };
+  convert("plain", "");
+  convert("scaled", "    residual_scale: 0.3\n");
+  const std::string e = "model.layers.1.block_sparse_moe.experts.1.";
+  auto plain = floats_of(tensor_bytes(dir / "plain", e + "w2.weight"));
+  auto scaled = floats_of(tensor_bytes(dir / "scaled", e + "w2.weight"));
+  auto dense = floats_of(tensor_bytes(dir / "math", "model.layers.1.mlp.down_proj.weight"));
+  ASSERT_EQ(plain.size(), scaled.size());
+  ASSERT_EQ(plain.size(), dense.size());
+  size_t noisy = 0;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_EQ(scaled[i], plain[i] * 0.3f) << i;
+    noisy += plain[i] != dense[i];
+  }
+  EXPECT_GT(noisy, plain.size() * 9 / 10);  // the noise is there
+  // gate/up carry the same noise and no scale.
+  EXPECT_EQ(tensor_bytes(dir / "plain", e + "w1.weight"), tensor_bytes(dir / "scaled", e + "w1.weight"));
+}
+
 // The prompt router inits also work without a mergekit YAML: --router-init hidden-avg --prompts FILE
 // gives each MoE layer's router unit-norm rows, one per expert, on a copy-upcycled model.
 TEST(ConvertRecipe, FlagDrivenPromptRouterInit) {

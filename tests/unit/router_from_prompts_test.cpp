@@ -144,6 +144,26 @@ TEST_F(RouterFromPrompts, CheapEmbedIsTheNormalisedEmbeddingSumOnEveryLayer) {
             << l << " " << e << " " << d;
 }
 
+// convert --recipe reads cheap_embed's rows straight from the checkpoint: the same bits as the model
+// path, and only the prompts' token rows are asked for (so a 128k × 2048 table stays on disk).
+TEST_F(RouterFromPrompts, CheapEmbedFromRowsReadsOnlyPromptTokens) {
+  const float* embed = model_->params().find("model.embed_tokens.weight");
+  const int64_t D = config_.hidden_size;
+  const std::vector<ExpertPrompts> experts = {{{{1, 2}, {2, 7}}, {{3}}}, {{{5, 5, 1}}, {}}};
+  std::vector<int32_t> asked;
+  const auto from_rows = cheap_embed_router_rows(config_, experts, [&](int32_t id, float* row_D) {
+    asked.push_back(id);
+    std::copy_n(embed + id * D, D, row_D);
+  });
+  EXPECT_EQ(from_rows, router_from_prompts(*model_, GateMode::kCheapEmbed, experts, 0));
+  std::sort(asked.begin(), asked.end());
+  asked.erase(std::unique(asked.begin(), asked.end()), asked.end());
+  EXPECT_EQ(asked, (std::vector<int32_t>{1, 2, 3, 5, 7}));
+  const std::vector<ExpertPrompts> oov = {{{{1, 11}}, {}}};  // checked before any row is read
+  EXPECT_UPCYCLE_ERROR(cheap_embed_router_rows(config_, oov, [](int32_t, float*) { FAIL() << "row read"; }, "m.yaml"),
+                       "token id 11 outside the vocabulary", "m.yaml");
+}
+
 TEST_F(RouterFromPrompts, BadPromptsAreUserErrors) {
   const std::vector<ExpertPrompts> none = {{{{1, 2}}, {}}, {{}, {}}};
   EXPECT_UPCYCLE_ERROR(router_from_prompts(*model_, GateMode::kHidden, none, 0, "moe.yaml"),

@@ -140,6 +140,9 @@ ROOT = tempfile.mkdtemp(prefix="upcycle-soak-")
 print(f"kill soak: seed {SEED} (UPCYCLE_SOAK_SEED), {KILLS} kills (UPCYCLE_SOAK_KILLS), in {ROOT}", flush=True)
 BASE = os.path.join(ROOT, "base")
 run(["init", "--arch", "llama", "--preset", "tiny", "--dtype", "f32", "--seed", "1", BASE])
+WIDE = os.path.join(ROOT, "wide")  # 12 MB: converting it takes long enough (~0.1 s) to be killed mid-write
+run(["init", "--arch", "llama", "--preset", "tiny", "--dtype", "f32", "--seed", "1", "--layers", "8", "--hidden-size", "256",
+     WIDE])
 
 
 def write_dataset(d, train, val, vocab):
@@ -180,7 +183,7 @@ STUDY = lambda out: ["study", SPEC, "--out", out, "--threads", "1"]
 
 # Uninterrupted references (train keeps every checkpoint, to compare whichever one a kill leaves).
 REF = {}
-t_convert = timed(CONVERT(BASE, os.path.join(ROOT, "ref-convert")), os.path.join(ROOT, "ref-convert"))
+t_convert = timed(CONVERT(WIDE, os.path.join(ROOT, "ref-convert")), os.path.join(ROOT, "ref-convert"))
 REF["convert"] = digest(os.path.join(ROOT, "ref-convert"))
 t_tokenize = timed(TOKENIZE(os.path.join(ROOT, "ref-tokens")), os.path.join(ROOT, "ref-tokens"))
 REF["tokenize"] = digest(os.path.join(ROOT, "ref-tokens"))
@@ -228,7 +231,7 @@ def whole_dir_checks(name, ref):
 
 quota = {k: max(1, int(KILLS * s)) for k, s in SHARE.items()}
 quota["train"] += max(0, KILLS - sum(quota.values()))  # the rounding remainder
-soak("convert", quota["convert"], lambda w: (CONVERT(BASE, os.path.join(w, "out")), os.path.join(w, "out")),
+soak("convert", quota["convert"], lambda w: (CONVERT(WIDE, os.path.join(w, "out")), os.path.join(w, "out")),
      t_convert, *whole_dir_checks("convert", REF["convert"]))
 soak("tokenize", quota["tokenize"], lambda w: (TOKENIZE(os.path.join(w, "out")), os.path.join(w, "out")),
      t_tokenize, *whole_dir_checks("tokenize", REF["tokenize"]))

@@ -1,6 +1,7 @@
 // Fuzz target (fuzz_targets.h): the bytes are dataset.json of a scratch dataset directory holding one
 // valid shard "train-00000.tok" (5 tokens, vocab 300). Reading and opening both splits must reject a
 // bad manifest with an Error; an opened split must read back all its tokens inside the vocabulary.
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@ namespace upcycle::fuzz {
 int fuzz_dataset_json(const uint8_t* data, size_t size) {
   static const bool shard_written = [] {
     const std::vector<uint32_t> ids = {1, 2, 3, 299, 0};
+    std::filesystem::create_directories(scratch_dir() / "dataset");
     data::write_token_shard(scratch_dir() / "dataset" / "train-00000.tok", ids, 300);
     return true;
   }();

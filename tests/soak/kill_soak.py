@@ -6,7 +6,8 @@ writes included) and `study`, then check what a crash may leave behind (issue 20
     run's checkpoint of that step byte for byte;
   - a rerun (`train --resume`, `study` again, convert/tokenize again) finishes with results
     bit-identical to the uninterrupted run (checkpoint files, metrics.jsonl less its wall-clock field);
-  - no staging directory (.NAME.tmp-PID-N / .NAME.old-PID-N) is left once the rerun is done.
+  - no staging directory (.NAME.tmp-PID-N / .NAME.old-PID-N) or temporary file (.NAME.tmp.PID) is
+    left once the rerun is done.
 Kill moments come from a seeded RNG (UPCYCLE_SOAK_SEED, printed), the kill count from UPCYCLE_SOAK_KILLS
 (default 52, spread over the commands); every kill hits a still-running process (a process that ends
 before its kill time is retried with a new moment and not counted). Each command runs in its own
@@ -30,7 +31,7 @@ BIN, TOKENIZER = sys.argv[1], sys.argv[2]
 SEED = int(os.environ.get("UPCYCLE_SOAK_SEED", str(int(time.time()) % 1000000)))
 KILLS = int(os.environ.get("UPCYCLE_SOAK_KILLS", "52"))
 SHARE = {"convert": 0.25, "tokenize": 0.25, "train": 0.38, "study": 0.12}
-STAGING = re.compile(r"^\..+\.(tmp|old)-\d+-\d+$")
+STAGING = re.compile(r"^\..+\.((tmp|old)-\d+-\d+|tmp\.\d+)$")  # StagedDir dirs, atomic-write temp files
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
 rng = random.Random(SEED)
 failures = []

@@ -138,6 +138,13 @@ std::vector<HostileCase> catalogue() {
        {"header's 4611686018427387904 tokens", "train-00000.bin"}},
       {"dataset_tokens_2p62", [](const fs::path& r) { return dataset_with(r, 4, uint64_t(1) << 62); },
        {"4611686018427387904", "train-00000.bin"}},
+      {"metrics_step_1e300", [](const fs::path& r) {  // was an undefined double → int64 cast in report
+         const fs::path run = r / "run";
+         fs::create_directory(run);
+         test::write_bytes(run / "config.json", R"({"format": "upcycle-train-run", "options": {"steps": 4}})");
+         test::write_bytes(run / "metrics.jsonl", R"({"kind": "train", "step": 1e300, "flops": 1, "tokens": 1, "loss": 1})" "\n");
+         return std::vector<std::string>{"report", run.string(), "--out", (r / "report.html").string()};
+       }, {"\"step\" is out of range", "metrics.jsonl"}},
       {"tokenizer_id_2p31", [](const fs::path& r) { return tokenizer_with(r, R"({"a": 0, "b": 2147483647})"); },
        {"model.vocab[\"b\"]", "limit", "tokenizer.json"}},
       {"tokenizer_id_2p40", [](const fs::path& r) { return tokenizer_with(r, R"({"a": 0, "b": 1099511627776})"); },

@@ -57,7 +57,7 @@ fuzz:
 	  name=$$(basename $$f); name=$${name#fuzz_}; extra=; \
 	  case $$name in mergekit_yaml|expert_prompts) extra=tests/data/mergekit;; study_spec) extra=experiments;; esac; \
 	  echo "== $$f ($(FUZZ_SECONDS) s)"; mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name $$extra \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name $$extra \
 	    || exit 1; done
 
 clean:

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <system_error>
 
 #include "core/error.h"
@@ -61,7 +63,8 @@ Json trainer_state_to_json(const TrainerState& s) {
 }
 
 TrainerState trainer_state_from_json(const Json& j, const std::string& file) {
-  if (!j.is_object() || j.value("format", "") != kStateFormat)
+  // A non-string "format" is a wrong format too (nlohmann's value() would throw its type_error: fuzz_trainer_state).
+  if (!j.is_object() || !j.contains("format") || !j["format"].is_string() || j["format"].get<std::string>() != kStateFormat)
     throw Error(std::string("not a trainer state (format is not \"") + kStateFormat + "\")", file);
   TrainerState s;
   s.step = field<int64_t>(j, "step", file);
@@ -80,7 +83,9 @@ TrainerState trainer_state_from_json(const Json& j, const std::string& file) {
       throw Error("trainer state has a malformed expert_bias entry \"" + key + "\"", file);
     auto& out = s.expert_bias[layer];
     for (const auto& v : values) {
-      if (!v.is_number()) throw Error("trainer state has a malformed expert_bias entry \"" + key + "\"", file);
+      // Beyond float's range the conversion would be undefined: a malformed entry, not a bias.
+      if (!v.is_number() || !(std::fabs(v.get<double>()) <= double(std::numeric_limits<float>::max())))
+        throw Error("trainer state has a malformed expert_bias entry \"" + key + "\"", file);
       out.push_back(float(v.get<double>()));
     }
   }

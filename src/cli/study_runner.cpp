@@ -126,7 +126,7 @@ class StudyRunner {
     record_file_ = root_ / "study.json";
     if (fs::exists(record_file_)) {
       record_ = parse_json(read_text_file(record_file_, "study record"), "study record", record_file_.string());
-      if (!record_.is_object() || record_.value("format", "") != kStudyFormat)
+      if (!record_.is_object() || !record_.contains("format") || record_["format"] != kStudyFormat)
         throw Error("not a study record (expected \"format\": \"upcycle-study\")", record_file_.string());
     } else if (fs::exists(root_) && !fs::is_empty(root_) && !holds_only_dense_start(root_)) {
       throw Error("the study directory is not empty and holds no study.json; give a new --out", root_.string());

@@ -82,7 +82,8 @@ Json read_run_record(const fs::path& run_dir) {
   } catch (const Json::exception& e) {
     throw Error(std::string("run record is not valid JSON: ") + e.what(), file.string());
   }
-  if (!j.is_object() || j.value("format", "") != kRunFormat || !j.contains("options") || !j["options"].is_object())
+  const bool format_ok = j.is_object() && j.contains("format") && j["format"].is_string() && j["format"] == kRunFormat;
+  if (!format_ok || !j.contains("options") || !j["options"].is_object())
     throw Error("not a training run record (format is not \"" + std::string(kRunFormat) + "\")", file.string());
   return j;
 }

@@ -1,7 +1,8 @@
 // Hostile sizes (issue 20 part 4): files claiming absurd sizes — vocab 10^12, 10^6 layers, hidden 2^40,
 // products that overflow, a tensor of 2^63 bytes, an index naming thousands of shards, token shards
 // and dataset.json with 2^62 tokens, a tokenizer id of 2^31 - 1 — must fail fast with one line naming
-// the file and the key, exit 2, without a giant allocation: the child runs under RLIMIT_AS = 2 GiB
+// the file and the key, exit 2, without a giant allocation (plus wrongly typed values the fuzzers found
+// ending in an internal error): the child runs under RLIMIT_AS = 2 GiB
 // and RLIMIT_CPU = 20 s, so an attempt would end in "out of memory" or a kill, which the test rejects.
 // Under AddressSanitizer (which reserves terabytes of shadow) the address-space limit is off; an
 // attempt then aborts in ASan's allocator instead, which fails the test just as well.
@@ -145,6 +146,11 @@ std::vector<HostileCase> catalogue() {
          test::write_bytes(run / "metrics.jsonl", R"({"kind": "train", "step": 1e300, "flops": 1, "tokens": 1, "loss": 1})" "\n");
          return std::vector<std::string>{"report", run.string(), "--out", (r / "report.html").string()};
        }, {"\"step\" is out of range", "metrics.jsonl"}},
+      {"run_record_format_number", [](const fs::path& r) {  // was an nlohmann type_error (exit 70) on --resume
+         fs::create_directories(r / "run" / "checkpoints");
+         test::write_bytes(r / "run" / "config.json", R"({"format": 1, "options": {}})");
+         return std::vector<std::string>{"train", "--out", (r / "run").string(), "--resume"};
+       }, {"not a training run record", "config.json"}},
       {"tokenizer_id_2p31", [](const fs::path& r) { return tokenizer_with(r, R"({"a": 0, "b": 2147483647})"); },
        {"model.vocab[\"b\"]", "limit", "tokenizer.json"}},
       {"tokenizer_id_2p40", [](const fs::path& r) { return tokenizer_with(r, R"({"a": 0, "b": 1099511627776})"); },

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <limits>
 #include <system_error>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/file_util.h"
@@ -26,6 +27,9 @@ constexpr const char* kStateFormat = "upcycle-trainer-state";
 template <typename T>
 T field(const Json& j, const char* key, const std::string& file) {
   if (!j.contains(key)) throw Error(std::string("trainer state has no \"") + key + "\"", file);
+  // A float where a count belongs is the wrong type: converting 9e63 to int64 is undefined (fuzz_trainer_state).
+  if constexpr (std::is_integral_v<T>)
+    if (!j.at(key).is_number_integer()) throw Error(std::string("trainer state field \"") + key + "\" has the wrong type", file);
   try {
     return j.at(key).get<T>();
   } catch (const Json::exception&) {

@@ -46,13 +46,19 @@ bench: build
 	@scripts/setup bench
 	@scripts/bench $(BUILD)
 
+# Every parser of user files has a target (tests/fuzz/fuzz_targets.h); each runs FUZZ_SECONDS from the
+# checked-in seeds (tests/fuzz/corpus/<name>/, plus the mergekit examples and the shipped study specs),
+# growing its own corpus in build-fuzz/corpus/<name>. CI replays seeds + mutations instead (fuzz_replay_tests).
 fuzz:
 	@scripts/setup fuzz
 	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUPCYCLE_FUZZ=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) --target fuzzers
 	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
-	  echo "== $$f ($(FUZZ_SECONDS) s)"; mkdir -p $(FUZZ_BUILD)/corpus/$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus/$$(basename $$f) || exit 1; done
+	  name=$$(basename $$f); name=$${name#fuzz_}; extra=; \
+	  case $$name in mergekit_yaml|expert_prompts) extra=tests/data/mergekit;; study_spec) extra=experiments;; esac; \
+	  echo "== $$f ($(FUZZ_SECONDS) s)"; mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -rss_limit_mb=2048 $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name $$extra \
+	    || exit 1; done
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) out

@@ -95,6 +95,19 @@ void check_study_flags(const StudySpec& spec) {
   }
 }
 
+// A study killed before its first study.json (written once the dense start is ready) leaves only the
+// dense start's own outputs: models/dense-init, dense-pretrain/ and hidden temporary or staging files.
+// The rerun resumes those from what is on disk, as after any later stop (found by the kill soak,
+// tests/soak/kill_soak.py: such a directory used to be refused for good).
+bool holds_only_dense_start(const fs::path& root) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name != "models" && name != "dense-pretrain" && name.rfind('.', 0) != 0) return false;
+  }
+  return !ec;
+}
+
 struct DenseStart {
   fs::path checkpoint;           // the final dense checkpoint
   double sunk_flops = 0;         // its pretraining FLOPs
@@ -113,9 +126,9 @@ class StudyRunner {
     record_file_ = root_ / "study.json";
     if (fs::exists(record_file_)) {
       record_ = parse_json(read_text_file(record_file_, "study record"), "study record", record_file_.string());
-      if (!record_.is_object() || record_.value("format", "") != kStudyFormat)
+      if (!record_.is_object() || !record_.contains("format") || record_["format"] != kStudyFormat)
         throw Error("not a study record (expected \"format\": \"upcycle-study\")", record_file_.string());
-    } else if (fs::exists(root_) && !fs::is_empty(root_)) {
+    } else if (fs::exists(root_) && !fs::is_empty(root_) && !holds_only_dense_start(root_)) {
       throw Error("the study directory is not empty and holds no study.json; give a new --out", root_.string());
     }
     if (!spec_.dense.pretrains() && !checkpoint_flops(spec_.dense.checkpoint) && !spec_.dense.sunk_flops)

@@ -2,12 +2,15 @@
 #include "core/file_util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -85,6 +88,27 @@ void write_text_file(const std::filesystem::path& path, std::string_view text) {
   if (::fsync(fd.get()) != 0) throw Error("fsync failed: " + errno_text(errno), path.string());
 }
 
+namespace {
+
+// A writer SIGKILLed between creating its temporary file and the rename leaves ".NAME.tmp.PID" behind
+// for good (found by the kill soak, tests/soak/kill_soak.py). Each write of NAME removes those whose
+// process is gone; one of a live process (another writer of the same file) is left alone. A reused PID
+// can only keep such garbage, never delete a live writer's file.
+void remove_dead_temp_siblings(const std::filesystem::path& dir, const std::string& name) {
+  const std::string prefix = "." + name + ".tmp.";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string sibling = entry.path().filename().string();
+    if (sibling.size() <= prefix.size() || sibling.size() > prefix.size() + 9 || sibling.rfind(prefix, 0) != 0) continue;
+    const std::string pid_text = sibling.substr(prefix.size());
+    if (!std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
+    if (pid != ::getpid() && ::kill(pid, 0) == -1 && errno == ESRCH) std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+}  // namespace
+
 void write_file_atomically(const std::filesystem::path& path, std::string_view what,
                            const std::function<void(int fd)>& fill) {
   const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
@@ -106,6 +130,7 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view w
     ::unlink(temp.c_str());
     throw Error("cannot move " + name + " into place: " + errno_text(err), path.string());
   }
+  remove_dead_temp_siblings(dir, path.filename().string());
   fsync_path(dir);
 }
 

@@ -10,6 +10,11 @@
 namespace upcycle::data {
 namespace {
 namespace fs = std::filesystem;
+
+// Ids index dense tables (vocab_by_id, the id → token lookup): one id of 2^31 - 1 in a 10-entry vocab
+// would allocate gigabytes. 2^24 is 64× the largest released vocabulary (Gemma's 262 144).
+constexpr int32_t kMaxTokenId = (1 << 24) - 1;
+
 // Plain (hash-ordered) JSON: core's ordered_json looks keys up linearly, far too slow for a
 // 150k-entry vocab object; key order carries nothing in tokenizer.json.
 using Json = nlohmann::json;
@@ -173,6 +178,9 @@ void load_model(const Reader& r, const Json& m, Tokenizer::State& s) {
   vocab.reserve(vocab_json.size());
   for (auto it = vocab_json.begin(); it != vocab_json.end(); ++it) {
     const int32_t id = r.id(it.value(), "model.vocab[\"" + it.key() + "\"]");
+    if (id > kMaxTokenId)
+      r.fail("tokenizer.json: model.vocab[\"" + it.key() + "\"] is id " + std::to_string(id) +
+             ", above upcycle's limit of " + std::to_string(kMaxTokenId));
     vocab[it.key()] = id;
     s.vocab_size = std::max<int64_t>(s.vocab_size, int64_t(id) + 1);
   }

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "io/config_reader.h"
 #include "io/model_family.h"
+#include "io/model_limits.h"
 
 namespace upcycle {
 namespace {
@@ -259,7 +260,9 @@ ModelConfig parse_checked(const Json& json, const std::string& file) {
 
 ModelConfig parse_model_config(const Json& json, const std::string& file) {
   try {
-    return parse_checked(json, file);
+    ModelConfig config = parse_checked(json, file);
+    check_model_size_limits(config, file);  // before any caller allocates from the sizes
+    return config;
   } catch (const nlohmann::json::exception& e) {
     // Every access above is type-checked first; this only turns a missed case into a user error
     // instead of a crash, as the fuzz target demands.

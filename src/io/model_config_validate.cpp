@@ -8,6 +8,7 @@
 #include "io/config_reader.h"
 #include "io/model_config.h"
 #include "io/model_family.h"
+#include "io/model_limits.h"
 
 namespace upcycle {
 namespace {
@@ -169,6 +170,7 @@ void validate_model_config(const ModelConfig& config, const std::string& file) {
   check.attention();
   check.sliding();
   check.moe();
+  check_model_size_limits(config, file);
 }
 
 }  // namespace upcycle

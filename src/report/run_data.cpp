@@ -43,6 +43,22 @@ std::string text(const Json& obj, const char* key, const std::string& where, con
   return v->get<std::string>();
 }
 
+// A count read from a JSON number: outside ±2^53 (or NaN) it is an Error, not an undefined float → int64
+// conversion (the fuzz target metrics_jsonl feeds such numbers).
+int64_t to_count(double v, const char* key, const std::string& where, const fs::path& file) {
+  if (!(std::fabs(v) <= 9007199254740992.0)) throw Error(where + ": \"" + key + "\" is out of range", file.string());
+  return int64_t(v);
+}
+
+// obj[key] when it is a string, `fallback` when absent or null; any other type is an Error (nlohmann's
+// value() would throw its own type_error, an internal error).
+std::string string_or(const Json& obj, const char* key, const std::string& fallback, const fs::path& file) {
+  const Json* v = field(obj, key);
+  if (v == nullptr) return fallback;
+  if (!v->is_string()) throw Error(std::string("\"") + key + "\" is not a string", file.string());
+  return v->get<std::string>();
+}
+
 std::vector<double> numbers(const Json& v, const std::string& where, const fs::path& file) {
   if (!v.is_array()) throw Error(where + " is not an array of numbers", file.string());
   std::vector<double> out;
@@ -81,7 +97,7 @@ std::vector<LayerLoad> parse_moe(const Json& moe, const std::string& where, cons
   for (const auto& l : moe) {
     const Json* load = field(l, "load");
     if (load == nullptr) throw Error(where + ": a \"moe\" entry has no \"load\"", file.string());
-    out.push_back({int64_t(number(l, "layer", where, file)), numbers(*load, where + " moe load", file)});
+    out.push_back({to_count(number(l, "layer", where, file), "layer", where, file), numbers(*load, where + " moe load", file)});
   }
   return out;
 }
@@ -113,7 +129,7 @@ void read_metrics_into(Variant& v, const fs::path& file, const ToX& to_x) {
     const Json& r = records[i];
     const std::string where = "metrics record " + std::to_string(i + 1);
     const std::string kind = text(r, "kind", where, file);
-    const auto step = int64_t(number(r, "step", where, file));
+    const auto step = to_count(number(r, "step", where, file), "step", where, file);
     const double flops = number(r, "flops", where, file);
     const double tokens = number(r, "tokens", where, file);
     v.steps_done = std::max(v.steps_done, step);
@@ -163,10 +179,10 @@ void read_analysis_into(Variant& v, const fs::path& dir, const ToX& to_x) {
   for (const auto& p : v.mean_loss) flops_at_step[p.step] = p.flops;
   for (const auto& file : files) {
     const Json a = read_json_file(file, "analysis JSON");
-    if (!a.is_object() || a.value("format", "") != "upcycle-analysis")
+    if (!a.is_object() || string_or(a, "format", "", file) != "upcycle-analysis")
       throw Error("not an analysis JSON (\"format\" is not \"upcycle-analysis\")", file.string());
     const std::optional<double> step_json = optional_number(a, "step", "analysis", file);
-    int64_t step = step_json ? int64_t(*step_json) : std::stoll(file.stem().string().substr(5));
+    int64_t step = step_json ? to_count(*step_json, "step", "analysis", file) : std::stoll(file.stem().string().substr(5));
     std::optional<double> flops = optional_number(a, "flops", "analysis", file);
     if (!flops && flops_at_step.count(step)) flops = flops_at_step[step];
     if (!flops) continue;  // no way to place it on the compute axis
@@ -180,7 +196,7 @@ void read_analysis_into(Variant& v, const fs::path& dir, const ToX& to_x) {
     const Json& mid = (*layers)[layers->size() / 2];
     const Json* domain_load = field(mid, "domain_load");
     if (domain_load == nullptr || !domain_load->is_object()) continue;
-    DomainRouting routing{int64_t(number(mid, "layer", "analysis layer", file)), step, {}, {}};
+    DomainRouting routing{to_count(number(mid, "layer", "analysis layer", file), "layer", "analysis layer", file), step, {}, {}};
     for (const auto& [domain, load] : domain_load->items()) {
       routing.domains.push_back(domain);
       routing.load.push_back(numbers(load, "domain_load." + domain, file));
@@ -218,11 +234,11 @@ Variant load_study_variant(const Json& j, const fs::path& dir, const fs::path& f
   const std::string where = "study variant '" + v.name + "'";
   v.kind = text(j, "kind", where, file);
   if (v.kind != "dense" && v.kind != "moe") throw Error(where + ": \"kind\" must be \"dense\" or \"moe\"", file.string());
-  v.description = j.value("description", "");
-  v.status = j.value("status", "pending");
+  v.description = string_or(j, "description", "", file);
+  v.status = string_or(j, "status", "pending", file);
   v.sunk_flops = number(j, "sunk_flops", where, file);
   v.budget_flops = optional_number(j, "budget_flops", where, file).value_or(0);
-  v.planned_steps = int64_t(optional_number(j, "steps", where, file).value_or(0));
+  v.planned_steps = to_count(optional_number(j, "steps", where, file).value_or(0), "steps", where, file);
   v.tokens_per_step = optional_number(j, "tokens_per_step", where, file).value_or(0);
   v.train_flops_per_token = optional_number(j, "train_flops_per_token", where, file).value_or(0);
   v.commands = strings(j, "commands");
@@ -237,10 +253,10 @@ Variant load_study_variant(const Json& j, const fs::path& dir, const fs::path& f
   const Variant plan = v;  // every seed run has the variant's plan: seeds change no shape
   for (const Json& r : *runs) {
     Variant s = plan;
-    s.seed = int64_t(number(r, "seed", where + " run", file));
+    s.seed = to_count(number(r, "seed", where + " run", file), "seed", where + " run", file);
     s.name = v.name + " · seed " + std::to_string(*s.seed);
     s.run_dir = dir / text(r, "run", where + " run", file);
-    s.status = r.value("status", "pending");
+    s.status = string_or(r, "status", "pending", file);
     s.commands = strings(r, "commands");
     read_run_files(s, to_x);
     v.seed_runs.push_back(std::move(s));
@@ -253,7 +269,7 @@ Variant load_study_variant(const Json& j, const fs::path& dir, const fs::path& f
 ReportData load_study(const fs::path& dir) {
   const fs::path file = dir / "study.json";
   const Json s = read_json_file(file, "study.json");
-  if (!s.is_object() || s.value("format", "") != "upcycle-study")
+  if (!s.is_object() || string_or(s, "format", "", file) != "upcycle-study")
     throw Error("not a study file (\"format\" is not \"upcycle-study\")", file.string());
   ReportData d;
   d.name = text(s, "name", "study", file);
@@ -289,7 +305,7 @@ ReportData load_study(const fs::path& dir) {
 Variant load_run(const fs::path& dir, const ToX& to_x) {
   const fs::path file = dir / "config.json";
   const Json c = read_json_file(file, "run config.json");
-  if (!c.is_object() || c.value("format", "") != "upcycle-train-run")
+  if (!c.is_object() || string_or(c, "format", "", file) != "upcycle-train-run")
     throw Error("not a study or train run directory (config.json \"format\" is not \"upcycle-train-run\")", file.string());
   Variant v;
   v.name = fs::path(dir).lexically_normal().filename().string();
@@ -297,7 +313,7 @@ Variant load_run(const fs::path& dir, const ToX& to_x) {
   v.run_dir = dir;
   v.tokens_per_step = optional_number(c, "tokens_per_step", "run config", file).value_or(0);
   if (const Json* f = field(c, "flops_per_token")) v.train_flops_per_token = optional_number(*f, "train", "flops_per_token", file).value_or(0);
-  if (const Json* o = field(c, "options")) v.planned_steps = int64_t(optional_number(*o, "steps", "options", file).value_or(0));
+  if (const Json* o = field(c, "options")) v.planned_steps = to_count(optional_number(*o, "steps", "options", file).value_or(0), "steps", "options", file);
   const fs::path metrics = dir / "metrics.jsonl";
   std::error_code ec;
   if (fs::is_regular_file(metrics, ec)) read_metrics_into(v, metrics, to_x);

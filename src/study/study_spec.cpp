@@ -69,12 +69,16 @@ class SpecReader {
   }
   fs::path path(const std::string& text, const std::string& key) const {
     if (text.empty()) fail(key, "empty path");
-    fs::path p(text);
-    return fs::weakly_canonical(p.is_relative() ? dir_ / p : p);
+    const fs::path p = fs::path(text).is_relative() ? dir_ / text : fs::path(text);
+    // Non-throwing: a spec's path may be anything, even too long for the OS (fuzz_study_spec found an
+    // escaping filesystem_error); the existence checks below then report it.
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(p, ec);
+    return ec ? p.lexically_normal() : canonical;
   }
   fs::path existing_dir(const YAML::Node& node, const std::string& key) const {
     const fs::path p = path(scalar(node, key), key);
-    if (!fs::is_directory(p)) fail(key, "'" + p.string() + "' is not a directory");
+    if (std::error_code ec; !fs::is_directory(p, ec)) fail(key, "'" + p.string() + "' is not a directory");
     return p;
   }
 
@@ -139,7 +143,7 @@ DenseSpec read_dense(const SpecReader& r, const YAML::Node& node) {
   d.pretrain_steps = r.integer(node["pretrain_steps"], "dense.pretrain_steps", 1);
   if (node["tokenizer"]) {
     d.tokenizer = r.path(r.scalar(node["tokenizer"], "dense.tokenizer"), "dense.tokenizer");
-    if (!fs::is_regular_file(d.tokenizer)) r.fail("dense.tokenizer", "'" + d.tokenizer.string() + "' is not a file");
+    if (std::error_code ec; !fs::is_regular_file(d.tokenizer, ec)) r.fail("dense.tokenizer", "'" + d.tokenizer.string() + "' is not a file");
   }
   if (node["keep_steps"]) {
     if (!node["keep_steps"].IsSequence()) r.fail("dense.keep_steps", "expected a list of steps");
@@ -237,7 +241,7 @@ StudySpec parse_study_spec(const fs::path& given) {
   for (const std::string& item : r.strings(root["data"], "data")) {
     const train::DataSource source = train::parse_data_source(item);
     const fs::path dir = r.path(source.dir.string(), "data");
-    if (!fs::is_directory(dir)) r.fail("data", "'" + dir.string() + "' is not a dataset directory");
+    if (std::error_code ec; !fs::is_directory(dir, ec)) r.fail("data", "'" + dir.string() + "' is not a dataset directory");
     const bool weighted = item.size() > source.dir.string().size();
     s.data.push_back(weighted ? dir.string() + item.substr(source.dir.string().size()) : dir.string());
     if (!root["val"]) s.val.push_back(dir);
@@ -247,7 +251,7 @@ StudySpec parse_study_spec(const fs::path& given) {
     s.val.clear();
     for (const std::string& item : r.strings(root["val"], "val")) {
       const fs::path dir = r.path(item, "val");
-      if (!fs::is_directory(dir)) r.fail("val", "'" + dir.string() + "' is not a dataset directory");
+      if (std::error_code ec; !fs::is_directory(dir, ec)) r.fail("val", "'" + dir.string() + "' is not a dataset directory");
       s.val.push_back(dir);
     }
   }

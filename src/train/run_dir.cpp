@@ -24,6 +24,21 @@ bool is_run_dir(const fs::path& dir) {
   }
 }
 
+// What a fresh start leaves when it is killed before its run record is committed: an empty
+// checkpoints/ and at most the record's temporary file (core/file_util: ".config.json.tmp.PID"). That
+// directory holds no run: neither --resume nor --force could take it, so the same command starts in it
+// as in an empty one (found by the kill soak, tests/soak/kill_soak.py).
+bool is_unrecorded_start(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name == "checkpoints" && fs::is_directory(entry.path(), ec) && fs::is_empty(entry.path(), ec)) continue;
+    if (name.rfind(".config.json.tmp.", 0) == 0) continue;
+    return false;
+  }
+  return !ec;
+}
+
 }  // namespace
 
 void prepare_fresh_run_dir(const RunPaths& run, StartOver start_over) {
@@ -32,12 +47,14 @@ void prepare_fresh_run_dir(const RunPaths& run, StartOver start_over) {
   if (fs::exists(fs::symlink_status(dir, ec))) {
     if (!fs::is_directory(dir, ec)) throw Error("--out exists and is not a directory", dir.string());
     if (!fs::is_empty(dir, ec)) {
-      if (start_over == StartOver::kNo)
-        throw Error("run directory is not empty: pass --resume to continue its run or --force to start over",
-                    dir.string());
-      if (!is_run_dir(dir))
-        throw Error("--force refuses to empty a directory that is not a training run (no run config.json)",
-                    dir.string());
+      if (!is_unrecorded_start(dir)) {
+        if (start_over == StartOver::kNo)
+          throw Error("run directory is not empty: pass --resume to continue its run or --force to start over",
+                      dir.string());
+        if (!is_run_dir(dir))
+          throw Error("--force refuses to empty a directory that is not a training run (no run config.json)",
+                      dir.string());
+      }
       for (const auto& entry : fs::directory_iterator(dir)) {
         fs::remove_all(entry.path(), ec);
         if (ec) throw Error("cannot remove the previous run's " + entry.path().filename().string() + ": " + ec.message(),
@@ -65,7 +82,8 @@ Json read_run_record(const fs::path& run_dir) {
   } catch (const Json::exception& e) {
     throw Error(std::string("run record is not valid JSON: ") + e.what(), file.string());
   }
-  if (!j.is_object() || j.value("format", "") != kRunFormat || !j.contains("options") || !j["options"].is_object())
+  const bool format_ok = j.is_object() && j.contains("format") && j["format"].is_string() && j["format"] == kRunFormat;
+  if (!format_ok || !j.contains("options") || !j["options"].is_object())
     throw Error("not a training run record (format is not \"" + std::string(kRunFormat) + "\")", file.string());
   return j;
 }

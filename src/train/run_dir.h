@@ -31,6 +31,8 @@ enum class StartOver { kNo, kYes };
 // A fresh run: creates RUN_DIR (and its checkpoints/) if needed. A non-empty RUN_DIR is an Error
 // suggesting --resume or --force; with StartOver::kYes a run directory's contents are removed first
 // (anything without a run record is refused: --force must not delete arbitrary directories).
+// A directory left by a fresh start killed before its run record (an empty checkpoints/, the record's
+// temporary file) counts as empty.
 void prepare_fresh_run_dir(const RunPaths& run, StartOver start_over);
 
 // RUN_DIR/config.json of an existing run; Error naming it when absent or not a run record.

@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <system_error>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/file_util.h"
@@ -24,6 +27,9 @@ constexpr const char* kStateFormat = "upcycle-trainer-state";
 template <typename T>
 T field(const Json& j, const char* key, const std::string& file) {
   if (!j.contains(key)) throw Error(std::string("trainer state has no \"") + key + "\"", file);
+  // A float where a count belongs is the wrong type: converting 9e63 to int64 is undefined (fuzz_trainer_state).
+  if constexpr (std::is_integral_v<T>)
+    if (!j.at(key).is_number_integer()) throw Error(std::string("trainer state field \"") + key + "\" has the wrong type", file);
   try {
     return j.at(key).get<T>();
   } catch (const Json::exception&) {
@@ -61,7 +67,8 @@ Json trainer_state_to_json(const TrainerState& s) {
 }
 
 TrainerState trainer_state_from_json(const Json& j, const std::string& file) {
-  if (!j.is_object() || j.value("format", "") != kStateFormat)
+  // A non-string "format" is a wrong format too (nlohmann's value() would throw its type_error: fuzz_trainer_state).
+  if (!j.is_object() || !j.contains("format") || !j["format"].is_string() || j["format"].get<std::string>() != kStateFormat)
     throw Error(std::string("not a trainer state (format is not \"") + kStateFormat + "\")", file);
   TrainerState s;
   s.step = field<int64_t>(j, "step", file);
@@ -80,7 +87,9 @@ TrainerState trainer_state_from_json(const Json& j, const std::string& file) {
       throw Error("trainer state has a malformed expert_bias entry \"" + key + "\"", file);
     auto& out = s.expert_bias[layer];
     for (const auto& v : values) {
-      if (!v.is_number()) throw Error("trainer state has a malformed expert_bias entry \"" + key + "\"", file);
+      // Beyond float's range the conversion would be undefined: a malformed entry, not a bias.
+      if (!v.is_number() || !(std::fabs(v.get<double>()) <= double(std::numeric_limits<float>::max())))
+        throw Error("trainer state has a malformed expert_bias entry \"" + key + "\"", file);
       out.push_back(float(v.get<double>()));
     }
   }

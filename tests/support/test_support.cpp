@@ -93,6 +93,10 @@ RunResult run_upcycle(const std::vector<std::string>& args, RunLimits limits) {
       struct rlimit limit {limits.cpu_seconds, limits.cpu_seconds};
       ::setrlimit(RLIMIT_CPU, &limit);
     }
+    if (limits.address_space > 0) {
+      struct rlimit limit {limits.address_space, limits.address_space};
+      ::setrlimit(RLIMIT_AS, &limit);
+    }
     std::vector<char*> argv;
     std::string binary = UPCYCLE_BINARY;
     argv.push_back(binary.data());

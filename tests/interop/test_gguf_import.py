@@ -96,7 +96,7 @@ def test_every_type_dequantizes_like_gguf_py(upcycle, every_type, tmp_path):
         mismatch = np.flatnonzero(ours.view(np.uint32) != expected.view(np.uint32))
         assert mismatch.size == 0, (f"{t.name} ({t.tensor_type.name}): {mismatch.size} values differ, first at "
                                     f"{mismatch[0]}: {ours.flat[mismatch[0]]!r} vs {expected.flat[mismatch[0]]!r}")
-        rounded = torch.from_numpy(expected).to(torch.bfloat16)
+        rounded = torch.from_numpy(expected.copy()).to(torch.bfloat16)
         assert torch.equal(got_bf16[hf_of[t.name]].view(torch.int16), rounded.view(torch.int16)), t.name
 
 
@@ -349,11 +349,25 @@ def test_family_round_trip(upcycle, tmp_path, family):
     assert hf_judge.max_relative_error(hf_judge.logits(hf_judge.load(out), ids), reference) == 0.0
     ours = hf_judge.upcycle_logits(upcycle, out, ids, tmp_path / "logits.npy")
     assert hf_judge.max_relative_error(ours, reference) <= 1e-4
-    if family in TRANSFORMERS_LOADS_GGUF:
-        from_gguf = transformers.AutoModelForCausalLM.from_pretrained(
-            str(tmp_path), gguf_file=path.name, dtype=torch.float32).eval()
-        assert type(from_gguf) is type(reference_model)
-        assert hf_judge.max_relative_error(hf_judge.logits(from_gguf, ids), reference) <= 1e-6
+    if family not in TRANSFORMERS_LOADS_GGUF:
+        return
+    from_gguf = transformers.AutoModelForCausalLM.from_pretrained(
+        str(tmp_path), gguf_file=path.name, dtype=torch.float32).eval()
+    assert type(from_gguf) is type(reference_model)
+    assert hf_judge.max_relative_error(hf_judge.logits(from_gguf, ids), reference) <= 1e-6
+    # Quantised (Q8_0 matrices): the imported model equals transformers' own reading of the GGUF,
+    # expert slices, rotary un-interleave and the shared-expert gate vector included.
+    q8 = tmp_path / f"{family}-q8.gguf"
+    gs.hf_dir_to_gguf(src, q8, qtype=lambda name, v: (gguf.quants.quantize(v, QT.Q8_0), QT.Q8_0) if v.ndim >= 2
+                      else (v, None))
+    run_import(upcycle, q8, tmp_path / "out-q8", "--skip-tokenizer")
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(
+        str(tmp_path), gguf_file=q8.name, dtype=torch.float32).state_dict()
+    ours = hf_judge.load(tmp_path / "out-q8").state_dict()
+    assert sorted(theirs) == sorted(ours)
+    assert not all(torch.equal(ours[n], torch.from_numpy(source[n])) for n in source)  # it is quantised
+    for name, value in theirs.items():
+        assert torch.equal(value, ours[name]), name
 
 
 # ---------------------------------------------------------------------------------------------- (e)

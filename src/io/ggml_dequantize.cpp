@@ -114,6 +114,7 @@ BlockKernel block_kernel(GgmlType type) {
 }  // namespace
 
 void dequantize_blocks(GgmlType type, const std::byte* src, float* dst, uint64_t blocks) {
+  if (blocks == 0) return;  // empty tensors may come with null pointers, which memcpy must not see
   switch (type) {
     case GgmlType::kF32: std::memcpy(dst, src, blocks * sizeof(float)); return;
     case GgmlType::kF16:

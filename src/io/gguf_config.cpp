@@ -131,8 +131,20 @@ void read_moe(const MetadataReader& m, ModelConfig& c) {
   const GgufFile& f = m.file();
   c.num_experts = m.required_integer("expert_count");
   c.num_experts_per_tok = m.required_integer("expert_used_count");
-  auto width = rows_of(f, "blk.0.ffn_gate_exps.weight", 1);
-  if (!width) width = rows_of(f, "blk.0.ffn_gate.0.weight", 1);  // older Mixtral files: one tensor per expert
+  // The expert count must match the tensors before anything is sized by it.
+  std::optional<int64_t> width;
+  if (const GgufTensorInfo* stacked = f.find_tensor("blk.0.ffn_gate_exps.weight")) {
+    if (stacked->ne.size() != 3 || stacked->ne[2] != c.num_experts)
+      m.fail("key '" + m.key("expert_count") + "' is " + std::to_string(c.num_experts) +
+             " but tensor 'blk.0.ffn_gate_exps.weight' has shape " + shape_string(stacked->hf_shape()));
+    width = stacked->ne[1];
+  } else if (f.find_tensor("blk.0.ffn_gate.0.weight")) {  // older Mixtral files: one tensor per expert
+    if (!f.find_tensor("blk.0.ffn_gate." + std::to_string(c.num_experts - 1) + ".weight") ||
+        f.find_tensor("blk.0.ffn_gate." + std::to_string(c.num_experts) + ".weight"))
+      m.fail("key '" + m.key("expert_count") + "' is " + std::to_string(c.num_experts) +
+             " but layer 0 has another number of 'blk.0.ffn_gate.N.weight' tensors");
+    width = rows_of(f, "blk.0.ffn_gate.0.weight", 1);
+  }
   if (!width) m.fail("missing tensor 'blk.0.ffn_gate_exps.weight' (the experts of an MoE model)");
   if (auto key = m.integer("expert_feed_forward_length"); key && *key != *width)
     m.fail("key '" + m.key("expert_feed_forward_length") + "' is " + std::to_string(*key) +
@@ -190,6 +202,10 @@ ModelConfig gguf_model_config(const GgufFile& f) {
   c.dtype = DType::kF32;
   c.hidden_size = m.required_integer("embedding_length");
   c.num_hidden_layers = m.required_integer("block_count");
+  // Every layer has tensors: a larger count is corrupt, and must not size anything.
+  if (static_cast<uint64_t>(c.num_hidden_layers) > f.tensors().size())
+    m.fail("key '" + m.key("block_count") + "' is " + std::to_string(c.num_hidden_layers) + " but the file holds only " +
+           std::to_string(f.tensors().size()) + " tensors");
   c.num_attention_heads = m.required_integer("attention.head_count");
   c.num_key_value_heads = m.integer("attention.head_count_kv").value_or(c.num_attention_heads);
   if (c.num_key_value_heads <= 0) m.fail("key '" + m.key("attention.head_count_kv") + "' must be positive");

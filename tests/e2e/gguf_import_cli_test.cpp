@@ -141,6 +141,9 @@ std::vector<BadGguf> bad_files() {
   e.keys = [](auto& k) { k.erase("llama.embedding_length"); };
   add("missing_key", e, {"missing metadata key 'llama.embedding_length'"});
   e = {};
+  e.keys = [](auto& k) { k["llama.block_count"] = 1u << 30; };  // must not size anything
+  add("huge_block_count", e, {"key 'llama.block_count' is 1073741824 but the file holds only 11 tensors"});
+  e = {};
   e.keys = [](auto& k) { k["llama.rope.dimension_count"] = 8; };
   add("partial_rotary", e, {"key 'llama.rope.dimension_count' is 8", "partial rotary"});
   e = {};

@@ -3,55 +3,19 @@
 // 150k vocab needs no ordered-map inserts and the output is diffable and byte-identical across runs.
 #include "data/gguf_tokenizer.h"
 
-#include <array>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
 
 #include "core/error.h"
-#include "data/bpe_trainer.h"
 #include "data/byte_level_bpe.h"
+#include "data/gguf_pre_tokenizers.h"
 #include "data/unicode_text.h"
 
 namespace upcycle::data {
 namespace {
 
 using Plain = nlohmann::ordered_json;
-
-// How llama.cpp splits text for a tokenizer.ggml.pre name (llm_tokenizer_bpe's regex_exprs), and the
-// flags it sets for that name (ignore_merges, add_bos).
-enum class Split {
-  kLlama3,       // Llama-3's regex (digits in runs of ≤ 3)
-  kQwen2,        // Qwen2's regex (digits one by one)
-  kDigitsGpt2,   // every \p{N} on its own, then GPT-2's regex (StarCoder, SmolLM)
-  kGpt2,         // GPT-2's regex
-};
-struct PreTokenizer {
-  std::string_view name;
-  Split split;
-  bool ignore_merges;
-  bool add_bos;
-};
-// clang-format off
-constexpr std::array<PreTokenizer, 31> kPreTokenizers = {{
-    {"llama3", Split::kLlama3, true, true},   {"llama-v3", Split::kLlama3, true, true},
-    {"llama-bpe", Split::kLlama3, true, true}, {"falcon3", Split::kLlama3, true, true},
-    {"falcon-h1", Split::kLlama3, true, true}, {"pixtral", Split::kLlama3, true, true},
-    {"midm-2.0", Split::kLlama3, true, true}, {"lfm2", Split::kLlama3, true, true},
-    {"dbrx", Split::kLlama3, false, false},   {"smaug-bpe", Split::kLlama3, false, false},
-    {"qwen2", Split::kQwen2, false, false},   {"deepseek-r1-qwen", Split::kQwen2, false, false},
-    {"megrez", Split::kQwen2, false, false},  {"stablelm2", Split::kQwen2, false, false},
-    {"smollm", Split::kDigitsGpt2, false, false},  {"starcoder", Split::kDigitsGpt2, false, false},
-    {"refact", Split::kDigitsGpt2, false, false},  {"command-r", Split::kDigitsGpt2, false, false},
-    {"codeshell", Split::kDigitsGpt2, false, false}, {"exaone", Split::kDigitsGpt2, false, false},
-    {"minerva-7b", Split::kDigitsGpt2, false, false},
-    {"gpt-2", Split::kGpt2, false, false},    {"phi-2", Split::kGpt2, false, false},
-    {"mpt", Split::kGpt2, false, false},      {"olmo", Split::kGpt2, false, false},
-    {"mellum", Split::kGpt2, false, false},   {"exaone4", Split::kGpt2, false, false},
-    {"gigachat", Split::kGpt2, false, false}, {"a.x-4.0", Split::kGpt2, false, false},
-    {"trillion", Split::kGpt2, false, false}, {"granite-docling", Split::kGpt2, false, false},
-}};
-// clang-format on
 
 constexpr int64_t kControl = 3;      // llama.cpp LLAMA_TOKEN_TYPE_CONTROL
 constexpr int64_t kUserDefined = 4;  // LLAMA_TOKEN_TYPE_USER_DEFINED
@@ -78,12 +42,12 @@ class Builder {
   }
 
  private:
-  const PreTokenizer& pre_tokenizer() const {
+  const GgufPreTokenizer& pre_tokenizer() const {
     const auto pre = f_.get_string("tokenizer.ggml.pre");
     std::string names;
-    for (const auto& p : kPreTokenizers) names += (names.empty() ? "" : ", ") + std::string(p.name);
+    for (const auto& p : kGgufPreTokenizers) names += (names.empty() ? "" : ", ") + std::string(p.name);
     if (!pre) fail("missing metadata key 'tokenizer.ggml.pre' (the pre-tokenizer; upcycle knows " + names + ")");
-    for (const auto& p : kPreTokenizers)
+    for (const auto& p : kGgufPreTokenizers)
       if (p.name == *pre) return p;
     fail("pre-tokenizer '" + *pre + "' (key 'tokenizer.ggml.pre') is not supported (upcycle knows " + names + ")");
   }
@@ -159,23 +123,6 @@ class Builder {
     if (add_eos_ && !eos_) fail("key 'tokenizer.ggml.add_eos_token' is true but 'tokenizer.ggml.eos_token_id' is absent");
   }
 
-  Plain pre_tokenizer_json() const {
-    const Plain byte_level_split = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-    const Plain byte_level_only = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}};
-    auto split = [](SplitPattern p) {
-      return Plain{{"type", "Split"}, {"pattern", {{"Regex", std::string(split_pattern_text(p))}}}, {"behavior", "Isolated"}, {"invert", false}};
-    };
-    switch (pre_->split) {
-      case Split::kLlama3: return {{"type", "Sequence"}, {"pretokenizers", {split(SplitPattern::kLlama3), byte_level_only}}};
-      case Split::kQwen2: return {{"type", "Sequence"}, {"pretokenizers", {split(SplitPattern::kQwen2), byte_level_only}}};
-      case Split::kDigitsGpt2:
-        return {{"type", "Sequence"},
-                {"pretokenizers", {Plain{{"type", "Digits"}, {"individual_digits", true}}, byte_level_split}}};
-      case Split::kGpt2: return byte_level_split;
-    }
-    UPCYCLE_CHECK(false, "unknown split");
-  }
-
   // TemplateProcessing adding BOS/EOS as llama.cpp's add_bos / add_eos do.
   Plain post_processor_json() const {
     Plain single = Plain::array(), pair = Plain::array(), specials = Plain::object();
@@ -215,7 +162,7 @@ class Builder {
     std::string out = "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n";
     out += "  \"added_tokens\": " + added_tokens_json() + ",\n";
     out += "  \"normalizer\": null,\n";
-    out += "  \"pre_tokenizer\": " + pre_tokenizer_json().dump() + ",\n";
+    out += "  \"pre_tokenizer\": " + gguf_pre_tokenizer_json(pre_->split).dump() + ",\n";
     out += "  \"post_processor\": " + post_processor_json().dump() + ",\n";
     out += "  \"decoder\": " + decoder.dump() + ",\n";
     out += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
@@ -253,7 +200,7 @@ class Builder {
   }
 
   const GgufFile& f_;
-  const PreTokenizer* pre_ = nullptr;
+  const GgufPreTokenizer* pre_ = nullptr;
   std::vector<std::string> tokens_, spelled_;
   std::vector<bool> respelled_;
   std::vector<int64_t> types_;

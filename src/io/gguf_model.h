@@ -20,6 +20,16 @@
 
 namespace upcycle {
 
+// A canonical weight's GGUF tensor: its name (stacked experts share one: blk.N.ffn_gate_exps.weight
+// holds every expert's gate), and whether llama-architecture files interleave its rows.
+enum class GgufRotary { kNone, kQ, kK };  // kQ: num_attention_heads heads, kK: num_key_value_heads
+struct GgufName {
+  std::string name;
+  bool expert_slice = false;  // one expert of a stacked [E, out, in] tensor
+  GgufRotary rotary = GgufRotary::kNone;
+};
+GgufName gguf_name_for(const WeightSpec& weight);
+
 // Where one canonical weight's values are: `rows` rows of `tensor` starting at `first_row` (a whole
 // tensor, or one expert of a stacked tensor).
 struct GgufSource {

@@ -1,4 +1,4 @@
-// Canonical HF weights ← GGUF tensors (see gguf_model.h). Names follow gguf-py's tensor_mapping
+// Canonical HF weights ↔ GGUF tensor names, and the import plan (see gguf_model.h). Names follow gguf-py's tensor_mapping
 // (MODEL_TENSOR → "blk.{bid}.attn_q" etc.). GGUF shapes are ggml's ne[], innermost first, so a
 // Linear [out, in] is stored with ne = [in, out] and a stacked expert tensor [E, out, in] with
 // ne = [in, out, E]; reversing ne gives the torch shape, and expert e is rows [e·out, (e+1)·out).
@@ -9,45 +9,6 @@
 
 namespace upcycle {
 namespace {
-
-struct Target {
-  std::string name;     // GGUF tensor name
-  bool expert_slice = false;
-  bool unpermute_q = false, unpermute_k = false;
-};
-
-Target target_for(const WeightSpec& w) {
-  const std::string blk = "blk." + std::to_string(w.layer) + ".";
-  switch (w.role) {
-    case WeightRole::kEmbed: return {"token_embd.weight"};
-    case WeightRole::kFinalNorm: return {"output_norm.weight"};
-    case WeightRole::kLmHead: return {"output.weight"};
-    case WeightRole::kAttnNorm: return {blk + "attn_norm.weight"};
-    case WeightRole::kQProj: return {blk + "attn_q.weight", false, true, false};
-    case WeightRole::kKProj: return {blk + "attn_k.weight", false, false, true};
-    case WeightRole::kVProj: return {blk + "attn_v.weight"};
-    case WeightRole::kOProj: return {blk + "attn_output.weight"};
-    case WeightRole::kQBias: return {blk + "attn_q.bias", false, true, false};
-    case WeightRole::kKBias: return {blk + "attn_k.bias", false, false, true};
-    case WeightRole::kVBias: return {blk + "attn_v.bias"};
-    case WeightRole::kOBias: return {blk + "attn_output.bias"};
-    case WeightRole::kQNorm: return {blk + "attn_q_norm.weight"};
-    case WeightRole::kKNorm: return {blk + "attn_k_norm.weight"};
-    case WeightRole::kMlpNorm: return {blk + "ffn_norm.weight"};
-    case WeightRole::kGateProj: return {blk + "ffn_gate.weight"};
-    case WeightRole::kUpProj: return {blk + "ffn_up.weight"};
-    case WeightRole::kDownProj: return {blk + "ffn_down.weight"};
-    case WeightRole::kRouter: return {blk + "ffn_gate_inp.weight"};
-    case WeightRole::kExpertGate: return {blk + "ffn_gate_exps.weight", true};
-    case WeightRole::kExpertUp: return {blk + "ffn_up_exps.weight", true};
-    case WeightRole::kExpertDown: return {blk + "ffn_down_exps.weight", true};
-    case WeightRole::kSharedGate: return {blk + "ffn_gate_shexp.weight"};
-    case WeightRole::kSharedUp: return {blk + "ffn_up_shexp.weight"};
-    case WeightRole::kSharedDown: return {blk + "ffn_down_shexp.weight"};
-    case WeightRole::kSharedExpertGate: return {blk + "ffn_gate_inp_shexp.weight"};
-  }
-  UPCYCLE_CHECK(false, "unmapped weight role");
-}
 
 // Older llama.cpp files (before stacked experts) store Mixtral's experts one tensor each:
 // blk.N.ffn_gate.E.weight.
@@ -85,7 +46,7 @@ class Planner {
            shape_string(expected) + " for " + w.name);
   }
 
-  GgufSource source(const WeightSpec& w, const Target& target, int64_t unpermute_heads) {
+  GgufSource source(const WeightSpec& w, const GgufName& target, int64_t unpermute_heads) {
     GgufSource s;
     if (target.expert_slice && !f_.find_tensor(target.name) && f_.find_tensor(per_expert_name(w))) {
       s.tensor = &tensor(per_expert_name(w), w);
@@ -127,6 +88,39 @@ class Planner {
 
 }  // namespace
 
+GgufName gguf_name_for(const WeightSpec& w) {
+  const std::string blk = "blk." + std::to_string(w.layer) + ".";
+  switch (w.role) {
+    case WeightRole::kEmbed: return GgufName{"token_embd.weight"};
+    case WeightRole::kFinalNorm: return GgufName{"output_norm.weight"};
+    case WeightRole::kLmHead: return GgufName{"output.weight"};
+    case WeightRole::kAttnNorm: return GgufName{blk + "attn_norm.weight"};
+    case WeightRole::kQProj: return GgufName{blk + "attn_q.weight", false, GgufRotary::kQ};
+    case WeightRole::kKProj: return GgufName{blk + "attn_k.weight", false, GgufRotary::kK};
+    case WeightRole::kVProj: return GgufName{blk + "attn_v.weight"};
+    case WeightRole::kOProj: return GgufName{blk + "attn_output.weight"};
+    case WeightRole::kQBias: return GgufName{blk + "attn_q.bias", false, GgufRotary::kQ};
+    case WeightRole::kKBias: return GgufName{blk + "attn_k.bias", false, GgufRotary::kK};
+    case WeightRole::kVBias: return GgufName{blk + "attn_v.bias"};
+    case WeightRole::kOBias: return GgufName{blk + "attn_output.bias"};
+    case WeightRole::kQNorm: return GgufName{blk + "attn_q_norm.weight"};
+    case WeightRole::kKNorm: return GgufName{blk + "attn_k_norm.weight"};
+    case WeightRole::kMlpNorm: return GgufName{blk + "ffn_norm.weight"};
+    case WeightRole::kGateProj: return GgufName{blk + "ffn_gate.weight"};
+    case WeightRole::kUpProj: return GgufName{blk + "ffn_up.weight"};
+    case WeightRole::kDownProj: return GgufName{blk + "ffn_down.weight"};
+    case WeightRole::kRouter: return GgufName{blk + "ffn_gate_inp.weight"};
+    case WeightRole::kExpertGate: return GgufName{blk + "ffn_gate_exps.weight", true};
+    case WeightRole::kExpertUp: return GgufName{blk + "ffn_up_exps.weight", true};
+    case WeightRole::kExpertDown: return GgufName{blk + "ffn_down_exps.weight", true};
+    case WeightRole::kSharedGate: return GgufName{blk + "ffn_gate_shexp.weight"};
+    case WeightRole::kSharedUp: return GgufName{blk + "ffn_up_shexp.weight"};
+    case WeightRole::kSharedDown: return GgufName{blk + "ffn_down_shexp.weight"};
+    case WeightRole::kSharedExpertGate: return GgufName{blk + "ffn_gate_inp_shexp.weight"};
+  }
+  UPCYCLE_CHECK(false, "unmapped weight role");
+}
+
 GgufImportPlan plan_gguf_import(const GgufFile& f) {
   GgufImportPlan plan;
   plan.config = gguf_model_config(f);
@@ -137,10 +131,10 @@ GgufImportPlan plan_gguf_import(const GgufFile& f) {
   Planner planner(f);
   planner.num_experts_ = plan.config.num_experts;
   for (const WeightSpec& w : plan.weights) {
-    const Target target = target_for(w);
+    const GgufName target = gguf_name_for(w);
     int64_t heads = 0;
-    if (interleaved && target.unpermute_q) heads = plan.config.num_attention_heads;
-    if (interleaved && target.unpermute_k) heads = plan.config.num_key_value_heads;
+    if (interleaved && target.rotary == GgufRotary::kQ) heads = plan.config.num_attention_heads;
+    if (interleaved && target.rotary == GgufRotary::kK) heads = plan.config.num_key_value_heads;
     plan.sources.push_back(planner.source(w, target, heads));
   }
   planner.check_all_used();

@@ -45,8 +45,11 @@ Plain gguf_pre_tokenizer_json(GgufSplit s) {
 
 std::optional<GgufSplit> gguf_split_of(const nlohmann::json& pre_tokenizer) {
   const nlohmann::json mine = canonical(pre_tokenizer);
+  auto same = [&](const Plain& p) { return canonical(nlohmann::json::parse(p.dump())) == mine; };
   for (GgufSplit s : {GgufSplit::kLlama3, GgufSplit::kQwen2, GgufSplit::kDigitsGpt2, GgufSplit::kGpt2})
-    if (canonical(nlohmann::json::parse(gguf_pre_tokenizer_json(s).dump())) == mine) return s;
+    if (same(gguf_pre_tokenizer_json(s))) return s;
+  // GPT-2's regex spelled as a Split step before a regex-free ByteLevel (data train-tokenizer --pattern gpt2).
+  if (same({{"type", "Sequence"}, {"pretokenizers", {split(SplitPattern::kGpt2), byte_level(false)}}})) return GgufSplit::kGpt2;
   return std::nullopt;
 }
 

@@ -29,6 +29,8 @@ const std::vector<Command>& commands() {
       {"init", "write a randomly initialised HF checkpoint of any supported family", run_init},
       {"convert", "upcycle a dense checkpoint into an MoE one (copy, drop, noise, granular, BTX; --verify)", run_convert},
       {"inspect", "describe an HF checkpoint and check it against its config (reads no tensor data)", run_inspect},
+      {"import", "turn a llama.cpp GGUF file into an HF checkpoint with its tokenizer (dequantised, streamed)", run_import},
+      {"export", "write a checkpoint in another tool's format: llama.cpp GGUF (upcycle export --help)", run_export},
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},
       {"generate", "continue token ids with the model (greedy or top-p sampling, KV cache)", run_generate},
       {"eval", "mean token loss and perplexity on token data (dataset dir, shard or raw uint32 file)", run_eval},

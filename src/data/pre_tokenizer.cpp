@@ -134,21 +134,23 @@ void split_by_regex(const Regex& re, SplitBehavior behavior, std::vector<std::st
   pieces = std::move(out);
 }
 
+// HF's Digits splits on Rust's char::is_numeric (Nd, Nl, No: "½", "²", "٣" too, not only 0-9): each
+// numeric character alone (individual_digits) or runs of them (Contiguous), the rest left as it is.
 void split_digits(bool individual, std::vector<std::string>& pieces) {
   std::vector<std::string> out;
-  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
   for (const std::string& piece : pieces) {
-    size_t i = 0;
+    size_t start = 0, i = 0;
+    bool in_number = false;
     while (i < piece.size()) {
-      size_t j = i + 1;
-      if (digit(piece[i])) {
-        while (!individual && j < piece.size() && digit(piece[j])) ++j;
-      } else {
-        while (j < piece.size() && !digit(piece[j])) ++j;
+      const size_t at = i;
+      const bool numeric = is_numeric(next_code_point(piece, i));
+      if (at > start && (numeric != in_number || (numeric && individual))) {
+        out.push_back(piece.substr(start, at - start));
+        start = at;
       }
-      out.push_back(piece.substr(i, j - i));
-      i = j;
+      in_number = numeric;
     }
+    if (start < piece.size()) out.push_back(piece.substr(start));
   }
   pieces = std::move(out);
 }

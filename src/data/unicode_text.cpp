@@ -167,6 +167,10 @@ std::string normalize(std::string_view text, NormalForm form) {
 
 bool is_white_space(char32_t cp) { return u_hasBinaryProperty(UChar32(cp), UCHAR_WHITE_SPACE); }
 
+bool is_numeric(char32_t cp) {
+  return (U_GET_GC_MASK(UChar32(cp)) & (U_GC_ND_MASK | U_GC_NL_MASK | U_GC_NO_MASK)) != 0;
+}
+
 bool is_word_character(char32_t cp) {
   const UChar32 c = UChar32(cp);
   if (u_hasBinaryProperty(c, UCHAR_ALPHABETIC) || u_hasBinaryProperty(c, UCHAR_JOIN_CONTROL)) return true;

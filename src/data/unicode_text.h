@@ -30,6 +30,8 @@ std::string normalize(std::string_view text, NormalForm form);
 
 // Unicode White_Space (Rust char::is_whitespace, regex \s, Oniguruma \s).
 bool is_white_space(char32_t cp);
+// Rust's char::is_numeric: general category Nd, Nl or No (HF's Digits pre-tokenizer splits on it).
+bool is_numeric(char32_t cp);
 // Rust regex's Unicode \w: Alphabetic, Mark, Decimal_Number, Connector_Punctuation, Join_Control.
 bool is_word_character(char32_t cp);
 

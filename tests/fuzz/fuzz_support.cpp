@@ -51,6 +51,7 @@ const std::vector<FuzzTarget>& all_targets() {
       {"token_shard", fuzz_token_shard, none},
       {"metrics_jsonl", fuzz_metrics_jsonl, none},
       {"trainer_state", fuzz_trainer_state, none},
+      {"gguf", fuzz_gguf, none},
   };
   return targets;
 }

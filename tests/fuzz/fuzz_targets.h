@@ -48,5 +48,6 @@ int fuzz_dataset_json(const uint8_t* data, size_t size);
 int fuzz_token_shard(const uint8_t* data, size_t size);
 int fuzz_metrics_jsonl(const uint8_t* data, size_t size);
 int fuzz_trainer_state(const uint8_t* data, size_t size);
+int fuzz_gguf(const uint8_t* data, size_t size);
 
 }  // namespace upcycle::fuzz

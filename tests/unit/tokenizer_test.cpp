@@ -8,6 +8,7 @@
 
 #include "core/json.h"
 #include "data/byte_level_bpe.h"
+#include "data/pre_tokenizer.h"
 #include "data/tokenizer.h"
 #include "data/unicode_text.h"
 #include "support/expect_error.h"
@@ -99,6 +100,21 @@ TEST_F(TokenizerTest, SplitAndDigitsPreTokenizersCutBeforeMerging) {
             (Ids{7, 13, 14}));
   EXPECT_EQ(load(with_pre(Json::array({{{"type", "Digits"}, {"individual_digits", false}}}))).encode("b12a"),
             (Ids{1, 15, 0}));
+}
+
+TEST(PreTokenizerDigits, SplitsEveryUnicodeNumericLikeRustIsNumeric) {
+  // HF's Digits uses char::is_numeric (Nd, Nl, No): "½" (No), "²" (No), "Ⅻ" (Nl) and Arabic-Indic
+  // "٣٤" (Nd) are numbers too. Found importing SmolLM2's GGUF, whose tokenizer splits digits.
+  auto digits = [](bool individual) {
+    PreTokenizeStep step;
+    step.kind = PreTokenizeStep::Kind::kDigits;
+    step.individual_digits = individual;
+    return PreTokenizer({step});
+  };
+  const std::string text = "x½²7 ٣٤Ⅻé";
+  EXPECT_EQ(digits(true).run(text),
+            (std::vector<std::string>{"x", "½", "²", "7", " ", "٣", "٤", "Ⅻ", "é"}));
+  EXPECT_EQ(digits(false).run(text), (std::vector<std::string>{"x", "½²7", " ", "٣٤Ⅻ", "é"}));
 }
 
 TEST_F(TokenizerTest, AddedTokensHonourTheirFlags) {

@@ -1,0 +1,135 @@
+// ModelConfig → GGUF tensor list and metadata (see gguf_export.h). What convert_hf_to_gguf.py writes
+// for these families (TextModel / LlamaModel / Qwen2Model / Qwen2MoeModel / Qwen3MoeModel
+// set_gguf_parameters), and what llama.cpp's graphs for them compute, decide both what is written and
+// what is refused.
+#include <map>
+
+#include "core/error.h"
+#include "io/gguf_export.h"
+#include "io/gguf_model.h"
+
+namespace upcycle {
+namespace {
+
+std::string architecture_of(Family f) {
+  switch (f) {
+    case Family::kLlama:
+    case Family::kMistral:  // llama.cpp converts Mistral as llama
+    case Family::kMixtral: return "llama";
+    case Family::kQwen2: return "qwen2";
+    case Family::kQwen3: return "qwen3";
+    case Family::kQwen2Moe: return "qwen2moe";
+    case Family::kQwen3Moe: return "qwen3moe";
+  }
+  UPCYCLE_CHECK(false, "unknown family");
+}
+
+// Configs llama.cpp's graph for the architecture would compute differently.
+void refuse_unsupported(const ModelConfig& c, const std::string& file) {
+  auto fail = [&](const std::string& what) { throw Error(what + ": llama.cpp would compute another model", file); };
+  if (c.sliding_window) fail("sliding_window " + std::to_string(*c.sliding_window) + " is set (llama.cpp attends to every position for this architecture)");
+  if (c.rope.type != "default" && c.rope.type != "linear")
+    fail("rope_scaling type '" + c.rope.type + "' is not exported (GGUF gets none and linear)");
+  if (c.hidden_act != "silu") fail("hidden_act '" + c.hidden_act + "'");
+  const bool qwen3 = c.family == Family::kQwen3 || c.family == Family::kQwen3Moe;
+  if (qwen3 && (c.qkv_bias || c.o_bias)) fail("attention_bias is true (llama.cpp's qwen3 graphs have no attention biases)");
+  if ((c.family == Family::kQwen2 || c.family == Family::kQwen2Moe) && !c.qkv_bias)
+    fail("qkv_bias is false (llama.cpp's qwen2 graphs load q/k/v biases)");
+  if (!c.is_moe()) return;
+  if (c.decoder_sparse_step != 1 || !c.mlp_only_layers.empty())
+    fail("decoder_sparse_step/mlp_only_layers make dense layers (llama.cpp's MoE graphs route every layer)");
+  if (c.family == Family::kQwen2Moe && c.topk_norm != TopkNorm::kNone)
+    fail("norm_topk_prob is true (llama.cpp's qwen2moe does not renormalise the top-k weights)");
+  if (c.family == Family::kQwen3Moe && c.topk_norm != TopkNorm::kRenormalize)
+    fail("norm_topk_prob is false (llama.cpp's qwen3moe always renormalises the top-k weights)");
+  if (c.family == Family::kQwen2Moe && c.shared_expert_intermediate_size == 0)
+    fail("shared_expert_intermediate_size is 0 (llama.cpp's qwen2moe needs the shared expert)");
+}
+
+// The converter's choice: vectors, norms and routers stay F32; matrices take the requested type, and
+// Q8_0 falls back to F16 for rows that are not whole blocks.
+GgmlType type_for(const std::string& name, const std::vector<int64_t>& ne, GgmlType requested) {
+  if (ne.size() <= 1 || name.ends_with("_norm.weight") || name.ends_with("ffn_gate_inp.weight")) return GgmlType::kF32;
+  if (ne[0] % ggml_type_info(requested).block_size != 0) return GgmlType::kF16;
+  return requested;
+}
+
+uint32_t file_type_of(GgmlType t) {  // llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_BF16
+  switch (t) {
+    case GgmlType::kF16: return 1;
+    case GgmlType::kQ8_0: return 7;
+    case GgmlType::kBF16: return 32;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+GgufExportPlan plan_gguf_export(const ModelConfig& c, GgmlType type, const std::string& config_file) {
+  refuse_unsupported(c, config_file);
+  GgufExportPlan plan;
+  plan.architecture = architecture_of(c.family);
+  plan.requested_type = type;
+  plan.config = c;
+  plan.weights = expected_weights(c);
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < plan.weights.size(); ++i) {
+    const WeightSpec& w = plan.weights[i];
+    const GgufName n = gguf_name_for(w);
+    if (auto it = index.find(n.name); it != index.end()) {
+      plan.tensors[it->second].parts.push_back(i);  // the next expert of a stacked tensor
+      continue;
+    }
+    GgufExportTensor t;
+    t.name = n.name;
+    t.ne.assign(w.shape.rbegin(), w.shape.rend());
+    if (n.expert_slice) t.ne.push_back(c.num_experts);
+    if (w.role == WeightRole::kSharedExpertGate) t.ne = {w.shape.back()};  // llama.cpp loads it as {n_embd}
+    t.type = type_for(t.name, t.ne, type);
+    t.parts = {i};
+    if (plan.architecture == "llama" && n.rotary != GgufRotary::kNone)
+      t.interleave_heads = n.rotary == GgufRotary::kQ ? c.num_attention_heads : c.num_key_value_heads;
+    index.emplace(t.name, plan.tensors.size());
+    plan.tensors.push_back(std::move(t));
+  }
+  return plan;
+}
+
+void add_gguf_model_metadata(const GgufExportPlan& plan, const std::string& model_name, GgufWriter& w) {
+  const ModelConfig& c = plan.config;
+  const std::string a = plan.architecture + ".";
+  auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
+  w.add_string("general.architecture", plan.architecture);
+  w.add_string("general.name", model_name);
+  w.add_u32("general.file_type", file_type_of(plan.requested_type));
+  w.add_u32("general.quantization_version", 2);  // GGML_QNT_VERSION, written by the converter always
+  w.add_u32(a + "block_count", u32(c.num_hidden_layers));
+  w.add_u32(a + "context_length", u32(c.max_position_embeddings));
+  w.add_u32(a + "embedding_length", u32(c.hidden_size));
+  w.add_u32(a + "feed_forward_length", u32(c.intermediate_size));
+  w.add_u32(a + "attention.head_count", u32(c.num_attention_heads));
+  w.add_u32(a + "attention.head_count_kv", u32(c.num_key_value_heads));
+  w.add_f32(a + "rope.freq_base", static_cast<float>(c.rope.theta));
+  w.add_f32(a + "attention.layer_norm_rms_epsilon", static_cast<float>(c.rms_norm_eps));
+  w.add_u32(a + "attention.key_length", u32(c.head_dim));
+  w.add_u32(a + "attention.value_length", u32(c.head_dim));
+  if (plan.architecture == "llama") w.add_u32(a + "rope.dimension_count", u32(c.head_dim));
+  w.add_u32(a + "vocab_size", u32(c.vocab_size));
+  if (c.rope.type == "linear") {
+    w.add_string(a + "rope.scaling.type", "linear");
+    w.add_f32(a + "rope.scaling.factor", static_cast<float>(c.rope.factor));
+  }
+  if (c.is_moe()) {
+    w.add_u32(a + "expert_count", u32(c.num_experts));
+    w.add_u32(a + "expert_used_count", u32(c.num_experts_per_tok));
+    if (c.family != Family::kMixtral) w.add_u32(a + "expert_feed_forward_length", u32(c.moe_intermediate_size));
+    if (c.family == Family::kQwen2Moe)
+      w.add_u32(a + "expert_shared_feed_forward_length", u32(c.shared_expert_intermediate_size));
+  }
+}
+
+void declare_gguf_tensors(const GgufExportPlan& plan, GgufWriter& writer) {
+  for (const auto& t : plan.tensors) writer.add_tensor(t.name, t.ne, t.type);
+}
+
+}  // namespace upcycle

@@ -19,22 +19,15 @@ import re
 import torch
 import transformers
 from safetensors.torch import load_file
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"]
 
 
 def _byte_to_unicode():
-    """GPT-2's printable stand-in for every byte (the ByteLevel pre-tokenizer's alphabet)."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
-    return chars
+    """GPT-2's printable stand-in for every byte (the ByteLevel pre-tokenizer's alphabet), as
+    transformers defines it."""
+    return bytes_to_unicode()
 
 
 def write_tokenizer(model_dir):

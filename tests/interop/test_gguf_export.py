@@ -24,15 +24,7 @@ import gguf_support as gs
 import hf_judge
 
 QT = gs.QT
-FAMILIES = {  # shapes transformers' GGUF loader can rebuild (see test_gguf_import.py)
-    "llama": [],
-    "qwen2": [],
-    "qwen3": ["--head-dim", "128"],
-    "mixtral": [],
-    "qwen2_moe": ["--moe-intermediate-size", "1408", "--shared-expert-intermediate-size", "5632"],
-    "qwen3_moe": ["--moe-intermediate-size", "768", "--norm-topk-prob", "true"],
-}
-TRANSFORMERS_LOADS_GGUF = {"llama", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe"}
+FAMILIES, TRANSFORMERS_LOADS_GGUF = gs.FAMILIES, gs.TRANSFORMERS_LOADS_GGUF  # see gguf_support
 IGNORED_KEYS = {"general.name", "general.file_type", "general.quantization_version",
                 "GGUF.version", "GGUF.tensor_count", "GGUF.kv_count"}
 

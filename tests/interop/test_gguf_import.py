@@ -277,18 +277,7 @@ def test_real_vocabularies_round_trip(upcycle, tmp_path, name, pre, add_bos):
 
 # ---------------------------------------------------------------------------------------------- (d)
 
-# Shapes transformers' GGUF loader can rebuild: it reads no expert widths and no key_length for
-# qwen2moe/qwen3 (class defaults 1408/5632 and head_dim 128 apply), and qwen3moe always renormalises.
-FAMILIES = {
-    "llama": [],
-    "qwen2": [],
-    "qwen3": ["--head-dim", "128"],
-    "mixtral": [],
-    "qwen2_moe": ["--moe-intermediate-size", "1408", "--shared-expert-intermediate-size", "5632"],
-    "qwen3_moe": ["--moe-intermediate-size", "768", "--norm-topk-prob", "true"],
-}
-# transformers loads a llama-architecture GGUF with experts as a dense LlamaForCausalLM and drops them.
-TRANSFORMERS_LOADS_GGUF = {"llama", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe"}
+FAMILIES, TRANSFORMERS_LOADS_GGUF = gs.FAMILIES, gs.TRANSFORMERS_LOADS_GGUF
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -12,6 +12,8 @@ import re
 
 import pytest
 
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 import hf_judge
 import hf_out_support as hf
 
@@ -131,14 +133,7 @@ def test_from_scratch(upcycle, sources, tmp_path, arch, layout):
 def byte_tokenizer(path):
     """A tokenizer.json with one token per byte (GPT-2's byte-to-unicode alphabet, no merges): the
     prompt gate modes encode their prompts with it."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[b] = chr(b)
-        else:
-            chars[b] = chr(256 + extra)
-            extra += 1
+    chars = bytes_to_unicode()
     level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     tok = {"version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": level,
            "post_processor": None, "decoder": level,

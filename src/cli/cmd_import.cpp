@@ -37,14 +37,6 @@ std::string type_summary(const GgufFile& file) {
   return out;
 }
 
-Json generation_config(const ModelConfig& config) {
-  Json g = Json::object();
-  for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"})
-    if (auto it = config.raw.find(key); it != config.raw.end() && !it->is_null()) g[key] = *it;
-  g["transformers_version"] = config.raw.value("transformers_version", "4.57.0");
-  return g;
-}
-
 }  // namespace
 
 int run_import(const Args& args) {
@@ -97,7 +89,7 @@ int run_import(const Args& args) {
   std::vector<std::string> files;
   out.write([&](const std::filesystem::path& dir) {
     write_model_config(dir, config);
-    write_text_file(dir / "generation_config.json", generation_config(config).dump(2) + "\n");
+    write_generation_config(dir, config);
     if (tokenizer) {
       write_text_file(dir / "tokenizer.json", tokenizer->tokenizer_json);
       write_text_file(dir / "tokenizer_config.json", tokenizer->tokenizer_config_json);

@@ -139,11 +139,7 @@ int run_init(const Args& args) {
   std::vector<std::string> files;
   out.write([&](const std::filesystem::path& dir) {
     write_model_config(dir, config);
-    Json generation = Json::object();
-    for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"})
-      if (auto it = config.raw.find(key); it != config.raw.end() && !it->is_null()) generation[key] = *it;
-    generation["transformers_version"] = config.raw.value("transformers_version", "4.57.0");
-    write_text_file(dir / "generation_config.json", generation.dump(2) + "\n");
+    write_generation_config(dir, config);
     files = write_random_weights(config, init, dir);
   });
   out.commit();

@@ -98,6 +98,9 @@ ModelConfig read_model_config(const std::filesystem::path& model_dir);  // model
 // `raw` updated with every modelled field in v4 spelling (v5-only spellings replaced).
 Json model_config_to_json(const ModelConfig& config);
 void write_model_config(const std::filesystem::path& model_dir, const ModelConfig& config);
+// generation_config.json of a checkpoint upcycle creates (init, import): the bos/eos/pad ids of the
+// config and its transformers_version.
+void write_generation_config(const std::filesystem::path& model_dir, const ModelConfig& config);
 // A config with the family's HF defaults for the keys that are not shapes (eps, rope theta,
 // norm_topk_prob, …); shapes are left 0 for the caller to fill. `raw` holds the family's usual keys.
 ModelConfig default_model_config(Family family);

@@ -157,6 +157,14 @@ void write_model_config(const std::filesystem::path& model_dir, const ModelConfi
   write_text_file(path, model_config_to_json(config).dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
 }
 
+void write_generation_config(const std::filesystem::path& model_dir, const ModelConfig& config) {
+  Json generation = Json::object();
+  for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"})
+    if (auto it = config.raw.find(key); it != config.raw.end() && !it->is_null()) generation[key] = *it;
+  generation["transformers_version"] = config.raw.value("transformers_version", "4.57.0");
+  write_text_file(model_dir / "generation_config.json", generation.dump(2) + "\n");
+}
+
 ModelConfig default_model_config(Family family) {
   const FamilyInfo& info = family_info(family);
   ModelConfig c;

@@ -30,7 +30,7 @@ class _Collect(logging.Handler):
 ZERO_WIDTH = "Initializing zero-element tensors is a no-op"
 
 
-def _config_warnings(path):
+def expected_warnings(path):
     config = json.loads((pathlib.Path(path) / "config.json").read_text())
     zero_width = config.get("model_type") == "qwen2_moe" and config.get("shared_expert_intermediate_size") == 0
     return (ZERO_WIDTH,) if zero_width else ()
@@ -42,7 +42,7 @@ def load(path, dtype=torch.float32, allow_warnings=()):
     allow_warnings: substrings of warnings a caller knows to be unrelated to the checkpoint (the
     zero-width shared expert's is always allowed where the config asks for one).
     """
-    allow_warnings = tuple(allow_warnings) + _config_warnings(path)
+    allow_warnings = tuple(allow_warnings) + expected_warnings(path)
     handler = _Collect()
     logger = logging.getLogger("transformers")
     logger.addHandler(handler)

@@ -2,7 +2,7 @@
 #include "core/file_util.h"
 
 #include <fcntl.h>
-#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,10 +14,26 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/writer_liveness.h"
 
 namespace upcycle {
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  std::string text = std::strerror(err);
+  if (err == EMFILE) {  // a checkpoint holds one descriptor per shard while it is read or written
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0)
+      text += " (this process may open " + std::to_string(limit.rlim_cur) + ": raise `ulimit -n`)";
+  }
+  return text;
+}
+
+void raise_open_file_limit() {
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &limit);  // best effort: on failure EMFILE errors still say the limit
+}
 
 FileDescriptor& FileDescriptor::operator=(FileDescriptor&& other) noexcept {
   if (this != &other) {
@@ -92,8 +108,8 @@ namespace {
 
 // A writer SIGKILLed between creating its temporary file and the rename leaves ".NAME.tmp.PID" behind
 // for good (found by the kill soak, tests/soak/kill_soak.py). Each write of NAME removes those whose
-// process is gone; one of a live process (another writer of the same file) is left alone. A reused PID
-// can only keep such garbage, never delete a live writer's file.
+// writer is provably dead (gone, a zombie, or its PID reused by another program: core/writer_liveness.h,
+// the same test as for staging directories); one of a possibly live writer of the same file is left alone.
 void remove_dead_temp_siblings(const std::filesystem::path& dir, const std::string& name) {
   const std::string prefix = "." + name + ".tmp.";
   std::error_code ec;
@@ -103,7 +119,7 @@ void remove_dead_temp_siblings(const std::filesystem::path& dir, const std::stri
     const std::string pid_text = sibling.substr(prefix.size());
     if (!std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
     const pid_t pid = static_cast<pid_t>(std::stol(pid_text));
-    if (pid != ::getpid() && ::kill(pid, 0) == -1 && errno == ESRCH) std::filesystem::remove(entry.path(), ec);
+    if (!writer_may_be_alive(pid)) std::filesystem::remove(entry.path(), ec);
   }
 }
 

@@ -27,8 +27,12 @@ void copy_file_bytes(int in_fd, uint64_t in_offset, int out_fd, uint64_t out_off
                      const std::filesystem::path& in_path, const std::filesystem::path& out_path);
 
 void fsync_path(const std::filesystem::path& path);  // a file or a directory
-// "<reason>" from errno, e.g. "No space left on device".
+// "<reason>" from errno, e.g. "No space left on device"; EMFILE adds the process's limit.
 std::string errno_text(int err);
+// Raises the soft limit on open files to the hard one. A checkpoint keeps one descriptor per shard
+// open while it is read or written, and an index may name thousands of shards, beyond the common
+// soft default of 1024 (the hard limit is usually far higher). Called once by main().
+void raise_open_file_limit();
 
 // RAII file descriptor.
 class FileDescriptor {

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kill soak: SIGKILL upcycle at random moments of `convert`, `data tokenize`, `train` (checkpoint
-writes included) and `study`, then check what a crash may leave behind (issue 20, part 2):
-  - an output directory is absent or complete, never partial (bytes equal an uninterrupted run's);
+writes included), `study`, `export gguf` and `import` (GGUF → checkpoint), then check what a crash may leave behind (issue 20, part 2):
+  - an output directory or file is absent or complete, never partial (bytes equal an uninterrupted run's);
   - train: the newest surviving checkpoint loads (`upcycle inspect`) and equals the uninterrupted
     run's checkpoint of that step byte for byte;
   - a rerun (`train --resume`, `study` again, convert/tokenize again) finishes with results
@@ -30,7 +30,7 @@ import time
 BIN, TOKENIZER = sys.argv[1], sys.argv[2]
 SEED = int(os.environ.get("UPCYCLE_SOAK_SEED", str(int(time.time()) % 1000000)))
 KILLS = int(os.environ.get("UPCYCLE_SOAK_KILLS", "52"))
-SHARE = {"convert": 0.25, "tokenize": 0.25, "train": 0.38, "study": 0.12}
+SHARE = {"convert": 0.2, "tokenize": 0.2, "train": 0.34, "study": 0.1, "export": 0.08, "import": 0.08}
 STAGING = re.compile(r"^\..+\.((tmp|old)-\d+-\d+|tmp\.\d+)$")  # StagedDir dirs, atomic-write temp files
 ENV = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
 rng = random.Random(SEED)
@@ -49,6 +49,8 @@ def timed(args, out):
     """The shortest of three uninterrupted runs: kill moments are drawn below it, so most hit."""
     best = None
     for _ in range(3):
+        if os.path.isfile(out):
+            os.remove(out)
         shutil.rmtree(out, ignore_errors=True)
         start = time.monotonic()
         run(args)
@@ -70,6 +72,9 @@ def kill_at(args, delay):
 
 
 def digest(root, skip=("tensorboard", "metrics.jsonl")):
+    if os.path.isfile(root):  # a one-file output (export gguf)
+        with open(root, "rb") as fh:
+            return {os.path.basename(root): hashlib.sha256(fh.read()).hexdigest()}
     out = {}
     for dirpath, dirnames, files in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip)
@@ -181,6 +186,10 @@ with open(SPEC, "w") as fh:
              "extra_compute: 0.5\nevals: 2\nanalysis_tokens: 32\n"
              "variants:\n  - name: dense-continuation\n  - name: upcycle\n    convert: {experts: 4, top-k: 2}\n")
 STUDY = lambda out: ["study", SPEC, "--out", out, "--threads", "1"]
+EXPORT = lambda out: ["export", "gguf", WIDE, out, "--type", "q8_0", "--skip-tokenizer"]  # quantising: the longest export
+GGUF = os.path.join(ROOT, "wide.gguf")
+run(["export", "gguf", WIDE, GGUF, "--type", "f32", "--skip-tokenizer"])
+IMPORT = lambda out: ["import", GGUF, out, "--skip-tokenizer"]
 
 # Uninterrupted references (train keeps every checkpoint, to compare whichever one a kill leaves).
 REF = {}
@@ -188,6 +197,10 @@ t_convert = timed(CONVERT(WIDE, os.path.join(ROOT, "ref-convert")), os.path.join
 REF["convert"] = digest(os.path.join(ROOT, "ref-convert"))
 t_tokenize = timed(TOKENIZE(os.path.join(ROOT, "ref-tokens")), os.path.join(ROOT, "ref-tokens"))
 REF["tokenize"] = digest(os.path.join(ROOT, "ref-tokens"))
+t_export = timed(EXPORT(os.path.join(ROOT, "ref.gguf")), os.path.join(ROOT, "ref.gguf"))
+REF["export"] = digest(os.path.join(ROOT, "ref.gguf"))
+t_import = timed(IMPORT(os.path.join(ROOT, "ref-import")), os.path.join(ROOT, "ref-import"))
+REF["import"] = digest(os.path.join(ROOT, "ref-import"))
 REF_RUN = os.path.join(ROOT, "ref-train")
 t_train = timed(TRAIN(REF_RUN, "100"), REF_RUN)
 REF["train-metrics"] = metrics(os.path.join(REF_RUN, "metrics.jsonl"))
@@ -210,11 +223,11 @@ def study_results(d):
 
 REF["study"] = study_results(REF_STUDY)
 shutil.rmtree(STUDY_WORK)
-print(f"references: convert {t_convert:.2f} s, tokenize {t_tokenize:.2f} s, train {t_train:.2f} s, study {t_study:.2f} s",
-      flush=True)
+print(f"references: convert {t_convert:.2f} s, tokenize {t_tokenize:.2f} s, export {t_export:.2f} s, "
+      f"import {t_import:.2f} s, train {t_train:.2f} s, study {t_study:.2f} s", flush=True)
 
 
-# ---- convert and tokenize: absent or complete, rerun equal ------------------------------------------
+# ---- convert, tokenize, export, import: absent or complete, rerun equal ------------------------------------------
 def whole_dir_checks(name, ref):
     def after_kill(work, out):
         if os.path.exists(out) and digest(out) != ref:
@@ -236,6 +249,10 @@ soak("convert", quota["convert"], lambda w: (CONVERT(WIDE, os.path.join(w, "out"
      t_convert, *whole_dir_checks("convert", REF["convert"]))
 soak("tokenize", quota["tokenize"], lambda w: (TOKENIZE(os.path.join(w, "out")), os.path.join(w, "out")),
      t_tokenize, *whole_dir_checks("tokenize", REF["tokenize"]))
+soak("export", quota["export"], lambda w: (EXPORT(os.path.join(w, "ref.gguf")), os.path.join(w, "ref.gguf")),
+     t_export, *whole_dir_checks("export", REF["export"]))
+soak("import", quota["import"], lambda w: (IMPORT(os.path.join(w, "out")), os.path.join(w, "out")),
+     t_import, *whole_dir_checks("import", REF["import"]))
 
 
 # ---- train: the newest checkpoint loads and equals the reference's; --resume ends bit-identical -----------

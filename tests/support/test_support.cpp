@@ -97,6 +97,10 @@ RunResult run_upcycle(const std::vector<std::string>& args, RunLimits limits) {
       struct rlimit limit {limits.address_space, limits.address_space};
       ::setrlimit(RLIMIT_AS, &limit);
     }
+    if (limits.open_files_soft > 0) {
+      struct rlimit limit {limits.open_files_soft, limits.open_files_hard};
+      ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
     std::vector<char*> argv;
     std::string binary = UPCYCLE_BINARY;
     argv.push_back(binary.data());

@@ -47,6 +47,8 @@ struct RunLimits {
   uint64_t file_size = 0;    // RLIMIT_FSIZE: writes past it fail with EFBIG (how tests simulate a full disk)
   uint64_t cpu_seconds = 0;  // RLIMIT_CPU: the child is killed past it
   uint64_t address_space = 0;  // RLIMIT_AS bytes: a giant allocation fails instead of paging the machine
+  uint64_t open_files_soft = 0;  // RLIMIT_NOFILE soft and hard limits (e.g. the common 1024 soft default)
+  uint64_t open_files_hard = 0;
 };
 // Runs the built upcycle binary with args (no shell).
 RunResult run_upcycle(const std::vector<std::string>& args, RunLimits limits = {});

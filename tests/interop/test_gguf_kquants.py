@@ -15,6 +15,7 @@ quantiser (llama-cpp-python 0.3.36, compiled from source by scripts/setup):
 """
 import collections
 import ctypes
+import time
 
 import gguf
 import llama_cpp
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 import gguf_support as gs
+from llama_cpp_support import greedy, llama
 
 QT = gs.QT
 # --type → the llama_ftype llama.cpp's quantiser is asked for (with pure, every tensor gets its type).
@@ -48,7 +50,7 @@ def llama_cpp_quantize(src, dst, qtype):
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FTYPES[qtype]
     params.pure = True
-    params.nthread = 2
+    params.nthread = 1  # as upcycle's exporter; the bytes do not depend on it
     assert llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params)) == 0
 
 
@@ -76,10 +78,18 @@ def assert_same_tensors(ours_path, theirs_path):
     return types
 
 
-def export_and_judge(upcycle, checkpoint, qtype, tmp_path, *extra):
-    upcycle("export", "gguf", checkpoint, tmp_path / "f32.gguf", "--type", "f32", *extra)
+def export_and_judge(upcycle, checkpoint, f32_gguf, qtype, tmp_path, *extra):
+    """upcycle's direct export vs llama.cpp's quantiser run on upcycle's f32 export (`f32_gguf`, made
+    here when it does not exist); returns the tensor types, prints both quantisers' wall times."""
+    if not f32_gguf.exists():
+        upcycle("export", "gguf", checkpoint, f32_gguf, "--type", "f32", *extra)
+    start = time.perf_counter()
     upcycle("export", "gguf", checkpoint, tmp_path / "ours.gguf", "--type", qtype, *extra)
-    llama_cpp_quantize(tmp_path / "f32.gguf", tmp_path / "theirs.gguf", qtype)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    llama_cpp_quantize(f32_gguf, tmp_path / "theirs.gguf", qtype)
+    theirs_s = time.perf_counter() - start
+    print(f"{checkpoint.name} {qtype}: upcycle export {ours_s:.2f} s, llama_model_quantize (1 thread) {theirs_s:.2f} s")
     return assert_same_tensors(tmp_path / "ours.gguf", tmp_path / "theirs.gguf")
 
 
@@ -87,7 +97,7 @@ def export_and_judge(upcycle, checkpoint, qtype, tmp_path, *extra):
 @pytest.mark.parametrize("qtype", list(FTYPES))
 def test_random_models_quantize_like_llama_cpp(upcycle, tmp_path, model, qtype):
     upcycle("init", "--preset", "tiny", *MODELS[model], tmp_path / "src")
-    types = export_and_judge(upcycle, tmp_path / "src", qtype, tmp_path, "--skip-tokenizer")
+    types = export_and_judge(upcycle, tmp_path / "src", tmp_path / "f32.gguf", qtype, tmp_path, "--skip-tokenizer")
     requested = QT[qtype.upper()].name
     if model.endswith("256"):
         assert set(types) == {"F32", requested}, types
@@ -98,27 +108,18 @@ def test_random_models_quantize_like_llama_cpp(upcycle, tmp_path, model, qtype):
 @pytest.fixture(scope="module")
 def smollm2(upcycle, tmp_path_factory):
     d = tmp_path_factory.mktemp("smollm2")
-    upcycle("import", gs.smollm2_gguf(), d / "imported")
-    return d / "imported"
-
-
-def greedy(path, ids):
-    model = llama_cpp.Llama(str(path), n_ctx=128, n_threads=2, n_batch=128, verbose=False, seed=0)
-    model.eval(ids)
-    out = []
-    for _ in range(NEW_TOKENS):
-        out.append(int(np.argmax(model.scores[model.n_tokens - 1])))
-        model.eval([out[-1]])
-    return out
+    upcycle("import", gs.smollm2_gguf(), d / "SmolLM2")
+    return d / "SmolLM2"
 
 
 @pytest.mark.parametrize("qtype", ["q6_k", "q5_k", "q4_k"])
 def test_smollm2_quantizes_and_runs_like_llama_cpp(upcycle, smollm2, tmp_path, qtype):
-    types = export_and_judge(upcycle, smollm2, qtype, tmp_path)
+    types = export_and_judge(upcycle, smollm2, smollm2.parent / "f32.gguf", qtype, tmp_path)
     fallback = {"q6_k": "Q8_0", "q5_k": "Q5_1", "q4_k": "Q5_0"}[qtype]
     assert types[qtype.upper()] == 30 and types[fallback] > 0, types  # ffn_down of the 30 layers
-    ids = llama_cpp.Llama(str(tmp_path / "ours.gguf"), vocab_only=True, verbose=False).tokenize(
-        PROMPT.encode(), add_bos=False, special=True)
-    ours = greedy(tmp_path / "ours.gguf", ids)
-    assert ours == greedy(tmp_path / "theirs.gguf", ids)
-    print(f"SmolLM2 {qtype}: {dict(types)}, greedy {ours}")
+    ours, theirs = llama(tmp_path / "ours.gguf"), llama(tmp_path / "theirs.gguf")
+    ids = ours.tokenize(PROMPT.encode(), add_bos=False, special=True)
+    tokens = greedy(ours, ids, NEW_TOKENS)
+    assert tokens == greedy(theirs, ids, NEW_TOKENS)
+    assert len(set(tokens)) > 1, tokens  # a real continuation, not a constant
+    print(f"SmolLM2 {qtype}: {dict(types)}, greedy {ours.detokenize(tokens).decode(errors='replace')!r}")

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -88,28 +89,31 @@ TEST(GgmlQuantizeBlocks, AllZeroSuperBlocksAreAllZeroBytes) {
     for (float y : round_trip(t, std::vector<float>(32, 0.0f))) ASSERT_EQ(y, 0.0f) << ggml_type_info(t).name;
 }
 
-// Gaussian rows with outliers: every value comes back within one quantisation step of its group (the
-// group's range over the number of levels), which a misplaced nibble, bit or scale would break.
-TEST(GgmlQuantizeBlocks, RoundTripErrorIsWithinOneStepOfTheGroup) {
+// Gaussian rows with outliers: every value comes back within one quantisation step of the block
+// its scale is relative to (the block's range over the number of levels: 32 values for the legacy
+// types, the 256-value super-block for the k-quants, whose sub-block scales and minimums are quantised
+// against the super-block's largest), which a misplaced nibble, bit or scale would break.
+TEST(GgmlQuantizeBlocks, RoundTripErrorIsWithinOneStepOfTheBlock) {
   struct Case {
     GgmlType type;
-    int group, levels;
+    int levels;
   };
-  const Case cases[] = {{GgmlType::kQ2_K, 16, 4},  {GgmlType::kQ3_K, 16, 8},  {GgmlType::kQ4_K, 32, 16},
-                        {GgmlType::kQ5_K, 32, 32}, {GgmlType::kQ6_K, 16, 64}, {GgmlType::kQ4_0, 32, 16},
-                        {GgmlType::kQ4_1, 32, 16}, {GgmlType::kQ5_0, 32, 32}, {GgmlType::kQ5_1, 32, 32}};
+  const Case cases[] = {{GgmlType::kQ2_K, 4},  {GgmlType::kQ3_K, 8},  {GgmlType::kQ4_K, 16},
+                        {GgmlType::kQ5_K, 32}, {GgmlType::kQ6_K, 64}, {GgmlType::kQ4_0, 16},
+                        {GgmlType::kQ4_1, 16}, {GgmlType::kQ5_0, 32}, {GgmlType::kQ5_1, 32}};
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  std::vector<float> x(4 * 256);
+  std::vector<float> x(8 * 256);
   for (size_t i = 0; i < x.size(); ++i) x[i] = normal(rng) * (i % 97 == 0 ? 8.0f : 1.0f);
   for (const Case& c : cases) {
     const auto y = round_trip(c.type, x);
-    for (size_t g = 0; g < x.size(); g += c.group) {
-      float lo = x[g], hi = x[g];
-      for (int i = 1; i < c.group; ++i) lo = std::min(lo, x[g + i]), hi = std::max(hi, x[g + i]);
+    const size_t block = ggml_type_info(c.type).block_size;
+    for (size_t b = 0; b < x.size(); b += block) {
+      float lo = x[b], hi = x[b];
+      for (size_t i = 1; i < block; ++i) lo = std::min(lo, x[b + i]), hi = std::max(hi, x[b + i]);
       const float step = (hi - lo) / (c.levels - 1);
-      for (int i = 0; i < c.group; ++i)
-        ASSERT_LE(std::fabs(y[g + i] - x[g + i]), step) << ggml_type_info(c.type).name << " value " << g + i;
+      for (size_t i = 0; i < block; ++i)
+        ASSERT_LE(std::fabs(y[b + i] - x[b + i]), step) << ggml_type_info(c.type).name << " value " << b + i;
     }
   }
 }

@@ -136,3 +136,20 @@ def test_refuses_what_llama_cpp_computes_differently(upcycle, tmp_path):
                    "norm_topk_prob is false", tmp_path, out)
     upcycle("init", "--arch", "llama", "--preset", "tiny", tmp_path / "llama")
     expect_refused(upcycle, ["export", "gguf", tmp_path / "llama", out], "no tokenizer.json beside the weights", tmp_path, out)
+
+
+def test_refuses_non_finite_weights_for_the_types_llama_cpp_quantizes(upcycle, tmp_path):
+    """A NaN or inf weight has no quantisation (llama.cpp's quantiser stops where its scales come out
+    non-finite): the legacy and k-quant types refuse it, naming the tensor; f16 and q8_0 keep it as
+    gguf-py's converter does."""
+    out = tmp_path / "out" / "m.gguf"
+    out.parent.mkdir()
+    src = tmp_path / "src"
+    init(upcycle, "llama", src, "--hidden-size", "256", "--intermediate-size", "512")  # whole super-blocks
+    weights = safetensors.numpy.load_file(src / "model.safetensors")
+    weights["model.layers.1.mlp.down_proj.weight"][3, 5] = np.inf
+    safetensors.numpy.save_file(weights, src / "model.safetensors", metadata={"format": "pt"})
+    for qtype in ("q4_k", "q6_k", "q4_0"):
+        expect_refused(upcycle, ["export", "gguf", src, out, "--skip-tokenizer", "--type", qtype],
+                       "tensor 'model.layers.1.mlp.down_proj.weight' has a non-finite value (inf)", tmp_path, out)
+    upcycle("export", "gguf", src, out, "--skip-tokenizer", "--type", "q8_0")

@@ -35,6 +35,11 @@ void min_max(const float* x, float& min, float& max) {
 
 void store_qh(std::byte* p, uint32_t qh) { std::memcpy(p, &qh, 4); }
 
+// ggml's `MIN(top, (int8_t)v)` stored in a uint8_t: truncation toward zero, then the upper clamp only.
+uint8_t level(float v, int top) {
+  return static_cast<uint8_t>(std::min(top, int{static_cast<int8_t>(truncate_to_int(v))}));
+}
+
 }  // namespace
 
 void q4_0_block(const float* x, std::byte* out) {  // f16 d, qs[16]
@@ -43,9 +48,8 @@ void q4_0_block(const float* x, std::byte* out) {  // f16 d, qs[16]
   store_f16(out, d);
   uint8_t* qs = u8(out + 2);
   for (int j = 0; j < kQK / 2; ++j) {
-    const uint8_t lo = static_cast<uint8_t>(std::min(15, int{static_cast<int8_t>(truncate_to_int(x[j] * id + 8.5f))}));
-    const uint8_t hi =
-        static_cast<uint8_t>(std::min(15, int{static_cast<int8_t>(truncate_to_int(x[j + kQK / 2] * id + 8.5f))}));
+    const uint8_t lo = level(x[j] * id + 8.5f, 15);
+    const uint8_t hi = level(x[j + kQK / 2] * id + 8.5f, 15);
     qs[j] = static_cast<uint8_t>(lo | (hi << 4));
   }
 }
@@ -59,9 +63,8 @@ void q4_1_block(const float* x, std::byte* out) {  // f16 d, f16 m, qs[16]
   store_f16(out + 2, min);
   uint8_t* qs = u8(out + 4);
   for (int j = 0; j < kQK / 2; ++j) {
-    const uint8_t lo = static_cast<uint8_t>(std::min(15, int{static_cast<int8_t>(truncate_to_int((x[j] - min) * id + 0.5f))}));
-    const uint8_t hi =
-        static_cast<uint8_t>(std::min(15, int{static_cast<int8_t>(truncate_to_int((x[j + kQK / 2] - min) * id + 0.5f))}));
+    const uint8_t lo = level((x[j] - min) * id + 0.5f, 15);
+    const uint8_t hi = level((x[j + kQK / 2] - min) * id + 0.5f, 15);
     qs[j] = static_cast<uint8_t>(lo | (hi << 4));
   }
 }
@@ -73,9 +76,8 @@ void q5_0_block(const float* x, std::byte* out) {  // f16 d, qh (4 bytes), qs[16
   uint8_t* qs = u8(out + 6);
   uint32_t qh = 0;
   for (int j = 0; j < kQK / 2; ++j) {
-    const uint8_t lo = static_cast<uint8_t>(std::min(31, int{static_cast<int8_t>(truncate_to_int(x[j] * id + 16.5f))}));
-    const uint8_t hi =
-        static_cast<uint8_t>(std::min(31, int{static_cast<int8_t>(truncate_to_int(x[j + kQK / 2] * id + 16.5f))}));
+    const uint8_t lo = level(x[j] * id + 16.5f, 31);
+    const uint8_t hi = level(x[j + kQK / 2] * id + 16.5f, 31);
     qs[j] = static_cast<uint8_t>((lo & 0x0F) | ((hi & 0x0F) << 4));
     qh |= ((lo & 0x10u) >> 4) << j;
     qh |= ((hi & 0x10u) >> 4) << (j + kQK / 2);

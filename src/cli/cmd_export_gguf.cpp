@@ -4,6 +4,8 @@
 // from the shards chunk by chunk; the file appears atomically or not at all.
 #include <cstdio>
 #include <map>
+#include <utility>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -23,18 +25,33 @@ struct ExportGgufOptions {
   bool force = false;
 };
 
+// --type's choices, spelled as ggml_type_name prints them, lower case (llama.cpp writes "q4_K").
+const std::vector<std::pair<std::string, GgmlType>>& type_choices() {
+  static const std::vector<std::pair<std::string, GgmlType>> kChoices = {
+      {"f32", GgmlType::kF32},   {"f16", GgmlType::kF16},   {"bf16", GgmlType::kBF16}, {"q8_0", GgmlType::kQ8_0},
+      {"q6_k", GgmlType::kQ6_K}, {"q5_k", GgmlType::kQ5_K}, {"q4_k", GgmlType::kQ4_K}, {"q3_k", GgmlType::kQ3_K},
+      {"q2_k", GgmlType::kQ2_K}, {"q5_1", GgmlType::kQ5_1}, {"q5_0", GgmlType::kQ5_0}, {"q4_1", GgmlType::kQ4_1},
+      {"q4_0", GgmlType::kQ4_0}};
+  return kChoices;
+}
+
 GgmlType type_from_choice(const std::string& t) {
-  if (t == "f16") return GgmlType::kF16;
-  if (t == "bf16") return GgmlType::kBF16;
-  if (t == "q8_0") return GgmlType::kQ8_0;
-  return GgmlType::kF32;
+  for (const auto& [name, type] : type_choices())
+    if (name == t) return type;
+  return GgmlType::kF32;  // add_choice has rejected anything else
+}
+
+std::vector<std::string> type_names() {
+  std::vector<std::string> names;
+  for (const auto& choice : type_choices()) names.push_back(choice.first);
+  return names;
 }
 
 }  // namespace
 
 int run_export_gguf(const Args& args) {
   ExportGgufOptions o;
-  OptionSet set("export gguf", "upcycle export gguf CKPT OUT.gguf [--type f32|f16|bf16|q8_0] [--skip-tokenizer] [--force]",
+  OptionSet set("export gguf", "upcycle export gguf CKPT OUT.gguf [--type f32|f16|bf16|q8_0|q6_k|q5_k|q4_k|...] [--skip-tokenizer] [--force]",
                 "Write an HF checkpoint as a llama.cpp GGUF file, as llama.cpp's convert_hf_to_gguf.py would:\n"
                 "llama.cpp's architecture and metadata keys, its tensor names, experts stacked into\n"
                 "ffn_*_exps, q/k rows interleaved for its rotary kernel on llama files, the tokenizer from\n"
@@ -44,15 +61,21 @@ int run_export_gguf(const Args& args) {
                 "does not implement) is an error naming the key. `upcycle import` reads the file back.");
   set.add_positional("CKPT", "checkpoint directory (config.json + safetensors [+ tokenizer.json])", &o.checkpoint, Required::kYes);
   set.add_positional("OUT", "the .gguf file to write (must not exist unless --force)", &o.out, Required::kYes);
-  set.add_choice("type", {"f32", "f16", "bf16", "q8_0"},
-                 "type of the matrices (q8_0: 32-value blocks with an f16 scale, as ggml's reference quantiser)", &o.type);
+  set.add_choice("type", type_names(),
+                 "type of the matrices, quantised bit for bit as llama.cpp's quantiser does without an\n"
+                 "      importance matrix (llama-quantize --pure): q8_0 q5_1 q5_0 q4_1 q4_0 in 32-value blocks,\n"
+                 "      k-quants q6_k q5_k q4_k q3_k q2_k in 256-value super-blocks. Rows that are not whole\n"
+                 "      blocks take llama.cpp's fallback: q6_k→q8_0, q5_k→q5_1, q4_k→q5_0, q3_k/q2_k→q4_0,\n"
+                 "      else f16 (SmolLM2's 576-wide rows fall back; its 1536-wide ffn_down keeps the k-quant)",
+                 &o.type);
   set.add_flag("skip-tokenizer", "write no tokenizer metadata (llama.cpp then cannot load the file on its own)",
                &o.skip_tokenizer);
   set.add_flag("force", "replace OUT if it exists", &o.force);
   set.add_epilog(
       "examples:\n"
       "  upcycle export gguf /tmp/smollm2 /tmp/smollm2-f16.gguf --type f16\n"
-      "  upcycle export gguf runs/moe/checkpoints/step-00001000 /tmp/moe.q8_0.gguf --type q8_0");
+      "  upcycle export gguf runs/moe/checkpoints/step-00001000 /tmp/moe.q8_0.gguf --type q8_0\n"
+      "  upcycle export gguf runs/moe/checkpoints/step-00001000 /tmp/moe.q4_k.gguf --type q4_k");
   if (!set.parse(args)) return 0;
   const std::filesystem::path out = o.out;
   if (std::filesystem::exists(out) && !o.force)

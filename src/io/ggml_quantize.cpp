@@ -1,4 +1,5 @@
-// float32 → F32/F16/BF16/Q8_0 (see ggml_quantize.h).
+// float32 → every type ggml_quantizable names (see ggml_quantize.h); the block formats beyond Q8_0 are
+// in ggml_quantize_legacy.cpp and ggml_quantize_kquants.cpp.
 #include "io/ggml_quantize.h"
 
 #include <cmath>
@@ -6,6 +7,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "io/ggml_quantize_blocks.h"
 
 namespace upcycle {
 namespace {
@@ -29,10 +31,42 @@ void q8_0_block(const float* x, std::byte* out) {
   }
 }
 
+using BlockQuantizer = void (*)(const float*, std::byte*);
+
+BlockQuantizer block_quantizer(GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ8_0: return q8_0_block;
+    case GgmlType::kQ4_0: return ggml_blocks::q4_0_block;
+    case GgmlType::kQ4_1: return ggml_blocks::q4_1_block;
+    case GgmlType::kQ5_0: return ggml_blocks::q5_0_block;
+    case GgmlType::kQ5_1: return ggml_blocks::q5_1_block;
+    case GgmlType::kQ2_K: return ggml_blocks::q2_k_block;
+    case GgmlType::kQ3_K: return ggml_blocks::q3_k_block;
+    case GgmlType::kQ4_K: return ggml_blocks::q4_k_block;
+    case GgmlType::kQ5_K: return ggml_blocks::q5_k_block;
+    case GgmlType::kQ6_K: return ggml_blocks::q6_k_block;
+    default: return nullptr;
+  }
+}
+
 }  // namespace
 
 bool ggml_quantizable(GgmlType type) {
-  return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 || type == GgmlType::kQ8_0;
+  return type == GgmlType::kF32 || type == GgmlType::kF16 || type == GgmlType::kBF16 || block_quantizer(type) != nullptr;
+}
+
+GgmlType ggml_row_fallback(GgmlType type, int64_t row_length) {
+  if (row_length % ggml_type_info(type).block_size == 0) return type;
+  GgmlType fallback = GgmlType::kF16;
+  switch (type) {  // llama-quant.cpp tensor_type_fallback
+    case GgmlType::kQ2_K:
+    case GgmlType::kQ3_K: fallback = GgmlType::kQ4_0; break;
+    case GgmlType::kQ4_K: fallback = GgmlType::kQ5_0; break;
+    case GgmlType::kQ5_K: fallback = GgmlType::kQ5_1; break;
+    case GgmlType::kQ6_K: fallback = GgmlType::kQ8_0; break;
+    default: break;
+  }
+  return row_length % ggml_type_info(fallback).block_size == 0 ? fallback : GgmlType::kF16;
 }
 
 void quantize_values(GgmlType type, const float* src, std::byte* dst, uint64_t n) {
@@ -46,12 +80,13 @@ void quantize_values(GgmlType type, const float* src, std::byte* dst, uint64_t n
     case GgmlType::kBF16:
       for (uint64_t i = 0; i < n; ++i) store_u16(dst + 2 * i, f32_to_bf16(src[i]));
       return;
-    case GgmlType::kQ8_0:
-      UPCYCLE_CHECK(n % 32 == 0, "Q8_0 needs whole blocks");
-      for (uint64_t b = 0; b < n / 32; ++b) q8_0_block(src + 32 * b, dst + 34 * b);
-      return;
-    default: UPCYCLE_CHECK(false, "quantize_values: unsupported type " + std::string(ggml_type_info(type).name));
+    default: break;
   }
+  const BlockQuantizer block = block_quantizer(type);
+  const GgmlTypeInfo& info = ggml_type_info(type);
+  UPCYCLE_CHECK(block != nullptr, "quantize_values: unsupported type " + std::string(info.name));
+  UPCYCLE_CHECK(n % info.block_size == 0, std::string(info.name) + " needs whole blocks");
+  for (uint64_t b = 0; b < n / info.block_size; ++b) block(src + info.block_size * b, dst + info.block_bytes * b);
 }
 
 }  // namespace upcycle

@@ -5,6 +5,7 @@
 #include "io/gguf_export.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -75,6 +76,15 @@ class TensorStreamer {
         reordered_.resize(count);
         interleave_heads(values_.data(), reordered_.data(), count / head_elems, head_dim, head_elems / head_dim);
         piece = reordered_.data();
+      }
+      if (t.type != GgmlType::kQ8_0 && ggml_type_info(t.type).block_size > 1) {
+        // A NaN or inf has no quantisation (llama.cpp's quantiser stops where its scales come out
+        // non-finite); Q8_0 and the float types keep it, as gguf-py's converter does.
+        const float* bad = std::find_if(piece, piece + count, [](float v) { return !std::isfinite(v); });
+        if (bad != piece + count)
+          throw Error("tensor '" + loc->tensor + "' has a non-finite value (" + std::to_string(*bad) + "), which " +
+                          std::string(ggml_type_info(t.type).name) + " cannot quantise",
+                      ref->file->path().string());
       }
       out_.resize(n * out_row_bytes);
       quantize_values(t.type, piece, out_.data(), count);

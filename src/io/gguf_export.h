@@ -2,8 +2,9 @@
 // metadata keys convert_hf_to_gguf.py writes, gguf-py's tensor names, experts stacked into
 // ffn_{gate,up,down}_exps, the rotary row interleave of attn_q/attn_k on llama-architecture files,
 // qwen2moe's shared-expert gate as a vector. Tensor types follow the converter: norms, biases and
-// routers stay F32; other matrices take the requested type (F32, F16, BF16, Q8_0; a Q8_0 matrix
-// whose rows are not whole 32-value blocks falls back to F16, as the converter does). A config llama.cpp
+// routers stay F32; other matrices take the requested type (F32, F16, BF16, Q8_0, the legacy and k-
+// quants), or llama.cpp's fallback where rows are not whole blocks (ggml_row_fallback: Q8_0 → F16 as
+// the converter does, Q4_K → Q5_0 as llama.cpp's quantiser does, ...). A config llama.cpp
 // would compute differently (sliding windows, llama3/yarn rope, qwen MoE routing other than llama.cpp's,
 // dense layers inside an MoE model, biases llama.cpp does not load) is an Error naming the key.
 #pragma once

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "io/ggml_quantize.h"
 #include "io/gguf_export.h"
 #include "io/gguf_model.h"
 
@@ -46,20 +47,30 @@ void refuse_unsupported(const ModelConfig& c, const std::string& file) {
     fail("shared_expert_intermediate_size is 0 (llama.cpp's qwen2moe needs the shared expert)");
 }
 
-// The converter's choice: vectors, norms and routers stay F32; matrices take the requested type, and
-// Q8_0 falls back to F16 for rows that are not whole blocks.
+// The converter's and llama.cpp's quantiser's choice: vectors, norms and routers stay F32; matrices take
+// the requested type, or its fallback for rows that are not whole blocks (ggml_row_fallback: Q8_0 and
+// the legacy types → F16, Q4_K → Q5_0, ...; a SmolLM2-sized row of 576 takes no 256-value k-quant).
 GgmlType type_for(const std::string& name, const std::vector<int64_t>& ne, GgmlType requested) {
   if (ne.size() <= 1 || name.ends_with("_norm.weight") || name.ends_with("ffn_gate_inp.weight")) return GgmlType::kF32;
-  if (ne[0] % ggml_type_info(requested).block_size != 0) return GgmlType::kF16;
-  return requested;
+  return ggml_row_fallback(requested, ne[0]);
 }
 
-uint32_t file_type_of(GgmlType t) {  // llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_BF16
+// llama_ftype, as llama.cpp's quantiser records it: a k-quant everywhere is its "_S" (small) mix.
+uint32_t file_type_of(GgmlType t) {
   switch (t) {
-    case GgmlType::kF16: return 1;
+    case GgmlType::kF16: return 1;   // MOSTLY_F16
+    case GgmlType::kQ4_0: return 2;
+    case GgmlType::kQ4_1: return 3;
     case GgmlType::kQ8_0: return 7;
+    case GgmlType::kQ5_0: return 8;
+    case GgmlType::kQ5_1: return 9;
+    case GgmlType::kQ2_K: return 10;
+    case GgmlType::kQ3_K: return 11;  // MOSTLY_Q3_K_S
+    case GgmlType::kQ4_K: return 14;  // MOSTLY_Q4_K_S
+    case GgmlType::kQ5_K: return 16;  // MOSTLY_Q5_K_S
+    case GgmlType::kQ6_K: return 18;
     case GgmlType::kBF16: return 32;
-    default: return 0;
+    default: return 0;                // ALL_F32
   }
 }
 

@@ -4,8 +4,9 @@
   conventions give for the same checkpoint (gguf_support.hf_dir_to_gguf: gguf-py's tensor map and
   writer, the converter's rotary permute); transformers loads the file, with the source's logits
   where its GGUF loader supports the architecture; `upcycle import` gives back the source tensors;
-- --type f16 / bf16 / q8_0: every tensor's bytes equal gguf.quants.quantize of the same values (the
-  converter's quantiser), norms, biases and routers left F32;
+- --type f16 / bf16 / q8_0 / q5_1 / q5_0 / q4_1 / q4_0: every tensor's bytes equal gguf.quants.quantize
+  of the same values (the converter's quantiser), norms, biases and routers left F32 (the k-quants,
+  which gguf-py cannot make, are judged by llama.cpp's quantiser in test_gguf_kquants.py);
 - SmolLM2 imported then exported: the tokenizer metadata equals the original GGUF's, and transformers'
   tokenizer from the exported file encodes like the one from the original;
 - configs llama.cpp would compute differently are refused: exit 2, one line, no file.
@@ -79,7 +80,7 @@ def test_family_exports_like_llama_cpp(upcycle, tmp_path, family):
         assert hf_judge.max_relative_error(ours_logits, reference_logits) <= 1e-4
 
 
-@pytest.mark.parametrize("qtype", [QT.F16, QT.BF16, QT.Q8_0], ids=lambda q: q.name)
+@pytest.mark.parametrize("qtype", [QT.F16, QT.BF16, QT.Q8_0, QT.Q5_1, QT.Q5_0, QT.Q4_1, QT.Q4_0], ids=lambda q: q.name)
 def test_types_quantize_like_gguf_py(upcycle, tmp_path, qtype):
     src = tmp_path / "src"
     init(upcycle, "qwen2_moe", src)
@@ -135,3 +136,20 @@ def test_refuses_what_llama_cpp_computes_differently(upcycle, tmp_path):
                    "norm_topk_prob is false", tmp_path, out)
     upcycle("init", "--arch", "llama", "--preset", "tiny", tmp_path / "llama")
     expect_refused(upcycle, ["export", "gguf", tmp_path / "llama", out], "no tokenizer.json beside the weights", tmp_path, out)
+
+
+def test_refuses_non_finite_weights_for_the_types_llama_cpp_quantizes(upcycle, tmp_path):
+    """A NaN or inf weight has no quantisation (llama.cpp's quantiser stops where its scales come out
+    non-finite): the legacy and k-quant types refuse it, naming the tensor; f16 and q8_0 keep it as
+    gguf-py's converter does."""
+    out = tmp_path / "out" / "m.gguf"
+    out.parent.mkdir()
+    src = tmp_path / "src"
+    init(upcycle, "llama", src, "--hidden-size", "256", "--intermediate-size", "512")  # whole super-blocks
+    weights = safetensors.numpy.load_file(src / "model.safetensors")
+    weights["model.layers.1.mlp.down_proj.weight"][3, 5] = np.inf
+    safetensors.numpy.save_file(weights, src / "model.safetensors", metadata={"format": "pt"})
+    for qtype in ("q4_k", "q6_k", "q4_0"):
+        expect_refused(upcycle, ["export", "gguf", src, out, "--skip-tokenizer", "--type", qtype],
+                       "tensor 'model.layers.1.mlp.down_proj.weight' has a non-finite value (inf)", tmp_path, out)
+    upcycle("export", "gguf", src, out, "--skip-tokenizer", "--type", "q8_0")

@@ -12,12 +12,12 @@ float32: its default f16 cache rounds keys and values and moves the logits by ~1
 9.8e-4 on this prompt). With f32 both sides sum in float32 in their own order (ggml's generic CPU
 kernels, no -march=native; upcycle through OpenBLAS): measured 2.2e-6 dense, 1.7e-6 MoE.
 """
-import llama_cpp
 import numpy as np
 import pytest
 
 import gguf_support as gs
 import hf_judge
+from llama_cpp_support import greedy, llama
 
 TOLERANCE = 1e-4
 NEW_TOKENS = 16
@@ -26,28 +26,10 @@ PROMPT = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trai
           "in two sentences why lighthouses matter to sailors at night, and name three famous ones.<|im_end|>\n<|im_start|>assistant\n")
 
 
-def llama(path, vocab_only=False):
-    return llama_cpp.Llama(str(path), n_ctx=256, n_threads=1, n_batch=256, logits_all=not vocab_only,
-                           vocab_only=vocab_only, verbose=False, seed=0,
-                           type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
-
-
 def llama_cpp_logits(model, ids):
     model.reset()
     model.eval(ids)
     return np.array(model.scores[:len(ids)], dtype=np.float32)
-
-
-def llama_cpp_greedy(model, ids, n):
-    """Argmax decoding with llama.cpp's KV cache (no sampler: no penalties, no eos stop)."""
-    model.reset()
-    model.eval(ids)
-    out = []
-    for _ in range(n):
-        nxt = int(np.argmax(model.scores[model.n_tokens - 1]))
-        out.append(nxt)
-        model.eval([nxt])
-    return out
 
 
 def upcycle_greedy(upcycle, path, ids, n):
@@ -85,7 +67,7 @@ def check_against_llama_cpp(upcycle, checkpoint, gguf_path, ids, tmp_path):
     error = hf_judge.max_relative_error(ours, theirs)
     print(f"{checkpoint.name}: max relative error vs llama.cpp {error:.2e} over {len(ids)} tokens")
     assert error <= TOLERANCE
-    assert llama_cpp_greedy(model, ids, NEW_TOKENS) == upcycle_greedy(upcycle, checkpoint, ids, NEW_TOKENS)
+    assert greedy(model, ids, NEW_TOKENS) == upcycle_greedy(upcycle, checkpoint, ids, NEW_TOKENS)
 
 
 def test_dense_export_runs_in_llama_cpp(upcycle, smollm2, prompt_ids, tmp_path):

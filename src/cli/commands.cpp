@@ -29,6 +29,7 @@ const std::vector<Command>& commands() {
       {"init", "write a randomly initialised HF checkpoint of any supported family", run_init},
       {"convert", "upcycle a dense checkpoint into an MoE one (copy, drop, noise, granular, BTX; --verify)", run_convert},
       {"inspect", "describe an HF checkpoint and check it against its config (reads no tensor data)", run_inspect},
+      {"check", "can vLLM, llama.cpp, transformers, Megatron-Bridge, DeepSpeed, torchtitan run this checkpoint?", run_check},
       {"import", "turn a llama.cpp GGUF file into an HF checkpoint with its tokenizer (dequantised, streamed)", run_import},
       {"export", "write a checkpoint in another tool's format: llama.cpp GGUF (upcycle export --help)", run_export},
       {"logits", "run a forward pass over token ids and write the logits as a NumPy .npy file", run_logits},

@@ -12,6 +12,7 @@ using Args = std::vector<std::string>;
 
 int run_init(const Args& args);
 int run_inspect(const Args& args);
+int run_check(const Args& args);
 int run_import(const Args& args);
 int run_export(const Args& args);
 int run_export_gguf(const Args& args);

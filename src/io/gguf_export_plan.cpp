@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "io/engine_rules.h"
 #include "io/ggml_quantize.h"
 #include "io/gguf_export.h"
 #include "io/gguf_model.h"
@@ -25,26 +26,12 @@ std::string architecture_of(Family f) {
   UPCYCLE_CHECK(false, "unknown family");
 }
 
-// Configs llama.cpp's graph for the architecture would compute differently.
+// Configs llama.cpp cannot run as HF computes them: the llama.cpp rules of the engine table
+// (engine_rules.cpp), shared with `upcycle check --target llama.cpp` so the two cannot disagree.
 void refuse_unsupported(const ModelConfig& c, const std::string& file) {
-  auto fail = [&](const std::string& what) { throw Error(what + ": llama.cpp would compute another model", file); };
-  if (c.sliding_window) fail("sliding_window " + std::to_string(*c.sliding_window) + " is set (llama.cpp attends to every position for this architecture)");
-  if (c.rope.type != "default" && c.rope.type != "linear")
-    fail("rope_scaling type '" + c.rope.type + "' is not exported (GGUF gets none and linear)");
-  if (c.hidden_act != "silu") fail("hidden_act '" + c.hidden_act + "'");
-  const bool qwen3 = c.family == Family::kQwen3 || c.family == Family::kQwen3Moe;
-  if (qwen3 && (c.qkv_bias || c.o_bias)) fail("attention_bias is true (llama.cpp's qwen3 graphs have no attention biases)");
-  if ((c.family == Family::kQwen2 || c.family == Family::kQwen2Moe) && !c.qkv_bias)
-    fail("qkv_bias is false (llama.cpp's qwen2 graphs load q/k/v biases)");
-  if (!c.is_moe()) return;
-  if (c.decoder_sparse_step != 1 || !c.mlp_only_layers.empty())
-    fail("decoder_sparse_step/mlp_only_layers make dense layers (llama.cpp's MoE graphs route every layer)");
-  if (c.family == Family::kQwen2Moe && c.topk_norm != TopkNorm::kNone)
-    fail("norm_topk_prob is true (llama.cpp's qwen2moe does not renormalise the top-k weights)");
-  if (c.family == Family::kQwen3Moe && c.topk_norm != TopkNorm::kRenormalize)
-    fail("norm_topk_prob is false (llama.cpp's qwen3moe always renormalises the top-k weights)");
-  if (c.family == Family::kQwen2Moe && c.shared_expert_intermediate_size == 0)
-    fail("shared_expert_intermediate_size is 0 (llama.cpp's qwen2moe needs the shared expert)");
+  // No llama.cpp rule depends on the expert layout: this exporter reads either one.
+  const std::vector<std::string> problems = engine_problems("llama.cpp", c, ExpertLayout::kPerExpert);
+  if (!problems.empty()) throw Error(problems.front() + ": llama.cpp would compute another model or refuse it", file);
 }
 
 // The converter's and llama.cpp's quantiser's choice: vectors, norms and routers stay F32; matrices take

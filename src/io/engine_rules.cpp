@@ -142,8 +142,19 @@ const std::vector<EngineRule> kRules{
        return family_not_in(c, {Family::kLlama, Family::kMistral, Family::kQwen2, Family::kQwen3, Family::kMixtral, Family::kQwen3Moe},
                             "no Megatron-Bridge bridge for it");
      }},
-    {"megatron-bridge", "expert layout", "src/megatron/bridge/models/qwen/qwen3_moe_bridge.py mapping_registry (mlp.experts.*.gate_proj) @3ec0b0a",
-     [](const ModelConfig& c, ExpertLayout l) { return is(c, Family::kQwen3Moe) ? fused_layout(l, "Qwen3MoEBridge") : std::nullopt; }},
+    {"megatron-bridge", "expert layout",
+     "src/megatron/bridge/models/qwen/qwen3_moe_bridge.py @3ec0b0a, mixtral/mixtral_bridge.py @1d5b919 mapping_registry (experts.*.gate_proj, experts.*.w1)",
+     [](const ModelConfig&, ExpertLayout l) { return fused_layout(l, "Megatron-Bridge's MoE bridges"); }},
+    {"megatron-bridge", "head_dim", "src/megatron/bridge/models/mixtral/mixtral_bridge.py provider_bridge: kv_channels = hidden_size // num_attention_heads @1d5b919",
+     [](const ModelConfig& c, ExpertLayout) -> Problem {
+       if (!is(c, Family::kMixtral) || !head_dim_is_not_derived(c)) return std::nullopt;
+       return "head_dim " + std::to_string(c.head_dim) + " is not hidden_size / num_attention_heads (MixtralBridge ignores head_dim)";
+     }},
+    {"megatron-bridge", "sliding window", "src/megatron/bridge/models/mixtral/mixtral_bridge.py provider_bridge (passes no sliding window) @1d5b919",
+     [](const ModelConfig& c, ExpertLayout) -> Problem {
+       if (!is(c, Family::kMixtral) || !c.sliding_window) return std::nullopt;
+       return "sliding_window " + std::to_string(*c.sliding_window) + " is set (MixtralBridge builds full attention)";
+     }},
     {"megatron-bridge", "partial MoE", "src/megatron/bridge/models/qwen/qwen3_moe_bridge.py (every layer an MoE layer; dense mlp.gate_proj unmapped) @3ec0b0a",
      [](const ModelConfig& c, ExpertLayout) -> Problem {
        if (!is(c, Family::kQwen3Moe) || !has_dense_layers(c)) return std::nullopt;

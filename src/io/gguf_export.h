@@ -5,8 +5,9 @@
 // routers stay F32; other matrices take the requested type (F32, F16, BF16, Q8_0, the legacy and k-
 // quants), or llama.cpp's fallback where rows are not whole blocks (ggml_row_fallback: Q8_0 → F16 as
 // the converter does, Q4_K → Q5_0 as llama.cpp's quantiser does, ...). A config llama.cpp
-// would compute differently (sliding windows, llama3/yarn rope, qwen MoE routing other than llama.cpp's,
-// dense layers inside an MoE model, biases llama.cpp does not load) is an Error naming the key.
+// would compute differently or refuse (the llama.cpp rules of io/engine_rules.h: sliding windows,
+// llama3/yarn rope, qwen MoE routing other than llama.cpp's, dense layers inside an MoE model, biases
+// llama.cpp does not load, more experts than LLAMA_MAX_EXPERTS) is an Error naming config.json.
 #pragma once
 
 #include <string>

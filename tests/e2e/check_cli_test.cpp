@@ -64,7 +64,9 @@ const std::vector<Case>& firing_cases() {
       {"qwen2moe_no_shared", "qwen2_moe", {"--shared-expert-intermediate-size", "0"}, "", "llama.cpp", "shared_expert_intermediate_size is 0"},
       {"mixtral_513_experts", "mixtral", {}, R"({"num_local_experts": 513})", "llama.cpp", "513 experts exceed LLAMA_MAX_EXPERTS (512)"},
       {"megatron_qwen2moe", "qwen2_moe", {}, "", "megatron-bridge", "model_type 'qwen2_moe' is not supported (no Megatron-Bridge bridge"},
-      {"megatron_fused", "qwen3_moe", {"--norm-topk-prob", "true", "--expert-layout", "fused"}, "", "megatron-bridge", "expert layout is fused (Qwen3MoEBridge"},
+      {"megatron_fused", "mixtral", {"--expert-layout", "fused"}, "", "megatron-bridge", "expert layout is fused (Megatron-Bridge's MoE bridges"},
+      {"megatron_head_dim", "mixtral", {"--head-dim", "32"}, "", "megatron-bridge", "head_dim 32 is not hidden_size / num_attention_heads (MixtralBridge"},
+      {"megatron_window", "mixtral", {}, R"({"sliding_window": 32})", "megatron-bridge", "sliding_window 32 is set (MixtralBridge"},
       {"megatron_dense_layer", "qwen3_moe", {"--norm-topk-prob", "true"}, R"({"decoder_sparse_step": 2})", "megatron-bridge", "decoder_sparse_step/mlp_only_layers make dense layers (Qwen3MoEBridge"},
       {"megatron_bias", "qwen3_moe", {"--norm-topk-prob", "true"}, R"({"attention_bias": true})", "megatron-bridge", "attention_bias is true (Qwen3MoEBridge"},
       {"megatron_no_norm_topk", "qwen3_moe", {}, "", "megatron-bridge", "norm_topk_prob is false (Megatron's router"},
@@ -90,7 +92,7 @@ const std::vector<Case>& quiet_cases() {
       {"q_llama_cpp", "qwen2_moe", {"--expert-layout", "fused"}, "", "llama.cpp", ""},
       {"q_llama_cpp_qwen3moe", "qwen3_moe", {"--norm-topk-prob", "true"}, "", "llama.cpp", ""},
       {"q_megatron", "qwen3_moe", {"--norm-topk-prob", "true"}, "", "megatron-bridge", ""},
-      {"q_megatron_mixtral", "mixtral", {"--expert-layout", "fused"}, "", "megatron-bridge", ""},
+      {"q_megatron_mixtral", "mixtral", {}, "", "megatron-bridge", ""},
       {"q_deepspeed", "qwen2_moe", {"--norm-topk-prob", "true", "--expert-layout", "fused"}, "", "deepspeed", ""},
       {"q_torchtitan", "qwen3_moe", {}, R"({"mlp_only_layers": [1]})", "torchtitan", ""},
   };
@@ -150,6 +152,23 @@ TEST(CheckCli, MixedTargetsExitTwoWithOnlyTheFailingEngineListed) {
   EXPECT_EQ(r.out.substr(0, r.out.find('\n')), "vllm: compatible");
   EXPECT_NE(r.out.find("llama.cpp: sliding_window 4096 is set"), std::string::npos) << r.out;
   EXPECT_EQ(r.err, "upcycle: error: 1 compatibility problem (listed above) (" + mistral.string() + ")\n");
+}
+
+// `export gguf` refuses through the same table: its error is check's llama.cpp line, word for word.
+TEST(CheckCli, GgufExportRefusesWithTheLlamaCppRule) {
+  ScratchDir dir;
+  for (const Case& c : firing_cases()) {
+    if (c.name != "mixtral_513_experts" && c.name != "qwen3moe_no_norm_topk") continue;
+    fs::path ckpt = make_checkpoint(dir, c);
+    auto checked = check(ckpt, "llama.cpp");
+    const std::string prefix = "llama.cpp: ";
+    ASSERT_EQ(checked.out.rfind(prefix, 0), 0u) << checked.out;
+    const std::string problem = checked.out.substr(prefix.size(), checked.out.find('\n') - prefix.size());
+    auto exported = test::run_upcycle({"export", "gguf", ckpt.string(), (dir / (c.name + ".gguf")).string(), "--skip-tokenizer"});
+    EXPECT_EQ(exported.exit_code, 2);
+    EXPECT_NE(exported.err.find(problem), std::string::npos) << exported.err;
+    EXPECT_FALSE(fs::exists(dir / (c.name + ".gguf")));
+  }
 }
 
 TEST(CheckCli, BadInputIsAOneLineError) {

@@ -6,6 +6,7 @@
 // right in float, products associate as written in C (w*l*x is (w*l)*x), ints convert to float where
 // C does, and nothing is fused (see ggml_quantize_blocks.h).
 #include <algorithm>
+#include <utility>
 
 #include "io/ggml_quantize_blocks.h"
 
@@ -82,9 +83,8 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
   return scale;
 }
 
-// make_qx_quants with rmse_type 1 and no importance weights (Q6_K's only use): symmetric L in
-// [0, 2·nmax) around nmax, weights x², trying 18 scales (nmax ± 0.1·is) / max.
-float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+// The value of largest magnitude with its sign, and that magnitude (the first on ties, as ggml scans).
+std::pair<float, float> signed_absmax(const float* x, int n) {
   float max = 0, amax = 0;
   for (int i = 0; i < n; ++i) {
     const float ax = std::fabs(x[i]);
@@ -93,6 +93,13 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
       max = x[i];
     }
   }
+  return {max, amax};
+}
+
+// make_qx_quants with rmse_type 1 and no importance weights (Q6_K's only use): symmetric L in
+// [0, 2·nmax) around nmax, weights x², trying 18 scales (nmax ± 0.1·is) / max.
+float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+  const auto [max, amax] = signed_absmax(x, n);
   if (amax < kGroupMaxEps) {
     std::fill_n(L, n, int8_t{0});
     return 0.0f;
@@ -135,14 +142,7 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
 // make_q3_quants with do_rmse: L in [-nmax, nmax) from the max-magnitude scale, then up to 5 passes
 // moving single values to the level that raises (Σw·x·l)²/Σw·l², with w = x²; L returned + nmax.
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
+  const auto [max, amax] = signed_absmax(x, n);
   if (amax < kGroupMaxEps) {
     std::fill_n(L, n, int8_t{0});
     return 0.0f;

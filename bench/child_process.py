@@ -2,6 +2,8 @@
 # wall time around the child, and os.wait4's ru_maxrss — the high-water mark of that child (and of the
 # descendants it waited for), page-cache-backed mmap pages it touched included. Per child, so one
 # tool's peak never hides another's, unlike getrusage(RUSAGE_CHILDREN), which keeps the maximum so far.
+# Linux starts a child's maxrss at the parent's high-water mark (fork/exec carry it over), so the bench
+# process itself must stay small: anything that touches GBs runs in a child of its own.
 import os
 import pathlib
 import subprocess

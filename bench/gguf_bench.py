@@ -43,8 +43,10 @@ def parse_args():
                    help="tokenizer.json + tokenizer_config.json for the model (vocabulary ≤ the preset's)")
     p.add_argument("--hf-import", nargs=2, metavar=("GGUF", "OUT"),
                    help="internal: the transformers side of the import (load GGUF, save_pretrained OUT)")
+    p.add_argument("--compare", nargs=3, metavar=("KIND", "OURS", "THEIRS"),
+                   help="internal: compare two GGUF files (KIND gguf) or checkpoint directories (KIND checkpoint)")
     a = p.parse_args()
-    if not a.hf_import and not (a.upcycle and a.data):
+    if not (a.hf_import or a.compare) and not (a.upcycle and a.data):
         p.error("--upcycle and --data are required")
     return a
 
@@ -78,19 +80,22 @@ def fetch_converter(data):
     if (root / "convert_hf_to_gguf.py").exists():
         return root
     sdist_dir = data / "sdist"
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    f"llama_cpp_python=={version}", "-d", sdist_dir], check=True)
+    sdist = sdist_dir / f"llama_cpp_python-{version}.tar.gz"
+    if not sdist.exists():  # pip prepares the sdist's metadata too: minutes, once
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+                        f"llama_cpp_python=={version}", "-d", sdist_dir], check=True)
     prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
     staging = data / f".llama.cpp-{version}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    with tarfile.open(sdist_dir / f"llama_cpp_python-{version}.tar.gz") as tar:
+    with tarfile.open(sdist) as tar:
         members = []
         for m in tar.getmembers():
             rest = m.name[len(prefix):] if m.name.startswith(prefix) else ""
             if m.isfile() and (rest == "convert_hf_to_gguf.py" or rest.startswith(("conversion/", "gguf-py/gguf/"))):
                 m.name = rest
                 members.append(m)
-        tar.extractall(staging, members=members, filter="data")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # regular files only anyway
+        tar.extractall(staging, members=members, **safe)
     staging.rename(root)
     shutil.rmtree(sdist_dir)
     return root
@@ -175,10 +180,19 @@ def compare_checkpoints(ours, theirs):
     return same, notes
 
 
-def report_comparison(what, same, notes):
-    print(f"compare {what}: {same} tensors identical" + ("" if notes else ", no differences"), flush=True)
+def compare(what, kind, ours, theirs):
+    """Prints the comparison, run in a child: the pages it touches (GBs) must not raise this process's
+    peak RSS, which every later child would report as its own (Linux carries maxrss across fork/exec)."""
+    r = subprocess.run([sys.executable, __file__, "--compare", kind, ours, theirs], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"{WHO}: comparing {what} failed: {r.stderr.strip()[-2000:]}")
+    print(f"compare {what}: {r.stdout.rstrip()}", flush=True)
+
+
+def print_comparison(same, notes):
+    print(f"{same} tensors identical" + ("" if notes else ", no differences"))
     for n in notes:
-        print(f"  {n}", flush=True)
+        print(f"  {n}")
 
 
 def copy_floor(timer, files, scratch):
@@ -195,6 +209,10 @@ def main():
     a = parse_args()
     if a.hf_import:
         hf_import(*a.hf_import, a.import_dtype)
+        return
+    if a.compare:
+        kind, ours, theirs = a.compare
+        print_comparison(*{"gguf": compare_gguf, "checkpoint": compare_checkpoints}[kind](ours, theirs))
         return
     data = pathlib.Path(a.data).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -215,7 +233,7 @@ def main():
         cv_sync = cv_s + timed_sync()
         print(f"export {t}: upcycle wrote {ours.stat().st_size / GB:.2f} GB, "
               f"the converter {theirs.stat().st_size / GB:.2f} GB", flush=True)
-        report_comparison(f"export {t} (upcycle vs convert_hf_to_gguf.py)", *compare_gguf(ours, theirs))
+        compare(f"export {t} (upcycle vs convert_hf_to_gguf.py)", "gguf", ours, theirs)
         theirs.unlink()
         rows += [("export", t, "cp + sync (floor)", cp_s, cp_s, in_bytes, None),
                  ("export", t, "upcycle export gguf", up_s, up_s, in_bytes, up_rss),
@@ -232,7 +250,7 @@ def main():
         hf_sync = hf_s + timed_sync()
         print(f"import {t} → {a.import_dtype}: upcycle wrote {dir_bytes(out_up) / GB:.2f} GB, "
               f"transformers {dir_bytes(out_hf) / GB:.2f} GB", flush=True)
-        report_comparison(f"import {t} (upcycle vs transformers)", *compare_checkpoints(out_up, out_hf))
+        compare(f"import {t} (upcycle vs transformers)", "checkpoint", out_up, out_hf)
         for d in (out_up, out_hf):
             shutil.rmtree(d)
         ours.unlink()

@@ -12,9 +12,10 @@
 # upcycle fsyncs what it writes, the Python tools do not, so theirs is also timed with a `sync` after
 # it (the ratio's figure) and `cp` is timed with its `sync`. By default each input is read once before
 # the timed runs (warm page cache for every side); --cold drops the page cache before each timed run
-# instead (needs root). MB/s is input bytes per second. The model: `upcycle init --arch llama --preset
-# 1b --dtype bf16` (Llama-3.2-1B-shaped, 1.24 B parameters, 2.47 GB) with the Llama-3 tokenizer copied
-# in, kept under --data with the converter; everything else written there is deleted. Not run by tests.
+# instead (needs root). MB/s is input bytes per second, the sync included where one is timed. The
+# model: `upcycle init --arch llama --preset 1b --dtype bf16` (Llama-3.2-1B-shaped, 1.24 B parameters,
+# 2.47 GB) with the Llama-3 tokenizer copied in, kept under --data with the converter; everything else
+# written there is deleted. Not run by tests.
 # Usage: gguf_bench.py --upcycle build/upcycle --data DIR [--preset 1b] [--types f16,q8_0] [--cold]
 import argparse
 import pathlib

@@ -29,7 +29,7 @@ void q8_0_block(const float* x, std::byte* out) {
     // Every x·id is then finite with |x·id| ≤ 127 (+ rounding), where truncation toward zero and the
     // fraction left are exact, so stepping away from zero on a fraction ≥ ½ is exactly roundf. Without
     // branches the loop vectorizes; baseline x86-64 has no rounding instruction, and roundf is a libm
-    // call per value (Q8_0 export's whole cost before).
+    // call per value (most of Q8_0 export's CPU time before).
     for (int j = 0; j < 32; ++j) {
       const float scaled = x[j] * id;  // rounded to float before rounding to an integer, as in ggml
       int32_t q = static_cast<int32_t>(scaled);

@@ -11,14 +11,15 @@
 # Outputs are deleted after each run; the sources too unless --keep-sources. Not run by tests.
 # Usage: mergekit_moe_bench.py --upcycle build/upcycle --data DIR [--gate-mode cheap_embed|random|hidden]
 import argparse
-import os
 import pathlib
 import shutil
 import subprocess
 import sys
-import time
+
+from child_process import dir_bytes, loadavg, measure, read_through, timed_sync
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+WHO = "mergekit_moe_bench"
 PROMPTS = [["def main():", "import numpy as np"], ["The derivative of sin(x) is"],
            ["Once upon a time, in a land far away"], ["SELECT * FROM users WHERE"],
            ["Bonjour, comment allez-vous ?"], ["The patient presented with"],
@@ -66,23 +67,6 @@ def write_yaml(a, data, sources):
     return path
 
 
-def measure(cmd, env=None):
-    """Runs cmd; returns (seconds, peak RSS bytes) of that child, or exits with its output on failure."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.stderr.write(out.decode(errors="replace")[-4000:])
-        sys.exit(f"mergekit_moe_bench: {' '.join(map(str, cmd))} failed")
-    return seconds, usage.ru_maxrss * 1024
-
-
-def dir_bytes(d):
-    return sum(f.stat().st_size for f in pathlib.Path(d).iterdir() if f.is_file())
-
-
 def main():
     a = parse_args()
     data = pathlib.Path(a.data).resolve()
@@ -90,31 +74,25 @@ def main():
     sources = make_sources(a, data)
     yaml_path = write_yaml(a, data, sources)
     mergekit = pathlib.Path(sys.executable).parent / "mergekit-moe"
-    for d in sources:  # warm page cache for both tools alike
-        for f in d.glob("*.safetensors"):
-            with open(f, "rb") as fh:
-                while fh.read(1 << 24):
-                    pass
+    read_through(f for d in sources for f in d.glob("*.safetensors"))  # warm page cache for both tools alike
     ours, theirs = data / "out-upcycle", data / "out-mergekit"
     for d in (ours, theirs, data / "out-copy"):
         shutil.rmtree(d, ignore_errors=True)
-    print(f"load before: {open('/proc/loadavg').read().strip()}", flush=True)
+    print(f"load before: {loadavg()}", flush=True)
 
-    up_s, up_rss = measure([a.upcycle, "convert", "--recipe", str(yaml_path), str(ours)])
+    up_s, up_rss = measure([a.upcycle, "convert", "--recipe", yaml_path, ours], WHO)
     written = dir_bytes(ours)
     # The disk's floor for writing these bytes: cp -r of upcycle's output plus sync, in the same run.
     copy = data / "out-copy"
     subprocess.run(["sync"], check=True)
-    cp_s, _ = measure(["sh", "-c", f"cp -r '{ours}' '{copy}' && sync"])
+    cp_s, _ = measure(["sh", "-c", f"cp -r '{ours}' '{copy}' && sync"], WHO)
     shutil.rmtree(ours)
     shutil.rmtree(copy)
-    mk_s, mk_rss = measure([str(mergekit), str(yaml_path), str(theirs), "--device", "cpu", "--quiet"])
-    sync_start = time.perf_counter()
-    subprocess.run(["sync"], check=True)
-    mk_sync_s = mk_s + (time.perf_counter() - sync_start)
+    mk_s, mk_rss = measure([mergekit, yaml_path, theirs, "--device", "cpu", "--quiet"], WHO)
+    mk_sync_s = mk_s + timed_sync()
     mk_written = dir_bytes(theirs)
     shutil.rmtree(theirs)
-    print(f"load after: {open('/proc/loadavg').read().strip()}")
+    print(f"load after: {loadavg()}")
 
     gb = 1e9
     print(f"{a.sources} x {a.preset} bf16 sources -> mixtral {a.experts} experts, gate_mode {a.gate_mode}: "

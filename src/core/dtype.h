@@ -28,6 +28,11 @@ uint16_t f32_to_bf16(float value);
 float bf16_to_f32(uint16_t bits);
 uint16_t f32_to_f16(float value);
 float f16_to_f32(uint16_t bits);
+// n values at a time, bit for bit the same as the scalar functions above (GGUF export and import move
+// billions of them): f32 → f16 with the CPU's F16C conversion where it has one (round to nearest even,
+// NaN quietened as above), f16 → f32 through a 65,536-entry table. Pointers need no alignment.
+void f32_to_f16_n(const float* in, void* out, size_t n);
+void f16_to_f32_n(const void* in, float* out, size_t n);
 
 // Converts n elements between float dtypes (any of F32/F16/BF16/F64 to any other). Same dtype copies.
 void convert_floats(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n);

@@ -118,7 +118,7 @@ void dequantize_blocks(GgmlType type, const std::byte* src, float* dst, uint64_t
   switch (type) {
     case GgmlType::kF32: std::memcpy(dst, src, blocks * sizeof(float)); return;
     case GgmlType::kF16:
-      for (uint64_t i = 0; i < blocks; ++i) dst[i] = load_f16(src + 2 * i);
+      f16_to_f32_n(src, dst, blocks);
       return;
     case GgmlType::kBF16:
       for (uint64_t i = 0; i < blocks; ++i) dst[i] = load_bf16(src + 2 * i);

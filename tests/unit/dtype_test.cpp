@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -43,6 +44,35 @@ TEST(DType, F16ExhaustiveRoundTrip) {
     }
     EXPECT_EQ(f32_to_f16(f), b) << b;
   }
+}
+
+// The array conversions (F16C, table) are the scalar ones bit for bit: every f16 value widened; and
+// narrowed, every f16 value, its neighbours one f32 ulp away, each halfway point between consecutive
+// f16 values and its neighbours (the ties), NaNs with payloads, and a sweep of all f32 bit patterns.
+// An odd count also exercises the scalar tail after the 8-wide loop.
+TEST(DType, F16ArrayConversionsMatchScalar) {
+  std::vector<uint16_t> halves(65536);
+  for (uint32_t h = 0; h < 65536; ++h) halves[h] = static_cast<uint16_t>(h);
+  std::vector<float> widened(halves.size());
+  f16_to_f32_n(halves.data(), widened.data(), halves.size());
+  for (uint32_t h = 0; h < 65536; ++h)
+    ASSERT_EQ(std::bit_cast<uint32_t>(widened[h]), std::bit_cast<uint32_t>(f16_to_f32(halves[h]))) << h;
+
+  std::vector<uint32_t> bits;
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const uint32_t f = std::bit_cast<uint32_t>(f16_to_f32(static_cast<uint16_t>(h)));
+    const uint32_t mid = f + (1u << 12);  // halfway to the next f16 (for normal f16 values)
+    for (uint32_t v : {f - 1, f, f + 1, mid - 1, mid, mid + 1}) bits.push_back(v);
+  }
+  for (uint64_t b = 0; b < (1ull << 32); b += 65521) bits.push_back(static_cast<uint32_t>(b));
+  for (uint32_t payload : {1u, 0x1fffu, 0x2000u, 0x3fffffu, 0x400000u, 0x7fffffu})
+    for (uint32_t sign : {0u, 0x80000000u}) bits.push_back(sign | 0x7f800000u | payload);
+  if (bits.size() % 2 == 0) bits.push_back(0x3f800000u);
+  std::vector<float> values(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) values[i] = std::bit_cast<float>(bits[i]);
+  std::vector<uint16_t> narrowed(values.size());
+  f32_to_f16_n(values.data(), narrowed.data(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(narrowed[i], f32_to_f16(values[i])) << std::hex << bits[i];
 }
 
 // Rounding to nearest even, checked against a double-precision reference: for every bf16 value and

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <vector>
+#include <limits>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -90,6 +92,39 @@ TEST(GgmlQuantize, Q8_0FollowsTheReferenceFormula) {
   std::vector<float> zeros(32, 0.0f);
   quantize_values(GgmlType::kQ8_0, zeros.data(), out.data(), 32);  // d = 0: every quant 0, no division by zero
   for (int j = 0; j < 34; ++j) EXPECT_EQ(out[j], std::byte{0});
+}
+
+// The quantiser against ggml's formula written out with std::roundf, block by block: values landing
+// exactly on and next to halves at many scales, a block with a NaN, one with an infinity, and tiny
+// blocks (one with a subnormal d).
+TEST(GgmlQuantize, Q8_0MatchesRoundfEverywhere) {
+  std::vector<float> x;
+  for (int scale = -30; scale <= 30; scale += 3)
+    for (int b = 0; b < 4; ++b)
+      for (int j = 0; j < 32; ++j) {
+        const float q = static_cast<float>((j * 37 + b * 11) % 255 - 127) + (j % 3 == 0 ? 0.5f : 0.25f * b);
+        x.push_back(std::ldexp(j % 4 == 1 ? std::nextafter(q, 0.0f) : q, scale));
+      }
+  for (int j = 0; j < 32; ++j) x.push_back(j == 5 ? std::nanf("") : float(j) - 16.0f);
+  for (int j = 0; j < 32; ++j) x.push_back(j == 7 ? -std::numeric_limits<float>::infinity() : float(j));
+  for (int j = 0; j < 32; ++j) x.push_back(std::ldexp(float(j - 16), -124));  // d subnormal, 1/d finite
+  for (int j = 0; j < 32; ++j) x.push_back(std::ldexp(float(j - 16), -120));
+  std::vector<std::byte> out(x.size() / 32 * 34);
+  quantize_values(GgmlType::kQ8_0, x.data(), out.data(), x.size());
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = amax > std::fabs(x[32 * b + j]) ? amax : std::fabs(x[32 * b + j]);
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint16_t stored;
+    std::memcpy(&stored, out.data() + 34 * b, 2);
+    ASSERT_EQ(stored, f32_to_f16(d)) << "block " << b;
+    for (int j = 0; j < 32; ++j) {
+      const float scaled = x[32 * b + j] * id;
+      const float want = std::isnan(scaled) ? 0.0f : std::roundf(scaled);
+      if (std::isinf(want)) continue;  // int8 of an infinity: undefined in ggml too
+      ASSERT_EQ(static_cast<int8_t>(out[34 * b + 2 + j]), static_cast<int8_t>(want)) << "block " << b << " value " << j;
+    }
+  }
 }
 
 TEST(GgmlQuantize, HalfTypesRoundToNearestEven) {

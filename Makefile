@@ -6,7 +6,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build tool test test-asan demo bench fuzz clean
+.PHONY: all setup configure build tool test test-asan demo real-demo bench fuzz clean
 
 all: build
 
@@ -40,6 +40,12 @@ test-asan: setup
 demo: tool
 	@scripts/setup demo
 	@scripts/demo $(BUILD)
+
+# The walk-through on a real model, SmolLM2-135M-Instruct from the reference environment: import, eval
+# against transformers, generate, convert --verify, train, export gguf, llama.cpp (docs/real-model.md).
+real-demo: tool
+	@scripts/setup demo
+	@scripts/real-demo $(BUILD)
 
 # `scripts/setup bench` adds linux-perf; PyTorch comes with the reference environment every setup builds.
 bench: build

@@ -336,7 +336,7 @@ TEST_F(StudyCli, ShippedSpecsPassTheCheck) {
     EXPECT_NE(r.out.find(": ok, " + std::to_string(spec["variants"].size()) + " variants"), std::string::npos) << r.out;
     ++checked;
   }
-  EXPECT_GE(checked, 3);  // demo, core, ablations
+  EXPECT_GE(checked, 4);  // demo, core, ablations, smollm2
 }
 
 TEST_F(StudyCli, RefusesAGivenCheckpointWithoutItsSunkCost) {

@@ -15,6 +15,8 @@ import gguf
 import numpy as np
 import safetensors.numpy
 
+import token_data
+
 QT = gguf.GGMLQuantizationType
 
 # upcycle's model_type → llama.cpp's architecture name (mixtral is llama with experts there).
@@ -191,11 +193,7 @@ def upcycle_encode(upcycle, tokenizer_json, texts, tmp_path):
     upcycle("data", "tokenize", "--tokenizer", tokenizer_json, "--input", *inputs, "--out", out,
             "--eos", "none", "--val-fraction", "0")
     meta = json.loads((out / "dataset.json").read_text())
-    ids = []
-    for shard in meta["splits"]["train"]:
-        raw = (out / shard["file"]).read_bytes()
-        width = int.from_bytes(raw[12:16], "little")
-        ids.extend(np.frombuffer(raw[32:], dtype=np.uint16 if width == 2 else np.uint32).tolist())
+    ids = token_data.read_split(out, "train").tolist()
     result, at = [], 0
     for source in meta["sources"]:
         result.append(ids[at:at + source["tokens"]])

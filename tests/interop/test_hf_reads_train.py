@@ -6,29 +6,14 @@ whatever the source's) must load without a complaint and match upcycle's logits 
 Sources: dense llama (tied embeddings) and qwen2 (q/k/v biases), MoE mixtral and qwen2_moe (shared
 expert, read from a fused bf16 file).
 """
-import json
-import struct
-
 import numpy as np
 import pytest
 
 import hf_judge
 import hf_out_support as hf
+from token_data import write_dataset
 
 STEPS = 4
-
-
-def write_dataset(path, vocab, tokens):
-    """A dataset directory in upcycle's token format (docs/formats.md): 32-byte shard header, uint16 ids."""
-    path.mkdir()
-    for split, ids in (("train", tokens), ("val", tokens[:256])):
-        header = b"UPCYTOK\0" + struct.pack("<IIQQ", 1, 2, len(ids), vocab)
-        (path / f"{split}-00000.bin").write_bytes(header + np.asarray(ids, dtype="<u2").tobytes())
-    splits = {s: [{"file": f"{s}-00000.bin", "tokens": n}] for s, n in (("train", len(tokens)), ("val", 256))}
-    (path / "dataset.json").write_text(json.dumps(
-        {"format": "upcycle-tokens", "version": 1, "domain": "cycle", "vocab_size": vocab, "splits": splits}))
-    return path
-
 
 CASES = [("llama", ["--tie-embeddings", "true"], "f32"), ("qwen2", [], "f32"), ("mixtral", [], "f32"),
          ("qwen2_moe", ["--expert-layout", "fused"], "bf16")]

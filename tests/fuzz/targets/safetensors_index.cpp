@@ -1,6 +1,9 @@
 // Fuzz target (fuzz_targets.h): the bytes are model.safetensors.index.json of a scratch checkpoint
 // whose two valid shards hold "a" (F32 [2]) and "b" (F32 [3]). Checkpoint::open must reject a bad
-// index with an Error; an accepted one must reference both tensors, each once, in the shard it names.
+// index with an Error; an accepted one lists exactly the tensors of the shards it names, each once.
+// An index may leave a shard of the directory unnamed: transformers reads only weight_map too, and a
+// model missing a tensor fails later naming it (libFuzzer found such an index after 360 752 runs when
+// this target still required both tensors; tests/fuzz/corpus/safetensors_index/regression_one_shard).
 #include <string>
 
 #include "core/error.h"
@@ -32,9 +35,11 @@ int fuzz_safetensors_index(const uint8_t* data, size_t size) {
   write_scratch("index/model.safetensors.index.json", std::string_view(reinterpret_cast<const char*>(data), size));
   try {
     const Checkpoint ckpt = Checkpoint::open(scratch_dir() / "index");
-    if (ckpt.tensors().size() != 2 || ckpt.find("a") == nullptr || ckpt.find("b") == nullptr)
-      fuzz_finding("accepted index does not list exactly the shards' tensors");
-    if (ckpt.total_tensor_bytes() != 20) fuzz_finding("accepted index's tensors do not sum to the shards' bytes");
+    const bool has_a = ckpt.find("a") != nullptr, has_b = ckpt.find("b") != nullptr;
+    if (ckpt.tensors().size() != size_t(has_a) + size_t(has_b) || ckpt.tensors().empty())
+      fuzz_finding("accepted index does not list exactly the named shards' tensors");
+    if (ckpt.total_tensor_bytes() != (has_a ? 8u : 0u) + (has_b ? 12u : 0u))
+      fuzz_finding("accepted index's tensors do not sum to the shards' bytes");
   } catch (const Error&) {
   }
   return 0;

@@ -47,7 +47,12 @@ std::vector<std::vector<float>> kmeans_router_rows_from_files(const std::filesys
   const data::Tokenizer tok = data::Tokenizer::load(base / "tokenizer.json");
   std::vector<int32_t> ids;
   if (auto bos = tok.bos_id()) ids.push_back(*bos);
-  const std::vector<int32_t> body = tok.encode(text, data::AddSpecial::kNo);
+  std::vector<int32_t> body;
+  try {
+    body = tok.encode(text, data::AddSpecial::kNo);
+  } catch (const Error& e) {  // e.g. invalid UTF-8: name the calibration file, not the tokenizer
+    throw Error(std::string("calibration text: ") + e.what(), calibration.string());
+  }
   ids.insert(ids.end(), body.begin(), body.end());
   if (int64_t(ids.size()) > max_tokens) ids.resize(size_t(max_tokens));
   if (int64_t(ids.size()) < E)

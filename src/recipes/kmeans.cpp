@@ -72,9 +72,10 @@ KMeansResult spherical_kmeans(const float* x_ND, int64_t N, int64_t D, int64_t K
   r.assignment.assign(size_t(N), -1);
   std::vector<double> best(static_cast<size_t>(N));
   std::vector<int64_t> count(static_cast<size_t>(K));
+  std::vector<int64_t> next(static_cast<size_t>(N));
   for (r.iterations = 1; r.iterations <= max_iter; ++r.iterations) {
-    bool changed = false;
-    std::fill(count.begin(), count.end(), 0);
+    // Each point's argmax is computed alone, in a fixed order: threads cannot change the result.
+#pragma omp parallel for schedule(static) if (N * K * D >= (int64_t(1) << 16))
     for (int64_t n = 0; n < N; ++n) {
       int64_t arg = 0;
       double top = -std::numeric_limits<double>::infinity();
@@ -82,11 +83,13 @@ KMeansResult spherical_kmeans(const float* x_ND, int64_t N, int64_t D, int64_t K
         const double s = dot(u_ND.data() + n * D, r.centroids_KD.data() + k * D, D);
         if (s > top) top = s, arg = k;
       }
-      changed |= r.assignment[size_t(n)] != arg;
-      r.assignment[size_t(n)] = arg;
+      next[size_t(n)] = arg;
       best[size_t(n)] = top;
-      ++count[size_t(arg)];
     }
+    bool changed = next != r.assignment;
+    r.assignment.swap(next);
+    std::fill(count.begin(), count.end(), 0);
+    for (int64_t a : r.assignment) ++count[size_t(a)];
     // Empty clusters take the worst-served point of a cluster that can spare it.
     for (int64_t k = 0; k < K; ++k) {
       if (count[size_t(k)] > 0) continue;
@@ -102,12 +105,16 @@ KMeansResult spherical_kmeans(const float* x_ND, int64_t N, int64_t D, int64_t K
       changed = true;
     }
     // Centroids: normalised member sums.
-    std::fill(r.centroids_KD.begin(), r.centroids_KD.end(), 0.0);
-    for (int64_t n = 0; n < N; ++n) {
-      double* c = r.centroids_KD.data() + r.assignment[size_t(n)] * D;
-      for (int64_t d = 0; d < D; ++d) c[d] += u_ND[size_t(n * D + d)];
+    // One thread per centroid, members summed in index order: again independent of the thread count.
+#pragma omp parallel for schedule(static) if (N * K * D >= (int64_t(1) << 16))
+    for (int64_t k = 0; k < K; ++k) {
+      double* c = r.centroids_KD.data() + k * D;
+      std::fill(c, c + D, 0.0);
+      for (int64_t n = 0; n < N; ++n)
+        if (r.assignment[size_t(n)] == k)
+          for (int64_t d = 0; d < D; ++d) c[d] += u_ND[size_t(n * D + d)];
+      normalise_row(c, D);
     }
-    for (int64_t k = 0; k < K; ++k) normalise_row(r.centroids_KD.data() + k * D, D);
     if (!changed) break;
   }
   r.iterations = std::min(r.iterations, max_iter);

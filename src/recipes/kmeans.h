@@ -8,7 +8,8 @@
 //   Lloyd:   assign (ties → lowest k), recompute; stop when no assignment changes or after max_iter.
 //   empty cluster: its centre moves to the point worst served by its own centre (smallest ⟨x̂, c⟩, the
 //            lowest index on ties) that is not the last member of its cluster, so none stays empty.
-// Serial, in double: the result depends only on the points, k, the seed and the stream name.
+// In double; the assignment step runs on OpenMP threads, one point each, and everything else serially,
+// so the result depends only on the points, k, the seed and the stream name (not the thread count).
 #pragma once
 
 #include <cstdint>

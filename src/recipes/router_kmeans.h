@@ -8,7 +8,8 @@
 // norm of a N(0, std²) row, so logits have the size of the default random router's).
 // Calibration: BOS (when the tokenizer has one) + the file's text, tokenized with the base model's
 // tokenizer.json, cut to max_tokens, run in sequences of kCalibrationSeqLen tokens (fp32, cpu).
-// Deterministic for (seed, thread count): k-means is serial; the forward is the engine's.
+// Deterministic for (seed, thread count): k-means does not depend on threads; the forward is the
+// engine's (bitwise per thread count).
 #pragma once
 
 #include <cstdint>

@@ -1,11 +1,12 @@
 // Spherical k-means (recipes/kmeans.h) on hand-made points whose clusters and centroids are known,
-// its determinism and empty-cluster repair; and the k-means router rows (recipes/router_kmeans.h) on a
+// its determinism (seed and thread count) and empty-cluster repair; and the k-means router rows (recipes/router_kmeans.h) on a
 // tiny random model, checked against the engine's FFN inputs: every row is row_norm times the
 // normalised sum of the unit FFN inputs that route to it top-1 (Lloyd's fixed point), so each
 // calibration token's top-1 expert is its cluster.
 #include "recipes/kmeans.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/rng.h"
 #include "recipes/router_kmeans.h"
 #include "support/model_test_support.h"
 
@@ -58,6 +60,22 @@ TEST(SphericalKmeans, SameSeedSameResultAndTheSeedMatters) {
   EXPECT_TRUE(differs);
   for (int64_t k = 0; k < 4; ++k)
     EXPECT_NEAR(std::hypot(a.centroids_KD[size_t(2 * k)], a.centroids_KD[size_t(2 * k + 1)]), 1.0, 1e-12);
+}
+
+TEST(SphericalKmeans, ThreadCountDoesNotChangeTheResult) {
+  // Large enough (N·K·D ≥ 2^16) for the OpenMP path; 3 threads split 2000 points unevenly.
+  std::vector<float> pts(2000 * 16);
+  CounterRng rng(1, "points");
+  rng.fill_normal(pts.data(), 0, pts.size(), 0.0f, 1.0f);
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const KMeansResult one = spherical_kmeans(pts.data(), 2000, 16, 4, 2, "t");
+  omp_set_num_threads(3);
+  const KMeansResult three = spherical_kmeans(pts.data(), 2000, 16, 4, 2, "t");
+  omp_set_num_threads(before);
+  EXPECT_EQ(one.assignment, three.assignment);
+  EXPECT_EQ(one.centroids_KD, three.centroids_KD);
+  EXPECT_GT(one.iterations, 1);
 }
 
 TEST(SphericalKmeans, NoClusterStaysEmpty) {

@@ -374,6 +374,7 @@ OptionSet convert_option_set(ConvertOptions& o) {
       "  upcycle convert dense/ moe/ --experts 8 --top-k 2 --verify\n"
       "  upcycle convert dense/ moe/ --preset drop-upcycling --seed 1\n"
       "  upcycle convert dense/ moe/ --experts 16 --granularity 4 --top-k 4 --router-init normal:0.02 --verify\n"
+      "  upcycle convert dense/ moe/ --experts 8 --top-k 2 --router-init kmeans --calibration wiki.txt --verify\n"
       "  upcycle convert seed/ btx/ --preset btx --expert-sources seed/,math/,code/,wiki/\n"
       "  upcycle convert dense/ deep/ --depth-tile 2 --depth-order stacked\n"
       "  upcycle convert --recipe clown-car.yaml moe/ --verify\n"

@@ -5,6 +5,7 @@
 // src/recipes/ and docs/recipes.md.
 #include <omp.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
@@ -15,9 +16,11 @@
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/units.h"
+#include "io/model_config.h"
 #include "recipes/converter.h"
 #include "recipes/layer_selection.h"
 #include "recipes/router_from_prompts.h"
+#include "recipes/router_kmeans.h"
 #include "recipes/mergekit_config.h"
 #include "recipes/mergekit_spec.h"
 #include "recipes/presets.h"
@@ -32,6 +35,8 @@ struct ConvertOptions {
   std::string dense, out;
   std::string recipe;
   std::string prompts;
+  std::string calibration;
+  int64_t calibration_tokens = 4096;
   std::string preset;
   std::string moe_layers = "all";
   int64_t experts = 8, top_k = 2, granularity = 1, shared_experts = 0;
@@ -90,6 +95,9 @@ std::optional<GateMode> prompt_gate_mode(const std::string& text) {
   return std::nullopt;
 }
 
+// `--router-init kmeans[:STD]`: LLaMA-MoE v2's k-means centroids of --calibration text.
+bool is_kmeans_init(const std::string& text) { return text.substr(0, text.find(':')) == "kmeans"; }
+
 void parse_router_init(const std::string& text, ConvertSpec& s) {
   if (prompt_gate_mode(text)) {
     s.router_init = RouterInit::kGiven;  // rows filled by add_prompt_router_rows
@@ -101,10 +109,11 @@ void parse_router_init(const std::string& text, ConvertSpec& s) {
     s.router_init = RouterInit::kZeros;
     return;
   }
-  if (kind != "normal" && kind != "uniform")
-    throw Error("--router-init must be normal[:STD], uniform[:STD], zeros, hidden, hidden-avg or cheap-embed, not '" +
-                text + "'");
-  s.router_init = kind == "normal" ? RouterInit::kNormal : RouterInit::kUniform;
+  if (kind != "normal" && kind != "uniform" && kind != "kmeans")
+    throw Error(
+        "--router-init must be normal[:STD], uniform[:STD], zeros, hidden, hidden-avg, cheap-embed or kmeans[:STD], "
+        "not '" + text + "'");
+  s.router_init = kind == "normal" ? RouterInit::kNormal : kind == "uniform" ? RouterInit::kUniform : RouterInit::kGiven;
   if (colon != std::string::npos) s.router_std = parse_number(text.substr(colon + 1), "--router-init");
 }
 
@@ -174,6 +183,21 @@ void check_depth_tile(const OptionSet& set, const ConvertOptions& o) {
       throw Error(std::string("--depth-tile writes a deeper dense model; --") + flag + " does not apply to it");
 }
 
+// k-means router rows for the MoE layers: row norm std·√D, the expected norm of a N(0, std²) row.
+void add_kmeans_router_rows(const ConvertOptions& o, ConvertSpec& spec) {
+  if (!is_kmeans_init(o.router_init)) {
+    if (!o.calibration.empty()) throw Error("--calibration needs --router-init kmeans");
+    return;
+  }
+  if (o.calibration.empty()) throw Error("--router-init kmeans needs --calibration FILE.txt (text to cluster)");
+  if (!(spec.router_std > 0)) throw Error("--router-init kmeans:STD needs STD > 0");
+  const ModelConfig dense = read_model_config(spec.sources.at(0));
+  const std::vector<int64_t> layers = select_moe_layers(spec.moe_layers, dense.num_hidden_layers);
+  const double row_norm = spec.router_std * std::sqrt(double(dense.hidden_size));
+  spec.router_rows = kmeans_router_rows_from_files(spec.sources.at(0), o.calibration, o.calibration_tokens,
+                                                   spec.experts, layers, spec.seed, row_norm);
+}
+
 // Prompt-based router rows for the MoE layers of a flag-driven conversion (one prompt set per expert).
 void add_prompt_router_rows(const ConvertOptions& o, ConvertSpec& spec) {
   const auto mode = prompt_gate_mode(o.router_init);
@@ -203,7 +227,8 @@ void check_recipe_flags(const OptionSet& set) {
   for (const char* flag : {"preset", "moe-layers", "experts", "top-k", "granularity", "shared-experts",
                            "shared-expert-gate", "expert-init", "drop-ratio", "drop-scope", "drop-stats", "noise-std",
                            "expert-split", "weight-scaling", "weight-scaling-mode", "router-init", "router", "norm-topk",
-                           "format", "expert-sources", "depth-tile", "depth-order", "from-scratch", "prompts"})
+                           "format", "expert-sources", "depth-tile", "depth-order", "from-scratch", "prompts",
+                           "calibration", "calibration-tokens"})
     if (set.given(flag))
       throw Error(std::string("--") + flag + " does not combine with --recipe: the mergekit YAML defines the recipe");
 }
@@ -309,11 +334,17 @@ OptionSet convert_option_set(ConvertOptions& o) {
                  &o.weight_scaling_mode);
   set.add("router-init", "INIT",
           "normal:STD | uniform:STD | zeros (seeded; virtual groups share rows) | hidden | hidden-avg | cheap-embed\n"
-          "(mergekit: normalised hidden states / embeddings of each expert's --prompts on the dense model)",
+          "(mergekit: normalised hidden states / embeddings of each expert's --prompts on the dense model) |\n"
+          "kmeans:STD (LLaMA-MoE v2: row e = centroid e of a seeded cosine k-means of each MoE layer's FFN\n"
+          "inputs on --calibration text, scaled to norm STD*sqrt(D); calibration tokens route top-1 to their cluster)",
           &o.router_init);
   set.add("prompts", "FILE.yaml",
           "per-expert prompts for the prompt router inits: experts: [{positive_prompts: [..], negative_prompts: [..]}]",
           &o.prompts);
+  set.add("calibration", "FILE.txt", "text for --router-init kmeans, tokenized with DENSE_DIR/tokenizer.json (BOS + text)",
+          &o.calibration);
+  set.add("calibration-tokens", "N", "use the first N calibration tokens (run in sequences of 512; memory N*D*4 bytes per MoE layer)",
+          &o.calibration_tokens);
   set.add_choice("router", {"topk-softmax", "softmax-topk"},
                  "routing written to config: renormalised over the top-k (Mixtral), or softmax then top-k (Qwen default)",
                  &o.router);
@@ -343,6 +374,7 @@ OptionSet convert_option_set(ConvertOptions& o) {
       "  upcycle convert dense/ moe/ --experts 8 --top-k 2 --verify\n"
       "  upcycle convert dense/ moe/ --preset drop-upcycling --seed 1\n"
       "  upcycle convert dense/ moe/ --experts 16 --granularity 4 --top-k 4 --router-init normal:0.02 --verify\n"
+      "  upcycle convert dense/ moe/ --experts 8 --top-k 2 --router-init kmeans --calibration wiki.txt --verify\n"
       "  upcycle convert seed/ btx/ --preset btx --expert-sources seed/,math/,code/,wiki/\n"
       "  upcycle convert dense/ deep/ --depth-tile 2 --depth-order stacked\n"
       "  upcycle convert --recipe clown-car.yaml moe/ --verify\n"
@@ -361,6 +393,7 @@ void apply_preset_and_check(OptionSet& set, ConvertOptions& o) {
     throw Error("the btx preset needs --expert-sources DIR,DIR,... (the dense fine-tunes whose FFNs become experts)");
   if (o.threads < 0) throw Error("--threads must be >= 0");
   if (o.verify_tokens < 1) throw Error("--verify-tokens must be at least 1");
+  if (o.calibration_tokens < 1) throw Error("--calibration-tokens must be at least 1");
 }
 
 }  // namespace
@@ -382,7 +415,10 @@ int run_convert(const Args& args) {
   if (o.threads > 0) omp_set_num_threads(int(o.threads));
 
   ConvertSpec spec = o.recipe.empty() ? make_spec(o) : spec_from_recipe(o, set);
-  if (o.recipe.empty()) add_prompt_router_rows(o, spec);
+  if (o.recipe.empty()) {
+    add_prompt_router_rows(o, spec);
+    add_kmeans_router_rows(o, spec);
+  }
   ConvertOutput output{o.out, o.force ? Overwrite::kReplace : Overwrite::kRefuse,
                        parse_byte_size(o.max_shard_size, "--max-shard-size"), ShowProgress::kYes,
                        o.expert_layout == "fused" ? ExpertLayout::kFused : ExpertLayout::kPerExpert};

@@ -97,6 +97,12 @@ const float* Transformer::hidden_states(int64_t layer) const {
   return resid_[size_t(layer)].data();
 }
 
+const float* Transformer::ffn_inputs(int64_t layer) const {
+  UPCYCLE_CHECK(layer >= 0 && layer < config_.num_hidden_layers && !acts_.at(size_t(layer)).mlp_in_TD.empty(),
+                "ffn_inputs() needs a layer index in [0, L) and a forward() first");
+  return acts_[size_t(layer)].mlp_in_TD.data();
+}
+
 Transformer::~Transformer() = default;
 
 void Transformer::allocate(int64_t T) {

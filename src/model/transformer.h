@@ -79,6 +79,9 @@ class Transformer {
   // 0 ≤ layer ≤ L; layer L is the last layer's output before the final norm. Entries 0..L-1 equal
   // HF's output_hidden_states[0..L-1] (HF's last entry has the final norm applied).
   const float* hidden_states(int64_t layer) const;
+  // The input of layer `layer`'s FFN ([T, D] of the last forward): the post-attention RMSNorm output,
+  // what an MoE layer's router multiplies (HF's input to `mlp`), for 0 ≤ layer < L.
+  const float* ffn_inputs(int64_t layer) const;
 
   // KV-cache decoding of one sequence. reset_cache(max_len) empties the cache and sizes it for
   // max_len positions; decode(ids, n) appends n tokens at positions [cache_length(), +n) and returns

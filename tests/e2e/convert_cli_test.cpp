@@ -104,7 +104,8 @@ TEST(ConvertCli, BadInputIsOneLineExit2AndNoOutput) {
 TEST(ConvertCli, HelpTeachesTheRecipes) {
   auto r = test::run_upcycle({"convert", "--help"});
   ASSERT_EQ(r.exit_code, 0);
-  for (const char* s : {"--expert-init", "drop-upcycling", "every:2:1", "cube-root", "docs/recipes.md", "--verify"})
+  for (const char* s : {"--expert-init", "drop-upcycling", "every:2:1", "cube-root", "docs/recipes.md", "--verify",
+                        "kmeans:STD", "--calibration FILE.txt", "--calibration-tokens"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
 }
 

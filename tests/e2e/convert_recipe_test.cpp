@@ -5,6 +5,7 @@
 // flags and bad YAML are one-line errors with no output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -193,6 +194,73 @@ TEST(ConvertRecipe, FlagDrivenPromptRouterInit) {
   EXPECT_NE(count.err.find("lists 2 experts, but --experts is 4"), std::string::npos) << count.err;
   EXPECT_FALSE(fs::exists(dir / "m2"));
   EXPECT_FALSE(fs::exists(dir / "m3"));
+}
+
+// --router-init kmeans --calibration FILE: on every MoE output family and partial layer selections,
+// each MoE layer's router has E distinct rows of norm 0.02·√D (the rows themselves are checked against
+// the engine's FFN inputs in kmeans_router_test and against transformers in test_hf_reads_convert.py),
+// the seed changes them, copies still pass --verify, and the missing-input errors are one line, exit 2.
+TEST(ConvertRecipe, KmeansRouterInitFromCalibrationText) {
+  ScratchDir dir;
+  test::write_bytes(dir / "calib.txt",
+                    "def add(a, b):\n    return a + b\n\nThe quick brown fox jumps over the lazy dog. "
+                    "Le chat est sur la table. 3 + 4 = 7; 12 * 12 = 144.\nfor i in range(10): print(i)\n");
+  struct Case {
+    std::string arch, format, layers;
+    int64_t first, last;  // the MoE layers selected (the tiny model has 2)
+  };
+  for (const auto& [arch, format, layers, first, last] :
+       std::vector<Case>{{"llama", "mixtral", "all", 0, 1}, {"llama", "qwen2_moe", "last:1", 1, 1},
+                         {"qwen3", "qwen3_moe", "0", 0, 0}}) {
+    SCOPED_TRACE(format);
+    const fs::path base = dir / (arch + "_base");
+    if (!fs::exists(base)) {
+      init_model(base, "1", arch);
+      test::write_byte_tokenizer(base);
+    }
+    const fs::path out = dir / format;
+    auto r = test::run_upcycle({"convert", base.string(), out.string(), "--experts", "4", "--top-k", "1",
+                                "--format", format, "--router-init", "kmeans", "--calibration",
+                                (dir / "calib.txt").string(), "--moe-layers", layers, "--verify"});
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+    EXPECT_NE(r.out.find("verify: ok"), std::string::npos) << r.out;
+    ModelConfig c = read_model_config(out);
+    const int64_t D = c.hidden_size;
+    for (int64_t l = first; l <= last; ++l) {
+      const std::string block = format == "mixtral" ? ".block_sparse_moe" : ".mlp";
+      auto gate = floats_of(tensor_bytes(out, "model.layers." + std::to_string(l) + block + ".gate.weight"));
+      ASSERT_EQ(int64_t(gate.size()), 4 * D);
+      for (int64_t e = 0; e < 4; ++e) EXPECT_NEAR(l2_norm(gate.data() + e * D, D), 0.02 * std::sqrt(double(D)), 1e-5);
+      for (int64_t e = 1; e < 4; ++e)
+        EXPECT_FALSE(std::equal(gate.begin(), gate.begin() + D, gate.begin() + e * D)) << "rows 0 and " << e;
+    }
+  }
+  const std::string base = (dir / "llama_base").string(), calib = (dir / "calib.txt").string();
+  auto seeded = test::run_upcycle({"convert", base, (dir / "s2").string(), "--experts", "4", "--router-init",
+                                   "kmeans:0.1", "--calibration", calib, "--seed", "2"});
+  ASSERT_EQ(seeded.exit_code, 0) << seeded.err;
+  const std::string gate = "model.layers." + std::to_string(read_model_config(dir / "s2").num_hidden_layers - 1) +
+                           ".block_sparse_moe.gate.weight";
+  auto g2 = floats_of(tensor_bytes(dir / "s2", gate)), g0 = floats_of(tensor_bytes(dir / "mixtral", gate));
+  EXPECT_NEAR(l2_norm(g2.data(), int64_t(g2.size()) / 4), 0.1 * std::sqrt(double(g2.size() / 4)), 1e-4);
+  EXPECT_NE(g2, g0);
+
+  auto expect_error = [&](std::vector<std::string> args, const std::string& needle, const std::string& name) {
+    std::vector<std::string> all = {"convert", base, (dir / name).string(), "--experts", "8"};
+    all.insert(all.end(), args.begin(), args.end());
+    auto e = test::run_upcycle(all);
+    EXPECT_EQ(e.exit_code, 2) << e.err;
+    EXPECT_EQ(std::count(e.err.begin(), e.err.end(), '\n'), 1) << e.err;
+    EXPECT_NE(e.err.find(needle), std::string::npos) << e.err;
+    EXPECT_FALSE(fs::exists(dir / name));
+  };
+  expect_error({"--router-init", "kmeans"}, "needs --calibration", "e1");
+  expect_error({"--router-init", "kmeans", "--calibration", (dir / "nope.txt").string()}, "nope.txt", "e2");
+  expect_error({"--router-init", "kmeans", "--calibration", calib, "--calibration-tokens", "5"},
+               "5 tokens, fewer than the 8 experts", "e3");
+  expect_error({"--calibration", calib}, "--calibration needs --router-init kmeans", "e4");
+  test::write_bytes(dir / "latin1.txt", "caf\xe9 au lait, cr\xe8me br\xfbl\xe9e");
+  expect_error({"--router-init", "kmeans", "--calibration", (dir / "latin1.txt").string()}, "latin1.txt)", "e5");
 }
 
 // Every example YAML of tests/data/mergekit converts as written, and `upcycle inspect` finds no problem.

@@ -10,7 +10,9 @@ tokens (hf_out_support.judge). Conversions a family cannot express are refused i
 import json
 import re
 
+import numpy as np
 import pytest
+import torch
 
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
@@ -170,3 +172,51 @@ def test_refusals(upcycle, sources, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], proc.stderr
         assert not (tmp_path / "out").exists()
+
+
+CALIBRATION = ("def add(a, b):\n    return a + b\n\nThe quick brown fox jumps over the lazy dog. Le chat est sur "
+               "la table. 3 + 4 = 7; 12 * 12 = 144.\nfor i in range(10): print(i)\nimport numpy as np\n") * 2
+
+
+def mlp_inputs(model, layers, ids):
+    """The input of each listed layer's `mlp` (what an MoE block's router multiplies) for one sequence."""
+    seen = {}
+    hooks = [model.model.layers[l].mlp.register_forward_pre_hook(
+        lambda mod, args, l=l: seen.__setitem__(l, args[0][0].detach().double().numpy())) for l in layers]
+    with torch.no_grad():
+        model(torch.tensor([ids]))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("arch,fmt,layers", [("llama", "mixtral", "all"), ("qwen3", "qwen3_moe", "1")])
+def test_kmeans_router_rows_are_centroids_of_transformers_mlp_inputs(upcycle, tmp_path, arch, fmt, layers):
+    """--router-init kmeans: the rows are a fixed point of cosine k-means on the dense model's mlp inputs
+    as transformers computes them (row e = 0.02·√D · normalise(Σ unit inputs whose top-1 row is e)),
+    no expert is empty, and the converted model's routers send those tokens top-1 to their cluster."""
+    dense = make_source(upcycle, tmp_path / "dense", arch)
+    byte_tokenizer(dense)
+    (tmp_path / "calib.txt").write_text(CALIBRATION)
+    out = convert(upcycle, tmp_path / "moe", dense, "--experts", 4, "--top-k", 1, "--format", fmt,
+                  "--moe-layers", layers, "--router-init", "kmeans", "--calibration", tmp_path / "calib.txt",
+                  "--seed", 3)
+    ids = list(CALIBRATION.encode())  # the byte tokenizer: id = byte, no BOS
+    moe = hf_judge.load(out)
+    moe_layers = sparse_layers(moe)
+    assert moe_layers == ([0, 1] if layers == "all" else [1])
+    x_dense = mlp_inputs(hf_judge.load(dense), moe_layers, ids)
+    x_moe = mlp_inputs(moe, moe_layers, ids)
+    for l in moe_layers:
+        w = moe.model.layers[l].mlp.gate.weight.detach().double().numpy()
+        assert w.shape == (4, 64)
+        np.testing.assert_allclose(np.linalg.norm(w, axis=1), 0.02 * np.sqrt(64), rtol=1e-5)
+        u = x_dense[l] / np.linalg.norm(x_dense[l], axis=1, keepdims=True)
+        cluster = np.argmax(u @ w.T, axis=1)
+        for e in range(4):
+            members = u[cluster == e]
+            assert len(members) > 0, f"layer {l}: expert {e} gets no calibration token"
+            c = members.sum(axis=0)
+            np.testing.assert_allclose(w[e], 0.02 * np.sqrt(64) * c / np.linalg.norm(c), atol=1e-5)
+        routed = np.argmax(x_moe[l] @ w.T, axis=1)  # the converted model's router logits, top-1
+        assert np.mean(routed == cluster) > 0.95  # chance: 1/4

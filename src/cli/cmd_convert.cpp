@@ -367,7 +367,7 @@ OptionSet convert_option_set(ConvertOptions& o) {
   set.add("max-shard-size", "SIZE", "largest safetensors shard", &o.max_shard_size);
   set.add_flag("verify", "run dense and converted models on a probe batch and report the deviation", &o.verify);
   set.add("verify-tokens", "N", "tokens per probe sequence (2 sequences)", &o.verify_tokens);
-  set.add("threads", "N", "worker threads (0: all cores); output does not depend on it", &o.threads);
+  set.add("threads", "N", "worker threads (0: all cores); output does not depend on it, except for router inits that run the model (hidden, hidden-avg, kmeans: bit-identical per thread count)", &o.threads);
   set.add_flag("force", "replace OUT_DIR if it exists", &o.force);
   set.add_epilog(
       "examples:\n"

@@ -288,15 +288,8 @@ void q5_k_block(const float* x, std::byte* out) {  // f16 d, f16 dmin, scales[12
 void q6_k_block(const float* x, std::byte* out) {  // ql[128], qh[64], int8 scales[16], f16 d
   int8_t L[kQK];
   float scales[kQK / 16];
-  float max_scale = 0, max_abs_scale = 0;
-  for (int ib = 0; ib < kQK / 16; ++ib) {
-    scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-    const float abs_scale = std::fabs(scales[ib]);
-    if (abs_scale > max_abs_scale) {
-      max_abs_scale = abs_scale;
-      max_scale = scales[ib];
-    }
-  }
+  for (int ib = 0; ib < kQK / 16; ++ib) scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
+  const auto [max_scale, max_abs_scale] = signed_absmax(scales, kQK / 16);
   std::memset(out, 0, 210);
   if (max_abs_scale < kGroupMaxEps) return;  // all zero, d = +0
 
@@ -367,15 +360,8 @@ void q2_k_block(const float* x, std::byte* out) {  // scales[16], qs[64], f16 d,
 void q3_k_block(const float* x, std::byte* out) {  // hmask[32], qs[64], scales[12], f16 d
   int8_t L[kQK];
   float scales[kQK / 16];
-  float max_scale = 0, amax = 0;
-  for (int j = 0; j < kQK / 16; ++j) {
-    scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-    const float scale = std::fabs(scales[j]);
-    if (scale > amax) {
-      amax = scale;
-      max_scale = scales[j];
-    }
-  }
+  for (int j = 0; j < kQK / 16; ++j) scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+  const float max_scale = signed_absmax(scales, kQK / 16).first;
   uint8_t* sc = u8(out + 96);
   std::memset(sc, 0, 12);
   if (max_scale != 0.0f) {

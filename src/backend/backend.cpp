@@ -1,8 +1,10 @@
-// Backend selection by kind or by the name a user types (--backend ref|cpu|cpu-bf16).
-// Invariant: every BackendKind maps to exactly one implementation; an unknown name is a user error
-// (upcycle::Error), not an internal check. Non-goal: runtime discovery of optional backends.
+// The backend registry and selection by kind or by the name a user types (--backend).
+// Invariant: every BackendKind has exactly one registry row and one implementation; an unknown name is
+// a user error (upcycle::Error) listing the registered names, not an internal check. Non-goal: runtime
+// discovery of optional backends (a backend is compiled in or absent from the table).
 #include "backend/backend.h"
 
+#include <array>
 #include <string>
 
 #include "backend/cpu/cpu_backend.h"
@@ -10,6 +12,24 @@
 #include "core/error.h"
 
 namespace upcycle::backend {
+namespace {
+
+constexpr std::array kBackends = {
+    BackendInfo{BackendKind::kCpu, "cpu", "fp32, OpenBLAS sgemm and OpenMP kernels (the default)"},
+    BackendInfo{BackendKind::kCpuBF16, "cpu-bf16",
+                "matmuls from bf16-rounded inputs with fp32 accumulation (oneDNN), everything else as cpu"},
+    BackendInfo{BackendKind::kRef, "ref", "naive loops with double accumulation: the slow oracle tests compare with"},
+};
+
+}  // namespace
+
+std::span<const BackendInfo> registered_backends() { return kBackends; }
+
+std::vector<std::string> backend_names() {
+  std::vector<std::string> names;
+  for (const BackendInfo& info : kBackends) names.emplace_back(info.name);
+  return names;
+}
 
 std::unique_ptr<Backend> make_backend(BackendKind kind) {
   switch (kind) {
@@ -24,10 +44,12 @@ std::unique_ptr<Backend> make_backend(BackendKind kind) {
 }
 
 BackendKind backend_kind_from_name(std::string_view name) {
-  if (name == "ref") return BackendKind::kRef;
-  if (name == "cpu") return BackendKind::kCpu;
-  if (name == "cpu-bf16") return BackendKind::kCpuBF16;
-  throw Error("unknown backend '" + std::string(name) + "' (choose ref, cpu or cpu-bf16)");
+  for (const BackendInfo& info : kBackends)
+    if (info.name == name) return info.kind;
+  std::string choices;
+  for (size_t i = 0; i < kBackends.size(); ++i)
+    choices += (i == 0 ? "" : i + 1 == kBackends.size() ? " or " : ", ") + std::string(kBackends[i].name);
+  throw Error("unknown backend '" + std::string(name) + "' (choose " + choices + ")");
 }
 
 }  // namespace upcycle::backend

@@ -17,7 +17,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace upcycle::backend {
 
@@ -129,7 +132,18 @@ class Backend {
 };
 
 enum class BackendKind { kRef, kCpu, kCpuBF16 };
+
+// The backend registry: one row per compiled backend, in the order `--help` lists them. The CLI's
+// `--backend` choices and help, the error for an unknown name and the tests' backend lists all read
+// it, so a new backend is offered and checked everywhere by adding its row.
+struct BackendInfo {
+  BackendKind kind;
+  std::string_view name;     // what `--backend` takes
+  std::string_view summary;  // one line for --help and docs/engine.md
+};
+std::span<const BackendInfo> registered_backends();
+std::vector<std::string> backend_names();  // registry order
 std::unique_ptr<Backend> make_backend(BackendKind kind);
-BackendKind backend_kind_from_name(std::string_view name);  // "ref" | "cpu" | "cpu-bf16"; throws Error otherwise
+BackendKind backend_kind_from_name(std::string_view name);  // a registered name; throws Error otherwise
 
 }  // namespace upcycle::backend

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/eval_window_flags.h"
 #include "cli/options.h"
+#include "cli/runtime_flags.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/json.h"
@@ -28,6 +29,7 @@ struct AnalyzeCliOptions {
   int64_t max_tokens = 16384;
   int64_t batch = 8;
   std::string backend = "cpu";
+  int64_t threads = 0;
   bool json = false;
   std::string out;
 };
@@ -76,7 +78,7 @@ void bind(OptionSet& set, AnalyzeCliOptions& o) {
           &o.dense);
   bind_eval_window_flags(set, &o.split, &o.seq_len, &o.max_tokens, &o.batch, "which split of each dataset to evaluate",
                          "predicted tokens per domain at most (the first N / seq-len windows); 0 = all");
-  set.add_choice("backend", {"cpu", "cpu-bf16", "ref"}, "compute backend", &o.backend);
+  bind_runtime_flags(set, &o.backend, &o.threads);
   set.add_flag("json", "print the analysis JSON (docs/study.md) instead of the table", &o.json);
   set.add("out", "FILE.json", "also write the analysis JSON to FILE.json (atomically)", &o.out);
   set.add_epilog(kMetricsHelp);
@@ -156,7 +158,7 @@ int run_analyze(const Args& args) {
   AnalyzeCliOptions o;
   OptionSet set("analyze",
                 "upcycle analyze CKPT --data DATASET... [--dense DENSE_CKPT] [--split val|train] [--seq-len N] "
-                "[--max-tokens N] [--batch N] [--backend cpu|cpu-bf16|ref] [--json] [--out FILE.json]",
+                "[--max-tokens N] [--batch N] " + runtime_flags_usage() + " [--json] [--out FILE.json]",
                 "Routing and expert-specialisation diagnostics of a checkpoint on one or more datasets (one\n"
                 "domain each): expert loads overall and per domain, router entropy, neuron-matched expert weight\n"
                 "similarity (to each other and to the dense model; invariant to permuting an FFN's neurons) and\n"
@@ -164,6 +166,7 @@ int run_analyze(const Args& args) {
   bind(set, o);
   if (!set.parse(args)) return 0;
   if (o.data.empty()) throw Error("missing --data (one or more dataset directories, one domain each)");
+  apply_threads(o.threads);
 
   analysis::AnalyzeOptions a;
   a.checkpoint = o.checkpoint;

@@ -3,7 +3,6 @@
 // recipes::ConvertSpec (presets first, explicit flags override them), runs recipes::convert and,
 // with --verify, compares the two models on a probe batch. The recipes and their equations live in
 // src/recipes/ and docs/recipes.md.
-#include <omp.h>
 
 #include <cmath>
 #include <cstdio>
@@ -14,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/command_args.h"
 #include "cli/options.h"
+#include "cli/runtime_flags.h"
 #include "core/error.h"
 #include "core/units.h"
 #include "io/model_config.h"
@@ -367,7 +367,7 @@ OptionSet convert_option_set(ConvertOptions& o) {
   set.add("max-shard-size", "SIZE", "largest safetensors shard", &o.max_shard_size);
   set.add_flag("verify", "run dense and converted models on a probe batch and report the deviation", &o.verify);
   set.add("verify-tokens", "N", "tokens per probe sequence (2 sequences)", &o.verify_tokens);
-  set.add("threads", "N", "worker threads (0: all cores); output does not depend on it, except for router inits that run the model (hidden, hidden-avg, kmeans: bit-identical per thread count)", &o.threads);
+  bind_threads_flag(set, &o.threads, "output does not depend on it, except for router inits that run the model (hidden, hidden-avg, kmeans: bit-identical per thread count)");
   set.add_flag("force", "replace OUT_DIR if it exists", &o.force);
   set.add_epilog(
       "examples:\n"
@@ -391,7 +391,6 @@ void apply_preset_and_check(OptionSet& set, ConvertOptions& o) {
   check_depth_tile(set, o);
   if (o.preset == "btx" && o.expert_sources.empty())
     throw Error("the btx preset needs --expert-sources DIR,DIR,... (the dense fine-tunes whose FFNs become experts)");
-  if (o.threads < 0) throw Error("--threads must be >= 0");
   if (o.verify_tokens < 1) throw Error("--verify-tokens must be at least 1");
   if (o.calibration_tokens < 1) throw Error("--calibration-tokens must be at least 1");
 }
@@ -412,7 +411,7 @@ int run_convert(const Args& args) {
   if (o.recipe.empty() && o.dense.empty()) throw Error("missing DENSE_DIR (the dense checkpoint to convert)");
   if (o.recipe.empty() && o.out.empty()) throw Error("missing OUT_DIR (where the converted checkpoint goes)");
   apply_preset_and_check(set, o);
-  if (o.threads > 0) omp_set_num_threads(int(o.threads));
+  apply_threads(o.threads);
 
   ConvertSpec spec = o.recipe.empty() ? make_spec(o) : spec_from_recipe(o, set);
   if (o.recipe.empty()) {

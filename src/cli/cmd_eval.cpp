@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "cli/eval_window_flags.h"
 #include "cli/options.h"
+#include "cli/runtime_flags.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/json.h"
@@ -42,6 +43,7 @@ struct EvalOptions {
   int64_t batch = 4;
   bool json = false;
   std::string backend = "cpu";
+  int64_t threads = 0;
 };
 
 void bind(OptionSet& set, EvalOptions& o) {
@@ -54,10 +56,7 @@ void bind(OptionSet& set, EvalOptions& o) {
                          "which split of a dataset directory to evaluate",
                          "evaluate at most N predicted tokens (the first N / seq-len windows); 0 = all");
   set.add_flag("json", "print one JSON object instead of text", &o.json);
-  set.add_choice("backend", {"cpu", "cpu-bf16", "ref"},
-                 "compute backend (cpu-bf16: matmuls from bf16-rounded inputs, fp32 accumulation; ref: slow "
-                 "double-accumulating oracle)",
-                 &o.backend);
+  bind_runtime_flags(set, &o.backend, &o.threads);
   set.add_epilog(
       "--data is told apart by what it is: a directory is a dataset (dataset.json + shards; --split picks\n"
       "the split, val by default, read across its shards as one stream); a file starting with the shard\n"
@@ -167,14 +166,15 @@ Json routing_json(const std::vector<model::LayerRoutingSummary>& routing) {
 int run_eval(const Args& args) {
   EvalOptions o;
   OptionSet set("eval",
-                "upcycle eval CKPT --data PATH [--split val|train] [--seq-len N] [--max-tokens N] [--batch N] [--json] "
-                "[--backend cpu|cpu-bf16|ref]",
+                "upcycle eval CKPT --data PATH [--split val|train] [--seq-len N] [--max-tokens N] [--batch N] [--json] " +
+                    runtime_flags_usage(),
                 "Mean token loss and perplexity of the checkpoint on token data (a dataset directory, a token\n"
                 "shard or a raw uint32 file).");
   bind(set, o);
   if (!set.parse(args)) return 0;
   validate(set, o);
 
+  apply_threads(o.threads);
   ModelConfig config = read_model_config(o.checkpoint);
   const EvalData data = open_eval_data(set, o);
   const int64_t windows = model::count_windows(data.tokens, o.seq_len, o.max_tokens, data.what, o.data);

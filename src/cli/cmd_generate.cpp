@@ -16,6 +16,7 @@
 #include "backend/backend.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/runtime_flags.h"
 #include "cli/token_args.h"
 #include "core/error.h"
 #include "data/tokenizer.h"
@@ -36,6 +37,7 @@ struct GenerateCliOptions {
   double top_p = 1.0;
   uint64_t seed = 0;
   std::string backend = "cpu";
+  int64_t threads = 0;
 };
 
 void bind(OptionSet& set, GenerateCliOptions& o) {
@@ -47,10 +49,7 @@ void bind(OptionSet& set, GenerateCliOptions& o) {
   set.add("temperature", "T", "0 = greedy (argmax); > 0 samples from softmax(logits / T)", &o.temperature);
   set.add("top-p", "P", "nucleus sampling: keep the most probable tokens up to mass P, in (0, 1]", &o.top_p);
   set.add("seed", "S", "seed of the sampling draws (same seed, same output)", &o.seed);
-  set.add_choice("backend", {"cpu", "cpu-bf16", "ref"},
-                 "compute backend (cpu-bf16: matmuls from bf16-rounded inputs, fp32 accumulation; ref: slow "
-                 "double-accumulating oracle)",
-                 &o.backend);
+  bind_runtime_flags(set, &o.backend, &o.threads);
   set.add_epilog(
       "Generation stops after N tokens or after emitting an eos token (config.json eos_token_id: an\n"
       "integer or a list of integers; the eos token is printed). Sampling applies temperature, then\n"
@@ -79,6 +78,7 @@ void validate(const OptionSet& set, const GenerateCliOptions& o) {
     throw Error("--temperature must be a finite number ≥ 0 (got " + std::to_string(o.temperature) + ")");
   if (!(o.top_p > 0.0 && o.top_p <= 1.0))
     throw Error("--top-p must lie in (0, 1] (got " + std::to_string(o.top_p) + ")");
+  apply_threads(o.threads);
 }
 
 }  // namespace
@@ -87,7 +87,7 @@ int run_generate(const Args& args) {
   GenerateCliOptions o;
   OptionSet set("generate",
                 "upcycle generate CKPT (--tokens \"ID ID ...\" | --prompt TEXT [--print-ids]) --max-new-tokens N "
-                "[--temperature T] [--top-p P] [--seed S] [--backend cpu|ref]",
+                "[--temperature T] [--top-p P] [--seed S] " + runtime_flags_usage(),
                 "Continue a prompt with the model (KV-cache decoding). With --tokens, print the generated ids,\n"
                 "space-separated, on one line of stdout; with --prompt, print the generated text. tokens/s go\n"
                 "to stderr. Greedy unless --temperature > 0.");

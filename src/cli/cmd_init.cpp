@@ -1,13 +1,13 @@
 // `upcycle init`: write a randomly initialised HF checkpoint of any supported family — the test and
 // benchmark models every other command starts from. Shapes come from a preset, overridden by flags;
 // the output directory appears atomically (config.json, generation_config.json, safetensors).
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/runtime_flags.h"
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/units.h"
@@ -108,7 +108,7 @@ int run_init(const Args& args) {
                  "per-expert: legacy names every tool loads; fused: transformers-5 stacked gate_up_proj/down_proj",
                  &o.expert_layout);
   set.add("max-shard-size", "SIZE", "largest safetensors shard (5GB = 5e9 bytes, 2GiB = 2^31)", &o.max_shard_size);
-  set.add("threads", "N", "worker threads (0: all cores); output does not depend on it", &o.threads);
+  bind_threads_flag(set, &o.threads, "output does not depend on it");
   set.add_flag("force", "replace OUT if it exists", &o.force);
   set.add_epilog(
       "examples:\n"
@@ -117,8 +117,7 @@ int run_init(const Args& args) {
       "  upcycle init --arch mistral --preset 7b --max-shard-size 2GB /data/mistral-7b-random");
   if (!set.parse(args)) return 0;
   if (o.arch.empty()) throw Error("missing --arch (one of: " + family_choices() + ")");
-  if (o.threads < 0) throw Error("--threads must be >= 0");
-  if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
+  apply_threads(o.threads);
 
   Family family = *family_from_model_type(o.arch);
   ModelConfig config = preset_config(family, o.preset);

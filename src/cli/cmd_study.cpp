@@ -3,12 +3,12 @@
 // analysed checkpoint by checkpoint, and the report. This file binds the flags; study/ parses the
 // spec and plans, cli/study_runner.* executes. Exit: 0 done, 2 bad spec or a failed command,
 // 128+signal when a training run was stopped (run the same command again to resume).
-#include <omp.h>
 
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/runtime_flags.h"
 #include "cli/study_runner.h"
 #include "core/error.h"
 #include "study/study_runs.h"
@@ -79,7 +79,7 @@ int run_study(const Args& args) {
                 "and write STUDY_DIR/report.html.");
   set.add_positional("SPEC", "the study specification (YAML)", &o.spec, Required::kYes);
   set.add("out", "STUDY_DIR", "the study directory (new, or an earlier run of this study to resume)", &o.out);
-  set.add("threads", "N", "worker threads of convert and train (0: all cores)", &o.threads);
+  bind_threads_flag(set, &o.threads, "used by convert and train; bitwise reproducibility needs the same count");
   set.add_flag("no-report", "skip report.html (run `upcycle report STUDY_DIR` later)", &o.no_report);
   set.add_flag("check", "only check SPEC (keys, paths, every command's flags) and print the variants; runs nothing",
                &o.check);
@@ -95,9 +95,8 @@ int run_study(const Args& args) {
     return 0;
   }
   if (o.out.empty()) throw Error("missing --out STUDY_DIR");
-  if (o.threads < 0) throw Error("--threads must be 0 (all cores) or positive");
+  apply_threads(o.threads);
   const study::StudySpec spec = study::parse_study_spec(o.spec);
-  if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
   return run_study_spec(spec, {.out = o.out, .threads = o.threads, .report = !o.no_report});
 }
 

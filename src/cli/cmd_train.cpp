@@ -4,13 +4,13 @@
 // the resume rule: flags not given are taken from RUN_DIR/config.json, flags given must equal the
 // recorded ones except train::kResumeMutableOptions. Exit: 0 finished or --stop-after, 2 user error or
 // fault (non-finite steps, full disk), 128+signal after a SIGINT/SIGTERM stop (checkpoint written).
-#include <omp.h>
 
 #include <cstdio>
 #include <string>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/runtime_flags.h"
 #include "cli/command_args.h"
 #include "core/error.h"
 #include "train/trainer.h"
@@ -95,9 +95,8 @@ void bind_run_control(OptionSet& set, TrainOptions& o) {
   set.add("seed", "S", "seed of the data order and the router jitter", &o.seed);
   set.add("stop-after", "N", "stop after N steps of this invocation with a checkpoint (0: run to --steps)",
           &o.stop_after);
-  set.add("threads", "N", "worker threads (0: all cores); bitwise reproducibility needs the same count", &o.threads);
-  set.add_choice("backend", {"cpu", "cpu-bf16", "ref"},
-                 "compute backend (cpu-bf16: bf16 matmul inputs, fp32 master weights; ref: slow oracle)", &o.backend);
+  bind_threads_flag(set, &o.threads, "bitwise reproducibility (and an exact resume) needs the same count");
+  bind_backend_flag(set, &o.backend);
 }
 
 constexpr const char* kEpilog =
@@ -180,7 +179,7 @@ int run_train(const Args& args) {
     if (o.out.empty()) throw Error("missing --out (the run directory to resume)");
     apply_run_record(set, train::read_run_record(o.out), train::RunPaths{o.out}.config().string());
   }
-  if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
+  apply_threads(o.threads);
   train::Trainer trainer(o, set.to_json(), o.resume ? train::RunMode::kResume : train::RunMode::kFresh,
                          train::TestHooks::from_environment());
   const train::TrainOutcome outcome = trainer.run();

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "support/backend_test_support.h"
@@ -264,8 +266,21 @@ TEST(BackendOpSelect, KindsAndNames) {
   EXPECT_EQ(make_backend(BackendKind::kCpu)->name(), "cpu");
   EXPECT_EQ(backend_kind_from_name("cpu-bf16"), BackendKind::kCpuBF16);
   EXPECT_EQ(make_backend(BackendKind::kCpuBF16)->name(), "cpu-bf16");
-  EXPECT_UPCYCLE_ERROR(backend_kind_from_name("cuda"), "unknown backend 'cuda' (choose ref, cpu or cpu-bf16)", "");
+  EXPECT_UPCYCLE_ERROR(backend_kind_from_name("cuda"), "unknown backend 'cuda' (choose cpu, cpu-bf16 or ref)", "");
   EXPECT_UPCYCLE_ERROR(backend_kind_from_name(""), "unknown backend ''", "");
+}
+
+// Every registry row round-trips: its name selects its kind and builds a backend reporting that name.
+TEST(BackendOpSelect, RegistryRowsRoundTrip) {
+  std::vector<std::string> seen;
+  for (const BackendInfo& info : registered_backends()) {
+    EXPECT_EQ(backend_kind_from_name(info.name), info.kind) << info.name;
+    EXPECT_EQ(make_backend(info.kind)->name(), info.name);
+    EXPECT_FALSE(info.summary.empty()) << info.name;
+    seen.emplace_back(info.name);
+  }
+  EXPECT_EQ(seen, backend_names());
+  EXPECT_EQ(seen, (std::vector<std::string>{"cpu", "cpu-bf16", "ref"}));
 }
 
 }  // namespace

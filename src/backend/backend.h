@@ -34,6 +34,9 @@ struct AttentionShape {
   float scale = 0.0f;     // softmax scale, normally 1/sqrt(S)
 };
 
+// RoPE rotates by +angle (the forward pass) or by −angle (its transpose: the backward pass).
+enum class RopeDirection { kForward, kInverse };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -67,9 +70,9 @@ class Backend {
   // In-place rotary embedding of x[T, n_heads, S] in HF's rotate_half layout: for i < S/2,
   // (x_i, x_{i+S/2}) ← (x_i·cos − x_{i+S/2}·sin, x_{i+S/2}·cos + x_i·sin), angle = pos(t)·inv_freq[i],
   // pos(t) = t mod seq_len (+ position_offset, for decoding with a KV cache).
-  // inverse = true applies the transposed rotation (−angle): the backward pass.
+  // RopeDirection::kInverse applies the transposed rotation (−angle): the backward pass.
   virtual void rope(float* x, const float* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
-                    int64_t position_offset, bool inverse) = 0;
+                    int64_t position_offset, RopeDirection direction) = 0;
 
   // Causal (optionally sliding-window) softmax attention with GQA.
   // q[T, H, S], k/v[T, KV, S] → out[T, H, S]; lse[T, H] = log Σ exp(scores) saved for backward.

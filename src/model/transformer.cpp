@@ -184,8 +184,8 @@ void Transformer::attention_forward(int64_t layer) {
     be_.rmsnorm_forward(a.q_TQ.data(), a.q_rstd_TH.data(), q_proj_TQ, w.q_norm_S, T * H, S, eps);
     be_.rmsnorm_forward(a.k_TK.data(), a.k_rstd_TKV.data(), k_proj_TK, w.k_norm_S, T * KV, S, eps);
   }
-  be_.rope(a.q_TQ.data(), inv_freq_.data(), T, Tseq_, H, S, 0, false);
-  be_.rope(a.k_TK.data(), inv_freq_.data(), T, Tseq_, KV, S, 0, false);
+  be_.rope(a.q_TQ.data(), inv_freq_.data(), T, Tseq_, H, S, 0, backend::RopeDirection::kForward);
+  be_.rope(a.k_TK.data(), inv_freq_.data(), T, Tseq_, KV, S, 0, backend::RopeDirection::kForward);
   be_.attention_forward(a.att_TQ.data(), a.lse_TH.data(), a.q_TQ.data(), a.k_TK.data(), a.v_TK.data(),
                         attention_shape(layer));
   be_.linear_forward(a.mid_TD.data(), a.att_TQ.data(), w.o_proj_DQ, w.o_bias_D, T, Q, D);
@@ -252,8 +252,8 @@ void Transformer::attention_backward(int64_t layer, float* dres_TD) {
   be_.attention_backward(dq_TQ_.data(), dk_TK_.data(), dv_TK_.data(), datt_TQ_.data(), a.q_TQ.data(), a.k_TK.data(),
                          a.v_TK.data(), a.att_TQ.data(), a.lse_TH.data(), attention_shape(layer));
   // RoPE is a rotation: its backward is the inverse rotation of the gradient.
-  be_.rope(dq_TQ_.data(), inv_freq_.data(), T, Tseq_, H, S, 0, true);
-  be_.rope(dk_TK_.data(), inv_freq_.data(), T, Tseq_, KV, S, 0, true);
+  be_.rope(dq_TQ_.data(), inv_freq_.data(), T, Tseq_, H, S, 0, backend::RopeDirection::kInverse);
+  be_.rope(dk_TK_.data(), inv_freq_.data(), T, Tseq_, KV, S, 0, backend::RopeDirection::kInverse);
   float* dq_proj_TQ = dq_TQ_.data();
   float* dk_proj_TK = dk_TK_.data();
   if (config_.qk_norm) {

@@ -79,8 +79,8 @@ void Transformer::attention_decode(int64_t layer) {
     be_.rmsnorm_forward(k_new_TK, dec_rstd_TH_.data(), k_proj_TK, w.k_norm_S, n * KV, S, eps);
   }
   // Absolute positions past..past+n−1: rope's pos = t mod n + past.
-  be_.rope(dec_q_TQ_.data(), inv_freq_.data(), n, n, H, S, past, false);
-  be_.rope(k_new_TK, inv_freq_.data(), n, n, KV, S, past, false);
+  be_.rope(dec_q_TQ_.data(), inv_freq_.data(), n, n, H, S, past, backend::RopeDirection::kForward);
+  be_.rope(k_new_TK, inv_freq_.data(), n, n, KV, S, past, backend::RopeDirection::kForward);
   be_.attention_decode(dec_att_TQ_.data(), dec_q_TQ_.data(), k_cache_[size_t(layer)].data(),
                        v_cache_[size_t(layer)].data(), past, attention_shape(layer));
   be_.linear_forward(dec_mid_TD_.data(), dec_att_TQ_.data(), w.o_proj_DQ, w.o_bias_D, n, Q, D);

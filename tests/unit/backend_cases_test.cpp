@@ -49,7 +49,7 @@ TEST_P(BackendOpCases, RopeMatchesDirectFormula) {
   const std::vector<float> inv_freq = {1.0f, 0.01f};
   const auto x = random_floats(size_t(T * H * S), 70);
   auto y = x;
-  be_->rope(y.data(), inv_freq.data(), T, seq_len, H, S, offset, false);
+  be_->rope(y.data(), inv_freq.data(), T, seq_len, H, S, offset, RopeDirection::kForward);
   const int64_t t = 8;  // second sequence, position 3 → angle uses 3 + offset
   for (int64_t i = 0; i < S / 2; ++i) {
     const double angle = double(3 + offset) * inv_freq[size_t(i)];
@@ -57,7 +57,7 @@ TEST_P(BackendOpCases, RopeMatchesDirectFormula) {
     EXPECT_NEAR(y[size_t(t * S + i)], a * std::cos(angle) - b * std::sin(angle), 1e-6);
     EXPECT_NEAR(y[size_t(t * S + i + 2)], b * std::cos(angle) + a * std::sin(angle), 1e-6);
   }
-  be_->rope(y.data(), inv_freq.data(), T, seq_len, H, S, offset, true);  // inverse undoes it
+  be_->rope(y.data(), inv_freq.data(), T, seq_len, H, S, offset, RopeDirection::kInverse);  // undoes it
   EXPECT_TRUE(all_close(y, x, 1e-6));
 }
 

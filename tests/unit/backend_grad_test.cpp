@@ -125,8 +125,8 @@ TEST(BackendGrad, RopeBothDirections) {
     for (bool inverse : {false, true}) {
       SCOPED_TRACE("T " + std::to_string(c.T) + " offset " + std::to_string(c.offset) +
                    (inverse ? " inverse" : " forward"));
-      const auto dir = inverse ? ref::RopeDirection::kInverse : ref::RopeDirection::kForward;
-      const auto back = inverse ? ref::RopeDirection::kForward : ref::RopeDirection::kInverse;
+      const auto dir = inverse ? RopeDirection::kInverse : RopeDirection::kForward;
+      const auto back = inverse ? RopeDirection::kForward : RopeDirection::kInverse;
       const auto inv_freq_f = test::rope_inv_freq(c.S, 10.0);  // small base: angles of order 1 and more
       const Vec inv_freq = to_double(inv_freq_f);
       const auto x_f = random_floats(size_t(c.T * c.heads * c.S), 20 + uint64_t(c.offset));
@@ -142,7 +142,7 @@ TEST(BackendGrad, RopeBothDirections) {
       EXPECT_TRUE(matches_finite_differences(x, dx, objective, kAffine));
       for_each_backend([&](Backend& be) {
         auto dx_f = r_f;
-        be.rope(dx_f.data(), inv_freq_f.data(), c.T, c.seq_len, c.heads, c.S, c.offset, !inverse);
+        be.rope(dx_f.data(), inv_freq_f.data(), c.T, c.seq_len, c.heads, c.S, c.offset, back);
         EXPECT_TRUE(test::all_close(dx_f, dx, kFloatRtol));
       });
     }

@@ -95,11 +95,11 @@ TEST_F(BackendOpVsRef, Rope) {
   const auto inv_freq = test::rope_inv_freq(S);
   const auto x = random_floats(size_t(T * H * S), 200);
   for (int64_t offset : {0, 5, 4093}) {
-    for (bool inverse : {false, true}) {
-      SCOPED_TRACE("offset=" + std::to_string(offset) + " inverse=" + std::to_string(inverse));
+    for (RopeDirection direction : {RopeDirection::kForward, RopeDirection::kInverse}) {
+      SCOPED_TRACE("offset=" + std::to_string(offset) + (direction == RopeDirection::kInverse ? " inverse" : " forward"));
       auto x_ref = x, x_cpu = x;
-      ref_->rope(x_ref.data(), inv_freq.data(), T, seq_len, H, S, offset, inverse);
-      cpu_->rope(x_cpu.data(), inv_freq.data(), T, seq_len, H, S, offset, inverse);
+      ref_->rope(x_ref.data(), inv_freq.data(), T, seq_len, H, S, offset, direction);
+      cpu_->rope(x_cpu.data(), inv_freq.data(), T, seq_len, H, S, offset, direction);
       EXPECT_TRUE(all_close(x_cpu, x_ref, kRtol));
     }
   }
@@ -227,8 +227,8 @@ TEST(BackendOpDeterminism, CpuBitwiseRepeatable) {
     auto q = random_floats(size_t(T * H * S), 4), k = random_floats(size_t(T * KV * S), 5);
     const auto v = random_floats(k.size(), 6);
     const auto inv_freq = test::rope_inv_freq(S);
-    be->rope(q.data(), inv_freq.data(), T, Tseq, H, S, 0, false);
-    be->rope(k.data(), inv_freq.data(), T, Tseq, KV, S, 0, false);
+    be->rope(q.data(), inv_freq.data(), T, Tseq, H, S, 0, RopeDirection::kForward);
+    be->rope(k.data(), inv_freq.data(), T, Tseq, KV, S, 0, RopeDirection::kForward);
     const AttentionShape sh{B, Tseq, H, KV, S, 5, 0.25f};
     std::vector<float> out(q.size()), lse(size_t(T * H)), dq(q.size()), dk(k.size()), dv(v.size());
     be->attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), sh);

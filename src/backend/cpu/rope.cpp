@@ -1,7 +1,7 @@
 // Rotary position embedding, HF rotate_half layout, in place on x[T, n_heads, S]. The cos/sin of a
 // position's S/2 angles are computed once per call (in double: positions reach 10⁵ and float angles
 // would lose the low bits) and applied to every sequence's token at that position and all its heads.
-// inverse = true rotates by −angle: the exact transpose, which is the backward pass.
+// RopeDirection::kInverse rotates by −angle: the exact transpose, which is the backward pass.
 // Non-goals: partial rotary (rotary_dim < S), interleaved (GPT-J) layout.
 #include <algorithm>
 #include <cmath>
@@ -13,7 +13,7 @@
 namespace upcycle::backend {
 
 void CpuBackend::rope(float* x, const float* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
-                      int64_t position_offset, bool inverse) {
+                      int64_t position_offset, RopeDirection direction) {
   check_rope_args(T, seq_len, n_heads, S);
   const int64_t half = S / 2;
   // Every sequence of the batch has the same positions, so the angles of the seq_len distinct
@@ -27,7 +27,7 @@ void CpuBackend::rope(float* x, const float* inv_freq, int64_t T, int64_t seq_le
     for (int64_t p = 0; p < positions; ++p) {
       const double pos = double(p + position_offset);
       for (int64_t i = 0; i < half; ++i) {
-        const double angle = (inverse ? -pos : pos) * double(inv_freq[i]);
+        const double angle = (direction == RopeDirection::kInverse ? -pos : pos) * double(inv_freq[i]);
         cos_table[size_t(p * half + i)] = float(std::cos(angle));
         sin_table[size_t(p * half + i)] = float(std::sin(angle));
       }

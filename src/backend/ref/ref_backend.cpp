@@ -28,9 +28,8 @@ void RefBackend::rmsnorm_backward(float* dx, float* dw, const float* dy, const f
 }
 
 void RefBackend::rope(float* x, const float* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
-                      int64_t position_offset, bool inverse) {
-  ref::rope(x, inv_freq, T, seq_len, n_heads, S, position_offset,
-            inverse ? ref::RopeDirection::kInverse : ref::RopeDirection::kForward);
+                      int64_t position_offset, RopeDirection direction) {
+  ref::rope(x, inv_freq, T, seq_len, n_heads, S, position_offset, direction);
 }
 
 void RefBackend::attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,

@@ -22,7 +22,7 @@ class RefBackend final : public Backend {
   void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, const float* rstd,
                         int64_t T, int64_t D) override;
   void rope(float* x, const float* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
-            int64_t position_offset, bool inverse) override;
+            int64_t position_offset, RopeDirection direction) override;
   void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v,
                          const AttentionShape& shape) override;
   void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,

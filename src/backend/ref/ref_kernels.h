@@ -27,7 +27,6 @@ template <typename Real>
 void rmsnorm_backward(Real* dx, Real* dw, const Real* dy, const Real* x, const Real* w, const Real* rstd, int64_t T,
                       int64_t D);
 
-enum class RopeDirection { kForward, kInverse };
 template <typename Real>
 void rope(Real* x, const Real* inv_freq, int64_t T, int64_t seq_len, int64_t n_heads, int64_t S,
           int64_t position_offset, RopeDirection direction);

@@ -92,9 +92,9 @@ class Backend {
   virtual void swiglu_forward(float* h, const float* g, const float* u, int64_t n) = 0;
   virtual void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) = 0;
 
-  // x[T,D] = table[ids[t], :]. Backward: dtable[ids[t], :] += dx[t, :].
+  // x[T,D] = table[ids[t], :]. Its backward, dtable[ids[t], :] += dx[t, :], is scatter_add_rows with
+  // unit weights (rows = ids, V table rows), not an op of its own.
   virtual void embedding_forward(float* x, const float* table, const int32_t* ids, int64_t T, int64_t D) = 0;
-  virtual void embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t T, int64_t D) = 0;
 
   // Mean cross-entropy over tokens whose target ≥ 0 (target < 0 = ignored, as HF's -100):
   // returns the loss; dlogits[T,V] = (softmax(logits) − onehot(target)) · dloss / n_counted (overwritten;

@@ -234,7 +234,8 @@ void Transformer::backward() {
                          w_.layers[size_t(l)].mlp_norm_D, a.mlp_rstd_T.data(), T, D);
     attention_backward(l, dres_TD_.data());
   }
-  be_.embedding_backward(g_.embed_VD, dres_TD_.data(), ids_T_.data(), T, D);
+  // The embedding's backward: each token's gradient row added into its table row (rows repeat).
+  be_.scatter_add_rows(g_.embed_VD, dres_TD_.data(), ids_T_.data(), nullptr, T, config_.vocab_size, D);
   // A second backward() without a new loss() would double-count: require the full cycle again.
   stage_ = Stage::kForward;
 }

@@ -47,7 +47,6 @@ class CpuBackend final : public Backend {
   void swiglu_forward(float* h, const float* g, const float* u, int64_t n) override;
   void swiglu_backward(float* dg, float* du, const float* dh, const float* g, const float* u, int64_t n) override;
   void embedding_forward(float* x, const float* table, const int32_t* ids, int64_t T, int64_t D) override;
-  void embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t T, int64_t D) override;
   double cross_entropy(float* dlogits, const float* logits, const int32_t* targets, int64_t T, int64_t V,
                        float dloss) override;
   void axpy(float* y, const float* x, float alpha, int64_t n) override;

@@ -1,7 +1,6 @@
 // Element-wise and gather/scatter ops: SwiGLU, token embedding, axpy. All are memory-bound loops
-// split statically across OpenMP threads. embedding_backward scatters rows that may repeat (the same
-// token twice in a batch), so it is split by column blocks, each walking tokens in order:
-// deterministic and race-free. Non-goal: other activations (GELU families are not needed yet).
+// split statically across OpenMP threads. The embedding's backward is scatter_add_rows (moe_ops.cpp).
+// Non-goal: other activations (GELU families are not needed yet).
 #include <algorithm>
 #include <cmath>
 
@@ -61,20 +60,6 @@ void CpuBackend::embedding_forward(float* x, const float* table, const int32_t* 
   check_ids(ids, T);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < T; ++t) std::copy_n(table + int64_t(ids[t]) * D, D, x + t * D);
-}
-
-void CpuBackend::embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t T, int64_t D) {
-  check_ids(ids, T);
-  constexpr int64_t kBlock = 64;
-  const int64_t blocks = (D + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t d0 = blk * kBlock, d1 = std::min(D, d0 + kBlock);
-    for (int64_t t = 0; t < T; ++t) {
-      float* row = dtable + int64_t(ids[t]) * D;
-      for (int64_t d = d0; d < d1; ++d) row[d] += dx[t * D + d];
-    }
-  }
 }
 
 void CpuBackend::axpy(float* y, const float* x, float alpha, int64_t n) {

@@ -60,9 +60,6 @@ void RefBackend::embedding_forward(float* x, const float* table, const int32_t* 
   ref::embedding_forward(x, table, ids, T, D);
 }
 
-void RefBackend::embedding_backward(float* dtable, const float* dx, const int32_t* ids, int64_t T, int64_t D) {
-  ref::embedding_backward(dtable, dx, ids, T, D);
-}
 
 double RefBackend::cross_entropy(float* dlogits, const float* logits, const int32_t* targets, int64_t T, int64_t V,
                                  float dloss) {

@@ -257,24 +257,6 @@ void embedding_forward(Real* x, const Real* table, const int32_t* ids, int64_t T
 }
 
 template <typename Real>
-void embedding_backward(Real* dtable, const Real* dx, const int32_t* ids, int64_t T, int64_t D) {
-  check_ids(ids, T);
-  // Sum every row's contributions in double first, so repeated ids round once.
-  int64_t rows = 0;
-  for (int64_t t = 0; t < T; ++t) rows = std::max<int64_t>(rows, int64_t(ids[t]) + 1);
-  std::vector<double> acc(size_t(rows * D), 0.0);
-  std::vector<bool> touched(size_t(rows), false);
-  for (int64_t t = 0; t < T; ++t) {
-    touched[size_t(ids[t])] = true;
-    for (int64_t d = 0; d < D; ++d) acc[size_t(ids[t] * D + d)] += dx[t * D + d];
-  }
-  for (int64_t r = 0; r < rows; ++r) {
-    if (!touched[size_t(r)]) continue;
-    for (int64_t d = 0; d < D; ++d) dtable[r * D + d] = Real(dtable[r * D + d] + acc[size_t(r * D + d)]);
-  }
-}
-
-template <typename Real>
 double cross_entropy(Real* dlogits, const Real* logits, const int32_t* targets, int64_t T, int64_t V, float dloss) {
   check_targets(targets, T, V);
   int64_t counted = 0;
@@ -322,7 +304,6 @@ UPCYCLE_REF_INSTANTIATE(attention_decode)
 UPCYCLE_REF_INSTANTIATE(swiglu_forward)
 UPCYCLE_REF_INSTANTIATE(swiglu_backward)
 UPCYCLE_REF_INSTANTIATE(embedding_forward)
-UPCYCLE_REF_INSTANTIATE(embedding_backward)
 UPCYCLE_REF_INSTANTIATE(cross_entropy)
 UPCYCLE_REF_INSTANTIATE(axpy)
 #undef UPCYCLE_REF_INSTANTIATE

@@ -47,8 +47,6 @@ void swiglu_backward(Real* dg, Real* du, const Real* dh, const Real* g, const Re
 
 template <typename Real>
 void embedding_forward(Real* x, const Real* table, const int32_t* ids, int64_t T, int64_t D);
-template <typename Real>
-void embedding_backward(Real* dtable, const Real* dx, const int32_t* ids, int64_t T, int64_t D);
 
 template <typename Real>
 double cross_entropy(Real* dlogits, const Real* logits, const int32_t* targets, int64_t T, int64_t V, float dloss);

@@ -300,6 +300,37 @@ TEST(TrainOptions, RoutingComesFromTheConfigUnlessGiven) {
   EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(big, moe), "exceeds the model's 4 experts", "");
 }
 
+TEST(TrainOptions, DirichletPriorResolvesPerExpert) {
+  const ModelConfig moe = test::tiny_train_config(true);  // 4 experts
+  TrainOptions o;
+  EXPECT_TRUE(train::resolve_moe_options(o, moe).dirichlet_alpha_E.empty());  // off by default
+  o.dirichlet_coef = 0.1;  // a coefficient alone: the uniform prior α = 1
+  model::MoeOptions m = train::resolve_moe_options(o, moe);
+  EXPECT_EQ(m.dirichlet_alpha_E, (std::vector<double>{1, 1, 1, 1}));
+  EXPECT_EQ(m.dirichlet_coef, 0.1);
+  o.dirichlet_prior = "0.5,0.5,2,2";
+  EXPECT_EQ(train::resolve_moe_options(o, moe).dirichlet_alpha_E, (std::vector<double>{0.5, 0.5, 2, 2}));
+  o.dirichlet_coef = 0;  // a prior alone is measured, not trained
+  m = train::resolve_moe_options(o, moe);
+  EXPECT_EQ(m.dirichlet_alpha_E.size(), 4u);
+  EXPECT_EQ(m.dirichlet_coef, 0.0);
+  o.dirichlet_prior = "1,2";
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, moe), "2 concentrations for a model with 4 experts", "");
+  TrainOptions dense_opts;
+  dense_opts.model = "dense-dir";
+  dense_opts.dirichlet_coef = 0.1;
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(dense_opts, test::tiny_train_config(false)),
+                       "--dirichlet-coef applies to MoE models only", "dense-dir");
+  TrainOptions bad;
+  bad.out = "run";
+  bad.model = "m";
+  bad.data = {"d"};
+  bad.dirichlet_steps = 10;
+  EXPECT_UPCYCLE_ERROR(train::validate_options(bad), "--dirichlet-steps needs --dirichlet-coef > 0", "");
+  bad.dirichlet_coef = -1;
+  EXPECT_UPCYCLE_ERROR(train::validate_options(bad), "--dirichlet-coef must be ≥ 0", "");
+}
+
 TEST(TrainOptions, DataWeightsAndValidation) {
   EXPECT_EQ(train::parse_data_source("a/b:0.25").dir, "a/b");
   EXPECT_EQ(train::parse_data_source("a/b:0.25").weight, 0.25);

@@ -55,7 +55,7 @@ def reference(probs, alpha):
     loss = loss / (E * T)
     loss.backward()
     cdf = [[beta_cdf(v, alpha[e], total - alpha[e]) for e, v in enumerate(row)] for row in probs]
-    return {"loss": float(loss), "grad": p.grad.tolist(), "cdf": cdf}
+    return {"loss": loss.item(), "grad": p.grad.tolist(), "cdf": cdf}
 
 
 def main():

@@ -62,6 +62,23 @@ void bind_optimizer(OptionSet& set, TrainOptions& o) {
           &o.dense_optimizer);
 }
 
+// Dirichlet-prior shaping (model/dirichlet_prior.h, docs/recipes.md "Dirichlet-prior shaping").
+void bind_dirichlet(OptionSet& set, TrainOptions& o) {
+  set.add("dirichlet-prior", "A|A1,..,AE",
+          "target Dirichlet prior of each token's router probabilities, one α for all experts or one per "
+          "expert (larger α_e: expert e gets more probability mass). Its marginal Beta(α_e, Σα−α_e) is matched "
+          "per expert over the batch. α < 1: confident, near one-hot routing; α = 1: uniform over the simplex; "
+          "α > 1: soft routing near 1/E. Without --dirichlet-coef the distance is only logged (default: 1 when "
+          "--dirichlet-coef is set)",
+          &o.dirichlet_prior);
+  set.add("dirichlet-coef", "L",
+          "λ of the Dirichlet-prior shaping loss (Cramér–von Mises distance of each expert's probabilities to "
+          "the prior's Beta marginal, mean over experts; the paper tunes λ per model); 0: off",
+          &o.dirichlet_coef);
+  set.add("dirichlet-steps", "N", "apply the Dirichlet-prior loss in the first N steps only (0: every step)",
+          &o.dirichlet_steps);
+}
+
 void bind_routing(OptionSet& set, TrainOptions& o) {
   set.add_choice("routing", {"token-choice", "expert-choice"},
                  "MoE routing (expert choice sees the whole batch: it leaks future tokens in a causal LM)", &o.routing);
@@ -79,6 +96,7 @@ void bind_routing(OptionSet& set, TrainOptions& o) {
   set.add("expert-bias-rate", "G",
           "aux-loss-free balancing (DeepSeek-V3): per-expert selection bias updated by ±G after each step (0: off)",
           &o.expert_bias_rate);
+  bind_dirichlet(set, o);
 }
 
 void bind_run_control(OptionSet& set, TrainOptions& o) {

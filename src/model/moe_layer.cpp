@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/dirichlet_prior.h"
 #include "model/moe_routing.h"
 
 namespace upcycle::model {
@@ -23,6 +24,7 @@ struct MoeLayer::Saved {
   std::vector<float> noise_TD, x_router_TD;  // jitter only
   std::vector<float> probs_TE;
   std::vector<double> lse_T;
+  std::vector<double> dirichlet_dprobs_TE;  // ∂L_dir/∂p, when dirichlet_coef ≠ 0
   Routing routing;
   std::vector<float> x_AD, gate_AF, up_AF, h_AF, y_AD;               // routed experts
   std::vector<float> gate_TFs, up_TFs, h_TFs, y_TD, sigma_T;          // shared expert
@@ -49,6 +51,9 @@ MoeLayer::MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims)
   } else {
     UPCYCLE_CHECK(options_.capacity_factor > 0, "MoE: expert choice needs capacity_factor > 0");
   }
+  UPCYCLE_CHECK(options_.dirichlet_alpha_E.empty() ||
+                    (int64_t(options_.dirichlet_alpha_E.size()) == options_.num_experts && options_.num_experts >= 2),
+                "MoE: the Dirichlet prior needs one α per expert and at least 2 experts");
 }
 
 void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed) {
@@ -81,11 +86,24 @@ void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w,
   stats_.z_loss = z_loss(logits_TE.data(), T, E, s.lse_T);
   s.routing = route(s.probs_TE.data(), T, options_, w.selection_bias_E);  // the bias only picks experts
   stats_.aux_loss = aux_loss(s.probs_TE.data(), T, E, s.routing.counts_E);
+  dirichlet_forward();
 
   std::fill_n(y, T * D, 0.0f);
   experts_forward(y, x, w);
   if (dims_.shared_width > 0) shared_forward(y, x, w);
   fill_stats();
+}
+
+void MoeLayer::dirichlet_forward() {
+  Saved& s = *saved_;
+  stats_.dirichlet_loss = 0.0;
+  s.dirichlet_dprobs_TE.clear();
+  if (options_.dirichlet_alpha_E.empty()) return;
+  const std::vector<double> probs_TE(s.probs_TE.begin(), s.probs_TE.end());
+  if (options_.dirichlet_coef != 0) s.dirichlet_dprobs_TE.resize(probs_TE.size());
+  stats_.dirichlet_loss =
+      dirichlet_prior_loss(probs_TE.data(), s.T, options_.num_experts, options_.dirichlet_alpha_E,
+                           s.dirichlet_dprobs_TE.empty() ? nullptr : s.dirichlet_dprobs_TE.data());
 }
 
 void MoeLayer::experts_forward(float* y, const float* x, const MoeWeights& w) {
@@ -215,6 +233,8 @@ void MoeLayer::router_backward(float* dx, MoeGrads& grads, const std::vector<flo
   std::vector<double> dprobs_acc(size_t(T * E), 0.0);
   routing_weight_backward(dprobs_acc.data(), s.routing, dweight_A.data(), options_);
   aux_loss_backward(dprobs_acc.data(), T, E, s.routing.counts_E, options_.aux_loss_coef);
+  for (size_t i = 0; i < s.dirichlet_dprobs_TE.size(); ++i)
+    dprobs_acc[i] += options_.dirichlet_coef * s.dirichlet_dprobs_TE[i];
   std::vector<float> dprobs_TE(dprobs_acc.begin(), dprobs_acc.end()), dlogits_TE(size_t(T * E), 0.0f);
   backend_.softmax_rows_backward(dlogits_TE.data(), dprobs_TE.data(), s.probs_TE.data(), T, E);
   z_loss_backward(dlogits_TE.data(), s.probs_TE.data(), s.lse_T, E, options_.z_loss_coef);

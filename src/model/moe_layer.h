@@ -19,7 +19,10 @@
 //     count_e = top-k assignments to e (before capacity dropping), P_e = mean_t p[t,e];
 //     HF's Mixtral/Qwen load_balancing_loss_func equals K·L_aux (so HF coef c ↔ ours K·c);
 //     expert choice counts its C picks per expert (K·T → E·C), so L_aux ≡ 1 with no gradient there;
-//   z (ST-MoE): L_z = mean_t (logsumexp_e logits[t,e])².
+//   z (ST-MoE): L_z = mean_t (logsumexp_e logits[t,e])²;
+//   Dirichlet-prior shaping (DPSL, dirichlet_prior.h): L_dir = (1/E) Σ_e Cramér–von-Mises distance of
+//     the batch's p[·,e] to Beta(α_e, Σα − α_e); computed when dirichlet_alpha_E is set (also at coef 0,
+//     so a run can log it), differentiated when dirichlet_coef ≠ 0.
 // Shape legend: T tokens, D model, E experts, K top-k, F expert width, Fs shared width, A assignments.
 #pragma once
 
@@ -48,6 +51,9 @@ struct MoeOptions {
   double jitter = 0.0;
   double aux_loss_coef = 0.0;
   double z_loss_coef = 0.0;
+  // Dirichlet-prior shaping: α per expert (empty = off) and the loss's coefficient.
+  std::vector<double> dirichlet_alpha_E;
+  double dirichlet_coef = 0.0;
 };
 
 struct MoeDims {
@@ -88,6 +94,7 @@ struct MoeStats {
   double top1_probability = 0;             // mean_t max_e p[t,e]
   double aux_loss = 0;                     // unscaled L_aux
   double z_loss = 0;                       // unscaled L_z
+  double dirichlet_loss = 0;               // unscaled L_dir (0 when no prior is set)
 };
 
 // Routing options a checkpoint's config implies for inference: its expert count, top-k, top-k
@@ -102,7 +109,8 @@ class MoeLayer {
   // y[T,D] = MoE(x[T,D]) (overwrites y). Keeps the activations backward needs until the next forward.
   // `seed` drives the jitter noise (counter-based: same seed → same noise).
   void forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed);
-  // dx[T,D] += ∂/∂x, grads += ∂/∂weights of  Σ dy⊙y + aux_loss_coef·L_aux + z_loss_coef·L_z.
+  // dx[T,D] += ∂/∂x, grads += ∂/∂weights of  Σ dy⊙y + aux_loss_coef·L_aux + z_loss_coef·L_z
+  //   + dirichlet_coef·L_dir.
   void backward(float* dx, MoeGrads& grads, const float* dy, const float* x, const MoeWeights& w);
 
   const MoeStats& stats() const { return stats_; }
@@ -117,6 +125,7 @@ class MoeLayer {
   struct Saved;
   std::shared_ptr<Saved> saved_;
 
+  void dirichlet_forward();
   void experts_forward(float* y, const float* x, const MoeWeights& w);
   void shared_forward(float* y, const float* x, const MoeWeights& w);
   void fill_stats();

@@ -61,7 +61,8 @@ double Transformer::auxiliary_loss() const {
   double total = 0;
   for (const auto& layer : moe_)
     if (layer)
-      total += layer->options().aux_loss_coef * layer->stats().aux_loss + layer->options().z_loss_coef * layer->stats().z_loss;
+      total += layer->options().aux_loss_coef * layer->stats().aux_loss + layer->options().z_loss_coef * layer->stats().z_loss +
+               layer->options().dirichlet_coef * layer->stats().dirichlet_loss;
   return total;
 }
 

@@ -65,7 +65,8 @@ class Transformer {
   // Training applies router jitter, seeded by `seed` (mixed with the layer index): pass a new seed
   // per step for fresh noise.
   void set_phase(Phase phase, uint64_t seed = 0) { phase_ = phase, phase_seed_ = seed; }
-  // Σ over MoE layers of aux_loss_coef·L_aux + z_loss_coef·L_z for the last forward (0 for dense models).
+  // Σ over MoE layers of aux_loss_coef·L_aux + z_loss_coef·L_z + dirichlet_coef·L_dir for the last
+  // forward (0 for dense models).
   double auxiliary_loss() const;
   // MoE layer `layer`'s selection bias b[E] (aux-loss-free balancing): empty = none (the default);
   // resize it to E (zeros) to enable it, then update it in place between steps. It survives

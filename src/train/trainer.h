@@ -47,12 +47,14 @@ struct LayerStepStats {
   std::vector<int64_t> tokens_per_expert;  // kept assignments
   int64_t assignments = 0, dropped = 0;
   double router_entropy = 0, top1_probability = 0, aux_loss = 0, z_loss = 0;  // means over micro-batches
+  double dirichlet_loss = 0;  // unscaled L_dir (mean over micro-batches; 0 without a prior)
 };
 
 struct StepResult {
   int64_t step = 0;        // 1-based number of the step just done
   double loss = 0;         // mean cross-entropy over the micro-batches
   double aux = 0, z = 0;   // unscaled L_aux and L_z, means over MoE layers and micro-batches
+  double dirichlet = 0;    // unscaled L_dir, the same mean
   double lr = 0;
   double grad_norm = 0;    // before clipping
   bool skipped = false;    // non-finite loss or gradient norm: no update
@@ -122,6 +124,7 @@ class Trainer {
   uint64_t jitter_seed(int64_t step, int64_t micro) const;
   void accumulate_moe_stats(StepResult& r) const;
   void update_expert_bias(const StepResult& r);
+  void end_dirichlet_shaping_if_due();
   // trainer_log.cpp
   void log_eval(const std::vector<EvalRecord>& records, Progress& progress);
   // trainer.cpp
@@ -140,6 +143,7 @@ class Trainer {
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<model::Transformer> model_;
   model::MoeOptions moe_options_;
+  bool dirichlet_shaping_ = false;  // the model's layers currently train with dirichlet_coef (until --dirichlet-steps)
   std::optional<AdamW> optimizer_;
   LrSchedule schedule_;
   FlopsPerToken flops_;

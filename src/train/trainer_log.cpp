@@ -39,9 +39,11 @@ void Trainer::log_step(const StepResult& r, Progress& progress) {
                  {"flops", state_.flops}, {"loss", r.loss},      {"aux", r.aux},
                  {"z", r.z},            {"lr", r.lr},            {"grad_norm", r.grad_norm},
                  {"tokens_per_s", tokens_per_s}, {"skipped", r.skipped}, {"skipped_steps", state_.skipped_steps}};
+  const bool dirichlet = !moe_options_.dirichlet_alpha_E.empty();  // fields only when a prior is set
+  if (dirichlet) record["dirichlet"] = r.dirichlet;
   if (!r.moe.empty()) {
     Json layers = Json::array();
-    for (const auto& l : r.moe)
+    for (const auto& l : r.moe) {
       layers.push_back({{"layer", l.layer},
                         {"load", load_fractions(l.tokens_per_expert)},
                         {"dropped", fraction(l.dropped, l.assignments)},
@@ -49,6 +51,8 @@ void Trainer::log_step(const StepResult& r, Progress& progress) {
                         {"top1", l.top1_probability},
                         {"aux", l.aux_loss},
                         {"z", l.z_loss}});
+      if (dirichlet) layers.back()["dirichlet"] = l.dirichlet_loss;
+    }
     record["moe"] = layers;
   }
   metrics_->write(record);
@@ -63,6 +67,7 @@ void Trainer::log_step(const StepResult& r, Progress& progress) {
   if (!r.moe.empty()) {
     tb.scalar("train/aux", r.aux, r.step, wall);
     tb.scalar("train/z", r.z, r.step, wall);
+    if (dirichlet) tb.scalar("train/dirichlet", r.dirichlet, r.step, wall);
     for (const auto& l : r.moe) {
       tb.scalar(layer_tag(l.layer, "max_load"), max_load(l.tokens_per_expert), r.step, wall);
       tb.scalar(layer_tag(l.layer, "dropped"), fraction(l.dropped, l.assignments), r.step, wall);

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "model/dirichlet_prior.h"
 #include "train/lr_schedule.h"
 
 namespace upcycle::train {
@@ -99,6 +100,10 @@ void validate_options(const TrainOptions& o) {
   require(o.top_k >= 0, "--top-k must be ≥ 0 (got " + std::to_string(o.top_k) + ")");
   require(o.z_loss_coef >= 0, "--z-loss-coef must be ≥ 0 (got " + num(o.z_loss_coef) + ")");
   require(o.expert_bias_rate >= 0, "--expert-bias-rate must be ≥ 0 (got " + num(o.expert_bias_rate) + ")");
+  require(o.dirichlet_coef >= 0 && std::isfinite(o.dirichlet_coef),
+          "--dirichlet-coef must be ≥ 0 (got " + num(o.dirichlet_coef) + ")");
+  require(o.dirichlet_steps >= 0, "--dirichlet-steps must be ≥ 0 (got " + std::to_string(o.dirichlet_steps) + ")");
+  require(o.dirichlet_steps == 0 || o.dirichlet_coef > 0, "--dirichlet-steps needs --dirichlet-coef > 0");
   require(o.save_every >= 1, "--save-every must be at least 1 (got " + std::to_string(o.save_every) + ")");
   require(o.keep >= 1, "--keep must be at least 1 (got " + std::to_string(o.keep) + ")");
   require(o.eval_every >= 0, "--eval-every must be ≥ 0 (got " + std::to_string(o.eval_every) + ")");
@@ -123,6 +128,8 @@ model::MoeOptions resolve_moe_options(const TrainOptions& o, const ModelConfig& 
                         : o.z_loss_coef != 0        ? "--z-loss-coef"
                         : o.jitter >= 0             ? "--jitter"
                         : o.expert_bias_rate != 0   ? "--expert-bias-rate"
+                        : o.dirichlet_coef != 0     ? "--dirichlet-coef"
+                        : !o.dirichlet_prior.empty() ? "--dirichlet-prior"
                                                     : nullptr;
     if (given) throw Error(std::string(given) + " applies to MoE models only; the model is dense", o.model);
     return {};
@@ -145,6 +152,12 @@ model::MoeOptions resolve_moe_options(const TrainOptions& o, const ModelConfig& 
   // router needs our coefficient = top-k × the config's router_aux_loss_coef.
   m.aux_loss_coef = o.aux_loss_coef >= 0 ? o.aux_loss_coef : config.router_aux_loss_coef * double(m.top_k);
   m.z_loss_coef = o.z_loss_coef;
+  if (o.dirichlet_coef > 0 || !o.dirichlet_prior.empty()) {
+    if (m.num_experts < 2) throw Error("--dirichlet-prior needs at least 2 experts", o.model);
+    m.dirichlet_alpha_E = model::parse_dirichlet_prior(o.dirichlet_prior.empty() ? "1" : o.dirichlet_prior,
+                                                       m.num_experts, "--dirichlet-prior");
+    m.dirichlet_coef = o.dirichlet_coef;
+  }
   return m;
 }
 

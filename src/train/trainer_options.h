@@ -58,6 +58,11 @@ struct TrainOptions {
   double z_loss_coef = 0.0;
   double jitter = -1.0;                  // < 0: config's router_jitter_noise
   double expert_bias_rate = 0.0;         // γ of aux-loss-free balancing; 0 = off
+  // Dirichlet-prior shaping of the router (model/dirichlet_prior.h): α or α1,…,αE ("": 1 when the
+  // coefficient is set, else off; a prior with coefficient 0 is measured and logged, not trained).
+  std::string dirichlet_prior;
+  double dirichlet_coef = 0.0;           // λ
+  int64_t dirichlet_steps = 0;           // apply λ in the first N steps only (0: every step)
   // Checkpoints, evaluation, logging, faults.
   int64_t save_every = 100;
   int64_t keep = 3;

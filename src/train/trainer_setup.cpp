@@ -128,6 +128,7 @@ void Trainer::load_model(const fs::path& dir) {
   model_ = model::load_transformer(config_, dir, *backend_);
   if (!config_.is_moe()) return;
   model_->set_moe_options(moe_options_);
+  dirichlet_shaping_ = moe_options_.dirichlet_coef > 0;
   if (options_.expert_bias_rate > 0)
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
       if (config_.is_moe_layer(l)) model_->expert_bias(l).assign(size_t(moe_options_.num_experts), 0.0f);
@@ -194,7 +195,10 @@ Json Trainer::run_record() const {
                {"jitter", moe_options_.jitter},
                {"aux_loss_coef", moe_options_.aux_loss_coef},
                {"z_loss_coef", moe_options_.z_loss_coef},
-               {"expert_bias_rate", options_.expert_bias_rate}};
+               {"expert_bias_rate", options_.expert_bias_rate},
+               {"dirichlet_alpha", moe_options_.dirichlet_alpha_E},
+               {"dirichlet_coef", moe_options_.dirichlet_coef},
+               {"dirichlet_steps", options_.dirichlet_steps}};
   return {{"format", kRunFormat},
           {"version", 1},
           {"options", options_json_},

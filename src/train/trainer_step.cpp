@@ -43,6 +43,7 @@ void Trainer::accumulate_moe_stats(StepResult& r) const {
     sum.top1_probability += s->top1_probability;
     sum.aux_loss += s->aux_loss;
     sum.z_loss += s->z_loss;
+    sum.dirichlet_loss += s->dirichlet_loss;
   }
 }
 
@@ -51,8 +52,19 @@ void Trainer::update_expert_bias(const StepResult& r) {
     train::update_expert_bias(model_->expert_bias(layer.layer), layer.tokens_per_expert, options_.expert_bias_rate);
 }
 
+// --dirichlet-steps N: steps N+1… train without the prior's gradient (the loss is still measured). The
+// switch depends on the step number alone, so a resumed run switches at the same step.
+void Trainer::end_dirichlet_shaping_if_due() {
+  if (!dirichlet_shaping_ || options_.dirichlet_steps == 0 || state_.step < options_.dirichlet_steps) return;
+  model::MoeOptions measured_only = moe_options_;
+  measured_only.dirichlet_coef = 0.0;
+  model_->set_moe_options(measured_only);
+  dirichlet_shaping_ = false;
+}
+
 StepResult Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
+  end_dirichlet_shaping_if_due();
   const int64_t B = options_.micro_batch, L = options_.seq_len, A = options_.grad_accum;
   StepResult r;
   r.step = state_.step + 1;
@@ -78,8 +90,10 @@ StepResult Trainer::step() {
     layer.top1_probability /= double(A);
     layer.aux_loss /= double(A);
     layer.z_loss /= double(A);
+    layer.dirichlet_loss /= double(A);
     r.aux += layer.aux_loss / double(r.moe.size());
     r.z += layer.z_loss / double(r.moe.size());
+    r.dirichlet += layer.dirichlet_loss / double(r.moe.size());
   }
 
   float* grads = model_->grads().data();

@@ -1,6 +1,7 @@
 // `upcycle train` as a user runs it, on tiny dense and MoE models written in the test:
 // resume exactness (20 steps straight = 10 with --stop-after + 10 with --resume: identical weights,
-// optimizer and trainer state bytes, identical metrics records except tokens_per_s), a SIGKILL during
+// optimizer and trainer state bytes, identical metrics records except tokens_per_s; the MoE runs add
+// jitter, expert bias, z-loss and a Dirichlet prior whose gradient stops after step 12), a SIGKILL during
 // a checkpoint write and a SIGTERM mid-run (both resume to the straight run's weights), non-finite
 // steps (skipped, counted, N in a row → exit 2 naming the intact checkpoint), token ids ≥ vocab, a
 // non-empty run directory, a full disk during a checkpoint, resume flag rules, and every checkpoint
@@ -83,7 +84,10 @@ class TrainCli : public ::testing::Test {
                                   "--warmup", "3", "--save-every", "5", "--eval-every", "5", "--eval-tokens", "32",
                                   "--threads", "1"};
     if (moe)
-      for (const char* s : {"--jitter", "0.1", "--expert-bias-rate", "0.01", "--z-loss-coef", "0.001"}) a.push_back(s);
+      for (const char* s : {"--jitter", "0.1", "--expert-bias-rate", "0.01", "--z-loss-coef", "0.001",
+                            // an asymmetric prior whose gradient stops after step 12: after the resume at 10
+                            "--dirichlet-prior", "0.5,0.5,2,2", "--dirichlet-coef", "0.05", "--dirichlet-steps", "12"})
+        a.push_back(s);
     return a;
   }
   static std::vector<std::string> resume(const fs::path& out, std::vector<std::string> extra = {}) {
@@ -131,6 +135,8 @@ TEST_F(TrainCli, TenStepsPlusResumeTenEqualTwentyDenseAndMoe) {
       ASSERT_TRUE(train.back().contains("moe"));
       EXPECT_EQ(train.back()["moe"].size(), 2u);
       EXPECT_EQ(train.back()["moe"][0]["load"].size(), 4u);
+      EXPECT_GT(train.back()["dirichlet"].get<double>(), 0.0);  // still measured after --dirichlet-steps
+      EXPECT_TRUE(train.back()["moe"][0].contains("dirichlet"));
       const Json state = Json::parse(test::read_bytes(fs::path(ckpt(run, 20)) / "trainer_state.json"));
       EXPECT_EQ(state["expert_bias"].size(), 2u);  // both MoE layers carry a bias, saved and restored
     }
@@ -321,7 +327,8 @@ TEST(TrainHelp, DocumentsEveryOptionWithItsDefault) {
                            "--save-every", "--keep", "--eval-every", "--eval-tokens", "--seed", "--resume",
                            "--stop-after", "--threads", "--backend", "--routing", "--top-k", "--capacity-factor",
                            "--aux-loss-coef", "--z-loss-coef", "--jitter", "--expert-bias-rate", "--init-optimizer",
-                           "--dense-optimizer", "--max-nonfinite"})
+                           "--dense-optimizer", "--max-nonfinite", "--dirichlet-prior", "--dirichlet-coef",
+                           "--dirichlet-steps"})
     EXPECT_NE(r.out.find(std::string("  ") + flag), std::string::npos) << flag;
   EXPECT_NE(r.out.find("[default: 1000]"), std::string::npos);
   EXPECT_NE(r.out.find("tensorboard --logdir"), std::string::npos);

@@ -59,6 +59,8 @@ def expected_scalars(records):
             if "moe" in r:
                 put("train/aux", step, r["aux"])
                 put("train/z", step, r["z"])
+                if "dirichlet" in r:  # runs with --dirichlet-prior
+                    put("train/dirichlet", step, r["dirichlet"])
                 for layer in r["moe"]:
                     experts = len(layer["load"])
                     assert experts & (experts - 1) == 0, "the exact max_load comparison needs E = 2^k"

@@ -35,6 +35,8 @@ import tensorboard_support as tbs
 
 MODELS = {"dense": "llama", "moe": "mixtral"}
 VOCAB = 512  # the tiny preset's
+# The MoE runs also train with a Dirichlet prior, so its train/dirichlet scalar is checked too.
+MOE_ARGS = ["--dirichlet-prior", "0.75", "--dirichlet-coef", "0.01"]
 
 
 def first_train_args(root, model):
@@ -58,7 +60,7 @@ def runs(upcycle, tmp_path_factory):
     for kind, arch in MODELS.items():
         model, run = root / kind, root / "runs" / kind
         upcycle("init", "--arch", arch, "--preset", "tiny", "--seed", "1", "--dtype", "f32", model)
-        upcycle("train", *first_train_args(root, model), "--out", run)
+        upcycle("train", *first_train_args(root, model), *(MOE_ARGS if kind == "moe" else []), "--out", run)
         (first,) = event_files(run)
         orphans[kind] = summary_steps(first)
         shutil.rmtree(run / "checkpoints" / "step-00000008")  # killed before step 8's checkpoint

@@ -1,12 +1,17 @@
 // Whole-layer gradients of the MoE block against central finite differences of
-//   L = Σ r⊙y + aux_loss_coef·L_aux + z_loss_coef·L_z
+//   L = Σ r⊙y + aux_loss_coef·L_aux + z_loss_coef·L_z + dirichlet_coef·L_dir
 // for every weight (router, each expert's gate/up/down, the shared expert and its gate) and for x, on
 // both backends, for token choice (renormalised with jitter, raw with scaling and capacity,
-// renormalised with scaling and capacity) and expert choice. Inputs are chosen (first seed that qualifies) so every
-// routing decision has a probability margin ≥ 0.02, far above what a 1e-3 step can move (≈ 3e-3), and
-// the objective also asserts the routing stayed put. The loss coefficients are large enough that the
+// renormalised with scaling and capacity, renormalised with an asymmetric Dirichlet prior) and expert
+// choice. Inputs are chosen (first seed that qualifies) so every routing decision (and, with the
+// Dirichlet prior, the order of each expert's probabilities over the tokens, margin ≥ 0.007) has a
+// probability margin ≥ 0.02, far above what a 1e-3 step can move (≈ 3e-3), and the objective also
+// asserts the routing stayed put. The loss coefficients are large enough that the
 // aux and z terms are visible at the 2e-3 tolerance: flipping the sign of any backward term fails.
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include "backend/backend.h"
 #include "core/rng.h"
@@ -24,6 +29,7 @@ constexpr int64_t T = 7, D = 6, E = 4, F = 5, Fs = 3;
 constexpr float kStep = 1e-3f;
 constexpr double kTol = 2e-3;
 constexpr double kMinMargin = 0.02;
+constexpr double kMinRankMargin = 0.007;  // > 2 × the ≈ 3e-3 a step moves p: 84 pairs of 7 tokens × 4 experts
 
 struct GradCase {
   const char* name;
@@ -45,6 +51,10 @@ std::vector<GradCase> grad_cases() {
        {.num_experts = E, .top_k = 2, .topk_norm = TopkNorm::kRenormalize, .topk_scaling = 1.3, .capacity_factor = 0.75,
         .aux_loss_coef = 0.5, .z_loss_coef = 0.2},
        false, false},
+      {"top2_renorm_dirichlet_asymmetric",
+       {.num_experts = E, .top_k = 2, .topk_norm = TopkNorm::kRenormalize, .aux_loss_coef = 0.5, .z_loss_coef = 0.2,
+        .dirichlet_alpha_E = {0.5, 0.8, 1.5, 2.0}, .dirichlet_coef = 2.0},
+       false, false},
       {"expert_choice_gated_shared",
        {.num_experts = E, .mode = RoutingMode::kExpertChoice, .capacity_factor = 1.0, .aux_loss_coef = 0.5,
         .z_loss_coef = 0.2},
@@ -58,6 +68,16 @@ std::vector<float> jitter_noise(uint64_t seed, double j) {
   const CounterRng rng(seed, "moe_jitter");
   for (size_t i = 0; i < n.size(); ++i) n[i] = float(1.0 - j + 2.0 * j * rng.uniform(i));
   return n;
+}
+
+// Smallest gap between two tokens' probabilities for the same expert: the Dirichlet-prior loss ranks
+// each expert's probabilities over the batch, and its gradient jumps where two ranks swap.
+double rank_margin(const std::vector<double>& p, int64_t T, int64_t E) {
+  double margin = INFINITY;
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t s = 0; s < T; ++s)
+      for (int64_t t = s + 1; t < T; ++t) margin = std::min(margin, std::fabs(p[size_t(s * E + e)] - p[size_t(t * E + e)]));
+  return margin;
 }
 
 class MoeLayerGrad : public ::testing::TestWithParam<backend::BackendKind> {
@@ -77,13 +97,14 @@ TEST_P(MoeLayerGrad, MatchesFiniteDifferences) {
     std::vector<float> x, y(size_t(T * D));
     // First seed whose routing is well separated (and, with capacity, actually drops something).
     uint64_t seed = 0;
-    for (uint64_t s = 1; s < 500 && seed == 0; ++s) {
+    for (uint64_t s = 1; s < 5000 && seed == 0; ++s) {
       w.randomize(s, 2.0f);
       x = random_floats(size_t(T * D), s, 1.0f, "x");
       const auto p = test::router_probs(x, w.router, T, D, E, noise);
       if (test::routing_margin(p, T, E, o) < kMinMargin) continue;
       layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed);
       if (o.mode == RoutingMode::kTokenChoice && o.capacity_factor > 0 && layer.stats().dropped == 0) continue;
+      if (!o.dirichlet_alpha_E.empty() && rank_margin(p, T, E) < kMinRankMargin) continue;
       seed = s;
     }
     ASSERT_NE(seed, 0u) << "no seed with well-separated routing";
@@ -101,7 +122,8 @@ TEST_P(MoeLayerGrad, MatchesFiniteDifferences) {
       layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed);
       const MoeStats& st = layer.stats();
       routing_changed |= st.tokens_per_expert != routed.tokens_per_expert || st.dropped != routed.dropped;
-      return test::weighted_sum(r, y.data()) + o.aux_loss_coef * st.aux_loss + o.z_loss_coef * st.z_loss;
+      return test::weighted_sum(r, y.data()) + o.aux_loss_coef * st.aux_loss + o.z_loss_coef * st.z_loss +
+             o.dirichlet_coef * st.dirichlet_loss;
     };
     auto check = [&](const char* what, std::vector<float>& param, const std::vector<float>& grad) {
       EXPECT_TRUE(test::matches_finite_differences(param, grad, objective, kStep, kTol)) << what;

@@ -183,19 +183,33 @@ ScalingFit fit_scaling_law(const std::vector<std::vector<double>>& phi, const st
   std::vector<std::vector<double>> h;
   std::vector<double> g;
   normal_equations(l, std::numeric_limits<double>::infinity(), h, g);
-  const double s2 = ss / double(n - p);
+  // A term below 0.1 % of every prediction (E → 0 under a power term that carries the whole loss, or
+  // the reverse) sits at its bound: its parameters are left out of the inversion, σ NaN, so the others
+  // keep their σ instead of all becoming singular. j[i][p−1] is E's share of L̂_i.
+  double e_share = 0, power_share = 0;
+  for (const auto& row : l.j) e_share = std::max(e_share, row[p - 1]), power_share = std::max(power_share, 1 - row[p - 1]);
+  best.inert.assign(p, false);
+  std::vector<size_t> free;
+  for (size_t k = 0; k < p; ++k) {
+    best.inert[k] = (k + 1 == p ? e_share : power_share) < 1e-3;
+    if (!best.inert[k]) free.push_back(k);
+  }
+  const size_t q = free.size();
+  const double s2 = ss / double(n - q);
   best.covariance.assign(p, std::vector<double>(p, kNaN));
-  std::vector<std::vector<double>> inverse(p, std::vector<double>(p, 0.0));
-  bool ok = true;
-  for (size_t c = 0; c < p && ok; ++c) {
-    std::vector<double> unit(p, 0.0), column;
+  std::vector<std::vector<double>> reduced(q, std::vector<double>(q)), inverse(q, std::vector<double>(q, 0.0));
+  for (size_t r = 0; r < q; ++r)
+    for (size_t c = 0; c < q; ++c) reduced[r][c] = h[free[r]][free[c]];
+  bool ok = q > 0;
+  for (size_t c = 0; c < q && ok; ++c) {
+    std::vector<double> unit(q, 0.0), column;
     unit[c] = 1;
-    ok = solve_small(h, unit, column);
-    for (size_t r = 0; r < p && ok; ++r) inverse[r][c] = column[r];
+    ok = solve_small(reduced, unit, column);
+    for (size_t r = 0; r < q && ok; ++r) inverse[r][c] = column[r];
   }
   if (ok)
-    for (size_t r = 0; r < p; ++r)
-      for (size_t c = 0; c < p; ++c) best.covariance[r][c] = s2 * inverse[r][c];
+    for (size_t r = 0; r < q; ++r)
+      for (size_t c = 0; c < q; ++c) best.covariance[free[r]][free[c]] = s2 * inverse[r][c];
   return best;
 }
 

@@ -14,7 +14,8 @@ namespace upcycle::report {
 
 struct ScalingFit {
   std::vector<double> theta;                    // β_0 … β_{p−2}, then e (p parameters)
-  std::vector<std::vector<double>> covariance;  // p × p, s²·(JᵀWJ)⁻¹ at the optimum; NaN if singular
+  std::vector<std::vector<double>> covariance;  // p × p, s²·(JᵀJ)⁻¹ at the optimum; NaN if singular
+  std::vector<bool> inert;  // per parameter: no longer moves the prediction (a term at its bound, σ NaN)
   double objective = 0;                         // Σ Huber(r_i)
   double rms_log_residual = 0;                  // sqrt(mean r_i²), unweighted
   size_t points = 0;

@@ -118,6 +118,7 @@ const Variant* find_required(const ReportData& d, const std::string& name, const
 }
 
 std::string format_g(double v) {
+  if (!std::isfinite(v)) return "n/a";
   char b[32];
   std::snprintf(b, sizeof b, "%.3g", v);
   return b;
@@ -186,7 +187,8 @@ void fit_upcycled(UpcyclingPlan& p, const ReportData& d, const Variant& recipe, 
 // d(X) = upcycled − baseline at extra compute X, with the parameters of either fit perturbed.
 double gap(const UpcyclingPlan& p, const LawFit& base, double x) { return p.upcycled_loss(x) - p.baseline_loss(base, x); }
 
-// σ of the crossing X* of gap(X) = 0 through both fits' covariances (implicit function theorem).
+// σ of the crossing X* of gap(X) = 0 through both fits' covariances (implicit function theorem); a
+// parameter at its bound (ScalingFit::inert) is held there and adds nothing.
 double crossover_sigma(const UpcyclingPlan& p, const LawFit& base, double x) {
   const double hx = 1e-5 * x;
   const double dgdx = (gap(p, base, x + hx) - gap(p, base, x - hx)) / (2 * hx);
@@ -209,7 +211,8 @@ double crossover_sigma(const UpcyclingPlan& p, const LawFit& base, double x) {
       grad[k] = -(up - down) / (2 * h) / dgdx;
     }
     for (size_t r = 0; r < n; ++r)
-      for (size_t c = 0; c < n; ++c) var += grad[r] * f0.covariance[r][c] * grad[c];
+      for (size_t c = 0; c < n; ++c)
+        if (!f0.inert[r] && !f0.inert[c]) var += grad[r] * f0.covariance[r][c] * grad[c];  // a term at its bound: held there
   }
   return var >= 0 ? std::sqrt(var) : kNaN;
 }
@@ -317,6 +320,10 @@ UpcyclingPlan fit_upcycling_plan(const ReportData& d, const PlanOptions& o) {
       for (const LossPoint& lp : run->mean_loss) pts.push_back({dense->sunk_flops + lp.flops, lp.loss});
     p.dense = fit_baseline("dense", names, pts, d.dense_sunk_flops, p.notes);
   }
+  for (const LawFit* law : {&p.upcycled, p.scratch ? &*p.scratch : nullptr, p.dense ? &*p.dense : nullptr})
+    if (law != nullptr && law->fit.inert.back())
+      p.notes.push_back(law->what + ": E went to 0 (the curve shows no floor at this scale), so this law keeps falling as a "
+                        "pure power law and its crossovers rest on the exponents alone");
   if (p.scratch) p.crossovers.push_back(find_crossover(p, *p.scratch, "from scratch"));
   if (p.dense) p.crossovers.push_back(find_crossover(p, *p.dense, "dense continuation"));
   return p;

@@ -108,6 +108,25 @@ TEST(ScalingFit, InteractionLawWithNoise) {
   EXPECT_NEAR(std::exp(f.theta[4]), law.e, 0.1);
 }
 
+TEST(ScalingFit, FloorAtItsBound) {
+  // A pure power law (E = 0): E runs to its bound, its σ is n/a and flagged, the exponent keeps a finite σ.
+  std::vector<std::vector<double>> phi;
+  std::vector<double> loss;
+  const std::vector<double> eps = noise(30, 0.002);
+  for (int i = 0; i < 30; ++i) {
+    const double c = 1e8 * std::pow(1e5, i / 29.0);
+    phi.push_back({1.0, -std::log(c)});
+    loss.push_back(50 * std::pow(c, -0.3) * (1 + eps[size_t(i)]));
+  }
+  const ScalingFit f = fit_scaling_law(phi, loss, kPowerStarts);
+  EXPECT_NEAR(f.theta[1], 0.3, 0.005);
+  EXPECT_LT(std::exp(f.theta[2]), 1e-3 * loss.back());
+  EXPECT_EQ(f.inert, (std::vector<bool>{false, false, true}));
+  EXPECT_TRUE(std::isnan(f.sigma(2)));
+  EXPECT_GT(f.sigma(1), 0);
+  EXPECT_LT(f.sigma(1), 0.005);
+}
+
 TEST(ScalingFit, SolveSmall) {
   std::vector<double> x;
   ASSERT_TRUE(solve_small({{2, 1}, {1, 3}}, {3, 5}, x));  // 2x + y = 3, x + 3y = 5 → x = 0.8, y = 1.4

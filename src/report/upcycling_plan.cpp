@@ -184,7 +184,7 @@ void fit_upcycled(UpcyclingPlan& p, const ReportData& d, const Variant& recipe, 
   }
 }
 
-// d(X) = upcycled − baseline at extra compute X, with the parameters of either fit perturbed.
+// Upcycled − baseline loss at extra compute X: < 0 while upcycling is ahead.
 double gap(const UpcyclingPlan& p, const LawFit& base, double x) { return p.upcycled_loss(x) - p.baseline_loss(base, x); }
 
 // σ of the crossing X* of gap(X) = 0 through both fits' covariances (implicit function theorem); a

@@ -40,6 +40,7 @@ const std::vector<Command>& commands() {
       {"study", "compare upcycling recipes, dense continuation and MoE from scratch at equal compute", run_study},
       {"analyze", "routing and expert-specialisation diagnostics: loads per domain, expert similarity", run_analyze},
       {"report", "compare training runs or a study in one self-contained HTML file of SVG plots", run_report},
+      {"plan", "fit the upcycling scaling law to a study; predict where upcycling stops beating the baselines", run_plan},
   };
   return kCommands;
 }

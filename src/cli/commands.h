@@ -28,6 +28,7 @@ int run_train(const Args& args);
 int run_study(const Args& args);
 int run_analyze(const Args& args);
 int run_report(const Args& args);
+int run_plan(const Args& args);
 
 struct Command {
   std::string_view name;

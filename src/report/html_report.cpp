@@ -10,6 +10,7 @@
 
 #include "report/html_report_style.h"
 #include "report/finding.h"
+#include "report/plan_figure.h"
 #include "report/summary_table.h"
 #include "report/svg_plot.h"
 
@@ -407,7 +408,7 @@ std::string render_html_report(const ReportData& d, const PageOptions& options) 
                      esc(options.title.empty() ? "upcycle report: " + d.name : options.title) + "</title><style>" + kReportCss +
                      "</style></head><body><main>\n";
   page += header(d, options);
-  page += loss_section(d) + domain_section(d) + loss_table(d) + load_section(d) + routing_section(d) +
+  page += loss_section(d) + plan_section(d) + domain_section(d) + loss_table(d) + load_section(d) + routing_section(d) +
           specialization_section(d) + details_section(d) + reproduce_section(d);
   return page + "</main></body></html>\n";
 }

@@ -46,6 +46,8 @@ svg .axis line { stroke: #6e7781; stroke-width: 1; }
 svg line.vline { stroke: #8c959f; stroke-width: 1.2; stroke-dasharray: 5 4; }
 svg polyline.series { stroke-width: 2.2; stroke-linejoin: round; stroke-linecap: round; }
 svg polyline.series.seed { stroke-width: 1; stroke-opacity: 0.4; }
+svg polyline.series.fit { stroke-width: 1.6; stroke-dasharray: 6 4; }
+svg line.vline.mark { stroke: #57606a; stroke-dasharray: 2 3; }
 svg .cell { stroke: #fff; stroke-width: 1; }
 svg .cell-text { font-size: 10.5px; fill: #222; }
 svg .cell-text.dark { fill: #fff; }

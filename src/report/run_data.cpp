@@ -279,6 +279,7 @@ ReportData load_study(const fs::path& dir) {
   d.dense_sunk_flops = number(*dense, "sunk_flops", "study dense", file);
   if (!(d.dense_sunk_flops > 0)) throw Error("study: dense \"sunk_flops\" must be > 0", file.string());
   d.extra_compute = optional_number(s, "extra_compute", "study", file).value_or(0);
+  d.dense_sunk_tokens = optional_number(*dense, "sunk_tokens", "study dense", file).value_or(0);
   if (const Json* c = field(*dense, "commands"); c != nullptr && c->is_array())
     for (const auto& x : *c)
       if (x.is_string()) d.dense_commands.push_back(x.get<std::string>());

@@ -88,6 +88,7 @@ struct ReportData {
   std::string name;
   XAxis x_axis = XAxis::kFlops;
   double dense_sunk_flops = 0, extra_compute = 0;
+  double dense_sunk_tokens = 0;  // study.json dense.sunk_tokens (0 when absent: a checkpoint given without trainer state)
   // Study only: the run that trained the dense model (study.json dense.pretrain_run; absent when the
   // study was given a checkpoint or the directory is gone), x = 100·(f − sunk)/sunk ∈ [−100, 0].
   std::optional<Variant> dense_pretrain;

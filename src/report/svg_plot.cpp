@@ -121,6 +121,7 @@ std::string render_line_chart(const LineChart& c) {
       x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
     }
   if (c.vline) x0 = std::min(x0, *c.vline), x1 = std::max(x1, *c.vline);
+  for (const Mark& m : c.marks) x0 = std::min(x0, m.x), x1 = std::max(x1, m.x);
   const Ticks tx = nice_ticks(x0, x1, c.width >= 600 ? 8 : 5), ty = nice_ticks(y0, y1, c.height >= 300 ? 6 : 4);
   const double left = 66, right = c.width - (c.legend == Legend::kShow ? 196 : 18), top = c.title.empty() ? 14 : 34,
                bottom = c.height - 46;
@@ -149,17 +150,25 @@ std::string render_line_chart(const LineChart& c) {
          "\" y2=\"" + num(bottom) + "\"/>";
     if (!c.vline_label.empty()) o += text(sx(*c.vline) + 4, top + 12, c.vline_label, "note", "start");
   }
+  for (size_t i = 0; i < c.marks.size(); ++i) {
+    const double mx = sx(c.marks[i].x);
+    o += "<line class=\"vline mark\" x1=\"" + num(mx) + "\" y1=\"" + num(top) + "\" x2=\"" + num(mx) + "\" y2=\"" + num(bottom) + "\"/>";
+    // Labels that would run past the plot area go to the left of their line (≈ 6.5 px per character).
+    const bool left_of = mx + 4 + 6.5 * double(c.marks[i].label.size()) > right;
+    o += text(left_of ? mx - 4 : mx + 4, top + 12 + 14 * double(i + (c.vline_label.empty() ? 0 : 1)), c.marks[i].label, "note",
+              left_of ? "end" : "start");
+  }
   for (const bool faint : {true, false})
     for (const Series& s : c.series) {
       if (s.points.empty() || s.faint != faint) continue;
       const std::string& colour = s.stroke.empty() ? palette_colour(s.colour) : s.stroke;
       const size_t shape = s.stroke.empty() ? s.colour : 0;
-      const std::string cls = s.faint ? "series seed" : "series";
+      const std::string cls = s.faint ? "series seed" : s.fitted ? "series fit" : "series";
       o += "<g class=\"" + cls + "\" data-name=\"" + xml_escape(s.name) + "\"><polyline class=\"" + cls +
            "\" fill=\"none\" stroke=\"" + colour + "\" points=\"";
       for (size_t p = 0; p < s.points.size(); ++p) o += (p ? " " : "") + num(sx(s.points[p].first)) + "," + num(sy(s.points[p].second));
       o += "\"/>";
-      if (!s.faint)
+      if (!s.faint && !s.fitted)
         for (auto [x, y] : s.points) o += marker(shape, sx(x), sy(y), colour);
       o += "</g>";
     }
@@ -171,7 +180,8 @@ std::string render_line_chart(const LineChart& c) {
       const std::string& colour = s.stroke.empty() ? palette_colour(s.colour) : s.stroke;
       const double lx = right + 16;
       o += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(lx + 24) + "\" y2=\"" + num(ly) +
-           "\" stroke=\"" + colour + "\" stroke-width=\"2.2\"/>" + marker(s.stroke.empty() ? s.colour : 0, lx + 12, ly, colour);
+           "\" stroke=\"" + colour + "\" stroke-width=\"2.2\"" + (s.fitted ? " stroke-dasharray=\"6 4\"/>" : "/>" +
+           marker(s.stroke.empty() ? s.colour : 0, lx + 12, ly, colour));
       o += text(lx + 32, ly + 4, shorten(s.name, 22) + (s.points.empty() ? " (no data)" : ""), "legend-text", "start");
       ly += 22;
     }

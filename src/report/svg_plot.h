@@ -45,6 +45,14 @@ struct Series {
   // One seed's run behind a variant's mean curve: a thin translucent line without markers, not in the
   // legend (class "series seed").
   bool faint = false;
+  // A fitted law's prediction (`upcycle plan`): a dashed line without markers (class "series fit").
+  bool fitted = false;
+};
+
+// A labelled dashed vertical line (a predicted crossover, where the data end).
+struct Mark {
+  double x = 0;
+  std::string label;
 };
 
 struct LineChart {
@@ -54,9 +62,11 @@ struct LineChart {
   std::string vline_label;
   int width = 760, height = 400;
   Legend legend = Legend::kShow;
+  std::vector<Mark> marks;  // further labelled dashed vertical lines, labels stacked from the top
 };
 // <svg id=…> with axes, grid, one <polyline class="series"> + markers per non-empty series (faint
-// series: <polyline class="series seed">, no markers, drawn first so the means lie on top).
+// series: <polyline class="series seed">, no markers, drawn first so the means lie on top; fitted
+// series: <polyline class="series fit">, dashed, no markers).
 std::string render_line_chart(const LineChart& chart);
 
 // A matrix coloured on a diverging scale around `centre` (log2 ratio: 2× and ½× are equally strong),

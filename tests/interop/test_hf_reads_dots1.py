@@ -28,9 +28,9 @@ def qwen3(upcycle, tmp_path_factory):
     return model
 
 
-def convert(upcycle, qwen3, out, *flags):
+def convert(upcycle, qwen3, out, *flags, moe_layers=f"last:{LAYERS - 1}"):
     upcycle("convert", qwen3, "--format", "dots1", "--experts", E, "--top-k", 2, "--shared-experts", 1,
-            "--moe-layers", f"last:{LAYERS - 1}", *flags, out)
+            "--moe-layers", moe_layers, *flags, out)
     return out
 
 
@@ -47,8 +47,10 @@ def bias_name(layer):
 
 
 def test_convert_and_deepseek_routing(upcycle, qwen3, tmp_path):
-    out = convert(upcycle, qwen3, tmp_path / "dots1", "--granularity", 2, "--router-init", "normal:0.5",
-                  "--expert-init", "noise", "--noise-std", 0.1, "--seed", 3)
+    # Shuffled shards: no virtual groups, so no two experts share a router row (tied pairs would make
+    # groups of 2 select exactly what the plain top-2 selects).
+    out = convert(upcycle, qwen3, tmp_path / "dots1", "--granularity", 2, "--expert-split", "shuffled",
+                  "--router-init", "normal:0.5", "--expert-init", "noise", "--noise-std", 0.1, "--seed", 3)
     config = hf.read_config(out)
     assert config["model_type"] == "dots1" and config["architectures"] == ["Dots1ForCausalLM"]
     assert (config["n_routed_experts"], config["n_shared_experts"], config["first_k_dense_replace"]) == (E, 1, 1)
@@ -74,7 +76,7 @@ def test_convert_and_deepseek_routing(upcycle, qwen3, tmp_path):
 
 def test_fused_bf16_file(upcycle, qwen3, tmp_path):
     out = convert(upcycle, qwen3, tmp_path / "dots1", "--router-init", "normal:0.5", "--expert-layout", "fused",
-                  "--dtype", "bf16", "--moe-layers", "all")
+                  "--dtype", "bf16", moe_layers="all")
     assert hf.read_config(out)["first_k_dense_replace"] == 0
     hf.judge(upcycle, out, tmp_path)
 

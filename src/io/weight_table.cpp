@@ -350,8 +350,10 @@ ParameterCounts count_parameters(const ModelConfig& c) {
     }
     const uint64_t expert = 3 * D * u(c.moe_intermediate_size);
     const uint64_t Fs = u(c.shared_expert_intermediate_size);
-    // router + shared expert (+ its sigmoid gate, qwen2_moe); dots1's e_score_correction_bias is a buffer
-    const uint64_t always = u(c.num_experts) * D + (Fs > 0 ? 3 * D * Fs + (c.family == Family::kDots1 ? 0 : D) : 0);
+    // router + shared expert + qwen2_moe's shared-expert gate or dots1's e_score_correction_bias (a
+    // buffer to transformers, a tensor of the file: counted, so the total matches the files)
+    const bool dots1 = c.family == Family::kDots1;
+    const uint64_t always = u(c.num_experts) * D + (dots1 ? u(c.num_experts) : 0) + (Fs > 0 ? 3 * D * Fs + (dots1 ? 0 : D) : 0);
     counts.total += always + u(c.num_experts) * expert;
     counts.active += always + u(c.num_experts_per_tok) * expert;
   }

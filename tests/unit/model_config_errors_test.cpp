@@ -343,6 +343,7 @@ TEST(ModelConfigDefaults, WriteReadBackEveryFamily) {
       c.num_experts = 4;
       c.num_experts_per_tok = 2;
       c.moe_intermediate_size = f == Family::kMixtral ? 128 : 32;
+      if (f == Family::kDots1) c.shared_expert_intermediate_size = 64;  // n_shared_experts 2
     }
     test::ScratchDir dir;
     write_model_config(dir.path(), c);
@@ -362,7 +363,10 @@ TEST(ModelConfigDefaults, WriteReadBackEveryFamily) {
     EXPECT_EQ(back.qkv_bias, c.qkv_bias);
     EXPECT_EQ(back.topk_norm, c.topk_norm);
     EXPECT_EQ(back.dtype, DType::kBF16);
+    EXPECT_EQ(back.shared_expert_intermediate_size, c.shared_expert_intermediate_size);
+    EXPECT_EQ(back.router_scoring, c.router_scoring);
   }
+  EXPECT_EQ(default_model_config(Family::kDots1).router_scoring, RouterScoring::kSigmoid);
   EXPECT_EQ(default_model_config(Family::kMixtral).rope.theta, 1e6);
   EXPECT_EQ(default_model_config(Family::kMixtral).rms_norm_eps, 1e-5);
   EXPECT_EQ(default_model_config(Family::kMixtral).topk_norm, TopkNorm::kRenormalize);

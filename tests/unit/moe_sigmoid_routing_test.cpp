@@ -134,7 +134,7 @@ double deepseek_margin(const std::vector<double>& s, const std::vector<float>& b
   const int64_t per = E / o.n_group;
   double margin = INFINITY;
   for (int64_t t = 0; t < T; ++t) {
-    std::vector<double> rank(size_t(E)), group(size_t(o.n_group));
+    std::vector<double> rank(static_cast<size_t>(E)), group(static_cast<size_t>(o.n_group));
     for (int64_t e = 0; e < E; ++e) rank[size_t(e)] = s[size_t(t * E + e)] + bias[size_t(e)];
     for (int64_t g = 0; g < o.n_group; ++g) {
       std::vector<double> v(rank.begin() + g * per, rank.begin() + (g + 1) * per);

@@ -46,10 +46,6 @@ MoeLayer::MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims)
   if (options_.mode == RoutingMode::kTokenChoice) {
     UPCYCLE_CHECK(options_.top_k >= 1 && options_.top_k <= options_.num_experts, "MoE: top_k outside [1, E]");
     UPCYCLE_CHECK(options_.capacity_factor >= 0, "MoE: negative capacity factor");
-    const int64_t E = options_.num_experts, G = options_.n_group;
-    UPCYCLE_CHECK(G >= 1 && E % G == 0 && (G == 1 || E / G >= 2) && options_.topk_group >= 1 &&
-                      options_.topk_group <= G && options_.top_k <= options_.topk_group * (E / G),
-                  "MoE: expert groups must split E evenly (≥ 2 per group) and hold top_k experts");
   } else {
     UPCYCLE_CHECK(options_.scoring == RouterScoring::kSoftmax, "MoE: expert choice needs softmax scores");
     UPCYCLE_CHECK(options_.capacity_factor > 0, "MoE: expert choice needs capacity_factor > 0");

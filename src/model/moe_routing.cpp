@@ -168,6 +168,11 @@ Routing route(const float* probs_TE, int64_t T, const MoeOptions& options, const
     return route_expert_choice(probs_TE, T, options);
   }
   UPCYCLE_CHECK(options.top_k >= 1 && options.top_k <= options.num_experts, "route: top_k outside [1, E]");
+  const int64_t G = options.n_group;
+  UPCYCLE_CHECK(G >= 1 && options.num_experts % G == 0 && (G == 1 || options.num_experts / G >= 2) &&
+                    options.topk_group >= 1 && options.topk_group <= G &&
+                    options.top_k <= options.topk_group * (options.num_experts / G),
+                "route: expert groups must split E evenly (≥ 2 per group) and hold top_k experts");
   if (selection_bias_E) check_probs(selection_bias_E, 1, options.num_experts);
   return route_token_choice(probs_TE, T, options, selection_bias_E);
 }

@@ -5,7 +5,8 @@ e_score_correction_bias, group-limited top-k (n_group, topk_group), routed_scali
 shared expert, dense layers below first_k_dense_replace. Sources are tiny sharpened qwen3 models.
 Checks: a strict load with equal logits and greedy tokens (hf_out_support.judge) for a conversion,
 then for the same file with groups, a non-zero bias and a scaling factor that each move the logits;
-the function-preserving conversion passes `convert --verify`; `train --expert-bias-rate` saves the
+the function-preserving conversion passes `convert --verify`; a qwen3 window on some layers keeps its
+pattern; `train --expert-bias-rate` saves the
 learned bias as e_score_correction_bias, which transformers then routes with; refusals are one line.
 """
 import json
@@ -147,3 +148,19 @@ def test_llama_is_refused(upcycle, tmp_path):
     llama = hf.init(upcycle, tmp_path / "llama", "llama")
     proc = upcycle("convert", llama, "--format", "dots1", "--shared-experts", 1, tmp_path / "out", expect_rc=2)
     assert "q_norm/k_norm" in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_window_on_some_layers(upcycle, tmp_path):
+    """A qwen3 model windowing layers ≥ max_window_layers (which qwen3_moe cannot express) keeps its
+    pattern as dots1, and transformers applies the same window (8 < the 72-token prompt)."""
+    source = hf.init(upcycle, tmp_path / "qwen3", "qwen3", seed=2)
+    hf.sharpen(source, seed=2)
+    hf.edit_config(source, use_sliding_window=True, sliding_window=8, max_window_layers=1)
+    out = tmp_path / "dots1"
+    upcycle("convert", source, "--format", "dots1", "--shared-experts", 1, "--experts", 4,
+            "--router-init", "normal:0.5", out)
+    config = hf.read_config(out)
+    assert config["sliding_window"] == 8 and config["layer_types"] == ["full_attention", "sliding_attention"]
+    windowed = hf.judge(upcycle, out, tmp_path)
+    hf.edit_config(out, sliding_window=None, drop=("layer_types",))
+    hf.assert_differs(windowed, hf.judge(upcycle, out, tmp_path, generate=False), "the window on layer 1")

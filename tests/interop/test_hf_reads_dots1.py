@@ -6,8 +6,8 @@ shared expert, dense layers below first_k_dense_replace. Sources are tiny sharpe
 Checks: a strict load with equal logits and greedy tokens (hf_out_support.judge) for a conversion,
 then for the same file with groups, a non-zero bias and a scaling factor that each move the logits;
 the function-preserving conversion passes `convert --verify`; a qwen3 window on some layers keeps its
-pattern; `train --expert-bias-rate` saves the
-learned bias as e_score_correction_bias, which transformers then routes with; refusals are one line.
+pattern; `train --expert-bias-rate` saves the learned bias as e_score_correction_bias, which
+transformers then routes with and a later run starts from; refusals are one line.
 """
 import json
 

@@ -111,6 +111,10 @@ class Backend {
   // dlogits[T,E] += probs ⊙ (dprobs − Σ_e dprobs⊙probs), row by row.
   virtual void softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int64_t T,
                                      int64_t E) = 0;
+  // scores[n] = sigmoid(logits[n]) = 1/(1+exp(−logits[n])) (DeepSeek-V3 router scores), computed in double.
+  virtual void sigmoid_forward(float* scores, const float* logits, int64_t n) = 0;
+  // dlogits[n] += dscores[n]·scores[n]·(1 − scores[n]).
+  virtual void sigmoid_backward(float* dlogits, const float* dscores, const float* scores, int64_t n) = 0;
   // out[a,:] = x[rows[a],:] for a < A; 0 ≤ rows[a] < T, rows may repeat. Its backward is scatter_add_rows.
   virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) = 0;
   // y[rows[a],:] += weights[a] · x[a,:] for a < A (weights null = all 1). Rows may repeat; the sum over a

@@ -41,6 +41,7 @@ struct ConvertOptions {
   std::string moe_layers = "all";
   int64_t experts = 8, top_k = 2, granularity = 1, shared_experts = 0;
   std::string shared_expert_gate = "sigmoid";
+  double shared_expert_scale = 1.0;
   std::string expert_init = "copy";
   double drop_ratio = 0.5;
   std::string drop_scope = "neuron", drop_stats = "matrix";
@@ -147,6 +148,7 @@ ConvertSpec make_spec(const ConvertOptions& o) {
   s.moe_layers = o.moe_layers;
   s.experts = o.experts, s.top_k = o.top_k, s.granularity = o.granularity, s.shared_experts = o.shared_experts;
   s.shared_gate = o.shared_expert_gate == "sigmoid" ? SharedGate::kSigmoid : SharedGate::kUngated;
+  s.shared_residual_scale = o.shared_expert_scale;
   s.expert_init = o.expert_init == "copy"    ? ExpertInit::kCopy
                   : o.expert_init == "noise" ? ExpertInit::kNoise
                   : o.expert_init == "drop"  ? ExpertInit::kDrop
@@ -225,7 +227,7 @@ void add_prompt_router_rows(const ConvertOptions& o, ConvertSpec& spec) {
 // With --recipe the YAML is the recipe: flags that would compete with it are refused, not merged.
 void check_recipe_flags(const OptionSet& set) {
   for (const char* flag : {"preset", "moe-layers", "experts", "top-k", "granularity", "shared-experts",
-                           "shared-expert-gate", "expert-init", "drop-ratio", "drop-scope", "drop-stats", "noise-std",
+                           "shared-expert-gate", "shared-expert-scale", "expert-init", "drop-ratio", "drop-scope", "drop-stats", "noise-std",
                            "expert-split", "weight-scaling", "weight-scaling-mode", "router-init", "router", "norm-topk",
                            "format", "expert-sources", "depth-tile", "depth-order", "from-scratch", "prompts",
                            "calibration", "calibration-tokens"})
@@ -291,7 +293,7 @@ void run_verify(const ConvertOptions& o, const ConvertPlan& plan) {
 OptionSet convert_option_set(ConvertOptions& o) {
   OptionSet set("convert", "upcycle convert DENSE_DIR OUT_DIR [--preset NAME] [recipe flags] [--verify]\n       upcycle convert --recipe MERGEKIT.yaml OUT_DIR [--verify]",
                 "Turn a dense Hugging Face checkpoint (llama, mistral, qwen2, qwen3) into a Mixture-of-Experts\n"
-                "checkpoint (mixtral, qwen2_moe, qwen3_moe) with one of the known upcycling recipes, or into a\n"
+                "checkpoint (mixtral, qwen2_moe, qwen3_moe, dots1) with one of the known upcycling recipes, or into a\n"
                 "deeper dense model (--depth-tile). Embeddings, attention, norms, lm_head, tokenizer and generation\n"
                 "files are carried over; the recipe is recorded in config.json (\"upcycle_recipe\") and in the\n"
                 "safetensors metadata. Output is streamed (memory does not grow with model size) and atomic.\n"
@@ -314,6 +316,10 @@ OptionSet convert_option_set(ConvertOptions& o) {
   set.add_choice("shared-expert-gate", {"sigmoid", "ungated"},
                  "qwen2_moe's sigmoid gate: learned from N(0, router std^2), or zero weight + down_proj x2 (exactly ungated at init)",
                  &o.shared_expert_gate);
+  set.add("shared-expert-scale", "X",
+          "shared expert's down_proj x X; 0 = silent at init, so dots1 (and qwen2_moe) keep the dense function\n"
+          "with renormalised routing while the shared expert still learns (its down_proj gets gradients)",
+          &o.shared_expert_scale);
   set.add_choice("expert-init", {"copy", "noise", "drop", "random"},
                  "copy (Komatsuzaki), noise (RNU: + N(0, noise-std^2) on r*F' neurons), drop (Drop-Upcycling: r*F' neurons "
                  "re-drawn from N(mean, std)), random (from-scratch experts)",
@@ -350,8 +356,15 @@ OptionSet convert_option_set(ConvertOptions& o) {
                  &o.router);
   set.add_flag("norm-topk", "with softmax-topk: renormalise the top-k probabilities (norm_topk_prob)", &o.norm_topk);
   set.add("aux-loss-coef", "C", "router_aux_loss_coef written to config (family: the family's HF default)", &o.aux_loss_coef);
-  set.add_choice("format", {"auto", "mixtral", "qwen2_moe", "qwen3_moe"},
-                 "output family; auto: mixtral when it can express the recipe, else qwen2_moe (qwen3 -> qwen3_moe)", &o.format);
+  set.add_choice("format", {"auto", "mixtral", "qwen2_moe", "qwen3_moe", "dots1", "deepseek_v3"},
+                 "output family; auto: mixtral when it can express the recipe, else qwen2_moe (qwen3 -> qwen3_moe).\n"
+                 "dots1 (from qwen3: Qwen3 attention + DeepSeek-V3 MoE): sigmoid router scores, e_score_correction_bias\n"
+                 "(zeros; train --expert-bias-rate learns it), --shared-experts S >= 1 (n_shared_experts), dense\n"
+                 "layers first (--moe-layers last:N or all -> first_k_dense_replace), norm_topk_prob from --router\n"
+                 "topk-softmax or --norm-topk. Function-preserving with renormalised routing, weight scaling G and\n"
+                 "--shared-expert-scale 0. deepseek_v3 is refused: its MLA attention is not a conversion of the\n"
+                 "dense model's attention",
+                 &o.format);
   set.add_choice("dtype", {"source", "f32", "bf16", "f16"}, "output dtype", &o.dtype);
   set.add("seed", "S", "random seed (same seed, same bytes, any thread count)", &o.seed);
   set.add("expert-sources", "DIR,DIR", "dense checkpoints whose FFNs become experts: expert e from source floor(e*S/E)",

@@ -53,7 +53,7 @@ void override_shapes(const InitOptions& o, ModelConfig& c, const OptionSet& set)
     c.head_dim = c.hidden_size / c.num_attention_heads;
   if (!c.is_moe()) {
     if (o.experts > 0 || o.top_k > 0 || o.moe_intermediate_size > 0 || o.shared_expert_intermediate_size >= 0)
-      throw Error("--experts, --top-k and the expert sizes need an MoE family (mixtral, qwen2_moe, qwen3_moe); '" +
+      throw Error("--experts, --top-k and the expert sizes need an MoE family (mixtral, qwen2_moe, qwen3_moe, dots1); '" +
                   std::string(family_model_type(c.family)) + "' is dense");
     return;
   }
@@ -66,9 +66,10 @@ void override_shapes(const InitOptions& o, ModelConfig& c, const OptionSet& set)
   } else {
     apply(o.moe_intermediate_size, c.moe_intermediate_size);
   }
+  if (c.family == Family::kDots1) c.shared_expert_intermediate_size = c.moe_intermediate_size;  // n_shared_experts 1
   if (o.shared_expert_intermediate_size >= 0) {
-    if (c.family != Family::kQwen2Moe && o.shared_expert_intermediate_size > 0)
-      throw Error("--shared-expert-intermediate-size needs --arch qwen2_moe (the only family with a shared expert)");
+    if (c.family != Family::kQwen2Moe && c.family != Family::kDots1 && o.shared_expert_intermediate_size > 0)
+      throw Error("--shared-expert-intermediate-size needs --arch qwen2_moe or dots1 (the families with a shared expert)");
     c.shared_expert_intermediate_size = o.shared_expert_intermediate_size;
   }
   if (o.norm_topk_prob != "family") c.topk_norm = o.norm_topk_prob == "true" ? TopkNorm::kRenormalize : TopkNorm::kNone;
@@ -84,7 +85,7 @@ int run_init(const Args& args) {
                 "embeddings ~ N(0, initializer_range^2), biases 0, norms 1. The same seed gives identical bytes\n"
                 "whatever the thread count.");
   set.add_positional("OUT", "output directory (must not exist unless --force)", &o.out, Required::kYes);
-  set.add_choice("arch", {"llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe"},
+  set.add_choice("arch", {"llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "dots1"},
                  "model family (HF model_type)", &o.arch);
   set.add_choice("preset", preset_names(), "model shape: tiny (tests) … 7b (benchmarks); see docs/formats.md", &o.preset);
   set.add("seed", "S", "random seed", &o.seed);
@@ -99,7 +100,7 @@ int run_init(const Args& args) {
   set.add("experts", "E", "routed experts per MoE layer (0: preset)", &o.experts);
   set.add("top-k", "K", "experts per token (0: preset)", &o.top_k);
   set.add("moe-intermediate-size", "F", "expert width (0: preset)", &o.moe_intermediate_size);
-  set.add("shared-expert-intermediate-size", "F", "qwen2_moe shared expert width, 0 for none (-1: preset)",
+  set.add("shared-expert-intermediate-size", "F", "qwen2_moe shared expert width, 0 for none; dots1: a multiple of the expert width (-1: preset)",
           &o.shared_expert_intermediate_size);
   set.add_choice("tie-embeddings", {"preset", "true", "false"}, "share embed_tokens with lm_head", &o.tie_embeddings);
   set.add_choice("norm-topk-prob", {"family", "true", "false"},

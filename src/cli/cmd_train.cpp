@@ -94,7 +94,9 @@ void bind_routing(OptionSet& set, TrainOptions& o) {
   set.add("jitter", "J", "router input noise ×U(1−J, 1+J) in training (< 0: the config's router_jitter_noise)",
           &o.jitter);
   set.add("expert-bias-rate", "G",
-          "aux-loss-free balancing (DeepSeek-V3): per-expert selection bias updated by ±G after each step (0: off)",
+          "aux-loss-free balancing (DeepSeek-V3): per-expert selection bias updated by ±G after each step (0: off).\n"
+          "Training state, except for dots1: there it is e_score_correction_bias, read at start and saved with\n"
+          "the weights (dots1 has no aux or z loss: sigmoid scores)",
           &o.expert_bias_rate);
   bind_dirichlet(set, o);
 }

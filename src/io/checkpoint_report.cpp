@@ -1,6 +1,7 @@
 // Checkpoint description and checks for `upcycle inspect` (see checkpoint_report.h).
 #include "io/checkpoint_report.h"
 
+#include <cstdio>
 #include <map>
 #include <sstream>
 
@@ -23,11 +24,36 @@ Json rope_json(const RopeConfig& rope) {
   return j;
 }
 
+// dots1: sigmoid scores, bias-corrected group-limited selection, an ungated shared expert.
+Json deepseek_moe_json(const ModelConfig& c, const Json& moe_layers, const Json& dense_layers) {
+  const bool renorm = c.topk_norm == TopkNorm::kRenormalize;
+  char scale[64];
+  std::snprintf(scale, sizeof scale, "%g", c.routed_scaling_factor);
+  return {{"experts", c.num_experts},
+          {"top_k", c.num_experts_per_tok},
+          {"expert_intermediate_size", c.moe_intermediate_size},
+          {"shared_expert_intermediate_size", c.shared_expert_intermediate_size},
+          {"shared_expert_gate", "none"},
+          {"moe_layers", moe_layers},
+          {"dense_layers", dense_layers},
+          {"router",
+           {{"scores", "sigmoid (fp32)"},
+            {"selection", "top-k of score + e_score_correction_bias in the best " + std::to_string(c.topk_group) +
+                              " of " + std::to_string(c.n_group) + " groups"},
+            {"renormalize_topk", renorm},
+            {"routed_scaling_factor", c.routed_scaling_factor},
+            {"semantics", std::string("sigmoid -> biased group-limited top-k -> ") +
+                              (renorm ? "renormalise" : "weights not renormalised") + " -> x " + scale},
+            {"aux_loss_coef", c.router_aux_loss_coef},
+            {"jitter_noise", c.router_jitter_noise}}}};
+}
+
 Json moe_json(const ModelConfig& c) {
   if (!c.is_moe()) return nullptr;
   Json moe_layers = Json::array(), dense_layers = Json::array();
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) (c.is_moe_layer(i) ? moe_layers : dense_layers).push_back(i);
   bool renorm = c.topk_norm == TopkNorm::kRenormalize;
+  if (c.router_scoring == RouterScoring::kSigmoid) return deepseek_moe_json(c, moe_layers, dense_layers);
   return {{"experts", c.num_experts},
           {"top_k", c.num_experts_per_tok},
           {"expert_intermediate_size", c.moe_intermediate_size},
@@ -157,7 +183,8 @@ std::string render_report_text(const Json& r) {
     row("moe", std::to_string(m["experts"].get<int64_t>()) + " experts, top-" + std::to_string(m["top_k"].get<int64_t>()) +
                    ", expert width " + std::to_string(m["expert_intermediate_size"].get<int64_t>()) +
                    (m["shared_expert_intermediate_size"].get<int64_t>() > 0
-                        ? ", shared expert " + std::to_string(m["shared_expert_intermediate_size"].get<int64_t>()) + " (sigmoid-gated)"
+                        ? ", shared expert " + std::to_string(m["shared_expert_intermediate_size"].get<int64_t>()) +
+                              (m["shared_expert_gate"] == "sigmoid" ? " (sigmoid-gated)" : " (ungated)")
                         : ", no shared expert"));
     row("moe layers", m["moe_layers"].dump() + (m["dense_layers"].empty() ? "" : "; dense " + m["dense_layers"].dump()));
     row("router", m["router"]["semantics"].get<std::string>() + "; aux loss coef " + m["router"]["aux_loss_coef"].dump());

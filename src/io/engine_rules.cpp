@@ -110,9 +110,14 @@ const std::vector<EngineRule> kRules{
        if (!(is(c, Family::kQwen2) || is(c, Family::kQwen2Moe)) || c.qkv_bias) return std::nullopt;
        return std::string("qkv_bias is false (llama.cpp's qwen2 graphs load q/k/v biases)");
      }},
+    {"llama.cpp", "dots1", "upcycle export gguf refuses dots1 (its group, scaling and sigmoid keys are not written; docs/formats.md)",
+     [](const ModelConfig& c, ExpertLayout) -> Problem {
+       if (!is(c, Family::kDots1)) return std::nullopt;
+       return std::string("model_type 'dots1' is not exported to GGUF by upcycle");
+     }},
     {"llama.cpp", "partial MoE", "src/models/qwen2moe.cpp @623ac8d, qwen3moe.cpp @069be0a: build_moe_ffn on every layer (no dense-layer hparam for these archs)",
      [](const ModelConfig& c, ExpertLayout) -> Problem {
-       if (!has_dense_layers(c)) return std::nullopt;
+       if (is(c, Family::kDots1) || !has_dense_layers(c)) return std::nullopt;  // dots1: the rule above
        return std::string("decoder_sparse_step/mlp_only_layers make dense layers (llama.cpp's MoE graphs route every layer)");
      }},
     {"llama.cpp", "top-k normalisation", "src/models/qwen2moe.cpp graph: build_moe_ffn(..., norm_w = false) @623ac8d",

@@ -22,6 +22,8 @@ std::string architecture_of(Family f) {
     case Family::kQwen3: return "qwen3";
     case Family::kQwen2Moe: return "qwen2moe";
     case Family::kQwen3Moe: return "qwen3moe";
+    case Family::kDots1:  // llama.cpp's dots1 needs its group/scaling/sigmoid keys: not written yet
+      throw Error("GGUF export of dots1 is not implemented; export from a qwen3_moe conversion instead");
   }
   UPCYCLE_CHECK(false, "unknown family");
 }

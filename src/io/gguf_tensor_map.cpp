@@ -110,6 +110,7 @@ GgufName gguf_name_for(const WeightSpec& w) {
     case WeightRole::kUpProj: return GgufName{blk + "ffn_up.weight"};
     case WeightRole::kDownProj: return GgufName{blk + "ffn_down.weight"};
     case WeightRole::kRouter: return GgufName{blk + "ffn_gate_inp.weight"};
+    case WeightRole::kRouterBias: return GgufName{blk + "exp_probs_b.bias"};  // llama.cpp's dots1/deepseek2 name
     case WeightRole::kExpertGate: return GgufName{blk + "ffn_gate_exps.weight", true};
     case WeightRole::kExpertUp: return GgufName{blk + "ffn_up_exps.weight", true};
     case WeightRole::kExpertDown: return GgufName{blk + "ffn_down_exps.weight", true};

@@ -170,6 +170,17 @@ void parse_sliding(const ConfigReader& in, const Json& json, const FamilyInfo& i
       }
       break;
     }
+    case SlidingRule::kFromLayer: {
+      // dots1: no switch; the window (class default 4096) covers layers >= max_window_layers (default
+      // 62), so a small model with the defaults has none: then it is recorded as no window at all.
+      c.sliding_window = window(info.default_sliding_window);
+      c.max_window_layers = in.int_or("max_window_layers", 62, 0);
+      read_layer_types(in, c);
+      bool any = false;
+      for (int64_t i = 0; i < c.num_hidden_layers; ++i) any = any || c.sliding_window_for_layer(i).has_value();
+      if (!any) c.sliding_window.reset(), c.window_layers.clear();
+      break;
+    }
   }
 }
 
@@ -195,8 +206,21 @@ std::vector<int64_t> parse_mlp_only_layers(const ConfigReader& in, int64_t num_l
 std::string_view experts_key_read(const ConfigReader& in, Family family) {
   const std::string_view field = experts_key(family);
   if (family == Family::kQwen2Moe) return field;
-  const std::string_view alias = family == Family::kMixtral ? "num_experts" : "num_local_experts";
+  const std::string_view alias = family == Family::kMixtral ? "num_experts" : "num_local_experts";  // dots1 too
   return in.has(alias) ? alias : field;
+}
+
+// Dots1Config: DeepSeek-V3 routing. n_shared_experts has no usable default (None breaks the class), so
+// it is required; the group and dense-prefix keys default as in the class. Validation checks the rest.
+void parse_dots1_moe(const ConfigReader& in, ModelConfig& c) {
+  c.router_scoring = RouterScoring::kSigmoid;
+  c.router_aux_loss_coef = 0.0;  // no such key: DeepSeek-V3 balances with e_score_correction_bias
+  c.shared_expert_intermediate_size = in.required_int("n_shared_experts", 1) * c.moe_intermediate_size;
+  c.n_group = in.int_or("n_group", 1, 1);
+  c.topk_group = in.int_or("topk_group", 1, 1);
+  c.routed_scaling_factor = in.number_or("routed_scaling_factor", 1.0, 0.0);
+  c.first_k_dense_replace = in.int_or("first_k_dense_replace", 0, 0);
+  c.topk_norm = in.bool_or("norm_topk_prob", false) ? TopkNorm::kRenormalize : TopkNorm::kNone;
 }
 
 void parse_moe(const ConfigReader& in, ModelConfig& c) {
@@ -215,6 +239,7 @@ void parse_moe(const ConfigReader& in, ModelConfig& c) {
     return;
   }
   c.moe_intermediate_size = in.required_int("moe_intermediate_size", 1);
+  if (c.family == Family::kDots1) return parse_dots1_moe(in, c);
   if (c.family == Family::kQwen2Moe)  // class default 5632 when absent; 0 = no shared expert
     c.shared_expert_intermediate_size = in.int_or("shared_expert_intermediate_size", 5632, 0);
   c.decoder_sparse_step = in.int_or("decoder_sparse_step", 1, 1);
@@ -286,6 +311,7 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
   UPCYCLE_CHECK(layer >= 0 && layer < num_hidden_layers, "layer index out of range");
   if (!is_moe()) return false;
   if (family == Family::kMixtral) return true;
+  if (family == Family::kDots1) return layer >= first_k_dense_replace;
   UPCYCLE_CHECK(decoder_sparse_step >= 1, "decoder_sparse_step must be at least 1 (validate_model_config)");
   if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end()) return false;
   return (layer + 1) % decoder_sparse_step == 0;

@@ -1,5 +1,5 @@
 // HF config.json ⇄ ModelConfig for the families upcycle reads and writes: dense llama, mistral,
-// qwen2, qwen3 and MoE mixtral, qwen2_moe, qwen3_moe (../shared/reference/systems.md §3).
+// qwen2, qwen3 and MoE mixtral, qwen2_moe, qwen3_moe, dots1 (../shared/reference/systems.md §3).
 // Reading accepts transformers v4 and v5 spellings (`rope_theta`/`rope_scaling` or `rope_parameters`;
 // `torch_dtype` or `dtype`; old `type` inside rope_scaling). Writing emits the v4 spellings, which
 // both v4 and v5 load, and keeps every key of the original file that upcycle does not model.
@@ -20,13 +20,13 @@
 
 namespace upcycle {
 
-enum class Family { kLlama, kMistral, kQwen2, kQwen3, kMixtral, kQwen2Moe, kQwen3Moe };
+enum class Family { kLlama, kMistral, kQwen2, kQwen3, kMixtral, kQwen2Moe, kQwen3Moe, kDots1 };
 
 std::string_view family_model_type(Family family);      // "llama", "qwen2_moe", ...
 std::string_view family_architecture(Family family);    // "LlamaForCausalLM", ...
 std::optional<Family> family_from_model_type(std::string_view model_type);
 bool family_is_moe(Family family);
-std::string supported_model_types();  // "llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe"
+std::string supported_model_types();  // "llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, dots1"
 const std::vector<Family>& all_families();
 
 struct RopeConfig {
@@ -42,6 +42,10 @@ struct RopeConfig {
 // kRenormalize divides by their sum (Mixtral always; Qwen with norm_topk_prob) — identical to
 // "top-k on logits, then softmax over the k". kNone keeps them as they are (Qwen default).
 enum class TopkNorm { kNone, kRenormalize };
+
+// How router logits become the scores top-k ranks and combines: softmax over all experts (Mixtral,
+// Qwen-MoE) or an independent sigmoid per expert (DeepSeek-V3, dots1; no aux or z loss: see moe_layer.h).
+enum class RouterScoring { kSoftmax, kSigmoid };
 
 struct ModelConfig {
   Family family = Family::kLlama;
@@ -81,12 +85,21 @@ struct ModelConfig {
   TopkNorm topk_norm = TopkNorm::kNone;
   double router_aux_loss_coef = 0.001;
   double router_jitter_noise = 0.0;
+  // DeepSeek-V3 routing (dots1; defaults are the identity for the other families): sigmoid scores,
+  // experts in n_group groups of which the topk_group best (sum of a group's two best biased scores)
+  // are eligible, combine weights × routed_scaling_factor, layers < first_k_dense_replace dense.
+  // The shared expert is shared_expert_intermediate_size = n_shared_experts × moe_intermediate_size wide.
+  RouterScoring router_scoring = RouterScoring::kSoftmax;
+  int64_t n_group = 1;
+  int64_t topk_group = 1;
+  double routed_scaling_factor = 1.0;
+  int64_t first_k_dense_replace = 0;
 
   Json raw;  // the file as read; unknown keys survive a rewrite
 
   bool is_moe() const { return num_experts > 0; }
   // HF rule: qwen MoE layer iff not in mlp_only_layers and (i+1) % decoder_sparse_step == 0;
-  // mixtral: every layer.
+  // mixtral: every layer; dots1: i >= first_k_dense_replace.
   bool is_moe_layer(int64_t layer) const;
   // Attention window for this layer, nullopt = full causal attention (HF layer_types semantics).
   std::optional<int64_t> sliding_window_for_layer(int64_t layer) const;

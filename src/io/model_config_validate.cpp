@@ -39,6 +39,7 @@ class Checker {
   void attention() const;
   void sliding() const;
   void moe() const;
+  void deepseek_routing() const;
 
  private:
   const ModelConfig& c_;
@@ -110,13 +111,13 @@ void Checker::sliding() const {
       fail(family() + " has no sliding-window attention ('sliding_window'); use mistral or qwen2");
     size(quoted("sliding_window"), *c_.sliding_window);
   }
-  if (info_.sliding == SlidingRule::kQwenFromLayer)
+  if (info_.sliding == SlidingRule::kQwenFromLayer || info_.sliding == SlidingRule::kFromLayer)
     size(quoted("max_window_layers"), c_.max_window_layers, 0);
   else if (c_.max_window_layers != 0)
     fail("'max_window_layers' must be 0 for " + family() + ": its window covers every layer");
   if (!c_.window_layers.empty()) {
-    if (info_.sliding != SlidingRule::kQwenFromLayer)
-      fail(family() + " cannot express a per-layer window pattern ('layer_types'); qwen2, qwen3 and qwen2_moe can");
+    if (info_.sliding != SlidingRule::kQwenFromLayer && info_.sliding != SlidingRule::kFromLayer)
+      fail(family() + " cannot express a per-layer window pattern ('layer_types'); qwen2, qwen3, qwen2_moe and dots1 can");
     if (static_cast<int64_t>(c_.window_layers.size()) != c_.num_hidden_layers)
       fail("the window pattern ('layer_types') must have one entry per layer (" +
            std::to_string(c_.num_hidden_layers) + "), got " + std::to_string(c_.window_layers.size()));
@@ -151,14 +152,49 @@ void Checker::moe() const {
   } else if (c_.router_jitter_noise != 0.0) {
     fail("'router_jitter_noise' is a mixtral key; " + family() + " cannot express it");
   }
-  if (c_.shared_expert_intermediate_size != 0 && c_.family != Family::kQwen2Moe)
-    fail(family() + " has no shared expert ('shared_expert_intermediate_size'); use qwen2_moe");
+  if (c_.shared_expert_intermediate_size != 0 && c_.family != Family::kQwen2Moe && c_.family != Family::kDots1)
+    fail(family() + " has no shared expert ('shared_expert_intermediate_size'); use qwen2_moe or dots1");
   size(quoted("shared_expert_intermediate_size"), c_.shared_expert_intermediate_size, 0);
   size(quoted("decoder_sparse_step"), c_.decoder_sparse_step);
   for (int64_t layer : c_.mlp_only_layers)
     if (layer < 0 || layer >= c_.num_hidden_layers)
       fail("'mlp_only_layers' entry " + std::to_string(layer) + " is out of range (num_hidden_layers is " +
            std::to_string(c_.num_hidden_layers) + ")");
+}
+
+// DeepSeek-V3 routing keys: dots1 needs them consistent; every other family must keep the identity.
+void Checker::deepseek_routing() const {
+  if (c_.family != Family::kDots1) {
+    if (c_.router_scoring != RouterScoring::kSoftmax || c_.n_group != 1 || c_.topk_group != 1 ||
+        c_.routed_scaling_factor != 1.0 || c_.first_k_dense_replace != 0)
+      fail(family() + " cannot express sigmoid routing, expert groups, 'routed_scaling_factor' or "
+                      "'first_k_dense_replace'; use dots1");
+    return;
+  }
+  if (c_.router_scoring != RouterScoring::kSigmoid) fail("dots1 always scores experts with a sigmoid");
+  if (!c_.mlp_only_layers.empty() || c_.decoder_sparse_step != 1)
+    fail("dots1 expresses dense layers by 'first_k_dense_replace' only (no 'mlp_only_layers', 'decoder_sparse_step')");
+  const std::string E = std::to_string(c_.num_experts);
+  size(quoted("n_group"), c_.n_group);
+  size(quoted("topk_group"), c_.topk_group);
+  if (c_.num_experts % c_.n_group != 0 || c_.num_experts / c_.n_group < 2)
+    fail("'n_group' (" + std::to_string(c_.n_group) + ") must divide 'n_routed_experts' (" + E +
+         ") into groups of at least 2 (a group scores by its two best experts)");
+  if (c_.topk_group > c_.n_group)
+    fail("'topk_group' (" + std::to_string(c_.topk_group) + ") must not exceed 'n_group' (" +
+         std::to_string(c_.n_group) + ")");
+  if (c_.num_experts_per_tok > c_.topk_group * (c_.num_experts / c_.n_group))
+    fail("'num_experts_per_tok' (" + std::to_string(c_.num_experts_per_tok) + ") exceeds the " +
+         std::to_string(c_.topk_group * (c_.num_experts / c_.n_group)) + " experts of the 'topk_group' kept groups");
+  if (!(c_.routed_scaling_factor > 0) || !std::isfinite(c_.routed_scaling_factor))
+    fail("'routed_scaling_factor' must be a positive number");
+  if (c_.first_k_dense_replace < 0 || c_.first_k_dense_replace > c_.num_hidden_layers)
+    fail("'first_k_dense_replace' (" + std::to_string(c_.first_k_dense_replace) + ") must be in [0, " +
+         std::to_string(c_.num_hidden_layers) + "]");
+  if (c_.shared_expert_intermediate_size <= 0 || c_.shared_expert_intermediate_size % c_.moe_intermediate_size != 0)
+    fail("dots1's shared expert is 'n_shared_experts' ≥ 1 experts of 'moe_intermediate_size' (" +
+         std::to_string(c_.moe_intermediate_size) + "), not " + std::to_string(c_.shared_expert_intermediate_size) +
+         " wide");
 }
 
 }  // namespace
@@ -170,6 +206,7 @@ void validate_model_config(const ModelConfig& config, const std::string& file) {
   check.attention();
   check.sliding();
   check.moe();
+  check.deepseek_routing();
   check_model_size_limits(config, file);
 }
 

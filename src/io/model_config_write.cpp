@@ -70,13 +70,15 @@ Json rope_scaling_json(const ModelConfig& c) {
 // Candidates for a default config's modelled keys (each family keeps those it models). Not
 // layer_types or qkv_bias: the writer adds those only when they say something.
 // clang-format off
-constexpr std::array<std::string_view, 32> kSkeletonKeys = {
+constexpr std::array<std::string_view, 38> kSkeletonKeys = {
     "architectures", "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
     "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings",
     "rms_norm_eps", "initializer_range", "rope_theta", "rope_scaling", "tie_word_embeddings", "torch_dtype",
     "attention_bias", "mlp_bias", "sliding_window", "use_sliding_window", "max_window_layers", "num_local_experts",
     "num_experts", "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size",
-    "decoder_sparse_step", "mlp_only_layers", "norm_topk_prob", "router_aux_loss_coef", "router_jitter_noise"};
+    "decoder_sparse_step", "mlp_only_layers", "norm_topk_prob", "router_aux_loss_coef", "router_jitter_noise",
+    "n_routed_experts", "n_shared_experts", "n_group", "topk_group", "routed_scaling_factor",
+    "first_k_dense_replace"};
 // clang-format on
 
 void set_sliding(const ModelConfig& c, const FamilyInfo& info, Json& j) {
@@ -101,10 +103,36 @@ void set_sliding(const ModelConfig& c, const FamilyInfo& info, Json& j) {
         j["layer_types"] = std::move(types);
       }
       break;
+    case SlidingRule::kFromLayer:  // dots1: null is the only way to say "no window" (4096 is the default)
+      j["sliding_window"] = c.sliding_window ? Json(*c.sliding_window) : Json(nullptr);
+      j["max_window_layers"] = c.max_window_layers;
+      if (c.sliding_window) {
+        Json types = Json::array();
+        for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+          types.push_back(c.sliding_window_for_layer(i) ? "sliding_attention" : "full_attention");
+        j["layer_types"] = std::move(types);
+      } else {
+        j.erase("layer_types");  // the class derives all-full from the null window
+      }
+      break;
   }
 }
 
+// Dots1Config's MoE keys (no aux-loss coefficient: the class has none).
+void set_dots1_moe(const ModelConfig& c, Json& j) {
+  j["n_routed_experts"] = c.num_experts;
+  j["num_experts_per_tok"] = c.num_experts_per_tok;
+  j["moe_intermediate_size"] = c.moe_intermediate_size;
+  j["n_shared_experts"] = c.shared_expert_intermediate_size / c.moe_intermediate_size;
+  j["n_group"] = c.n_group;
+  j["topk_group"] = c.topk_group;
+  j["norm_topk_prob"] = c.topk_norm == TopkNorm::kRenormalize;
+  j["routed_scaling_factor"] = c.routed_scaling_factor;
+  j["first_k_dense_replace"] = c.first_k_dense_replace;
+}
+
 void set_moe(const ModelConfig& c, Json& j) {
+  if (c.family == Family::kDots1) return set_dots1_moe(c, j);
   j[std::string(experts_key(c.family))] = c.num_experts;
   j["num_experts_per_tok"] = c.num_experts_per_tok;
   j["router_aux_loss_coef"] = c.router_aux_loss_coef;
@@ -177,6 +205,12 @@ ModelConfig default_model_config(Family family) {
   if (info.default_sliding_window > 0) c.sliding_window = info.default_sliding_window;
   if (info.sliding == SlidingRule::kQwenFromLayer) c.max_window_layers = 28;
   if (family == Family::kMixtral) c.topk_norm = TopkNorm::kRenormalize;
+  if (family == Family::kDots1) {
+    c.sliding_window.reset();  // recorded as null: the 4096 default would start at layer 62
+    c.max_window_layers = 62;
+    c.router_scoring = RouterScoring::kSigmoid;
+    c.router_aux_loss_coef = 0.0;
+  }
 
   // The keys the HF class saves that upcycle does not model, in HF's sorted order; modelled keys get
   // placeholders so model_config_to_json fills them in the same order.

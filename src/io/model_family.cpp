@@ -13,7 +13,7 @@ namespace {
 // Families in enum order. Sources: models/<family>/configuration_<family>.py (v4.57 __init__ and the
 // v5 dataclass fields agree on every value used here).
 // clang-format off
-constexpr std::array<FamilyInfo, 7> kFamilies = {{
+constexpr std::array<FamilyInfo, 8> kFamilies = {{
     // llama: num_key_value_heads None -> num_attention_heads; head_dim None -> hidden / heads.
     {.family = Family::kLlama, .model_type = "llama", .architecture = "LlamaForCausalLM", .moe = false,
      .default_kv_heads = 0, .default_head_dim = 0, .max_position_embeddings = 2048, .rms_norm_eps = 1e-6,
@@ -47,6 +47,12 @@ constexpr std::array<FamilyInfo, 7> kFamilies = {{
      .default_kv_heads = 4, .default_head_dim = 0, .max_position_embeddings = 32768, .rms_norm_eps = 1e-6,
      .rope_theta = 10000.0, .default_sliding_window = 0, .bias = BiasRule::kAttentionBias,
      .sliding = SlidingRule::kQwenAllLayers, .qk_norm = true, .has_bos_eos_defaults = false},
+    // dots1 (Dots1Config, transformers 5): Qwen3 attention + DeepSeek-V3 MoE; kv heads default 32, no
+    // head_dim field (hidden / heads), sliding_window 4096 from layer max_window_layers (62).
+    {.family = Family::kDots1, .model_type = "dots1", .architecture = "Dots1ForCausalLM", .moe = true,
+     .default_kv_heads = 32, .default_head_dim = 0, .max_position_embeddings = 2048, .rms_norm_eps = 1e-6,
+     .rope_theta = 10000.0, .default_sliding_window = 4096, .bias = BiasRule::kAttentionBias,
+     .sliding = SlidingRule::kFromLayer, .qk_norm = true, .has_bos_eos_defaults = false},
 }};
 // clang-format on
 
@@ -62,6 +68,11 @@ constexpr std::array<std::string_view, 4> kQwenSlidingKeys = {"use_sliding_windo
 constexpr std::array<std::string_view, 6> kQwenMoeKeys = {"num_experts",           "num_experts_per_tok",
                                                           "moe_intermediate_size", "decoder_sparse_step",
                                                           "mlp_only_layers",       "norm_topk_prob"};
+
+constexpr std::array<std::string_view, 13> kDots1Keys = {
+    "attention_bias", "sliding_window",   "max_window_layers",     "layer_types",  "n_routed_experts",
+    "n_shared_experts", "num_experts_per_tok", "moe_intermediate_size", "n_group", "topk_group",
+    "norm_topk_prob", "routed_scaling_factor", "first_k_dense_replace"};
 
 template <size_t N>
 bool contains(const std::array<std::string_view, N>& keys, std::string_view key) {
@@ -96,6 +107,8 @@ bool family_models_key(Family family, std::string_view key) {
     case Family::kQwen3Moe:
       return key == "attention_bias" || key == "use_sliding_window" || key == "sliding_window" ||
              contains(kQwenMoeKeys, key) || key == "router_aux_loss_coef";
+    case Family::kDots1:
+      return contains(kDots1Keys, key) || key == "num_local_experts";
   }
   return false;
 }
@@ -104,7 +117,10 @@ bool any_family_models_key(std::string_view key) {
   return std::any_of(all_families().begin(), all_families().end(), [&](Family f) { return family_models_key(f, key); });
 }
 
-std::string_view experts_key(Family family) { return family == Family::kMixtral ? "num_local_experts" : "num_experts"; }
+std::string_view experts_key(Family family) {
+  if (family == Family::kDots1) return "n_routed_experts";
+  return family == Family::kMixtral ? "num_local_experts" : "num_experts";
+}
 
 std::string_view family_model_type(Family family) { return family_info(family).model_type; }
 std::string_view family_architecture(Family family) { return family_info(family).architecture; }
@@ -118,7 +134,8 @@ std::optional<Family> family_from_model_type(std::string_view model_type) {
 
 const std::vector<Family>& all_families() {
   static const std::vector<Family> families = {Family::kLlama,   Family::kMistral,  Family::kQwen2,   Family::kQwen3,
-                                               Family::kMixtral, Family::kQwen2Moe, Family::kQwen3Moe};
+                                               Family::kMixtral, Family::kQwen2Moe, Family::kQwen3Moe,
+                                               Family::kDots1};
   return families;
 }
 

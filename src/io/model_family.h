@@ -14,7 +14,7 @@ namespace upcycle {
 // How a family's config.json says which attention projections carry biases.
 enum class BiasRule {
   kNone,           // mistral, mixtral: no biases at all
-  kAttentionBias,  // llama, qwen3, qwen3_moe: `attention_bias` switches q, k, v and o together
+  kAttentionBias,  // llama, qwen3, qwen3_moe, dots1: `attention_bias` switches q, k, v and o together
   kQkvAlways,      // qwen2: q, k, v always have biases, o never
   kQkvBiasKey,     // qwen2_moe: q, k, v follow `qkv_bias` (v5 key, default true), o never
 };
@@ -25,6 +25,7 @@ enum class SlidingRule {
   kAllLayers,      // mistral, mixtral: `sliding_window` (int or null) applies to every layer
   kQwenFromLayer,  // qwen2, qwen3, qwen2_moe: `use_sliding_window`; layers >= `max_window_layers`
   kQwenAllLayers,  // qwen3_moe: `use_sliding_window`; every layer (no max_window_layers in the class)
+  kFromLayer,      // dots1: no switch; `sliding_window` (default 4096, null = off) for layers >= `max_window_layers`
 };
 
 struct FamilyInfo {
@@ -52,6 +53,6 @@ bool family_models_key(Family family, std::string_view key);
 bool any_family_models_key(std::string_view key);
 
 // The key that holds the expert count in this family's config.json.
-std::string_view experts_key(Family family);  // "num_local_experts" (mixtral) or "num_experts"
+std::string_view experts_key(Family family);  // "num_local_experts" (mixtral), "n_routed_experts" (dots1) or "num_experts"
 
 }  // namespace upcycle

@@ -55,6 +55,7 @@ ModelConfig preset_config(Family family, std::string_view preset) {
     c.num_experts_per_tok = 2;
     c.moe_intermediate_size = family == Family::kMixtral ? shape->ffn : shape->ffn / 2;
     if (family == Family::kQwen2Moe) c.shared_expert_intermediate_size = shape->ffn;
+    if (family == Family::kDots1) c.shared_expert_intermediate_size = c.moe_intermediate_size;  // n_shared_experts 1
   }
   return c;
 }

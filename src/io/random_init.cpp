@@ -24,7 +24,8 @@ InitKind init_kind(WeightRole role) {
     case WeightRole::kQBias:
     case WeightRole::kKBias:
     case WeightRole::kVBias:
-    case WeightRole::kOBias: return InitKind::kZeros;
+    case WeightRole::kOBias:
+    case WeightRole::kRouterBias: return InitKind::kZeros;  // HF's _init_weights: zeros_(e_score_correction_bias)
     default: return InitKind::kNormal;
   }
 }

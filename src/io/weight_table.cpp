@@ -54,13 +54,18 @@ void add_moe(const ModelConfig& c, int64_t i, std::vector<WeightSpec>& out) {
   const std::string p = layer_prefix(i) + "mlp.";
   const int64_t F = c.moe_intermediate_size, Fs = c.shared_expert_intermediate_size;
   out.push_back({p + "gate.weight", WeightRole::kRouter, i, -1, {E, D}});
+  if (c.family == Family::kDots1) out.push_back({router_bias_name(i), WeightRole::kRouterBias, i, -1, {E}});
   for (int64_t e = 0; e < E; ++e) {
     const std::string q = p + "experts." + std::to_string(e) + ".";
     out.push_back({q + "gate_proj.weight", WeightRole::kExpertGate, i, e, {F, D}});
     out.push_back({q + "up_proj.weight", WeightRole::kExpertUp, i, e, {F, D}});
     out.push_back({q + "down_proj.weight", WeightRole::kExpertDown, i, e, {D, F}});
   }
-  if (Fs > 0) {
+  if (c.family == Family::kDots1) {  // Dots1MoE.shared_experts: an ungated MLP
+    out.push_back({p + "shared_experts.gate_proj.weight", WeightRole::kSharedGate, i, -1, {Fs, D}});
+    out.push_back({p + "shared_experts.up_proj.weight", WeightRole::kSharedUp, i, -1, {Fs, D}});
+    out.push_back({p + "shared_experts.down_proj.weight", WeightRole::kSharedDown, i, -1, {D, Fs}});
+  } else if (Fs > 0) {
     out.push_back({p + "shared_expert.gate_proj.weight", WeightRole::kSharedGate, i, -1, {Fs, D}});
     out.push_back({p + "shared_expert.up_proj.weight", WeightRole::kSharedUp, i, -1, {Fs, D}});
     out.push_back({p + "shared_expert.down_proj.weight", WeightRole::kSharedDown, i, -1, {D, Fs}});
@@ -182,6 +187,8 @@ std::string_view weight_role_name(WeightRole role) {
       return "down_proj";
     case WeightRole::kRouter:
       return "router";
+    case WeightRole::kRouterBias:
+      return "router.e_score_correction_bias";
     case WeightRole::kExpertGate:
       return "expert.gate";
     case WeightRole::kExpertUp:
@@ -211,6 +218,8 @@ std::string_view expert_layout_name(ExpertLayout layout) {
   }
   return "?";
 }
+
+std::string router_bias_name(int64_t layer) { return layer_prefix(layer) + "mlp.gate.e_score_correction_bias"; }
 
 std::vector<WeightSpec> expected_weights(const ModelConfig& c) {
   const int64_t V = c.vocab_size, D = c.hidden_size, F = c.intermediate_size;
@@ -341,7 +350,10 @@ ParameterCounts count_parameters(const ModelConfig& c) {
     }
     const uint64_t expert = 3 * D * u(c.moe_intermediate_size);
     const uint64_t Fs = u(c.shared_expert_intermediate_size);
-    const uint64_t always = u(c.num_experts) * D + (Fs > 0 ? 3 * D * Fs + D : 0);  // router + shared expert
+    // router + shared expert + qwen2_moe's shared-expert gate or dots1's e_score_correction_bias (a
+    // buffer to transformers, a tensor of the file: counted, so the total matches the files)
+    const bool dots1 = c.family == Family::kDots1;
+    const uint64_t always = u(c.num_experts) * D + (dots1 ? u(c.num_experts) : 0) + (Fs > 0 ? 3 * D * Fs + (dots1 ? 0 : D) : 0);
     counts.total += always + u(c.num_experts) * expert;
     counts.active += always + u(c.num_experts_per_tok) * expert;
   }

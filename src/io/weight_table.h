@@ -25,8 +25,9 @@ enum class WeightRole {
   kEmbed, kFinalNorm, kLmHead,
   kAttnNorm, kQProj, kKProj, kVProj, kOProj, kQBias, kKBias, kVBias, kOBias, kQNorm, kKNorm,
   kMlpNorm, kGateProj, kUpProj, kDownProj,                 // dense FFN
-  kRouter, kExpertGate, kExpertUp, kExpertDown,            // routed experts
-  kSharedGate, kSharedUp, kSharedDown, kSharedExpertGate,  // qwen2_moe shared expert and its sigmoid gate
+  kRouter, kRouterBias, kExpertGate, kExpertUp, kExpertDown,  // routed experts; kRouterBias: dots1's
+                                                           // e_score_correction_bias (selection only, no gradient)
+  kSharedGate, kSharedUp, kSharedDown, kSharedExpertGate,  // qwen2_moe/dots1 shared expert; qwen2_moe's sigmoid gate
 };
 std::string_view weight_role_name(WeightRole role);  // "q_proj", "expert.gate", ...
 
@@ -42,6 +43,8 @@ struct WeightSpec {
 // (embed_tokens, layers 0.., norm, lm_head unless tied). Within a layer: input_layernorm, attention
 // (q,k,v,o, biases, norms), post_attention_layernorm, FFN (router, experts 0.., shared expert).
 std::vector<WeightSpec> expected_weights(const ModelConfig& config);
+// dots1's selection bias of MoE layer `layer` (`…mlp.gate.e_score_correction_bias`, [E]).
+std::string router_bias_name(int64_t layer);
 
 enum class ExpertLayout { kNone, kPerExpert, kFused };  // kNone: the model has no MoE layer
 std::string_view expert_layout_name(ExpertLayout layout);  // "none", "per-expert", "fused"

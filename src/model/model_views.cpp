@@ -53,6 +53,10 @@ ModelViews<P> build_views(Store& store, const ModelConfig& config) {
   return v;
 }
 
+// dots1's e_score_correction_bias is the routing's selection bias; it has no gradient.
+void set_selection_bias(MoeWeights& w, const float* bias_E) { w.selection_bias_E = bias_E; }
+void set_selection_bias(MoeGrads&, float*) {}
+
 template <typename Views, typename Store>
 Views build_moe_views(Store& store, const ModelConfig& config, int64_t layer) {
   UPCYCLE_CHECK(layer >= 0 && layer < config.num_hidden_layers && config.is_moe_layer(layer), "not an MoE layer");
@@ -67,6 +71,7 @@ Views build_moe_views(Store& store, const ModelConfig& config, int64_t layer) {
     auto p = store.view(i).data();
     switch (spec.role) {
       case WeightRole::kRouter: v.router_ED = p; break;
+      case WeightRole::kRouterBias: set_selection_bias(v, p); break;
       case WeightRole::kExpertGate: v.gate_FD.at(size_t(spec.expert)) = p; break;
       case WeightRole::kExpertUp: v.up_FD.at(size_t(spec.expert)) = p; break;
       case WeightRole::kExpertDown: v.down_DF.at(size_t(spec.expert)) = p; break;

@@ -49,6 +49,7 @@ MoeLayer::MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims)
     UPCYCLE_CHECK(options_.top_k >= 1 && options_.top_k <= options_.num_experts, "MoE: top_k outside [1, E]");
     UPCYCLE_CHECK(options_.capacity_factor >= 0, "MoE: negative capacity factor");
   } else {
+    UPCYCLE_CHECK(options_.scoring == RouterScoring::kSoftmax, "MoE: expert choice needs softmax scores");
     UPCYCLE_CHECK(options_.capacity_factor > 0, "MoE: expert choice needs capacity_factor > 0");
   }
   UPCYCLE_CHECK(options_.dirichlet_alpha_E.empty() ||
@@ -82,10 +83,14 @@ void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w,
   std::vector<float> logits_TE(size_t(T * E));
   backend_.linear_forward_f32(logits_TE.data(), x_router, w.router_ED, nullptr, T, D, E);  // fp32: picks top-k
   s.probs_TE.resize(logits_TE.size());
-  backend_.softmax_rows(s.probs_TE.data(), logits_TE.data(), T, E);
-  stats_.z_loss = z_loss(logits_TE.data(), T, E, s.lse_T);
+  const bool softmax = options_.scoring == RouterScoring::kSoftmax;
+  if (softmax)
+    backend_.softmax_rows(s.probs_TE.data(), logits_TE.data(), T, E);
+  else
+    backend_.sigmoid_forward(s.probs_TE.data(), logits_TE.data(), T * E);
+  stats_.z_loss = softmax ? z_loss(logits_TE.data(), T, E, s.lse_T) : 0.0;  // sigmoid: none (header)
   s.routing = route(s.probs_TE.data(), T, options_, w.selection_bias_E);  // the bias only picks experts
-  stats_.aux_loss = aux_loss(s.probs_TE.data(), T, E, s.routing.counts_E);
+  stats_.aux_loss = softmax ? aux_loss(s.probs_TE.data(), T, E, s.routing.counts_E) : 0.0;
   dirichlet_forward();
 
   std::fill_n(y, T * D, 0.0f);
@@ -157,12 +162,16 @@ void MoeLayer::fill_stats() {
   stats_.assignments = r.assignments;
   stats_.dropped = r.dropped;
   double entropy = 0.0, top1 = 0.0;
+  const bool softmax = options_.scoring == RouterScoring::kSoftmax;
   for (int64_t t = 0; t < T; ++t) {
     const float* p_E = s.probs_TE.data() + t * E;
+    // Sigmoid scores are no distribution: the statistics read them normalised per token.
+    const double norm = softmax ? 1.0 : std::accumulate(p_E, p_E + E, 0.0);
     double top = 0.0;
     for (int64_t e = 0; e < E; ++e) {
-      if (p_E[e] > 0) entropy -= double(p_E[e]) * std::log(double(p_E[e]));
-      top = std::max(top, double(p_E[e]));
+      const double p = double(p_E[e]) / norm;
+      if (p > 0) entropy -= p * std::log(p);
+      top = std::max(top, p);
     }
     top1 += top;
   }
@@ -232,12 +241,17 @@ void MoeLayer::router_backward(float* dx, MoeGrads& grads, const std::vector<flo
   const int64_t T = s.T, D = dims_.hidden, E = options_.num_experts;
   std::vector<double> dprobs_acc(size_t(T * E), 0.0);
   routing_weight_backward(dprobs_acc.data(), s.routing, dweight_A.data(), options_);
-  aux_loss_backward(dprobs_acc.data(), T, E, s.routing.counts_E, options_.aux_loss_coef);
+  const bool softmax = options_.scoring == RouterScoring::kSoftmax;  // sigmoid: no aux, no z loss
+  if (softmax) aux_loss_backward(dprobs_acc.data(), T, E, s.routing.counts_E, options_.aux_loss_coef);
   for (size_t i = 0; i < s.dirichlet_dprobs_TE.size(); ++i)
     dprobs_acc[i] += options_.dirichlet_coef * s.dirichlet_dprobs_TE[i];
   std::vector<float> dprobs_TE(dprobs_acc.begin(), dprobs_acc.end()), dlogits_TE(size_t(T * E), 0.0f);
-  backend_.softmax_rows_backward(dlogits_TE.data(), dprobs_TE.data(), s.probs_TE.data(), T, E);
-  z_loss_backward(dlogits_TE.data(), s.probs_TE.data(), s.lse_T, E, options_.z_loss_coef);
+  if (softmax) {
+    backend_.softmax_rows_backward(dlogits_TE.data(), dprobs_TE.data(), s.probs_TE.data(), T, E);
+    z_loss_backward(dlogits_TE.data(), s.probs_TE.data(), s.lse_T, E, options_.z_loss_coef);
+  } else {
+    backend_.sigmoid_backward(dlogits_TE.data(), dprobs_TE.data(), s.probs_TE.data(), T * E);
+  }
   if (!s.jittered) {
     backend_.linear_backward_f32(dx, grads.router_ED, nullptr, dlogits_TE.data(), x, w.router_ED, T, D, E);
     return;
@@ -256,6 +270,10 @@ MoeOptions moe_options_from_config(const ModelConfig& config) {
   o.top_k = config.num_experts_per_tok;
   o.topk_norm = config.topk_norm;
   o.jitter = config.router_jitter_noise;
+  o.scoring = config.router_scoring;
+  o.n_group = config.n_group;
+  o.topk_group = config.topk_group;
+  o.topk_scaling = config.routed_scaling_factor;
   return o;
 }
 

@@ -12,8 +12,15 @@
 //   expert choice (Zhou et al. 2022): each expert takes its C = ceil(T·cf/E) highest-p tokens (weight
 //     p[t,e]); a token may get 0…E experts. It sees the whole batch, so in a causal LM it leaks
 //     information from future tokens: for the paper's comparisons only. It ignores a selection bias.
+//   sigmoid scoring (DeepSeek-V3 / dots1, RouterScoring::kSigmoid): p = sigmoid(logits) per expert
+//     instead of the softmax; selection ranks s = p + b (b = the selection bias, HF's
+//     e_score_correction_bias). Group-limited: the E experts form n_group equal groups, a group scores the
+//     sum of its two best s, only the topk_group best groups (ties: lower group) are eligible, and the
+//     top-k is taken among their experts. Weights: p of the chosen, ÷ Σ_k p under kRenormalize, ×
+//     topk_scaling (= routed_scaling_factor). No aux or z loss in this mode (both reported 0; balance
+//     comes from the bias: train --expert-bias-rate); the statistics read p normalised per token.
 // Experts: y_e = W2 (silu(W1 x) ⊙ W3 x) with HF's [out, in] weights; output y = Σ w·y_e, plus for
-// Qwen2-MoE a shared expert sigmoid(x·w_gᵀ)·FFN_s(x).
+// Qwen2-MoE a shared expert sigmoid(x·w_gᵀ)·FFN_s(x), for dots1 an ungated one FFN_s(x).
 // Losses, reported unscaled and added to the objective times their coefficients by backward():
 //   aux (Switch/GShard, normalised so perfect balance = 1): L_aux = E/(K·T) · Σ_e count_e · P_e,
 //     count_e = top-k assignments to e (before capacity dropping), P_e = mean_t p[t,e];
@@ -42,7 +49,10 @@ struct MoeOptions {
   int64_t num_experts = 0;
   int64_t top_k = 0;
   TopkNorm topk_norm = TopkNorm::kRenormalize;
-  double topk_scaling = 1.0;
+  double topk_scaling = 1.0;  // dots1: routed_scaling_factor
+  RouterScoring scoring = RouterScoring::kSoftmax;
+  int64_t n_group = 1;     // token choice only: experts in n_group equal groups ...
+  int64_t topk_group = 1;  // ... of which the topk_group best are eligible (1, 1 = no limit)
   RoutingMode mode = RoutingMode::kTokenChoice;
   double capacity_factor = 0.0;  // 0 = dropless (token choice); expert choice needs > 0
   // Router input × U(1−jitter, 1+jitter) per element during training, Switch-style: the experts see the
@@ -71,8 +81,9 @@ struct MoeWeights {
   const float* shared_up_FsD = nullptr;
   const float* shared_down_DFs = nullptr;
   const float* shared_expert_gate_1D = nullptr;  // sigmoid gate; null = ungated shared expert
-  // Aux-loss-free balancing: token choice selects top-k by p + b (b: [E]); null = by p. Training state,
-  // not a weight: no gradient, updated outside the model (train/expert_bias.h). Expert choice ignores it.
+  // Aux-loss-free balancing: token choice selects top-k by p + b (b: [E]); null = by p. No gradient,
+  // updated outside the model (train/expert_bias.h); a weight only in dots1 (e_score_correction_bias),
+  // training state otherwise. Expert choice ignores it.
   const float* selection_bias_E = nullptr;
 };
 
@@ -98,7 +109,8 @@ struct MoeStats {
 };
 
 // Routing options a checkpoint's config implies for inference: its expert count, top-k, top-k
-// normalisation and (Mixtral) router jitter; token choice, dropless, no auxiliary losses.
+// normalisation, (Mixtral) router jitter and (dots1) sigmoid scoring, groups and scaling factor;
+// token choice, dropless, no auxiliary losses.
 MoeOptions moe_options_from_config(const ModelConfig& config);
 MoeDims moe_dims_from_config(const ModelConfig& config);
 

@@ -35,6 +35,29 @@ void set_offsets(Routing& r, const std::vector<std::vector<int32_t>>& kept_token
   }
 }
 
+// DeepSeek-V3 group limiting: the experts a token may pick, written into `order` (increasing index).
+// A group's score is the float sum of its two best ranking scores (HF: topk(2).sum()); the topk_group
+// best groups stay eligible, ties to the lower group. One group: every expert.
+void eligible_experts(const float* rank_E, const MoeOptions& opt, std::vector<int32_t>& order) {
+  const int64_t E = opt.num_experts, G = opt.n_group, per_group = E / G;
+  order.resize(size_t(E));
+  std::iota(order.begin(), order.end(), 0);
+  if (G == 1) return;
+  std::vector<float> group_score(static_cast<size_t>(G));
+  for (int64_t g = 0; g < G; ++g) {
+    std::vector<int32_t> members(order.begin() + g * per_group, order.begin() + (g + 1) * per_group);
+    std::partial_sort(members.begin(), members.begin() + 2, members.end(), ByProbability{rank_E});
+    group_score[size_t(g)] = rank_E[members[0]] + rank_E[members[1]];
+  }
+  std::vector<int32_t> groups(static_cast<size_t>(G));
+  std::iota(groups.begin(), groups.end(), 0);
+  std::partial_sort(groups.begin(), groups.begin() + opt.topk_group, groups.end(), ByProbability{group_score.data()});
+  std::sort(groups.begin(), groups.begin() + opt.topk_group);
+  order.clear();
+  for (int64_t i = 0; i < opt.topk_group; ++i)
+    for (int64_t e = 0; e < per_group; ++e) order.push_back(int32_t(groups[size_t(i)] * per_group + e));
+}
+
 Routing route_token_choice(const float* probs_TE, int64_t T, const MoeOptions& opt, const float* bias_E) {
   const int64_t E = opt.num_experts, K = opt.top_k;
   Routing r{.tokens = T, .experts = E, .top_k = K};
@@ -43,7 +66,7 @@ Routing route_token_choice(const float* probs_TE, int64_t T, const MoeOptions& o
   r.counts_E.assign(size_t(E), 0);
   // Candidates of each expert in increasing token order.
   std::vector<std::vector<int32_t>> cand_E(static_cast<size_t>(E));
-  std::vector<int32_t> order(static_cast<size_t>(E));
+  std::vector<int32_t> order;
   std::vector<float> score_E(bias_E ? size_t(E) : 0);  // p + b: what selection ranks when biased
   for (int64_t t = 0; t < T; ++t) {
     const float* p_E = probs_TE + t * E;
@@ -52,9 +75,10 @@ Routing route_token_choice(const float* probs_TE, int64_t T, const MoeOptions& o
       for (int64_t e = 0; e < E; ++e) score_E[size_t(e)] = p_E[e] + bias_E[e];
       rank_E = score_E.data();
     }
-    std::iota(order.begin(), order.end(), 0);
+    eligible_experts(rank_E, opt, order);
     std::partial_sort(order.begin(), order.begin() + K, order.end(), ByProbability{rank_E});
-    double sum = 0.0;
+    // Sigmoid scores may underflow to 0 for every pick: HF adds 1e-20 to the denominator.
+    double sum = opt.scoring == RouterScoring::kSigmoid ? 1e-20 : 0.0;
     for (int64_t k = 0; k < K; ++k) {
       const int32_t e = order[size_t(k)];
       r.topk_TK[size_t(t * K + k)] = e;
@@ -144,6 +168,11 @@ Routing route(const float* probs_TE, int64_t T, const MoeOptions& options, const
     return route_expert_choice(probs_TE, T, options);
   }
   UPCYCLE_CHECK(options.top_k >= 1 && options.top_k <= options.num_experts, "route: top_k outside [1, E]");
+  const int64_t G = options.n_group;
+  UPCYCLE_CHECK(G >= 1 && options.num_experts % G == 0 && (G == 1 || options.num_experts / G >= 2) &&
+                    options.topk_group >= 1 && options.topk_group <= G &&
+                    options.top_k <= options.topk_group * (options.num_experts / G),
+                "route: expert groups must split E evenly (≥ 2 per group) and hold top_k experts");
   if (selection_bias_E) check_probs(selection_bias_E, 1, options.num_experts);
   return route_token_choice(probs_TE, T, options, selection_bias_E);
 }

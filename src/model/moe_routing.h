@@ -7,6 +7,7 @@
 // Aux-loss-free balancing: an optional selection bias b[E] changes *which* experts token choice picks
 // (top-k of p + b) and nothing else — weights, renormalisation sums, counts_E (so the aux loss) and
 // `probability` all stay p of the experts picked; expert choice ignores it (balanced by construction).
+// Group-limited selection (n_group > 1, DeepSeek-V3) narrows the candidates by p + b before the top-k.
 // Non-goals: device kernels (the decision is cheap, T·E work), updating the bias (train/expert_bias.h).
 #pragma once
 

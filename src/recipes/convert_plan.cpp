@@ -52,9 +52,13 @@ Family choose_family(const ConvertSpec& s, const ModelConfig& src, bool all_laye
     else if (src.family == Family::kQwen2) f = Family::kQwen2Moe;
     else f = (all_layers && renorm && s.shared_experts == 0) ? Family::kMixtral : Family::kQwen2Moe;
   } else {
+    if (s.format == "deepseek_v3")
+      throw Error("--format deepseek_v3 is not supported: its multi-head latent attention (MLA) is no function-"
+                  "preserving conversion of a dense model's attention; use --format dots1 (Qwen3 attention + "
+                  "DeepSeek-V3 MoE)");
     auto parsed = family_from_model_type(s.format);
     if (!parsed || !family_is_moe(*parsed))
-      throw Error("--format must be auto, mixtral, qwen2_moe or qwen3_moe, not '" + s.format + "'");
+      throw Error("--format must be auto, mixtral, qwen2_moe, qwen3_moe or dots1, not '" + s.format + "'");
     f = *parsed;
   }
   // The qwen family that can take this source: qwen3_moe keeps q/k norms, qwen2_moe has none.
@@ -66,6 +70,13 @@ Family choose_family(const ConvertSpec& s, const ModelConfig& src, bool all_laye
                   "without --norm-topk; use --format " + qwen_alternative);
     if (s.shared_experts > 0) throw Error("mixtral has no shared experts; use --format qwen2_moe");
     if (src.qk_norm) throw Error("mixtral has no q_norm/k_norm, which this " + src_type + " model has; use --format qwen3_moe");
+  } else if (f == Family::kDots1) {
+    if (!src.qk_norm)
+      throw Error("dots1's attention has per-head q_norm/k_norm, which this " + src_type +
+                  " model lacks (an RMSNorm is not an identity); convert a qwen3 model, or use --format qwen2_moe");
+    if (s.shared_experts < 1)
+      throw Error("dots1 always has a shared expert (n_shared_experts >= 1): give --shared-experts S (with "
+                  "--shared-expert-scale 0 it starts silent and keeps the dense function)");
   } else if (f == Family::kQwen3Moe) {
     if (s.shared_experts > 0) throw Error("qwen3_moe has no shared experts; use --format qwen2_moe");
     if (!src.qk_norm)
@@ -89,19 +100,29 @@ std::vector<std::string> zero_only_weights(const SourceModel& src, const ModelCo
 
 void set_sliding(const ModelConfig& src, ModelConfig& out) {
   out.sliding_window = src.sliding_window;
-  // Only qwen2_moe has max_window_layers (qwen3_moe windows every layer, mixtral too).
+  // Only qwen2_moe and dots1 have max_window_layers (qwen3_moe windows every layer, mixtral too).
   const bool qwen_source = src.family == Family::kQwen2 || src.family == Family::kQwen3;
-  const bool keeps_pattern = out.family == Family::kQwen2Moe && qwen_source;
+  const bool keeps_pattern = (out.family == Family::kQwen2Moe || out.family == Family::kDots1) && qwen_source;
   out.max_window_layers = keeps_pattern ? src.max_window_layers : 0;
   out.window_layers = keeps_pattern ? src.window_layers : std::vector<bool>{};
-  // Only qwen2_moe keeps a per-layer pattern; a qwen3 source needs qwen3_moe (q/k norms), which
-  // cannot, so then no family can (the old hint, qwen2_moe, refused the q/k norms in turn).
+  // Only qwen2_moe and dots1 keep a per-layer pattern; a qwen3 source (q/k norms) needs dots1.
   for (int64_t l = 0; l < src.num_hidden_layers; ++l)
     if (out.sliding_window_for_layer(l) != src.sliding_window_for_layer(l))
       throw Error(std::string(family_model_type(out.family)) + " cannot express this model's sliding-window layers; " +
-                  (src.family == Family::kQwen3
-                       ? "no MoE family can: qwen3_moe, the one with q/k norms, applies the window to every layer"
-                       : "use --format qwen2_moe"));
+                  (src.family == Family::kQwen3 ? "use --format dots1" : "use --format qwen2_moe"));
+}
+
+// dots1 keeps its dense layers first (first_k_dense_replace) and routes as DeepSeek-V3 does; the
+// converter writes one group (n_group = topk_group = 1) and routed_scaling_factor 1.
+void set_dots1_routing(const std::vector<int64_t>& moe_layers, int64_t layers, ModelConfig& c) {
+  const int64_t first = moe_layers.front();
+  if (int64_t(moe_layers.size()) != layers - first)
+    throw Error("dots1 makes layers first_k_dense_replace..L-1 MoE and cannot express this --moe-layers selection; "
+                "use --moe-layers all or last:N (or --format qwen3_moe)");
+  c.first_k_dense_replace = first;
+  c.router_scoring = RouterScoring::kSigmoid;
+  c.n_group = 1, c.topk_group = 1;
+  c.routed_scaling_factor = 1.0;
 }
 
 void classify(const ConvertSpec& s, const std::vector<SourceModel>& sources, ConvertPlan& p) {
@@ -122,7 +143,8 @@ void classify(const ConvertSpec& s, const std::vector<SourceModel>& sources, Con
     if (v != 0) return no("experts get noise");
   for (double v : s.expert_residual_scale)
     if (v != 1) return no("experts have a residual_scale");
-  if (s.shared_experts > 0) return no("shared experts add to the routed output");
+  if (s.shared_experts > 0 && s.shared_residual_scale != 0)
+    return no("shared experts add to the routed output (--shared-expert-scale 0 silences them)");
   if (s.scaling_mode == ScalingMode::kCubeRoot && p.scale != 1)
     return no("cube-root weight scaling is approximate for SwiGLU (silu is not homogeneous)");
   const int64_t G = s.granularity, E = s.experts, K = s.top_k;
@@ -131,6 +153,8 @@ void classify(const ConvertSpec& s, const std::vector<SourceModel>& sources, Con
   if (renorm) {
     if (std::abs(p.scale - double(G)) > 1e-12) return no("weight scaling differs from s = G for renormalised routing");
   } else {
+    if (p.config.router_scoring == RouterScoring::kSigmoid)
+      return no("sigmoid scores without renormalisation (--norm-topk) do not sum to one");
     if (s.router_init != RouterInit::kZeros)
       return no("softmax-topk without renormalisation weighs experts by p ≈ 1/E, exact only with --router-init zeros");
     if (std::abs(p.scale - double(E * G) / double(K)) > 1e-9 * p.scale)
@@ -201,14 +225,20 @@ ConvertPlan make_plan(const ConvertSpec& s, const std::vector<SourceModel>& sour
   c.num_experts_per_tok = s.top_k;
   c.moe_intermediate_size = p.expert_width;
   if (family == Family::kMixtral) c.intermediate_size = p.expert_width;  // HF: the expert width
-  c.shared_expert_intermediate_size = family == Family::kQwen2Moe ? p.shared_width : 0;
+  const bool shared = family == Family::kQwen2Moe || family == Family::kDots1;
+  c.shared_expert_intermediate_size = shared ? p.shared_width : 0;
   c.decoder_sparse_step = 1;
   c.mlp_only_layers.clear();
-  if (!all_layers)
+  if (family == Family::kDots1) {
+    set_dots1_routing(p.moe_layers, src.num_hidden_layers, c);
+  } else if (!all_layers) {
     for (int64_t l = 0; l < src.num_hidden_layers; ++l)
       if (!std::binary_search(p.moe_layers.begin(), p.moe_layers.end(), l)) c.mlp_only_layers.push_back(l);
+  }
   c.topk_norm = renorm ? TopkNorm::kRenormalize : TopkNorm::kNone;
   c.router_aux_loss_coef = s.aux_loss_coef.value_or(default_model_config(family).router_aux_loss_coef);
+  if (family == Family::kDots1 && c.router_aux_loss_coef != 0)
+    throw Error("dots1 has no aux-loss coefficient (it balances with e_score_correction_bias); drop --aux-loss-coef");
   c.router_jitter_noise = 0;
   // Attention biases: qwen2_moe always carries q/k/v biases (zeros are synthesised, as mergekit does);
   // mixtral has none; o_proj bias exists only in the llama-style attention_bias families.

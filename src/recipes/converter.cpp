@@ -202,7 +202,9 @@ void write_shared(Ctx& c, int64_t layer, const WeightSpec& w, FfnMatrix m) {
   auto dense = read_f32(src, dense_ffn_name(layer, m));
   auto values = gather(dense, F, D, m, shared_neurons(F, s.granularity, s.shared_experts));
   // Ungated: the HF gate is fixed at sigmoid(0) = 1/2, so down_proj × 2 makes the output exact.
-  if (m == FfnMatrix::kDown) scale_values(values, s.shared_residual_scale * (s.shared_gate == SharedGate::kUngated ? 2 : 1));
+  // dots1's shared expert has no gate at all: nothing to compensate.
+  const bool halved = s.shared_gate == SharedGate::kUngated && c.plan.config.family == Family::kQwen2Moe;
+  if (m == FfnMatrix::kDown) scale_values(values, s.shared_residual_scale * (halved ? 2 : 1));
   write_values(c, w, values);
 }
 
@@ -263,6 +265,9 @@ void write_all(Ctx& c, const std::vector<WeightSpec>& specs) {
       case WeightRole::kSharedUp: write_shared(c, w.layer, w, FfnMatrix::kUp); break;
       case WeightRole::kSharedDown: write_shared(c, w.layer, w, FfnMatrix::kDown); break;
       case WeightRole::kSharedExpertGate: write_shared_gate(c, w.layer, w); break;
+      case WeightRole::kRouterBias:  // dots1's e_score_correction_bias: no balance learned yet
+        write_values(c, w, std::vector<float>(size_t(shape_numel(w.shape)), 0.0f));
+        break;
       default: write_carried(c, w);
     }
   }

@@ -28,6 +28,7 @@ bool skips_decay(WeightRole role) {
     case WeightRole::kKBias:
     case WeightRole::kVBias:
     case WeightRole::kOBias:
+    case WeightRole::kRouterBias:  // no gradient: decay alone would pull the learned balance to 0
       return true;
     default:
       return false;

@@ -4,7 +4,8 @@
 // the step (all micro-batches) and mean = Σ load / E:
 //   b_e ← b_e + γ·sign(mean − load_e)        (underloaded experts become more attractive)
 // γ = --expert-bias-rate (Megatron default 1e-3). The bias is training state (saved in the checkpoint),
-// not an HF weight: exported models route without it.
+// not an HF weight, so exported models route without it — except dots1, where it is the
+// `mlp.gate.e_score_correction_bias` weight: training starts from the saved one and writes it back.
 #pragma once
 
 #include <cstdint>

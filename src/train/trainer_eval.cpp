@@ -1,7 +1,9 @@
 // Evaluation during training: each --val dataset's first windows (at most --eval-tokens predicted
 // tokens, read once at start) through model::evaluate_windows, in inference phase and routed as the
 // checkpoint will be: no router jitter and no aux-loss-free selection bias (HF checkpoints have no place
-// for it), so `upcycle eval` on a checkpoint reproduces the logged loss. Evaluation changes no training
+// for it) — except dots1, whose bias is the e_score_correction_bias weight, which the model keeps
+// routing with once the training copy is swapped out — so `upcycle eval` on a checkpoint reproduces
+// the logged loss. Evaluation changes no training
 // state (the biases are put back), so runs with and without evaluation train identically.
 #include "model/evaluate.h"
 #include "train/trainer.h"

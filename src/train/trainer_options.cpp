@@ -147,6 +147,16 @@ model::MoeOptions resolve_moe_options(const TrainOptions& o, const ModelConfig& 
     throw Error("--routing expert-choice needs --capacity-factor > 0 (each expert takes ceil(T·cf/E) tokens)");
   if (m.mode == model::RoutingMode::kExpertChoice && o.expert_bias_rate > 0)
     throw Error("--expert-bias-rate applies to token-choice routing only (expert choice ignores the bias)");
+  if (m.scoring == RouterScoring::kSigmoid) {  // dots1: DeepSeek-V3 balances by the bias alone
+    if (m.mode == model::RoutingMode::kExpertChoice)
+      throw Error("--routing expert-choice needs softmax router scores; this model scores with a sigmoid (dots1)");
+    if (o.aux_loss_coef > 0 || o.z_loss_coef > 0)
+      throw Error(std::string(o.aux_loss_coef > 0 ? "--aux-loss-coef" : "--z-loss-coef") +
+                  " is not implemented for sigmoid router scores (dots1): balance with --expert-bias-rate");
+    if (m.top_k > m.topk_group * (m.num_experts / m.n_group))
+      throw Error("--top-k " + std::to_string(m.top_k) + " exceeds the " +
+                  std::to_string(m.topk_group * (m.num_experts / m.n_group)) + " experts of the model's topk_group groups");
+  }
   if (o.jitter >= 0) m.jitter = o.jitter;
   // HF's Mixtral/Qwen load-balancing loss equals top-k × ours (moe_layer.h), so the same pull on the
   // router needs our coefficient = top-k × the config's router_aux_loss_coef.
@@ -154,6 +164,9 @@ model::MoeOptions resolve_moe_options(const TrainOptions& o, const ModelConfig& 
   m.z_loss_coef = o.z_loss_coef;
   if (o.dirichlet_coef > 0 || !o.dirichlet_prior.empty()) {
     if (m.num_experts < 2) throw Error("--dirichlet-prior needs at least 2 experts", o.model);
+    // The prior's Beta marginals describe softmax probabilities on the simplex; sigmoid scores are not.
+    if (m.scoring == RouterScoring::kSigmoid)
+      throw Error("--dirichlet-prior needs softmax router scores; this model scores with a sigmoid (dots1)", o.model);
     m.dirichlet_alpha_E = model::parse_dirichlet_prior(o.dirichlet_prior.empty() ? "1" : o.dirichlet_prior,
                                                        m.num_experts, "--dirichlet-prior");
     m.dirichlet_coef = o.dirichlet_coef;

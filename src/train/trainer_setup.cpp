@@ -9,6 +9,7 @@
 #include "core/rng.h"
 #include "data/token_dataset.h"
 #include "io/checkpoint.h"
+#include "io/weight_table.h"
 #include "model/load_model.h"
 #include "train/optimizer_state.h"
 #include "train/trainer.h"
@@ -130,8 +131,13 @@ void Trainer::load_model(const fs::path& dir) {
   model_->set_moe_options(moe_options_);
   dirichlet_shaping_ = moe_options_.dirichlet_coef > 0;
   if (options_.expert_bias_rate > 0)
-    for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
-      if (config_.is_moe_layer(l)) model_->expert_bias(l).assign(size_t(moe_options_.num_experts), 0.0f);
+    for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+      if (!config_.is_moe_layer(l)) continue;
+      // dots1 saved the bias as e_score_correction_bias: the balance learned so far carries on.
+      const float* saved = model_->params().find(router_bias_name(l));
+      const size_t E = size_t(moe_options_.num_experts);
+      model_->expert_bias(l) = saved ? std::vector<float>(saved, saved + E) : std::vector<float>(E, 0.0f);
+    }
 }
 
 void Trainer::init_optimizer() {

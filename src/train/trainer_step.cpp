@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/rng.h"
+#include "io/weight_table.h"
 #include "train/expert_bias.h"
 #include "train/trainer.h"
 
@@ -48,8 +49,13 @@ void Trainer::accumulate_moe_stats(StepResult& r) const {
 }
 
 void Trainer::update_expert_bias(const StepResult& r) {
-  for (const auto& layer : r.moe)
-    train::update_expert_bias(model_->expert_bias(layer.layer), layer.tokens_per_expert, options_.expert_bias_rate);
+  for (const auto& layer : r.moe) {
+    std::vector<float>& bias = model_->expert_bias(layer.layer);
+    train::update_expert_bias(bias, layer.tokens_per_expert, options_.expert_bias_rate);
+    // dots1 holds the bias as a weight (e_score_correction_bias): checkpoints and evaluation see it.
+    if (float* weight = model_->params().find(router_bias_name(layer.layer)))
+      std::copy(bias.begin(), bias.end(), weight);
+  }
 }
 
 // --dirichlet-steps N: steps N+1… train without the prior's gradient (the loss is still measured). The

@@ -58,6 +58,7 @@ const std::vector<Case>& firing_cases() {
       {"rope_dynamic", "llama", {}, R"({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})", "llama.cpp", "rope_scaling type 'dynamic' is not exported"},
       {"qwen3_attention_bias", "qwen3", {}, R"({"attention_bias": true})", "llama.cpp", "attention_bias is true (llama.cpp's qwen3"},
       {"qwen2_no_qkv_bias", "qwen2_moe", {}, R"({"qkv_bias": false})", "llama.cpp", "qkv_bias is false (llama.cpp's qwen2"},
+      {"dots1_gguf", "dots1", {}, "", "llama.cpp", "model_type 'dots1' is not exported to GGUF by upcycle"},
       {"qwen2moe_dense_layer", "qwen2_moe", {}, R"({"mlp_only_layers": [0]})", "llama.cpp", "decoder_sparse_step/mlp_only_layers make dense layers (llama.cpp's MoE graphs"},
       {"qwen2moe_norm_topk", "qwen2_moe", {"--norm-topk-prob", "true"}, "", "llama.cpp", "norm_topk_prob is true (llama.cpp's qwen2moe"},
       {"qwen3moe_no_norm_topk", "qwen3_moe", {}, "", "llama.cpp", "norm_topk_prob is false (llama.cpp's qwen3moe"},
@@ -95,6 +96,7 @@ const std::vector<Case>& quiet_cases() {
       {"q_megatron_mixtral", "mixtral", {}, "", "megatron-bridge", ""},
       {"q_deepspeed", "qwen2_moe", {"--norm-topk-prob", "true", "--expert-layout", "fused"}, "", "deepspeed", ""},
       {"q_torchtitan", "qwen3_moe", {}, R"({"mlp_only_layers": [1]})", "torchtitan", ""},
+      {"q_transformers_dots1", "dots1", {}, R"({"first_k_dense_replace": 1, "n_group": 2, "topk_group": 1})", "transformers", ""},
   };
   return kCases;
 }

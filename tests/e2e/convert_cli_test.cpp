@@ -81,6 +81,32 @@ TEST(ConvertCli, SeveralSourcesFromTheCommandLine) {
   EXPECT_EQ(recipe["non_ffn"], "average");
 }
 
+// dots1 (DeepSeek-V3 MoE on Qwen3 attention): renormalised sigmoid weights over whole virtual groups and
+// a silent shared expert preserve the dense function; at full strength the shared expert does not.
+TEST(ConvertCli, Dots1VerifyPassesWithASilentSharedExpert) {
+  ScratchDir dir;
+  auto qwen3 = tiny(dir, "qwen3");
+  const std::vector<std::string> recipe = {"convert", qwen3.string(), "--format", "dots1", "--experts", "8",
+                                           "--granularity", "2", "--top-k", "4", "--shared-experts", "1",
+                                           "--moe-layers", "last:1", "--verify", "--verify-tokens", "16"};
+  auto args = recipe;
+  args.insert(args.end(), {"--shared-expert-scale", "0", (dir / "exact").string()});
+  auto r = test::run_upcycle(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("verify: ok"), std::string::npos) << r.out;
+  auto i = test::run_upcycle({"inspect", "--json", (dir / "exact").string()});
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  Json j = parse_json(i.out, "inspect", "dots1");
+  EXPECT_EQ(j["family"], "dots1");
+  EXPECT_EQ(j["moe"]["dense_layers"], Json({0}));
+  EXPECT_EQ(j["moe"]["router"]["scores"], "sigmoid (fp32)");
+  args = recipe;
+  args.push_back((dir / "loud").string());
+  r = test::run_upcycle(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("shared experts add to the routed output"), std::string::npos) << r.out;
+}
+
 TEST(ConvertCli, BadInputIsOneLineExit2AndNoOutput) {
   ScratchDir dir;
   auto dense = tiny(dir, "llama");
@@ -94,6 +120,14 @@ TEST(ConvertCli, BadInputIsOneLineExit2AndNoOutput) {
   expect_user_error(test::run_upcycle({"convert", d, o, "--moe-layers", "0", "--format", "mixtral"}),
                     "mixtral cannot express MoE in only some layers; use --format qwen2_moe", out);
   expect_user_error(test::run_upcycle({"convert", qwen3.string(), o, "--format", "qwen2_moe"}), "use --format qwen3_moe", out);
+  expect_user_error(test::run_upcycle({"convert", d, o, "--format", "dots1", "--shared-experts", "1"}),
+                    "dots1's attention has per-head q_norm/k_norm", out);
+  expect_user_error(test::run_upcycle({"convert", qwen3.string(), o, "--format", "dots1"}), "always has a shared expert", out);
+  expect_user_error(test::run_upcycle({"convert", qwen3.string(), o, "--format", "dots1", "--shared-experts", "1",
+                                       "--moe-layers", "0"}),
+                    "first_k_dense_replace", out);
+  expect_user_error(test::run_upcycle({"convert", qwen3.string(), o, "--format", "deepseek_v3"}),
+                    "multi-head latent attention", out);
   expect_user_error(test::run_upcycle({"convert", d, o, "--router-init", "gaussian"}), "--router-init", out);
   expect_user_error(test::run_upcycle({"convert", d, o, "--weight-scaling", "big"}), "not a number", out);
   expect_user_error(test::run_upcycle({"convert", d, o, "--preset", "btx"}), "needs --expert-sources", out);

@@ -81,7 +81,8 @@ TEST_P(EveryFamily, InitThenInspectRoundTrips) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, EveryFamily,
-                         ::testing::Values("llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe"));
+                         ::testing::Values("llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe",
+                                           "dots1"));
 
 TEST(Init, HandComputedParameterCountsForTinyLlama) {
   ScratchDir dir;

@@ -15,7 +15,7 @@ import hf_judge
 import hf_out_support as hf
 
 DENSE = ["llama", "mistral", "qwen2", "qwen3"]
-MOE = ["mixtral", "qwen2_moe", "qwen3_moe"]
+MOE = ["mixtral", "qwen2_moe", "qwen3_moe", "dots1"]
 MATRIX = [(f, "per-expert") for f in DENSE + MOE] + [(f, "fused") for f in MOE]
 
 
@@ -47,6 +47,7 @@ WINDOWS = [
     ("qwen3_moe", dict(use_sliding_window=True, sliding_window=8)),
     ("qwen2_moe", dict(use_sliding_window=True, sliding_window=8, max_window_layers=1,
                        layer_types=["full_attention", "sliding_attention"])),
+    ("dots1", dict(sliding_window=8, max_window_layers=1)),  # no switch: the window alone turns it on
 ]
 
 

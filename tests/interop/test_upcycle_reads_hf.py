@@ -105,14 +105,14 @@ def parse_verify(stdout):
 
 # Dense models no MoE family can hold, and the refusal's message (tested below): llama with
 # attention_bias has an o_proj bias, and the one MoE family with o_proj biases (qwen3_moe) also
-# applies q/k norms; a qwen3 model windowing only some layers needs q/k norms (qwen3_moe) and a
-# per-layer window pattern (only qwen2_moe).
+# applies q/k norms; a qwen3 model windowing only some layers needs q/k norms and a per-layer window
+# pattern, which auto's qwen3_moe lacks (the refusal points to dots1, which has both).
 REFUSED = {
     "llama-bias": (next(v for v in VARIANTS if v.name == "llama-bias"),
                    r"non-zero tensor model\.layers\.0\.self_attn\.\w_proj\.bias"),
     "qwen3-window-from-layer-2": (Variant("qwen3-window-from-layer-2", "qwen3", dict(
         use_sliding_window=True, sliding_window=16, max_window_layers=2)),
-        r"qwen3_moe cannot express this model's sliding-window layers; no MoE family can"),
+        r"qwen3_moe cannot express this model's sliding-window layers; use --format dots1"),
 }
 CONVERTIBLE = [v for v in VARIANTS if v.dense and v.name not in REFUSED]
 CONVERSIONS = {  # name: (flags, whether the recipe preserves the dense function); {dense}: the dense dir

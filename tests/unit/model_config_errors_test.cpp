@@ -62,7 +62,7 @@ TEST(ModelConfigErrors, RequiredKeysAndModelType) {
             "missing required key 'moe_intermediate_size'");
   EXPECT_EQ(parse_error(without(tiny("llama"), "model_type")), "missing required key 'model_type'");
   EXPECT_EQ(parse_error(with(tiny("llama"), "model_type", "gpt2")),
-            "unsupported model_type 'gpt2' (supported: llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe)");
+            "unsupported model_type 'gpt2' (supported: llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, dots1)");
   EXPECT_EQ(parse_error(Json::array()), "config.json must be a JSON object, got []");
 }
 
@@ -181,7 +181,7 @@ TEST(ModelConfigRules, LayerTypesPatternOutsideTheRuleIsKept) {
   q3moe.sliding_window = 64;
   q3moe.window_layers = {true, false, false, false};
   EXPECT_EQ(validate_error(q3moe),
-            "qwen3_moe cannot express a per-layer window pattern ('layer_types'); qwen2, qwen3 and qwen2_moe can");
+            "qwen3_moe cannot express a per-layer window pattern ('layer_types'); qwen2, qwen3, qwen2_moe and dots1 can");
   c.window_layers.pop_back();
   EXPECT_EQ(validate_error(c), "the window pattern ('layer_types') must have one entry per layer (4), got 3");
 }
@@ -229,7 +229,7 @@ TEST(ModelConfigErrors, ValidateRefusesWhatAFamilyCannotExpress) {
             "mixtral experts are 'intermediate_size' (128) wide; expert width 32 needs qwen2_moe or qwen3_moe");
   c = mixtral;
   c.shared_expert_intermediate_size = 64;
-  EXPECT_EQ(validate_error(c), "mixtral has no shared expert ('shared_expert_intermediate_size'); use qwen2_moe");
+  EXPECT_EQ(validate_error(c), "mixtral has no shared expert ('shared_expert_intermediate_size'); use qwen2_moe or dots1");
 
   ModelConfig llama = parse_model_config(tiny("llama"), kFile);
   c = llama;
@@ -343,6 +343,7 @@ TEST(ModelConfigDefaults, WriteReadBackEveryFamily) {
       c.num_experts = 4;
       c.num_experts_per_tok = 2;
       c.moe_intermediate_size = f == Family::kMixtral ? 128 : 32;
+      if (f == Family::kDots1) c.shared_expert_intermediate_size = 64;  // n_shared_experts 2
     }
     test::ScratchDir dir;
     write_model_config(dir.path(), c);
@@ -362,7 +363,10 @@ TEST(ModelConfigDefaults, WriteReadBackEveryFamily) {
     EXPECT_EQ(back.qkv_bias, c.qkv_bias);
     EXPECT_EQ(back.topk_norm, c.topk_norm);
     EXPECT_EQ(back.dtype, DType::kBF16);
+    EXPECT_EQ(back.shared_expert_intermediate_size, c.shared_expert_intermediate_size);
+    EXPECT_EQ(back.router_scoring, c.router_scoring);
   }
+  EXPECT_EQ(default_model_config(Family::kDots1).router_scoring, RouterScoring::kSigmoid);
   EXPECT_EQ(default_model_config(Family::kMixtral).rope.theta, 1e6);
   EXPECT_EQ(default_model_config(Family::kMixtral).rms_norm_eps, 1e-5);
   EXPECT_EQ(default_model_config(Family::kMixtral).topk_norm, TopkNorm::kRenormalize);

@@ -82,8 +82,8 @@ const std::vector<const char*>& released_configs() {
 }
 
 TEST(ModelConfig, FamilyNames) {
-  EXPECT_EQ(supported_model_types(), "llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe");
-  ASSERT_EQ(all_families().size(), 7u);
+  EXPECT_EQ(supported_model_types(), "llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, dots1");
+  ASSERT_EQ(all_families().size(), 8u);
   for (Family f : all_families()) EXPECT_EQ(family_from_model_type(family_model_type(f)), f);
   EXPECT_EQ(family_architecture(Family::kQwen2Moe), "Qwen2MoeForCausalLM");
   EXPECT_FALSE(family_from_model_type("gpt2"));

@@ -331,6 +331,35 @@ TEST(TrainOptions, DirichletPriorResolvesPerExpert) {
   EXPECT_UPCYCLE_ERROR(train::validate_options(bad), "--dirichlet-coef must be ≥ 0", "");
 }
 
+// dots1 (sigmoid scores): routing from the config's groups and scaling factor; no aux or z loss, no
+// expert choice, and --top-k must fit in the kept groups.
+TEST(TrainOptions, Dots1RoutesWithoutAuxLosses) {
+  ModelConfig c = test::tiny_train_config(true);
+  c.family = Family::kDots1;
+  c.moe_intermediate_size = 32, c.shared_expert_intermediate_size = 32;
+  c.router_scoring = RouterScoring::kSigmoid, c.router_aux_loss_coef = 0;
+  c.n_group = 2, c.topk_group = 1, c.routed_scaling_factor = 2.5;
+  TrainOptions o;
+  model::MoeOptions m = train::resolve_moe_options(o, c);
+  EXPECT_EQ(m.scoring, RouterScoring::kSigmoid);
+  EXPECT_EQ(m.n_group, 2);
+  EXPECT_EQ(m.topk_group, 1);
+  EXPECT_EQ(m.topk_scaling, 2.5);
+  EXPECT_EQ(m.aux_loss_coef, 0.0);
+  o.aux_loss_coef = 0.01;
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, c), "--aux-loss-coef is not implemented for sigmoid", "");
+  o.aux_loss_coef = -1, o.z_loss_coef = 0.001;
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, c), "--z-loss-coef is not implemented for sigmoid", "");
+  o.z_loss_coef = 0, o.top_k = 3;
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, c), "exceeds the 2 experts of the model's topk_group groups", "");
+  o.top_k = 0, o.routing = "expert-choice", o.capacity_factor = 1;
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, c), "needs softmax router scores", "");
+  TrainOptions prior;
+  prior.model = "dots1-dir";
+  prior.dirichlet_coef = 0.1;  // the Dirichlet prior's Beta marginals are for softmax probabilities
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(prior, c), "--dirichlet-prior needs softmax router scores", "dots1-dir");
+}
+
 TEST(TrainOptions, DataWeightsAndValidation) {
   EXPECT_EQ(train::parse_data_source("a/b:0.25").dir, "a/b");
   EXPECT_EQ(train::parse_data_source("a/b:0.25").weight, 0.25);

@@ -52,6 +52,8 @@ class CpuBackend final : public Backend {
   void axpy(float* y, const float* x, float alpha, int64_t n) override;
   void softmax_rows(float* probs, const float* logits, int64_t T, int64_t E) override;
   void softmax_rows_backward(float* dlogits, const float* dprobs, const float* probs, int64_t T, int64_t E) override;
+  void sigmoid_forward(float* scores, const float* logits, int64_t n) override;
+  void sigmoid_backward(float* dlogits, const float* dscores, const float* scores, int64_t n) override;
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) override;
   void scatter_add_rows(float* y, const float* x, const int32_t* rows, const float* weights, int64_t A, int64_t T,
                         int64_t D) override;

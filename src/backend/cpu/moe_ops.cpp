@@ -1,4 +1,4 @@
-// MoE data-path ops on the cpu: row softmax, row gather/scatter, and grouped linear layers as one
+// MoE data-path ops on the cpu: row softmax, sigmoid scores, row gather/scatter, and grouped linear layers as one
 // CpuBackend::gemm (sgemm, or bf16 under MatmulPrecision::kBF16) per non-empty expert group (the
 // groups are contiguous row ranges after the router sorts assignments by expert, so no copies are needed).
 // Invariants: deterministic for a fixed thread count. scatter_add_rows may hit one destination row from
@@ -43,6 +43,18 @@ void CpuBackend::softmax_rows_backward(float* dlogits, const float* dprobs, cons
     for (int64_t e = 0; e < E; ++e) dot += double(dp_E[e]) * p_E[e];
     for (int64_t e = 0; e < E; ++e) dlogits[t * E + e] += p_E[e] * (dp_E[e] - float(dot));
   }
+}
+
+// Router scores: T·E values, so exact std::exp in double (not vec_exp) costs nothing and keeps the
+// top-k choice identical to the ref backend's.
+void CpuBackend::sigmoid_forward(float* scores, const float* logits, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) scores[i] = float(1.0 / (1.0 + std::exp(-double(logits[i]))));
+}
+
+void CpuBackend::sigmoid_backward(float* dlogits, const float* dscores, const float* scores, int64_t n) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) dlogits[i] += float(double(dscores[i]) * scores[i] * (1.0 - double(scores[i])));
 }
 
 void CpuBackend::gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) {

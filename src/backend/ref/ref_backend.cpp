@@ -77,6 +77,14 @@ void RefBackend::softmax_rows_backward(float* dlogits, const float* dprobs, cons
   ref::softmax_rows_backward(dlogits, dprobs, probs, T, E);
 }
 
+void RefBackend::sigmoid_forward(float* scores, const float* logits, int64_t n) {
+  ref::sigmoid_forward(scores, logits, n);
+}
+
+void RefBackend::sigmoid_backward(float* dlogits, const float* dscores, const float* scores, int64_t n) {
+  ref::sigmoid_backward(dlogits, dscores, scores, n);
+}
+
 void RefBackend::gather_rows(float* out, const float* x, const int32_t* rows, int64_t A, int64_t T, int64_t D) {
   ref::gather_rows(out, x, rows, A, T, D);
 }

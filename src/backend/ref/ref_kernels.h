@@ -60,6 +60,10 @@ void softmax_rows(Real* probs, const Real* logits, int64_t T, int64_t E);
 template <typename Real>
 void softmax_rows_backward(Real* dlogits, const Real* dprobs, const Real* probs, int64_t T, int64_t E);
 template <typename Real>
+void sigmoid_forward(Real* scores, const Real* logits, int64_t n);
+template <typename Real>
+void sigmoid_backward(Real* dlogits, const Real* dscores, const Real* scores, int64_t n);
+template <typename Real>
 void gather_rows(Real* out, const Real* x, const int32_t* rows, int64_t A, int64_t T, int64_t D);
 template <typename Real>
 void scatter_add_rows(Real* y, const Real* x, const int32_t* rows, const Real* weights, int64_t A, int64_t T,

@@ -1,4 +1,4 @@
-// Reference kernels of the MoE data-path ops (softmax over rows, row gather/scatter, grouped
+// Reference kernels of the MoE data-path ops (softmax over rows, sigmoid, row gather/scatter, grouped
 // linear), templated on the storage scalar (ref_kernels.h): plain per-row and per-expert loops, every
 // sum in double and rounded to Real once. They are the oracle the cpu kernels and the MoE layer tests
 // compare against; the double instantiation serves the finite-difference tests.
@@ -37,6 +37,18 @@ void softmax_rows_backward(Real* dlogits, const Real* dprobs, const Real* probs,
       dlogits[t * E + e] = Real(dlogits[t * E + e] + double(p_E[e]) * (double(dp_E[e]) - dot));
     }
   }
+}
+
+template <typename Real>
+void sigmoid_forward(Real* scores, const Real* logits, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) scores[i] = Real(1.0 / (1.0 + std::exp(-double(logits[i]))));
+}
+
+// dσ/dz = σ(1 − σ).
+template <typename Real>
+void sigmoid_backward(Real* dlogits, const Real* dscores, const Real* scores, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    dlogits[i] = Real(dlogits[i] + double(dscores[i]) * double(scores[i]) * (1.0 - double(scores[i])));
 }
 
 template <typename Real>
@@ -131,6 +143,8 @@ void grouped_linear_backward(Real* dx, Real* const* dw, const Real* dy, const Re
   template decltype(op<double>) op<double>;
 UPCYCLE_REF_INSTANTIATE(softmax_rows)
 UPCYCLE_REF_INSTANTIATE(softmax_rows_backward)
+UPCYCLE_REF_INSTANTIATE(sigmoid_forward)
+UPCYCLE_REF_INSTANTIATE(sigmoid_backward)
 UPCYCLE_REF_INSTANTIATE(gather_rows)
 UPCYCLE_REF_INSTANTIATE(scatter_add_rows)
 UPCYCLE_REF_INSTANTIATE(scatter_add_rows_backward)

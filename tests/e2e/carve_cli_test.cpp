@@ -119,5 +119,12 @@ TEST(CarveCli, ImpossibleSizesAndMissingInputsAreOneLineErrors) {
   expect_error({"--granularity", "8", "--experts", "5", "--shared-experts", "2"}, "contiguous partition", "e7");
 }
 
+TEST(CarveCli, HelpTeachesCarving) {
+  auto r = test::run_upcycle({"convert", "--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* s : {"coactivation (CMoE", "cmoe:STD", "--active-fraction", "representative", "--preset cmoe", "E + S = G"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
 }  // namespace
 }  // namespace upcycle

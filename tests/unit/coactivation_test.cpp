@@ -4,7 +4,8 @@
 // balanced when the natural groups are not; activation markers break ties towards low indices and do
 // not depend on the thread count; and on a tiny random model carve_layers equals the clustering of
 // h = silu(W_gate x)·(W_up x) recomputed here from the engine's FFN inputs, with router rows
-// row_norm·W_gate[r]/‖W_gate[r]‖ of each cluster's representative neuron r.
+// row_norm·W_gate[r]/‖W_gate[r]‖ of each cluster's representative neuron r; auto weight scaling s = K
+// (or E) for co-activation experts.
 #include "recipes/carving.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 
 #include "backend/backend.h"
 #include "recipes/coactivation.h"
+#include "recipes/weight_scaling.h"
 #include "support/model_test_support.h"
 
 namespace upcycle::recipes {
@@ -154,6 +156,20 @@ TEST(Carving, CarveLayersMatchesTheClusteringOfTheEnginesActivations) {
         EXPECT_NEAR(got[i].router_ED[size_t(e * D + d)], 0.7 * w[d] / std::sqrt(n2), 1e-6) << e << "," << d;
     }
   }
+}
+
+// Co-activation experts each enter with weight ≈ 1: s = K renormalised, s = E for softmax-topk; the
+// virtual-group formulas (G, E·G/K) for the other splits.
+TEST(Carving, AutoWeightScalingMakesEachSelectedExpertWeighOne) {
+  ConvertSpec s;
+  s.experts = 6, s.granularity = 8, s.shared_experts = 2, s.top_k = 2, s.split = ExpertSplit::kCoactivation;
+  EXPECT_EQ(resolve_scale(s), 2.0);
+  s.routing = RoutingOrder::kSoftmaxTopk;
+  EXPECT_EQ(resolve_scale(s), 6.0);
+  s.split = ExpertSplit::kContiguous;
+  EXPECT_EQ(resolve_scale(s), 6.0 * 8.0 / 2.0);
+  s.routing = RoutingOrder::kTopkSoftmax;
+  EXPECT_EQ(resolve_scale(s), 8.0);
 }
 
 }  // namespace

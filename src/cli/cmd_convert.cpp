@@ -221,7 +221,7 @@ void add_carved_groups(const ConvertOptions& o, ConvertSpec& spec) {
   if (cmoe_router && !(spec.router_std > 0)) throw Error("--router-init cmoe:STD needs STD > 0");
   const ModelConfig dense = read_model_config(spec.sources.at(0));
   const int64_t F = dense.intermediate_size, G = spec.granularity, E = spec.experts, S = spec.shared_experts;
-  if (G < 1 || E < 1 || S < 0 || F % G != 0 || E + S != G || dense.is_moe()) return;
+  if (G < 1 || E < 1 || S < 0 || F % G != 0 || E + S != G || dense.is_moe() || spec.sources.size() > 1) return;
   const std::vector<int64_t> layers = select_moe_layers(spec.moe_layers, dense.num_hidden_layers);
   CarveOptions co{S * (F / G), E, F / G, o.active_fraction,
                   cmoe_router ? spec.router_std * std::sqrt(double(dense.hidden_size)) : 0.0};

@@ -47,6 +47,9 @@ void check_counts(const ConvertSpec& s, const ModelConfig& src, size_t n_sources
   per_expert(s.expert_residual_scale.size(), "expert residual_scale");
   for (int64_t i : s.expert_source)
     if (i < 0 || size_t(i) >= n_sources) throw Error("expert source index " + num(i) + " is not one of the sources");
+  if (s.split == ExpertSplit::kCoactivation && n_sources > 1)
+    throw Error("--expert-split coactivation carves the base model's FFN from its own activations; it does not "
+                "combine with --expert-sources");
   if (s.shared_source < 0 || size_t(s.shared_source) >= n_sources) throw Error("shared expert source is not one of the sources");
 }
 

@@ -117,6 +117,9 @@ TEST(CarveCli, ImpossibleSizesAndMissingInputsAreOneLineErrors) {
   expect_error({"--preset", "cmoe", "--calibration", c, "--granularity", "7", "--experts", "5"}, "must divide", "e5");
   expect_error({"--preset", "cmoe", "--calibration", (dir / "nope.txt").string()}, "nope.txt", "e6");
   expect_error({"--granularity", "8", "--experts", "5", "--shared-experts", "2"}, "contiguous partition", "e7");
+  fs::copy(base, dir / "other", fs::copy_options::recursive);
+  expect_error({"--preset", "cmoe", "--calibration", c, "--expert-sources", base.string() + "," + (dir / "other").string()},
+               "does not combine with --expert-sources", "e8");
 }
 
 TEST(CarveCli, HelpTeachesCarving) {

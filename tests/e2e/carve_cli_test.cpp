@@ -1,11 +1,11 @@
 // Training-free carving through the binary (`convert --expert-split coactivation`, `--preset cmoe`):
 // the co-activation split with every expert selected is a permutation of the dense neurons and passes
-// --verify; the carved model (shared = most active neurons, co-activation clusters, router from
-// representative neurons) has a lower perplexity on its calibration text than naive splitting
-// (contiguous partition, same E/K/shared width and scaling, router N(0, 0.02²)) on the second half of
-// its calibration text, for a dense model trained briefly on the first half;
-// the same command gives the same bytes; impossible sizes and missing inputs are one-line errors
-// (exit 2, no output).
+// --verify; on a dense model trained briefly on the first half of the calibration text, the carved
+// model (shared = most active neurons, co-activation clusters, router from representative neurons)
+// has a lower perplexity on the second half than naive splitting (contiguous partition, same E/K/shared
+// width and scaling, router N(0, 0.02²)); the same command gives the same bytes; the naive partition's
+// experts are the expected shards; impossible sizes and missing inputs are one-line errors (exit 2, no
+// output).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "io/checkpoint.h"
 #include "support/test_support.h"
 #include "support/tokenizer_test_support.h"
 
@@ -31,6 +32,15 @@ std::string calibration_text() {
     text += "x" + std::to_string(i) + " = (" + std::to_string(i * 7) + " + 3) * 12; if x > 40: print(x)\n";
   }
   return text;
+}
+
+std::string tensor_bytes(const fs::path& dir, const std::string& name) {
+  Checkpoint ckpt = Checkpoint::open(dir);
+  const TensorRef* t = ckpt.find(name);
+  EXPECT_NE(t, nullptr) << name << " in " << dir;
+  if (!t) return {};
+  auto bytes = t->file->data(*t->info);
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
 double perplexity(const fs::path& model, const fs::path& data) {
@@ -83,6 +93,13 @@ TEST(CarveCli, CoactivationSplitPreservesTheFunctionAndCarvingBeatsNaiveSplittin
   convert("naive", {"--expert-split", "contiguous", "--router-init", "normal:0.02", "--shared-expert-gate", "ungated",
                     "--weight-scaling", "2", "--format", "qwen2_moe"});
   EXPECT_EQ(test::read_bytes(dir / "carved" / "model.safetensors"), test::read_bytes(dir / "carved2" / "model.safetensors"));
+  // The contiguous partition: shared expert = shards 0..S-1, expert e = shard S + e (F' = 192/4 rows each).
+  const std::string dense_gate = tensor_bytes(dense_dir, "model.layers.1.mlp.gate_proj.weight");
+  const size_t shard = dense_gate.size() / 4;
+  EXPECT_EQ(tensor_bytes(dir / "naive", "model.layers.1.mlp.shared_expert.gate_proj.weight"), dense_gate.substr(0, shard));
+  for (size_t e = 0; e < 3; ++e)
+    EXPECT_EQ(tensor_bytes(dir / "naive", "model.layers.1.mlp.experts." + std::to_string(e) + ".gate_proj.weight"),
+              dense_gate.substr((e + 1) * shard, shard)) << e;
 
   const double dense = perplexity(dense_dir, dir / "data"), carved = perplexity(dir / "carved", dir / "data"),
                naive = perplexity(dir / "naive", dir / "data");

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/units.h"
 #include "io/model_config.h"
+#include "recipes/carving.h"
 #include "recipes/converter.h"
 #include "recipes/layer_selection.h"
 #include "recipes/router_from_prompts.h"
@@ -37,6 +38,7 @@ struct ConvertOptions {
   std::string prompts;
   std::string calibration;
   int64_t calibration_tokens = 4096;
+  double active_fraction = 0.1;
   std::string preset;
   std::string moe_layers = "all";
   int64_t experts = 8, top_k = 2, granularity = 1, shared_experts = 0;
@@ -98,6 +100,8 @@ std::optional<GateMode> prompt_gate_mode(const std::string& text) {
 
 // `--router-init kmeans[:STD]`: LLaMA-MoE v2's k-means centroids of --calibration text.
 bool is_kmeans_init(const std::string& text) { return text.substr(0, text.find(':')) == "kmeans"; }
+// `--router-init cmoe[:STD]`: rows from the representative neurons of --expert-split coactivation.
+bool is_cmoe_init(const std::string& text) { return text.substr(0, text.find(':')) == "cmoe"; }
 
 void parse_router_init(const std::string& text, ConvertSpec& s) {
   if (prompt_gate_mode(text)) {
@@ -110,10 +114,10 @@ void parse_router_init(const std::string& text, ConvertSpec& s) {
     s.router_init = RouterInit::kZeros;
     return;
   }
-  if (kind != "normal" && kind != "uniform" && kind != "kmeans")
+  if (kind != "normal" && kind != "uniform" && kind != "kmeans" && kind != "cmoe")
     throw Error(
-        "--router-init must be normal[:STD], uniform[:STD], zeros, hidden, hidden-avg, cheap-embed or kmeans[:STD], "
-        "not '" + text + "'");
+        "--router-init must be normal[:STD], uniform[:STD], zeros, hidden, hidden-avg, cheap-embed, kmeans[:STD] or "
+        "cmoe[:STD], not '" + text + "'");
   s.router_init = kind == "normal" ? RouterInit::kNormal : kind == "uniform" ? RouterInit::kUniform : RouterInit::kGiven;
   if (colon != std::string::npos) s.router_std = parse_number(text.substr(colon + 1), "--router-init");
 }
@@ -157,7 +161,9 @@ ConvertSpec make_spec(const ConvertOptions& o) {
   s.drop_scope = o.drop_scope == "neuron" ? DropScope::kNeuron : DropScope::kMatrix;
   s.drop_stats = o.drop_stats == "matrix" ? DropStats::kMatrix : DropStats::kSlice;
   s.noise_std = o.noise_std;
-  s.split = o.expert_split == "contiguous" ? ExpertSplit::kContiguous : ExpertSplit::kShuffled;
+  s.split = o.expert_split == "contiguous" ? ExpertSplit::kContiguous
+            : o.expert_split == "shuffled" ? ExpertSplit::kShuffled
+                                           : ExpertSplit::kCoactivation;
   if (o.weight_scaling == "auto") s.scaling = ScalingKind::kAuto;
   else if (o.weight_scaling == "none") s.scaling = ScalingKind::kNone;
   else s.scaling = ScalingKind::kFactor, s.scaling_factor = parse_number(o.weight_scaling, "--weight-scaling");
@@ -188,7 +194,8 @@ void check_depth_tile(const OptionSet& set, const ConvertOptions& o) {
 // k-means router rows for the MoE layers: row norm std·√D, the expected norm of a N(0, std²) row.
 void add_kmeans_router_rows(const ConvertOptions& o, ConvertSpec& spec) {
   if (!is_kmeans_init(o.router_init)) {
-    if (!o.calibration.empty()) throw Error("--calibration needs --router-init kmeans");
+    if (!o.calibration.empty() && o.expert_split != "coactivation")
+      throw Error("--calibration needs --router-init kmeans or --expert-split coactivation");
     return;
   }
   if (o.calibration.empty()) throw Error("--router-init kmeans needs --calibration FILE.txt (text to cluster)");
@@ -198,6 +205,36 @@ void add_kmeans_router_rows(const ConvertOptions& o, ConvertSpec& spec) {
   const double row_norm = spec.router_std * std::sqrt(double(dense.hidden_size));
   spec.router_rows = kmeans_router_rows_from_files(spec.sources.at(0), o.calibration, o.calibration_tokens,
                                                    spec.experts, layers, spec.seed, row_norm);
+}
+
+// --expert-split coactivation: carve every MoE layer's FFN on --calibration text (shared = most active
+// neurons, routed = balanced co-activation clusters) and, with --router-init cmoe, take the router rows
+// from the clusters' representative neurons (norm STD·√D). Impossible sizes are left to make_plan's errors.
+void add_carved_groups(const ConvertOptions& o, ConvertSpec& spec) {
+  const bool cmoe_router = is_cmoe_init(o.router_init);
+  if (spec.split != ExpertSplit::kCoactivation) {
+    if (cmoe_router)
+      throw Error("--router-init cmoe needs --expert-split coactivation (its rows come from the clusters' neurons)");
+    return;
+  }
+  if (o.calibration.empty())
+    throw Error("--expert-split coactivation needs --calibration FILE.txt (text whose neuron activations are clustered)");
+  if (!(o.active_fraction > 0 && o.active_fraction <= 1)) throw Error("--active-fraction must be in (0, 1]");
+  if (cmoe_router && !(spec.router_std > 0)) throw Error("--router-init cmoe:STD needs STD > 0");
+  const ModelConfig dense = read_model_config(spec.sources.at(0));
+  const int64_t F = dense.intermediate_size, G = spec.granularity, E = spec.experts, S = spec.shared_experts;
+  if (G < 1 || E < 1 || S < 0 || F % G != 0 || E + S != G || dense.is_moe() || spec.sources.size() > 1) return;
+  const std::vector<int64_t> layers = select_moe_layers(spec.moe_layers, dense.num_hidden_layers);
+  CarveOptions co{S * (F / G), E, F / G, o.active_fraction,
+                  cmoe_router ? spec.router_std * std::sqrt(double(dense.hidden_size)) : 0.0};
+  std::vector<LayerCarving> carved =
+      carve_layers_from_files(spec.sources.at(0), o.calibration, o.calibration_tokens, layers, co);
+  spec.neuron_groups.clear();
+  if (cmoe_router) spec.router_rows.clear();
+  for (auto& c : carved) {
+    spec.neuron_groups.push_back({c.neurons.shared, c.neurons.clusters});
+    if (cmoe_router) spec.router_rows.push_back(std::move(c.router_ED));
+  }
 }
 
 // Prompt-based router rows for the MoE layers of a flag-driven conversion (one prompt set per expert).
@@ -230,7 +267,7 @@ void check_recipe_flags(const OptionSet& set) {
                            "shared-expert-gate", "shared-expert-scale", "expert-init", "drop-ratio", "drop-scope", "drop-stats", "noise-std",
                            "expert-split", "weight-scaling", "weight-scaling-mode", "router-init", "router", "norm-topk",
                            "format", "expert-sources", "depth-tile", "depth-order", "from-scratch", "prompts",
-                           "calibration", "calibration-tokens"})
+                           "calibration", "calibration-tokens", "active-fraction"})
     if (set.given(flag))
       throw Error(std::string("--") + flag + " does not combine with --recipe: the mergekit YAML defines the recipe");
 }
@@ -330,8 +367,11 @@ OptionSet convert_option_set(ConvertOptions& o) {
   set.add_choice("drop-stats", {"matrix", "slice"}, "mean/std of the whole dense matrix, or of the replaced slice (code)",
                  &o.drop_stats);
   set.add("noise-std", "SIGMA", "noise std for --expert-init noise", &o.noise_std);
-  set.add_choice("expert-split", {"contiguous", "shuffled"},
-                 "contiguous shards with virtual-group routers (NVIDIA), or shuffled copies cut into experts (Qwen2)",
+  set.add_choice("expert-split", {"contiguous", "shuffled", "coactivation"},
+                 "contiguous shards with virtual-group routers (NVIDIA), shuffled copies cut into experts (Qwen2), or\n"
+                 "coactivation (CMoE / LLaMA-MoE, needs --calibration): neurons active on the same calibration tokens\n"
+                 "form one expert (balanced k-means on activation patterns), the S*F/G most active ones the shared\n"
+                 "expert; a partition of the FFN, so E + S = G; weight scaling auto = K (E for softmax-topk)",
                  &o.expert_split);
   set.add("weight-scaling", "auto|none|S", "scale s for function preservation; auto: G (topk-softmax) or E*G/K (softmax-topk)",
           &o.weight_scaling);
@@ -342,15 +382,22 @@ OptionSet convert_option_set(ConvertOptions& o) {
           "normal:STD | uniform:STD | zeros (seeded; virtual groups share rows) | hidden | hidden-avg | cheap-embed\n"
           "(mergekit: normalised hidden states / embeddings of each expert's --prompts on the dense model) |\n"
           "kmeans:STD (LLaMA-MoE v2: row e = centroid e of a seeded cosine k-means of each MoE layer's FFN\n"
-          "inputs on --calibration text, scaled to norm STD*sqrt(D); calibration tokens route top-1 to their cluster)",
+          "inputs on --calibration text, scaled to norm STD*sqrt(D); calibration tokens route top-1 to their cluster) |\n"
+          "cmoe:STD (CMoE, with --expert-split coactivation: row e = gate_proj row of expert e's representative\n"
+          "neuron, the one nearest its cluster centre, scaled to norm STD*sqrt(D); no training)",
           &o.router_init);
   set.add("prompts", "FILE.yaml",
           "per-expert prompts for the prompt router inits: experts: [{positive_prompts: [..], negative_prompts: [..]}]",
           &o.prompts);
-  set.add("calibration", "FILE.txt", "text for --router-init kmeans, tokenized with DENSE_DIR/tokenizer.json (BOS + text)",
+  set.add("calibration", "FILE.txt",
+          "text for --router-init kmeans and --expert-split coactivation, tokenized with DENSE_DIR/tokenizer.json (BOS + text)",
           &o.calibration);
   set.add("calibration-tokens", "N", "use the first N calibration tokens (run in sequences of 512; memory N*D*4 bytes per MoE layer)",
           &o.calibration_tokens);
+  set.add("active-fraction", "R",
+          "--expert-split coactivation: a neuron is active on a token when its |silu(gate)*up| is among the\n"
+          "ceil(R*F) largest of that token (CMoE's code: 0.1); activation rates pick the shared expert",
+          &o.active_fraction);
   set.add_choice("router", {"topk-softmax", "softmax-topk"},
                  "routing written to config: renormalised over the top-k (Mixtral), or softmax then top-k (Qwen default)",
                  &o.router);
@@ -388,11 +435,13 @@ OptionSet convert_option_set(ConvertOptions& o) {
       "  upcycle convert dense/ moe/ --preset drop-upcycling --seed 1\n"
       "  upcycle convert dense/ moe/ --experts 16 --granularity 4 --top-k 4 --router-init normal:0.02 --verify\n"
       "  upcycle convert dense/ moe/ --experts 8 --top-k 2 --router-init kmeans --calibration wiki.txt --verify\n"
+      "  upcycle convert dense/ carved/ --preset cmoe --calibration wiki.txt   # training-free carving\n"
       "  upcycle convert seed/ btx/ --preset btx --expert-sources seed/,math/,code/,wiki/\n"
       "  upcycle convert dense/ deep/ --depth-tile 2 --depth-order stacked\n"
       "  upcycle convert --recipe clown-car.yaml moe/ --verify\n"
       "function-preserving recipes (checked by --verify): copies with topk-softmax at G = 1; virtual groups with\n"
-      "K a multiple of G and s = G (down mode); softmax-topk with --router-init zeros and s = E*G/K (down mode).");
+      "K a multiple of G and s = G (down mode); softmax-topk with --router-init zeros and s = E*G/K (down mode);\n"
+      "coactivation with K = E and --router-init zeros.");
   return set;
 }
 
@@ -430,6 +479,7 @@ int run_convert(const Args& args) {
   if (o.recipe.empty()) {
     add_prompt_router_rows(o, spec);
     add_kmeans_router_rows(o, spec);
+    add_carved_groups(o, spec);
   }
   ConvertOutput output{o.out, o.force ? Overwrite::kReplace : Overwrite::kRefuse,
                        parse_byte_size(o.max_shard_size, "--max-shard-size"), ShowProgress::kYes,

@@ -104,6 +104,13 @@ const float* Transformer::ffn_inputs(int64_t layer) const {
   return acts_[size_t(layer)].mlp_in_TD.data();
 }
 
+const float* Transformer::ffn_activations(int64_t layer) const {
+  UPCYCLE_CHECK(layer >= 0 && layer < config_.num_hidden_layers && !moe_.at(size_t(layer)) &&
+                    !acts_.at(size_t(layer)).h_TF.empty(),
+                "ffn_activations() needs a dense layer index in [0, L) and a forward() first");
+  return acts_[size_t(layer)].h_TF.data();
+}
+
 Transformer::~Transformer() = default;
 
 void Transformer::allocate(int64_t T) {

@@ -83,6 +83,9 @@ class Transformer {
   // The input of layer `layer`'s FFN ([T, D] of the last forward): the post-attention RMSNorm output,
   // what an MoE layer's router multiplies (HF's input to `mlp`), for 0 ≤ layer < L.
   const float* ffn_inputs(int64_t layer) const;
+  // The SwiGLU intermediate h = silu(gate_proj x) ⊙ up_proj x of dense layer `layer`'s FFN ([T, F] of
+  // the last forward): the neuron activations that training-free carving profiles (recipes/carving.h).
+  const float* ffn_activations(int64_t layer) const;
 
   // KV-cache decoding of one sequence. reset_cache(max_len) empties the cache and sizes it for
   // max_len positions; decode(ids, n) appends n tokens at positions [cache_length(), +n) and returns

@@ -21,10 +21,16 @@ void check_counts(const ConvertSpec& s, const ModelConfig& src, size_t n_sources
   if (src.intermediate_size % s.granularity != 0)
     throw Error("--granularity " + num(s.granularity) + " must divide the dense intermediate_size " +
                 num(src.intermediate_size) + " (experts are F/G wide)");
-  if (s.split == ExpertSplit::kContiguous && s.experts % s.granularity != 0)
+  if (s.split == ExpertSplit::kContiguous && s.experts % s.granularity != 0 &&
+      s.experts + s.shared_experts != s.granularity)
     throw Error("--experts " + num(s.experts) + " must be a multiple of --granularity " + num(s.granularity) +
-                " for virtual groups (or use --expert-split shuffled)");
+                " for virtual groups, or --experts + --shared-experts must equal it for a contiguous partition "
+                "(or use --expert-split shuffled)");
   if (s.shared_experts < 0) throw Error("--shared-experts must be >= 0");
+  if (s.split == ExpertSplit::kCoactivation && s.experts + s.shared_experts != s.granularity)
+    throw Error("--expert-split coactivation partitions the FFN into G = " + num(s.granularity) +
+                " groups: --experts (" + num(s.experts) + ") + --shared-experts (" + num(s.shared_experts) +
+                ") must equal --granularity");
   if (s.drop_ratio < 0 || s.drop_ratio > 1) throw Error("--drop-ratio must be in [0, 1]");
   if (s.noise_std < 0) throw Error("--noise-std must be >= 0");
   if ((s.router_init == RouterInit::kNormal || s.router_init == RouterInit::kUniform) && !(s.router_std > 0))
@@ -41,6 +47,9 @@ void check_counts(const ConvertSpec& s, const ModelConfig& src, size_t n_sources
   per_expert(s.expert_residual_scale.size(), "expert residual_scale");
   for (int64_t i : s.expert_source)
     if (i < 0 || size_t(i) >= n_sources) throw Error("expert source index " + num(i) + " is not one of the sources");
+  if (s.split == ExpertSplit::kCoactivation && n_sources > 1)
+    throw Error("--expert-split coactivation carves the base model's FFN from its own activations; it does not "
+                "combine with --expert-sources");
   if (s.shared_source < 0 || size_t(s.shared_source) >= n_sources) throw Error("shared expert source is not one of the sources");
 }
 
@@ -148,7 +157,10 @@ void classify(const ConvertSpec& s, const std::vector<SourceModel>& sources, Con
   if (s.scaling_mode == ScalingMode::kCubeRoot && p.scale != 1)
     return no("cube-root weight scaling is approximate for SwiGLU (silu is not homogeneous)");
   const int64_t G = s.granularity, E = s.experts, K = s.top_k;
-  const bool groups_whole = G == 1 || (s.split == ExpertSplit::kContiguous && K % G == 0 && s.router_init != RouterInit::kGiven);
+  // Co-activation clusters partition the FFN (E = G): exact when every expert is selected with equal weight.
+  const bool all_clusters = s.split == ExpertSplit::kCoactivation && K == E && s.router_init == RouterInit::kZeros;
+  const bool groups_whole = G == 1 || all_clusters ||
+                            (p.virtual_groups && K % G == 0 && s.router_init != RouterInit::kGiven);
   if (!groups_whole) return no("top-k does not select whole virtual groups");
   if (renorm) {
     if (std::abs(p.scale - double(G)) > 1e-12) return no("weight scaling differs from s = G for renormalised routing");
@@ -209,6 +221,17 @@ ConvertPlan make_plan(const ConvertSpec& s, const std::vector<SourceModel>& sour
     for (const auto& rows : s.router_rows)
       if (int64_t(rows.size()) != s.experts * src.hidden_size) throw Error("given router rows must be experts × hidden_size");
   }
+  if (s.split == ExpertSplit::kCoactivation) {
+    const int64_t Fp = src.intermediate_size / s.granularity;
+    if (s.neuron_groups.size() != p.moe_layers.size())
+      throw Error("--expert-split coactivation needs --calibration FILE.txt (neuron groups cover " +
+                  std::to_string(s.neuron_groups.size()) + " of " + std::to_string(p.moe_layers.size()) + " MoE layers)");
+    for (const auto& g : s.neuron_groups) {
+      UPCYCLE_CHECK(int64_t(g.shared.size()) == s.shared_experts * Fp && int64_t(g.experts.size()) == s.experts,
+                    "neuron groups do not match the shared width and expert count");
+      for (const auto& e : g.experts) UPCYCLE_CHECK(int64_t(e.size()) == Fp, "neuron group width differs from F/G");
+    }
+  }
   if (s.shared_gate == SharedGate::kGiven) {
     if (s.shared_gate_rows.size() != p.moe_layers.size())
       throw Error("given shared-expert gate rows cover " + std::to_string(s.shared_gate_rows.size()) + " layers, but " +
@@ -246,7 +269,7 @@ ConvertPlan make_plan(const ConvertSpec& s, const std::vector<SourceModel>& sour
   if (family == Family::kMixtral) c.qkv_bias = false, c.o_bias = false;
   set_sliding(src, c);
   p.zero_only = zero_only_weights(sources[0], c);
-  p.virtual_groups = s.granularity > 1 && s.split == ExpertSplit::kContiguous;
+  p.virtual_groups = s.granularity > 1 && s.split == ExpertSplit::kContiguous && s.experts % s.granularity == 0;
   if (p.virtual_groups && s.top_k % s.granularity != 0)
     p.warnings.push_back("--top-k " + num(s.top_k) + " is not a multiple of --granularity " + num(s.granularity) +
                          ": top-k splits virtual groups, so the dense function is not preserved");

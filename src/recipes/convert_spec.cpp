@@ -27,6 +27,15 @@ std::string_view routing_order_name(RoutingOrder v) {
   return v == RoutingOrder::kTopkSoftmax ? "topk-softmax" : "softmax-topk";
 }
 
+std::string_view expert_split_name(ExpertSplit v) {
+  switch (v) {
+    case ExpertSplit::kContiguous: return "contiguous";
+    case ExpertSplit::kShuffled: return "shuffled";
+    case ExpertSplit::kCoactivation: return "coactivation";
+  }
+  return "?";
+}
+
 Json spec_to_json(const ConvertSpec& s) {
   Json j = Json::object();
   j["tool"] = "upcycle convert";
@@ -44,7 +53,7 @@ Json spec_to_json(const ConvertSpec& s) {
   j["experts"] = s.experts;
   j["top_k"] = s.top_k;
   j["granularity"] = s.granularity;
-  j["expert_split"] = s.split == ExpertSplit::kContiguous ? "contiguous" : "shuffled";
+  j["expert_split"] = expert_split_name(s.split);
   j["shared_experts"] = s.shared_experts;
   if (s.shared_experts > 0) {
     j["shared_expert_gate"] = s.shared_gate == SharedGate::kSigmoid   ? "sigmoid"

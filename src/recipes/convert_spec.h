@@ -22,7 +22,8 @@ namespace upcycle::recipes {
 enum class ExpertInit { kCopy, kNoise, kDrop, kRandom };
 enum class DropScope { kNeuron, kMatrix };     // one index set per expert for gate/up/down, or per matrix
 enum class DropStats { kMatrix, kSlice };      // N(μ,σ) of the whole dense matrix, or of the replaced slice
-enum class ExpertSplit { kContiguous, kShuffled };  // fine-grained: Megatron shards, or Qwen2 shuffle+cut
+// fine-grained: Megatron shards, Qwen2 shuffle+cut, or balanced co-activation clusters (given neuron_groups)
+enum class ExpertSplit { kContiguous, kShuffled, kCoactivation };
 enum class RouterInit { kNormal, kUniform, kZeros, kGiven };
 enum class RoutingOrder { kTopkSoftmax, kSoftmaxTopk };  // renormalised over the top-k, or not
 enum class ScalingKind { kAuto, kNone, kFactor };
@@ -33,6 +34,13 @@ enum class SharedGate { kSigmoid, kUngated, kZero, kGiven };
 enum class NonFfn { kBase, kAverage };
 enum class DepthOrder { kTiled, kStacked };  // 0..L-1,0..L-1 or 0,0,1,1,…
 enum class FromScratch { kNo, kYes };
+
+// ExpertSplit::kCoactivation, one MoE layer: the shared expert's neurons (the most active ones) and each
+// routed expert's, computed from calibration text (recipes/carving.h); together a partition of the FFN.
+struct NeuronGroups {
+  std::vector<int64_t> shared;
+  std::vector<std::vector<int64_t>> experts;
+};
 
 struct ConvertSpec {
   std::vector<std::filesystem::path> sources;  // [0] = base
@@ -51,6 +59,7 @@ struct ConvertSpec {
   DropStats drop_stats = DropStats::kMatrix;
   double noise_std = 0.02;
   ExpertSplit split = ExpertSplit::kContiguous;
+  std::vector<NeuronGroups> neuron_groups;  // kCoactivation: per MoE layer, in layer order
 
   ScalingKind scaling = ScalingKind::kAuto;
   double scaling_factor = 1.0;  // kFactor only
@@ -87,6 +96,7 @@ struct ConvertSpec {
 std::string_view expert_init_name(ExpertInit v);
 std::string_view router_init_name(RouterInit v);
 std::string_view routing_order_name(RoutingOrder v);
+std::string_view expert_split_name(ExpertSplit v);
 // The spec as JSON (recorded in config.json "upcycle_recipe" and the safetensors metadata); source
 // paths as given, router_rows summarised by their count.
 Json spec_to_json(const ConvertSpec& spec);

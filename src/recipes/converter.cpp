@@ -138,6 +138,21 @@ double matrix_scale(const MatrixScales& s, FfnMatrix m) {
   return m == FfnMatrix::kGate ? s.gate : m == FfnMatrix::kUp ? s.up : s.down;
 }
 
+size_t moe_index(const Ctx& c, int64_t layer) {
+  const auto it = std::find(c.plan.moe_layers.begin(), c.plan.moe_layers.end(), layer);
+  UPCYCLE_CHECK(it != c.plan.moe_layers.end(), "layer is not an MoE layer");
+  return size_t(it - c.plan.moe_layers.begin());
+}
+
+// The dense neurons routed expert e of `layer` takes (coactivation: the given groups).
+std::vector<int64_t> routed_neurons(const Ctx& c, int64_t layer, int64_t e) {
+  const ConvertSpec& s = c.spec;
+  if (s.split == ExpertSplit::kCoactivation) return s.neuron_groups.at(moe_index(c, layer)).experts.at(size_t(e));
+  // A contiguous partition (E + S = G, no virtual groups): the shared expert holds shards 0..S−1.
+  const int64_t shard = s.split == ExpertSplit::kContiguous && !c.plan.virtual_groups ? s.shared_experts + e : e;
+  return expert_neurons(s.split, c.sources[0].config.intermediate_size, s.granularity, shard, s.seed, layer);
+}
+
 // One matrix kind of every routed expert of a layer, grouped by source so each dense matrix is
 // read once. `outs[e]` is expert e's output weight.
 void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<const WeightSpec*>& outs) {
@@ -180,7 +195,7 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
         continue;
       }
       const std::string prefix = "layer" + std::to_string(layer) + ".expert" + std::to_string(e);
-      std::vector<float> values = need_dense ? gather(dense, F, D, m, expert_neurons(s.split, F, s.granularity, e, s.seed, layer))
+      std::vector<float> values = need_dense ? gather(dense, F, D, m, routed_neurons(c, layer, e))
                                              : std::vector<float>(size_t(Fp) * size_t(D));
       init_expert_matrix(values.data(), Fp, D, m, ip, stats, prefix, w.name);
       // Noise first, then the scales: mergekit's noise_and_scale makes down_proj (W + noise)·residual_scale,
@@ -200,7 +215,9 @@ void write_shared(Ctx& c, int64_t layer, const WeightSpec& w, FfnMatrix m) {
   const SourceModel& src = c.sources[size_t(s.shared_source)];
   const int64_t F = src.config.intermediate_size, D = src.config.hidden_size;
   auto dense = read_f32(src, dense_ffn_name(layer, m));
-  auto values = gather(dense, F, D, m, shared_neurons(F, s.granularity, s.shared_experts));
+  auto values = gather(dense, F, D, m,
+                       s.split == ExpertSplit::kCoactivation ? s.neuron_groups.at(moe_index(c, layer)).shared
+                                                             : shared_neurons(F, s.granularity, s.shared_experts));
   // Ungated: the HF gate is fixed at sigmoid(0) = 1/2, so down_proj × 2 makes the output exact.
   // dots1's shared expert has no gate at all: nothing to compensate.
   const bool halved = s.shared_gate == SharedGate::kUngated && c.plan.config.family == Family::kQwen2Moe;
@@ -214,8 +231,7 @@ void write_shared_gate(Ctx& c, int64_t layer, const WeightSpec& w) {
     CounterRng(c.spec.seed, "layer" + std::to_string(layer) + ".shared_expert_gate")
         .fill_normal(values.data(), 0, values.size(), 0.0f, float(c.spec.router_std));
   if (c.spec.shared_gate == SharedGate::kGiven) {
-    const auto it = std::find(c.plan.moe_layers.begin(), c.plan.moe_layers.end(), layer);
-    const std::vector<float>& row = c.spec.shared_gate_rows.at(size_t(it - c.plan.moe_layers.begin()));
+    const std::vector<float>& row = c.spec.shared_gate_rows.at(moe_index(c, layer));
     UPCYCLE_CHECK(row.size() == values.size(), "shared gate row size");
     values = row;
   }
@@ -224,10 +240,8 @@ void write_shared_gate(Ctx& c, int64_t layer, const WeightSpec& w) {
 
 void write_router(Ctx& c, int64_t layer, const WeightSpec& w) {
   const int64_t E = c.spec.experts, D = c.plan.config.hidden_size;
-  const auto it = std::find(c.plan.moe_layers.begin(), c.plan.moe_layers.end(), layer);
-  const size_t moe_index = size_t(it - c.plan.moe_layers.begin());
   std::vector<float> values(size_t(E * D));
-  const std::vector<float>* given = c.spec.router_init == RouterInit::kGiven ? &c.spec.router_rows[moe_index] : nullptr;
+  const std::vector<float>* given = c.spec.router_init == RouterInit::kGiven ? &c.spec.router_rows[moe_index(c, layer)] : nullptr;
   init_router(values.data(), E, D, c.plan.virtual_groups ? c.spec.granularity : 1, c.spec.router_init,
               c.spec.router_std, c.spec.seed, layer, given);
   write_values(c, w, values);

@@ -1,7 +1,8 @@
 // Which dense FFN neurons (intermediate indices, rows of gate/up, columns of down) each expert takes.
 // Contiguous (Megatron virtual groups, He et al. 2024, arXiv 2410.07524): F' = F/G and expert e is
 //   shard e mod G, neurons [(e mod G)·F', (e mod G + 1)·F'); experts e with equal ⌊e/G⌋ form a virtual
-//   group holding the whole FFN once.
+//   group holding the whole FFN once. Contiguous partition (E not a multiple of G, E + S = G, the naive
+//   baseline of carving): expert e is shard S + e, the shared expert shards 0..S−1; no virtual groups.
 // Shuffled (Qwen2 report §2.2.3, arXiv 2407.10671): replicate the FFN ⌈E·F'/F⌉ times, permute each
 //   copy's neurons with its own random permutation π_c, cut experts consecutively: expert e takes
 //   π_c[(e mod G)·F' … +F') of copy c = ⌊e/G⌋ (F' divides F); the leftover of the last copy is unused.

@@ -30,6 +30,12 @@ const std::vector<ConvertPreset>& convert_presets() {
        {{"experts", "60"}, {"granularity", "8"}, {"top-k", "4"}, {"shared-experts", "4"}, {"expert-split", "shuffled"},
         {"expert-init", "drop"}, {"drop-ratio", "0.5"}, {"router", "softmax-topk"}, {"weight-scaling", "none"},
         {"format", "qwen2_moe"}, {"aux-loss-coef", "0.001"}}},
+      {"cmoe", "Pei et al. 2025, arXiv 2502.04416 (CMoE); JarvisPei/CMoE",
+       "training-free carving (needs --calibration): 8 experts of F/8, the 2 of most active neurons one ungated shared "
+       "expert, 6 routed co-activation clusters, top-2, router from representative neurons, qwen2_moe",
+       {{"granularity", "8"}, {"experts", "6"}, {"shared-experts", "2"}, {"top-k", "2"}, {"expert-split", "coactivation"},
+        {"router-init", "cmoe"}, {"shared-expert-gate", "ungated"}, {"router", "topk-softmax"}, {"weight-scaling", "auto"},
+        {"format", "qwen2_moe"}}},
       {"btx", "Sukhbaatar et al. 2024, arXiv 2403.07816; Drop-Upcycling conversions/branch_train_mix.py",
        "experts from several dense fine-tunes (--expert-sources, expert e from source floor(e*S/E)), non-FFN weights "
        "averaged, top-2 renormalised, router uniform with std 0.02",

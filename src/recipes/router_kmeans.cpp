@@ -37,11 +37,8 @@ std::vector<std::vector<float>> kmeans_router_rows(model::Transformer& base, std
   return rows;
 }
 
-std::vector<std::vector<float>> kmeans_router_rows_from_files(const std::filesystem::path& base,
-                                                              const std::filesystem::path& calibration,
-                                                              int64_t max_tokens, int64_t E,
-                                                              std::span<const int64_t> layers, uint64_t seed,
-                                                              double row_norm) {
+std::vector<int32_t> calibration_token_ids(const std::filesystem::path& base, const std::filesystem::path& calibration,
+                                           int64_t max_tokens, int64_t min_tokens, const std::string& min_what) {
   const std::string text = read_text_file(calibration, "calibration text");
   const ModelConfig config = read_model_config(base);
   const data::Tokenizer tok = data::Tokenizer::load(base / "tokenizer.json");
@@ -55,15 +52,25 @@ std::vector<std::vector<float>> kmeans_router_rows_from_files(const std::filesys
   }
   ids.insert(ids.end(), body.begin(), body.end());
   if (int64_t(ids.size()) > max_tokens) ids.resize(size_t(max_tokens));
-  if (int64_t(ids.size()) < E)
-    throw Error("calibration text gives " + std::to_string(ids.size()) + " tokens, fewer than the " +
-                    std::to_string(E) + " experts to cluster them into",
+  if (int64_t(ids.size()) < min_tokens)
+    throw Error("calibration text gives " + std::to_string(ids.size()) + " tokens, fewer than the " + min_what,
                 calibration.string());
   for (int32_t id : ids)
     if (id < 0 || id >= config.vocab_size)
       throw Error("token id " + std::to_string(id) + " outside the model's vocabulary [0, " +
                       std::to_string(config.vocab_size) + ")",
                   calibration.string());
+  return ids;
+}
+
+std::vector<std::vector<float>> kmeans_router_rows_from_files(const std::filesystem::path& base,
+                                                              const std::filesystem::path& calibration,
+                                                              int64_t max_tokens, int64_t E,
+                                                              std::span<const int64_t> layers, uint64_t seed,
+                                                              double row_norm) {
+  const std::vector<int32_t> ids =
+      calibration_token_ids(base, calibration, max_tokens, E, std::to_string(E) + " experts to cluster them into");
+  const ModelConfig config = read_model_config(base);
   std::unique_ptr<backend::Backend> be = backend::make_backend(backend::BackendKind::kCpu);
   std::unique_ptr<model::Transformer> model = model::load_transformer(config, base, *be);
   return kmeans_router_rows(*model, ids, E, layers, seed, row_norm);

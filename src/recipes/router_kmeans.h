@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "model/transformer.h"
@@ -29,6 +30,12 @@ inline constexpr int64_t kCalibrationSeqLen = 512;
 std::vector<std::vector<float>> kmeans_router_rows(model::Transformer& base, std::span<const int32_t> tokens,
                                                    int64_t E, std::span<const int64_t> layers, uint64_t seed,
                                                    double row_norm);
+
+// BOS (when the tokenizer has one) + `calibration` tokenized with base/tokenizer.json, cut to max_tokens.
+// Throws Error labelled with the calibration file when it cannot be read, is not UTF-8, gives fewer than
+// min_tokens tokens ("… fewer than the {min_what}") or an id outside base's vocabulary.
+std::vector<int32_t> calibration_token_ids(const std::filesystem::path& base, const std::filesystem::path& calibration,
+                                           int64_t max_tokens, int64_t min_tokens, const std::string& min_what);
 
 // The same from files: loads the dense checkpoint `base` in fp32 and tokenizes `calibration` (a UTF-8
 // text file). Throws Error labelled with the calibration file when it cannot be read or gives fewer

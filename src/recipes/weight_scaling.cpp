@@ -13,6 +13,9 @@ double resolve_scale(const ConvertSpec& spec) {
   }
   const bool renormalised = spec.routing == RoutingOrder::kTopkSoftmax || spec.norm_topk;
   const double E = double(spec.experts), G = double(spec.granularity), K = double(spec.top_k);
+  // Co-activation clusters: K (renormalised) or E (p ≈ 1/E) makes each selected expert weigh ≈ 1, as in
+  // CMoE; with every expert selected (K = E = G) these are the formulas below.
+  if (spec.split == ExpertSplit::kCoactivation) return renormalised ? K : E;
   return renormalised ? G : E * G / K;
 }
 

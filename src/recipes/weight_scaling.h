@@ -4,6 +4,8 @@
 //   s = G        for top-k-then-softmax (renormalised: each selected expert weighs 1/K),
 //   s = E·G/K    for softmax-then-top-k without renormalisation (assumes p ≈ 1/E; exact when the router
 //                is zero, since then p = 1/E exactly).
+// Co-activation splits (carving.h): s = K renormalised, s = E otherwise — each selected expert enters with
+// weight ≈ 1 like CMoE's; both equal the formulas above when every expert is selected (K = E = G).
 // Modes: kCubeRoot multiplies gate, up and down by s^(1/3) (Megatron; exact only for homogeneous
 // activations — silu is not, so SwiGLU gets silu(s^⅓ g)·s^⅓ u·s^⅓ ≠ s·silu(g)·u); kDown multiplies
 // down_proj by s (exact: the output is linear in W_down).

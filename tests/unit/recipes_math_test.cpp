@@ -223,7 +223,7 @@ TEST(Presets, UnknownNameListsTheKnownOnes) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("drop-upcycling"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(convert_presets().size(), 5u);
+  EXPECT_EQ(convert_presets().size(), 6u);
 }
 
 }  // namespace

@@ -88,6 +88,30 @@ const std::vector<EngineRule> kRules{
        if (!is(c, Family::kQwen2Moe) || !head_dim_is_not_derived(c)) return std::nullopt;
        return "head_dim " + std::to_string(c.head_dim) + " is not hidden_size / num_attention_heads (vLLM's qwen2_moe ignores head_dim)";
      }},
+    {"vllm", "dots1 routing keys",
+     "vllm/model_executor/models/dots1.py Dots1MoE.__init__ (config.topk_method, config.scoring_func), Dots1DecoderLayer (config.moe_layer_freq) @00bd149",
+     [](const ModelConfig& c, ExpertLayout) -> Problem {
+       if (!is(c, Family::kDots1) || c.deepseek_routing_keys) return std::nullopt;
+       return std::string("config.json lacks scoring_func, topk_method or moe_layer_freq (vLLM's dots1 reads them and "
+                          "Dots1Config defines none; add \"scoring_func\": \"sigmoid\", \"topk_method\": \"noaux_tc\", "
+                          "\"moe_layer_freq\": 1)");
+     }},
+    {"vllm", "routed scaling factor (dots1)",
+     "vllm/model_executor/models/dots1.py Dots1MoE.forward: (routed_out + shared_out) * routed_scaling_factor @00bd149",
+     [](const ModelConfig& c, ExpertLayout) -> Problem {
+       if (!is(c, Family::kDots1) || c.routed_scaling_factor == 1.0) return std::nullopt;
+       return "routed_scaling_factor " + Json(c.routed_scaling_factor).dump() +
+              " also scales the shared expert in vLLM's dots1 (transformers scales the routed experts only)";
+     }},
+    {"vllm", "sliding window (dots1)", "vllm/model_executor/models/dots1.py Dots1Attention: Attention(...) without a window @00bd149",
+     [](const ModelConfig& c, ExpertLayout) -> Problem {
+       if (!is(c, Family::kDots1) || !c.sliding_window) return std::nullopt;
+       for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+         if (c.sliding_window_for_layer(i))
+           return "sliding_window " + std::to_string(*c.sliding_window) + " applies to layer " + std::to_string(i) +
+                  " (vLLM's dots1 attention has no window and attends to every position)";
+       return std::nullopt;
+     }},
 
     // ---- llama.cpp (convert_hf_to_gguf.py or `upcycle export gguf`, then llama.cpp's graphs) ----
     {"llama.cpp", "sliding window", "src/llama-model.cpp load_hparams: LLM_ARCH_LLAMA/QWEN2/QWEN3/QWEN2MOE/QWEN3MOE set no SWA",

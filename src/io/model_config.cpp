@@ -221,6 +221,16 @@ void parse_dots1_moe(const ConfigReader& in, ModelConfig& c) {
   c.routed_scaling_factor = in.number_or("routed_scaling_factor", 1.0, 0.0);
   c.first_k_dense_replace = in.int_or("first_k_dense_replace", 0, 0);
   c.topk_norm = in.bool_or("norm_topk_prob", false) ? TopkNorm::kRenormalize : TopkNorm::kNone;
+  // DeepSeek-V3's own keys, which transformers' Dots1 ignores and vLLM's dots1 obeys: any other value
+  // would make the two engines compute different models, so only DeepSeek-V3's values are accepted.
+  if (in.has("scoring_func") && in.string_or("scoring_func", "") != "sigmoid")
+    in.fail("'scoring_func' is '" + in.string_or("scoring_func", "") + "': dots1 scores experts with a sigmoid");
+  if (in.has("topk_method") && in.string_or("topk_method", "") != "noaux_tc")
+    in.fail("'topk_method' is '" + in.string_or("topk_method", "") +
+            "': dots1 selects with e_score_correction_bias ('noaux_tc')");
+  if (in.has("moe_layer_freq") && in.int_or("moe_layer_freq", 1, 1) != 1)
+    in.fail("'moe_layer_freq' must be 1: transformers' Dots1 makes every layer from first_k_dense_replace on MoE");
+  c.deepseek_routing_keys = in.has("scoring_func") && in.has("topk_method") && in.has("moe_layer_freq");
 }
 
 void parse_moe(const ConfigReader& in, ModelConfig& c) {

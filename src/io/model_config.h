@@ -94,6 +94,9 @@ struct ModelConfig {
   int64_t topk_group = 1;
   double routed_scaling_factor = 1.0;
   int64_t first_k_dense_replace = 0;
+  // dots1: config.json names scoring_func, topk_method and moe_layer_freq, which Dots1Config does not
+  // define but vLLM's dots1 reads (DeepSeek-V3's keys; upcycle writes them, engine_rules checks them).
+  bool deepseek_routing_keys = false;
 
   Json raw;  // the file as read; unknown keys survive a rewrite
 

@@ -129,6 +129,10 @@ void set_dots1_moe(const ModelConfig& c, Json& j) {
   j["norm_topk_prob"] = c.topk_norm == TopkNorm::kRenormalize;
   j["routed_scaling_factor"] = c.routed_scaling_factor;
   j["first_k_dense_replace"] = c.first_k_dense_replace;
+  // DeepSeek-V3's routing keys: transformers ignores them, vLLM's dots1 reads them (engine_rules.cpp).
+  j["scoring_func"] = "sigmoid";
+  j["topk_method"] = "noaux_tc";
+  j["moe_layer_freq"] = 1;
 }
 
 void set_moe(const ModelConfig& c, Json& j) {

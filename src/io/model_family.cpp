@@ -69,10 +69,11 @@ constexpr std::array<std::string_view, 6> kQwenMoeKeys = {"num_experts",        
                                                           "moe_intermediate_size", "decoder_sparse_step",
                                                           "mlp_only_layers",       "norm_topk_prob"};
 
-constexpr std::array<std::string_view, 13> kDots1Keys = {
+constexpr std::array<std::string_view, 16> kDots1Keys = {
     "attention_bias", "sliding_window",   "max_window_layers",     "layer_types",  "n_routed_experts",
     "n_shared_experts", "num_experts_per_tok", "moe_intermediate_size", "n_group", "topk_group",
-    "norm_topk_prob", "routed_scaling_factor", "first_k_dense_replace"};
+    "norm_topk_prob", "routed_scaling_factor", "first_k_dense_replace",
+    "scoring_func", "topk_method", "moe_layer_freq"};  // DeepSeek-V3's keys, read by vLLM (not by Dots1Config)
 
 template <size_t N>
 bool contains(const std::array<std::string_view, N>& keys, std::string_view key) {

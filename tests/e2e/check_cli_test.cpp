@@ -54,6 +54,9 @@ const std::vector<Case>& firing_cases() {
       {"qwen2moe_no_qkv_bias", "qwen2_moe", {}, R"({"qkv_bias": false})", "vllm", "qkv_bias is false (vLLM's qwen2_moe"},
       {"qwen3moe_attention_bias", "qwen3_moe", {}, R"({"attention_bias": true})", "vllm", "attention_bias is true (vLLM's qwen3_moe"},
       {"qwen2moe_head_dim", "qwen2_moe", {"--head-dim", "32"}, "", "vllm", "head_dim 32 is not hidden_size / num_attention_heads (vLLM"},
+      {"vllm_dots1_keys", "dots1", {}, R"({"topk_method": null})", "vllm", "config.json lacks scoring_func, topk_method or moe_layer_freq (vLLM's dots1"},
+      {"vllm_dots1_scaling", "dots1", {}, R"({"routed_scaling_factor": 2.5})", "vllm", "routed_scaling_factor 2.5 also scales the shared expert in vLLM's dots1"},
+      {"vllm_dots1_window", "dots1", {}, R"({"sliding_window": 32, "max_window_layers": 1})", "vllm", "sliding_window 32 applies to layer 1 (vLLM's dots1"},
       {"mistral_window", "mistral", {}, "", "llama.cpp", "sliding_window 4096 is set (llama.cpp"},
       {"rope_dynamic", "llama", {}, R"({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})", "llama.cpp", "rope_scaling type 'dynamic' is not exported"},
       {"qwen3_attention_bias", "qwen3", {}, R"({"attention_bias": true})", "llama.cpp", "attention_bias is true (llama.cpp's qwen3"},
@@ -97,6 +100,7 @@ const std::vector<Case>& quiet_cases() {
       {"q_deepspeed", "qwen2_moe", {"--norm-topk-prob", "true", "--expert-layout", "fused"}, "", "deepspeed", ""},
       {"q_torchtitan", "qwen3_moe", {}, R"({"mlp_only_layers": [1]})", "torchtitan", ""},
       {"q_transformers_dots1", "dots1", {}, R"({"first_k_dense_replace": 1, "n_group": 2, "topk_group": 1})", "transformers", ""},
+      {"q_vllm_dots1", "dots1", {}, R"({"first_k_dense_replace": 1, "n_group": 2, "topk_group": 1})", "vllm", ""},
   };
   return kCases;
 }

@@ -88,7 +88,13 @@ TEST(Dots1Config, WritesTheClassKeysAndReadsThemBack) {
   for (const char* key : {"num_experts", "num_local_experts", "mlp_only_layers", "decoder_sparse_step",
                           "router_aux_loss_coef", "shared_expert_intermediate_size", "use_sliding_window"})
     EXPECT_FALSE(out.contains(key)) << key;
+  // DeepSeek-V3's routing keys, which vLLM's dots1 reads and Dots1Config lacks (engine_rules.cpp).
+  EXPECT_FALSE(c.deepseek_routing_keys);
+  EXPECT_EQ(out["scoring_func"], "sigmoid");
+  EXPECT_EQ(out["topk_method"], "noaux_tc");
+  EXPECT_EQ(out["moe_layer_freq"], 1);
   const ModelConfig back = parse_model_config(out, kFile);
+  EXPECT_TRUE(back.deepseek_routing_keys);
   EXPECT_EQ(back.n_group, 4);
   EXPECT_EQ(back.first_k_dense_replace, 1);
   EXPECT_EQ(back.shared_expert_intermediate_size, 64);
@@ -124,6 +130,10 @@ TEST(Dots1Config, RefusesWhatTheClassCannotRun) {
                        kFile);
   EXPECT_UPCYCLE_ERROR(parse_model_config(with({{"routed_scaling_factor", 0.0}}), kFile), "'routed_scaling_factor'",
                        kFile);
+  // DeepSeek-V3 keys with other values: vLLM would obey them and transformers ignore them.
+  EXPECT_UPCYCLE_ERROR(parse_model_config(with({{"scoring_func", "softmax"}}), kFile), "'scoring_func' is 'softmax'", kFile);
+  EXPECT_UPCYCLE_ERROR(parse_model_config(with({{"topk_method", "greedy"}}), kFile), "'topk_method' is 'greedy'", kFile);
+  EXPECT_UPCYCLE_ERROR(parse_model_config(with({{"moe_layer_freq", 2}}), kFile), "'moe_layer_freq' must be 1", kFile);
   Json no_shared = dots1();
   no_shared.erase("n_shared_experts");
   EXPECT_UPCYCLE_ERROR(parse_model_config(no_shared, kFile), "n_shared_experts", kFile);

@@ -1,15 +1,20 @@
-// `upcycle convert` throughput and memory: converts a dense checkpoint made by `upcycle init` into
-// E experts top-K with the copy recipe (kernel-side copies of unchanged tensors and experts) and with
-// Drop-Upcycling r = 0.5 (every expert matrix computed in fp32), next to `cp -r` + sync of the very
-// output bytes measured in the same run; peak RSS per case (VmHWM reset through clear_refs).
-// Usage: bench_convert DENSE_DIR [EXPERTS [TOP_K]]   (scripts/bench build convert)
+// `upcycle convert` throughput and memory for every recipe family, next to `cp -r` + sync of the copy
+// recipe's output measured in the same run: copy (kernel-side copies of unchanged tensors and experts),
+// Drop-Upcycling r = 0.5, noise (RNU), random experts, fine-grained shuffled splits, cube-root scaling,
+// and the copy recipe converting bf16 → f16. Fine-grained cases use 2·EXPERTS experts of half width
+// (G = 2, top-2·K), so every case writes the same bytes as the copy recipe. Each case's output is
+// removed before the next (the 1B shape writes ~14 GB per case). Peak RSS per case: VmHWM, reset
+// through clear_refs. Usage: bench_convert DENSE_DIR [EXPERTS [TOP_K [CASE...]]]
+// (scripts/bench build convert; CASE names as printed, default all).
 // Everything is fsynced (convert commits through StagedDir), hence the cp + sync baseline.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "core/units.h"
 #include "peak_rss.h"
@@ -31,56 +36,80 @@ void run_shell(const std::string& command) {
   if (std::system(command.c_str()) != 0) throw std::runtime_error("command failed: " + command);
 }
 
-struct Case {
+struct Measured {
   double seconds = 0;
   uint64_t peak_rss = 0;
+  uint64_t bytes = 0;
 };
 
-Case measure(const std::function<void()>& body) {
+Measured measure(const std::function<void()>& body) {
   run_shell("sync");
   bench::reset_peak_rss();
   auto start = std::chrono::steady_clock::now();
   body();
-  Case c;
-  c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  c.peak_rss = bench::peak_rss_bytes();
-  return c;
+  Measured m;
+  m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m.peak_rss = bench::peak_rss_bytes();
+  return m;
 }
+
+struct Case {
+  const char* name;
+  std::function<void(recipes::ConvertSpec&)> tweak;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_convert DENSE_DIR [EXPERTS [TOP_K]]\n");
+    std::fprintf(stderr, "usage: bench_convert DENSE_DIR [EXPERTS [TOP_K [CASE...]]]\n");
     return 2;
   }
   const fs::path dense = argv[1];
   const int64_t experts = argc > 2 ? std::atoll(argv[2]) : 8, top_k = argc > 3 ? std::atoll(argv[3]) : 2;
+  std::set<std::string> wanted(argv + std::min(argc, 4), argv + argc);
   const fs::path out = dense.parent_path() / (dense.filename().string() + ".convert-out");
   const fs::path copy = dense.parent_path() / (dense.filename().string() + ".cp-out");
   fs::remove_all(out);
   fs::remove_all(copy);
 
-  recipes::ConvertSpec spec;
-  spec.sources = {dense};
-  spec.experts = experts, spec.top_k = top_k;
-  auto convert = [&](recipes::ExpertInit init) {
-    spec.expert_init = init;
-    recipes::convert(spec, {out, Overwrite::kReplace, 5'000'000'000ull, recipes::ShowProgress::kNo});
+  using recipes::ConvertSpec, recipes::ExpertInit;
+  auto fine = [&](ConvertSpec& s) { s.granularity = 2, s.experts = 2 * experts, s.top_k = 2 * top_k; };
+  const std::vector<Case> cases = {
+      {"copy", [](ConvertSpec&) {}},
+      {"drop r=0.5", [](ConvertSpec& s) { s.expert_init = ExpertInit::kDrop; }},
+      {"noise r=0.5", [](ConvertSpec& s) { s.expert_init = ExpertInit::kNoise; }},
+      {"random", [](ConvertSpec& s) { s.expert_init = ExpertInit::kRandom; }},
+      {"shuffled G=2", [&](ConvertSpec& s) { fine(s), s.split = recipes::ExpertSplit::kShuffled; }},
+      {"cube-root G=2", [&](ConvertSpec& s) { fine(s), s.scaling_mode = recipes::ScalingMode::kCubeRoot; }},
+      {"copy bf16->f16", [](ConvertSpec& s) { s.dtype = DType::kF16; }},
   };
-  Case copy_case = measure([&] { convert(recipes::ExpertInit::kCopy); });
-  const uint64_t bytes = dir_bytes(out);
-  Case cp_case = measure([&] { run_shell("cp -r '" + out.string() + "' '" + copy.string() + "' && sync '" + copy.string() + "'/*"); });
-  fs::remove_all(copy);
-  Case drop_case = measure([&] { convert(recipes::ExpertInit::kDrop); });
-  fs::remove_all(out);
+  std::vector<std::pair<std::string, Measured>> results;
+  for (const Case& c : cases) {
+    if (!wanted.empty() && !wanted.count(c.name) && std::string(c.name) != "copy") continue;  // copy: cp's input
+    ConvertSpec spec;
+    spec.sources = {dense};
+    spec.experts = experts, spec.top_k = top_k;
+    c.tweak(spec);
+    Measured m = measure([&] { recipes::convert(spec, {out, Overwrite::kRefuse, 5'000'000'000ull, recipes::ShowProgress::kNo}); });
+    m.bytes = dir_bytes(out);
+    if (std::string(c.name) == "copy") {
+      Measured cp = measure([&] { run_shell("cp -r '" + out.string() + "' '" + copy.string() + "' && sync '" + copy.string() + "'/*"); });
+      cp.bytes = m.bytes;
+      fs::remove_all(copy);
+      results.emplace_back("cp -r + sync", cp);
+    }
+    fs::remove_all(out);
+    std::fprintf(stderr, "%s done: %.1f s\n", c.name, m.seconds);
+    results.emplace_back(std::string("convert ") + c.name, m);
+  }
 
-  std::printf("%s -> %lld experts top-%lld: %s written per case\n", dense.c_str(), (long long)experts,
-              (long long)top_k, format_bytes(bytes).c_str());
-  std::printf("%-24s %10s %10s %12s %14s\n", "case", "seconds", "GB/s", "x cp+sync", "peak RSS");
-  for (auto [name, c] : {std::pair{"cp -r + sync", cp_case}, std::pair{"convert copy", copy_case},
-                         std::pair{"convert drop r=0.5", drop_case}})
-    std::printf("%-24s %10.2f %10.2f %12.2f %14s\n", name, c.seconds, double(bytes) / c.seconds / 1e9,
-                cp_case.seconds / c.seconds, format_bytes(c.peak_rss).c_str());
+  std::printf("%s -> %lld experts top-%lld (fine-grained: %lld of half width, top-%lld)\n", dense.c_str(),
+              (long long)experts, (long long)top_k, (long long)(2 * experts), (long long)(2 * top_k));
+  std::printf("%-28s %12s %10s %10s %12s %14s\n", "case", "written", "seconds", "GB/s", "x cp+sync", "peak RSS");
+  const double cp_rate = double(results[0].second.bytes) / results[0].second.seconds;
+  for (const auto& [name, m] : results)
+    std::printf("%-28s %12s %10.2f %10.2f %12.2f %14s\n", name.c_str(), format_bytes(m.bytes).c_str(), m.seconds,
+                double(m.bytes) / m.seconds / 1e9, double(m.bytes) / m.seconds / cp_rate, format_bytes(m.peak_rss).c_str());
   return 0;
 }

@@ -1,6 +1,7 @@
 // Element type names, sizes and bit-exact float conversions (round to nearest even, NaN kept quiet).
 #include "core/dtype.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -34,7 +35,8 @@ constexpr std::array<std::string_view, 9> kUnsupported{"F8_E5M2",     "F8_E4M3",
                                                        "F4",          "F6_E2M3", "F6_E3M2",  "C64"};
 
 // One loop per source type (the switch is outside it, not per element), so that the loops whose
-// conversions allow it vectorize: bf16 → f32 and f32 → bf16 do, and they carry GGUF export and import.
+// conversions allow it vectorize: bf16 → f32 does (GGUF import, reading bf16 checkpoints). Narrowing to
+// F16/BF16 has its own vector functions (convert_floats).
 template <typename Dst, typename Store>
 void convert_from(const void* src, DType src_dtype, void* dst, size_t n, Store store) {
   auto* out = static_cast<Dst*>(dst);
@@ -189,6 +191,53 @@ bool cpu_has_f16c() {
 }
 #endif
 
+// f32_to_bf16 without a branch, so that the loop below vectorises; identical results.
+__attribute__((always_inline)) inline uint16_t f32_to_bf16_branchless(uint32_t x) {
+  const bool nan = (x & 0x7fffffffu) > 0x7f800000u;
+  const uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  return static_cast<uint16_t>(nan ? ((x >> 16) | 0x40u) : rounded);
+}
+
+__attribute__((always_inline)) inline void f32_to_bf16_loop(const float* in, std::byte* out, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t x;
+    std::memcpy(&x, in + i, 4);
+    const uint16_t h = f32_to_bf16_branchless(x);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+#if defined(__x86_64__)
+// The same loop compiled for wider registers; called only where cpu_vector_width() allows.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void f32_to_bf16_avx512(const float* in, std::byte* out,
+                                                                            size_t n) {
+  f32_to_bf16_loop(in, out, n);
+}
+__attribute__((target("avx2"))) void f32_to_bf16_avx2(const float* in, std::byte* out, size_t n) {
+  f32_to_bf16_loop(in, out, n);
+}
+
+enum class VectorIsa { kNone, kAvx2, kAvx512 };
+
+// CPUID leaf 7: AVX2 (EBX bit 5), AVX512F/BW/VL (bits 16, 30, 31), each usable only when the OS saves
+// the registers (XCR0 bits 1-2 for YMM, 5-7 for the opmask and ZMM state).
+VectorIsa cpu_vector_isa() {
+  static const VectorIsa isa = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & (1u << 27))) return VectorIsa::kNone;  // OSXSAVE
+    unsigned xcr0_low = 0, xcr0_high = 0;
+    __asm__("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return VectorIsa::kNone;
+    constexpr unsigned kAvx512 = (1u << 16) | (1u << 30) | (1u << 31);
+    if ((ebx & kAvx512) == kAvx512 && (xcr0_low & 0xe6u) == 0xe6u) return VectorIsa::kAvx512;
+    if ((ebx & (1u << 5)) && (xcr0_low & 6u) == 6u) return VectorIsa::kAvx2;
+    return VectorIsa::kNone;
+  }();
+  return isa;
+}
+#endif
+
 const float* f16_table() {
   static const std::vector<float> table = [] {
     std::vector<float> t(65536);
@@ -221,19 +270,61 @@ void f16_to_f32_n(const void* in, float* out, size_t n) {
   }
 }
 
+bool f32_to_bf16_n_with(VectorPath path, const float* in, void* out, size_t n) {
+  auto* bytes = static_cast<std::byte*>(out);
+  switch (path) {
+    case VectorPath::kPortable: f32_to_bf16_loop(in, bytes, n); return true;
+#if defined(__x86_64__)
+    case VectorPath::kAvx2:
+      if (cpu_vector_isa() == VectorIsa::kNone) return false;
+      f32_to_bf16_avx2(in, bytes, n);
+      return true;
+    case VectorPath::kAvx512:
+      if (cpu_vector_isa() != VectorIsa::kAvx512) return false;
+      f32_to_bf16_avx512(in, bytes, n);
+      return true;
+#else
+    default: return false;
+#endif
+  }
+  return false;
+}
+
+void f32_to_bf16_n(const float* in, void* out, size_t n) {
+#if defined(__x86_64__)
+  switch (cpu_vector_isa()) {
+    case VectorIsa::kAvx512: f32_to_bf16_n_with(VectorPath::kAvx512, in, out, n); return;
+    case VectorIsa::kAvx2: f32_to_bf16_n_with(VectorPath::kAvx2, in, out, n); return;
+    case VectorIsa::kNone: break;
+  }
+#endif
+  f32_to_bf16_n_with(VectorPath::kPortable, in, out, n);
+}
+
 void convert_floats(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n) {
   UPCYCLE_CHECK(dtype_is_float(src_dtype) && dtype_is_float(dst_dtype), "convert_floats needs float dtypes");
   if (src_dtype == dst_dtype) {
     std::memcpy(dst, src, n * dtype_size(src_dtype));
     return;
   }
-  if (src_dtype == DType::kF32 && dst_dtype == DType::kF16) return f32_to_f16_n(static_cast<const float*>(src), dst, n);
   if (src_dtype == DType::kF16 && dst_dtype == DType::kF32) return f16_to_f32_n(src, static_cast<float*>(dst), n);
+  if (dst_dtype == DType::kF16 || dst_dtype == DType::kBF16) {
+    auto narrow = dst_dtype == DType::kF16 ? f32_to_f16_n : f32_to_bf16_n;
+    if (src_dtype == DType::kF32) return narrow(static_cast<const float*>(src), dst, n);
+    // Through fp32 in blocks: every path to F16/BF16 rounds from the f32 value, so this is exact.
+    constexpr size_t kBlock = 2048;
+    float block[kBlock];
+    const size_t src_size = dtype_size(src_dtype);
+    for (size_t done = 0; done < n; done += kBlock) {
+      const size_t count = std::min(kBlock, n - done);
+      convert_floats(static_cast<const std::byte*>(src) + done * src_size, src_dtype, block, DType::kF32, count);
+      narrow(block, static_cast<std::byte*>(dst) + done * 2, count);
+    }
+    return;
+  }
   switch (dst_dtype) {
     case DType::kF32: return convert_from<float>(src, src_dtype, dst, n, [](float v) { return v; });
     case DType::kF64: return convert_from<double>(src, src_dtype, dst, n, [](float v) { return double(v); });
-    case DType::kBF16: return convert_from<uint16_t>(src, src_dtype, dst, n, f32_to_bf16);
-    case DType::kF16: return convert_from<uint16_t>(src, src_dtype, dst, n, f32_to_f16);
     default: UPCYCLE_CHECK(false, "unreachable");
   }
 }

@@ -33,8 +33,18 @@ float f16_to_f32(uint16_t bits);
 // NaN quietened as above), f16 → f32 through a 65,536-entry table. Pointers need no alignment.
 void f32_to_f16_n(const float* in, void* out, size_t n);
 void f16_to_f32_n(const void* in, float* out, size_t n);
+// f32 → bf16, n at a time, bit for bit f32_to_bf16: integer rounding in AVX-512 or AVX2 registers
+// (whichever the CPU has, chosen at run time; a portable loop otherwise). Not AVX512-BF16's
+// VCVTNEPS2BF16, which flushes subnormal inputs to zero where f32_to_bf16 rounds them.
+void f32_to_bf16_n(const float* in, void* out, size_t n);
+// For tests: f32_to_bf16_n forced through one implementation; false (nothing written) when this CPU
+// or build lacks it.
+enum class VectorPath { kPortable, kAvx2, kAvx512 };
+bool f32_to_bf16_n_with(VectorPath path, const float* in, void* out, size_t n);
 
 // Converts n elements between float dtypes (any of F32/F16/BF16/F64 to any other). Same dtype copies.
+// Conversions to F16 or BF16 run through the vector functions above (from F64/F16/BF16 via an fp32
+// block on the stack): the same bits as the scalar functions, composed as bf16 → f32 → f16 etc.
 void convert_floats(const void* src, DType src_dtype, void* dst, DType dst_dtype, size_t n);
 
 }  // namespace upcycle

@@ -1,6 +1,7 @@
 // Counter-based RNG (see rng.h for the contract).
 #include "core/rng.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -27,7 +28,7 @@ double CounterRng::uniform(uint64_t counter) const { return static_cast<double>(
 
 namespace {
 // Both Box-Muller outputs of the pair draw `pair`.
-inline void normal_pair(uint64_t key, uint64_t pair, double& z0, double& z1) {
+inline void box_muller(uint64_t key, uint64_t pair, double& z0, double& z1) {
   uint64_t b = mix64(key ^ mix64(pair));
   double u1 = (static_cast<double>(b >> 32) + 0.5) * 0x1.0p-32;  // (0,1): log is finite
   double u2 = static_cast<double>(b & 0xffffffffu) * 0x1.0p-32;
@@ -40,22 +41,37 @@ inline void normal_pair(uint64_t key, uint64_t pair, double& z0, double& z1) {
 
 float CounterRng::normal(uint64_t counter) const {
   double z0, z1;
-  normal_pair(key_, counter >> 1, z0, z1);
+  box_muller(key_, counter >> 1, z0, z1);
   return static_cast<float>((counter & 1) ? z1 : z0);
 }
 
-void CounterRng::fill_normal(float* out, uint64_t first, size_t n, float mean, float std) const {
+void CounterRng::normal_pair(uint64_t pair, float out[2]) const {
+  double z0, z1;
+  box_muller(key_, pair, z0, z1);
+  out[0] = static_cast<float>(z0);
+  out[1] = static_cast<float>(z1);
+}
+
+void CounterRng::fill_standard_normal(float* out, uint64_t first, size_t n) const {
   size_t j = 0;
-  if (n > 0 && (first & 1)) {
-    out[j++] = mean + std * normal(first);
+  if (n > 0 && (first & 1)) out[j++] = normal(first);
+  for (; j + 1 < n; j += 2) normal_pair((first + j) >> 1, out + j);
+  if (j < n) out[j] = normal(first + j);
+}
+
+void CounterRng::fill_normal(float* out, uint64_t first, size_t n, float mean, float std) const {
+  fill_standard_normal(out, first, n);
+  for (size_t j = 0; j < n; ++j) out[j] = mean + std * out[j];
+}
+
+void CounterRng::fill_standard_normal_parallel(float* out, uint64_t first, size_t n) const {
+  constexpr size_t kPiece = size_t{1} << 14;  // even: pieces never split a pair (either way the values agree)
+  const int64_t pieces = int64_t((n + kPiece - 1) / kPiece);
+#pragma omp parallel for schedule(static) if (pieces > 4)
+  for (int64_t p = 0; p < pieces; ++p) {
+    const size_t begin = size_t(p) * kPiece;
+    fill_standard_normal(out + begin, first + begin, std::min(kPiece, n - begin));
   }
-  for (; j + 1 < n; j += 2) {
-    double z0, z1;
-    normal_pair(key_, (first + j) >> 1, z0, z1);
-    out[j] = mean + std * static_cast<float>(z0);
-    out[j + 1] = mean + std * static_cast<float>(z1);
-  }
-  if (j < n) out[j] = mean + std * normal(first + j);
 }
 
 }  // namespace upcycle

@@ -95,7 +95,7 @@ void quantize_values(GgmlType type, const float* src, std::byte* dst, uint64_t n
       f32_to_f16_n(src, dst, n);
       return;
     case GgmlType::kBF16:
-      for (uint64_t i = 0; i < n; ++i) store_u16(dst + 2 * i, f32_to_bf16(src[i]));
+      f32_to_bf16_n(src, dst, n);
       return;
     default: break;
   }

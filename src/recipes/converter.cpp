@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "io/checkpoint_writer.h"
 #include "io/random_init.h"
+#include "io/write_behind.h"
 #include "recipes/expert_init.h"
 #include "recipes/expert_split.h"
 #include "recipes/router_init.h"
@@ -30,6 +31,7 @@ struct Ctx {
   const ConvertPlan& plan;
   const WeightTable& table;  // where each canonical output weight lives in the output layout
   CheckpointWriter& writer;
+  WriteBehind& behind;  // computed expert matrices: written while the next one is computed
   Progress* progress;  // nullptr: quiet
 };
 
@@ -134,6 +136,22 @@ void scale_values(std::vector<float>& w, double s) {
   for (int64_t i = 0; i < int64_t(w.size()); ++i) w[size_t(i)] *= f;
 }
 
+// values[i] += std · rng.normal(i), drawn a piece at a time (one Box–Muller draw per pair of elements).
+void add_noise(std::vector<float>& values, const CounterRng& rng, float std) {
+  constexpr size_t kPiece = size_t{1} << 14;
+  const int64_t pieces = int64_t((values.size() + kPiece - 1) / kPiece);
+#pragma omp parallel if (values.size() > kParallelElements)
+  {
+    std::vector<float> z(kPiece);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < pieces; ++p) {
+      const size_t begin = size_t(p) * kPiece, count = std::min(kPiece, values.size() - begin);
+      rng.fill_standard_normal(z.data(), begin, count);
+      for (size_t i = 0; i < count; ++i) values[begin + i] += std * z[i];
+    }
+  }
+}
+
 double matrix_scale(const MatrixScales& s, FfnMatrix m) {
   return m == FfnMatrix::kGate ? s.gate : m == FfnMatrix::kUp ? s.up : s.down;
 }
@@ -202,10 +220,12 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
       // so residual_scale shrinks the expert's whole contribution, noise included.
       if (noise_of(e) > 0) {
         CounterRng rng(s.seed, prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise");
-        for (size_t i = 0; i < values.size(); ++i) values[i] += float(noise_of(e)) * rng.normal(i);
+        add_noise(values, rng, float(noise_of(e)));
       }
       scale_values(values, scale_of(e));
-      write_values(c, w, values);
+      const WeightLocation& at = output_location(c, w);
+      c.behind.write_f32(at.tensor, std::move(values), at.element_offset);
+      advance(c, w);
     }
   }
 }
@@ -320,8 +340,10 @@ ConvertResult convert(const ConvertSpec& spec, const ConvertOutput& output) {
     CheckpointWriter writer(dir, std::move(decls), {output.max_shard_bytes, metadata});
     Progress progress("convert", writer.total_bytes(), "bytes");
     const bool show = output.progress == ShowProgress::kYes;
-    Ctx ctx{spec, sources, plan, table, writer, show ? &progress : nullptr};
+    WriteBehind behind(writer);
+    Ctx ctx{spec, sources, plan, table, writer, behind, show ? &progress : nullptr};
     write_all(ctx, table.weights());
+    behind.drain();
     write_placeholder_tensors(writer, plan.config);
     result.files = writer.finish();
     if (show) progress.finish();

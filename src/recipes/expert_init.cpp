@@ -71,6 +71,45 @@ MatrixStats slice_stats(const float* w, int64_t width, int64_t D, FfnMatrix m, c
   return s;
 }
 
+// Calls apply(i, z) with z = values.normal(i) for every element i of the neurons S (sorted) — the
+// same (i, z) pairs as per-element normal() calls, but each Box–Muller draw serves both counters of
+// its pair when both are wanted: a gate/up neuron is a contiguous row, and in down a row's two
+// neighbouring columns 2m, 2m+1 share a pair. Parallel over rows; every value depends on i alone.
+template <typename Apply>
+void for_drawn_normals(const CounterRng& values, int64_t width, int64_t D, FfnMatrix m, const std::vector<int64_t>& S,
+                       bool big, Apply&& apply) {
+  const int64_t count = int64_t(S.size());
+  if (m != FfnMatrix::kDown) {
+#pragma omp parallel if (big)
+    {
+      std::vector<float> row(static_cast<size_t>(D));
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < count; ++k) {
+        const int64_t first = S[size_t(k)] * D;
+        values.fill_standard_normal(row.data(), uint64_t(first), size_t(D));
+        for (int64_t d = 0; d < D; ++d) apply(first + d, row[size_t(d)]);
+      }
+    }
+    return;
+  }
+#pragma omp parallel for schedule(static) if (big)
+  for (int64_t d = 0; d < D; ++d) {
+    const int64_t base = d * width;
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t i = base + S[size_t(k)];
+      if ((i & 1) == 0 && k + 1 < count && S[size_t(k + 1)] == S[size_t(k)] + 1) {
+        float z[2];
+        values.normal_pair(uint64_t(i) >> 1, z);
+        apply(i, z[0]);
+        apply(i + 1, z[1]);
+        ++k;
+      } else {
+        apply(i, values.normal(uint64_t(i)));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void init_expert_matrix(float* w, int64_t width, int64_t D, FfnMatrix m, const ExpertInitParams& p, MatrixStats dense,
@@ -78,28 +117,26 @@ void init_expert_matrix(float* w, int64_t width, int64_t D, FfnMatrix m, const E
   const size_t n = size_t(width) * size_t(D);
   switch (p.init) {
     case ExpertInit::kCopy: return;
-    case ExpertInit::kRandom:
-      CounterRng(p.seed, tensor_name).fill_normal(w, 0, n, 0.0f, float(p.init_std));
+    case ExpertInit::kRandom: {
+      CounterRng(p.seed, tensor_name).fill_standard_normal_parallel(w, 0, n);
+      const float std = float(p.init_std);  // as fill_normal(…, 0, std): 0 + std·z
+#pragma omp parallel for schedule(static) if (n > (size_t{1} << 18))
+      for (int64_t i = 0; i < int64_t(n); ++i) w[i] = 0.0f + std * w[i];
       return;
+    }
     case ExpertInit::kNoise:
     case ExpertInit::kDrop: break;
   }
   const auto S = reinit_neurons(p, prefix, m, width);
   const CounterRng values(p.seed, std::string(prefix) + "." + std::string(ffn_matrix_name(m)) + ".values");
-  // Neurons are independent and every value is a pure function of its index: parallel and deterministic.
   const bool big = n > (size_t{1} << 18);
-  const int64_t count = int64_t(S.size());
   if (p.init == ExpertInit::kNoise) {
-#pragma omp parallel for schedule(static) if (big)
-    for (int64_t k = 0; k < count; ++k)
-      for_neuron(width, D, m, S[size_t(k)], [&](int64_t i) { w[i] += float(p.noise_std) * values.normal(uint64_t(i)); });
+    const float noise_std = float(p.noise_std);
+    for_drawn_normals(values, width, D, m, S, big, [&](int64_t i, float z) { w[i] += noise_std * z; });
     return;
   }
   const MatrixStats st = p.stats == DropStats::kMatrix ? dense : slice_stats(w, width, D, m, S);
-#pragma omp parallel for schedule(static) if (big)
-  for (int64_t k = 0; k < count; ++k)
-    for_neuron(width, D, m, S[size_t(k)],
-               [&](int64_t i) { w[i] = float(st.mean + st.std * double(values.normal(uint64_t(i)))); });
+  for_drawn_normals(values, width, D, m, S, big, [&](int64_t i, float z) { w[i] = float(st.mean + st.std * double(z)); });
 }
 
 }  // namespace upcycle::recipes

@@ -75,6 +75,57 @@ TEST(DType, F16ArrayConversionsMatchScalar) {
   for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(narrowed[i], f32_to_f16(values[i])) << std::hex << bits[i];
 }
 
+// f32 → bf16 in arrays is f32_to_bf16 bit for bit on every implementation this CPU can run (portable,
+// AVX2, AVX-512): every bf16 value with the low halves that decide rounding (ties, one either side,
+// all ones), subnormals, NaNs with payloads, a sweep of all f32 bit patterns, at an odd length and an
+// odd start so the vector loops' tails and unaligned loads are covered.
+TEST(DType, Bf16ArrayConversionMatchesScalarOnEveryPath) {
+  std::vector<uint32_t> bits;
+  for (uint32_t b = 0; b < 65536; ++b)
+    for (uint32_t low : {0u, 1u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu}) bits.push_back(b << 16 | low);
+  for (uint64_t b = 0; b < (1ull << 32); b += 65521) bits.push_back(static_cast<uint32_t>(b));
+  if (bits.size() % 2 == 0) bits.push_back(0x3f800000u);
+  std::vector<float> values(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) values[i] = std::bit_cast<float>(bits[i]);
+  int paths_run = 0;
+  for (VectorPath path : {VectorPath::kPortable, VectorPath::kAvx2, VectorPath::kAvx512}) {
+    std::vector<uint16_t> narrowed(values.size() + 1, 0xabcd);
+    if (!f32_to_bf16_n_with(path, values.data() + 1, narrowed.data() + 1, values.size() - 1)) continue;
+    ++paths_run;
+    EXPECT_EQ(narrowed[0], 0xabcd);  // nothing written before the start
+    for (size_t i = 1; i < values.size(); ++i)
+      ASSERT_EQ(narrowed[i], f32_to_bf16(values[i])) << std::hex << bits[i] << " path " << int(path);
+  }
+  EXPECT_GE(paths_run, 1);
+  std::vector<uint16_t> dispatched(values.size());
+  convert_floats(values.data(), DType::kF32, dispatched.data(), DType::kBF16, values.size());
+  for (size_t i = 0; i < values.size(); ++i) ASSERT_EQ(dispatched[i], f32_to_bf16(values[i])) << std::hex << bits[i];
+}
+
+// Conversions between 16-bit types and from F64 go through fp32 blocks: the same bits as the scalar
+// composition, for every bf16 and f16 value (65,536 each: more than one block, and not a multiple of it
+// after dropping the first) and for doubles whose rounding to float matters.
+TEST(DType, NarrowingThroughFp32BlocksMatchesScalarComposition) {
+  std::vector<uint16_t> all(65535);
+  for (uint32_t h = 1; h < 65536; ++h) all[h - 1] = static_cast<uint16_t>(h);
+  std::vector<uint16_t> out(all.size());
+  convert_floats(all.data(), DType::kBF16, out.data(), DType::kF16, all.size());
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(out[i], f32_to_f16(bf16_to_f32(all[i]))) << all[i];
+  convert_floats(all.data(), DType::kF16, out.data(), DType::kBF16, all.size());
+  for (size_t i = 0; i < all.size(); ++i) ASSERT_EQ(out[i], f32_to_bf16(f16_to_f32(all[i]))) << all[i];
+  std::vector<double> doubles;
+  for (int k = -30; k <= 30; ++k) doubles.push_back(std::ldexp(1.0 + std::ldexp(1.0, -24) + 1e-12, k) * (k % 2 ? -1 : 1));
+  doubles.push_back(1e300), doubles.push_back(-1e-300), doubles.push_back(std::nan(""));
+  std::vector<uint16_t> from_f64(doubles.size());
+  for (DType dst : {DType::kF16, DType::kBF16}) {
+    convert_floats(doubles.data(), DType::kF64, from_f64.data(), dst, doubles.size());
+    for (size_t i = 0; i < doubles.size(); ++i) {
+      const float f = float(doubles[i]);
+      ASSERT_EQ(from_f64[i], dst == DType::kF16 ? f32_to_f16(f) : f32_to_bf16(f)) << doubles[i];
+    }
+  }
+}
+
 // Rounding to nearest even, checked against a double-precision reference: for every bf16 value and
 // a few points between it and its neighbour, the nearest representable (ties to even mantissa) wins.
 TEST(DType, Bf16RoundsToNearestEven) {

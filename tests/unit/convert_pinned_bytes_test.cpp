@@ -1,0 +1,134 @@
+// The exact output bytes of every computing recipe, pinned: a SHA-256 over the tensor data of small
+// deterministic conversions (drop, noise, random, shuffled split, cube-root scaling, mergekit noise and
+// residual scales, a qwen2_moe shared expert, from-scratch, and bf16 → f16 conversion on the copy and the
+// computing paths). The digests were recorded with the scalar, single-pass code before issue 22's
+// speed-ups (vectorised conversions, pair-shared normals, parallel fills, the pipelined writer), so any
+// optimisation that changes one value fails here. The source is a bf16 Llama with F = 198 (odd expert
+// widths 99 and 33 exercise unpaired normal draws and vector tails), written by write_random_weights; the wide
+// cases are large enough for the multithreaded paths.
+// Digests cover tensor names, dtypes, shapes and data, not the header (which records the scratch path).
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <functional>
+#include <string>
+
+#include "core/file_util.h"
+#include "core/sha256.h"
+#include "io/checkpoint.h"
+#include "io/model_presets.h"
+#include "io/random_init.h"
+#include "recipes/converter.h"
+#include "support/test_support.h"
+
+namespace upcycle::recipes {
+namespace {
+namespace fs = std::filesystem;
+using test::ScratchDir;
+
+// wide: D = 256, F = 1102, so a dense FFN matrix (282,112 elements) takes the parallel code paths.
+fs::path make_bf16_dense(const fs::path& dir, Family family, bool wide) {
+  ModelConfig c = preset_config(family, "tiny");
+  c.dtype = DType::kBF16;
+  c.intermediate_size = wide ? 1102 : 198;
+  if (wide) c.hidden_size = 256;
+  fs::create_directories(dir);
+  write_model_config(dir, c);
+  write_text_file(dir / "tokenizer.json", "{\"model\": {\"type\": \"BPE\"}}\n");
+  RandomInitOptions init;
+  init.seed = 11, init.show_progress = false;
+  write_random_weights(c, init, dir);
+  return dir;
+}
+
+std::string tensor_digest(const fs::path& dir) {
+  Checkpoint ckpt = Checkpoint::open(dir);
+  Sha256 h;
+  for (const auto& [name, ref] : ckpt.tensors()) {
+    std::string head = name + "|" + std::string(dtype_name(ref.info->dtype));
+    for (int64_t d : ref.info->shape) head += "|" + std::to_string(d);
+    h.update(head.data(), head.size() + 1);  // with the NUL: names cannot run into data
+    auto bytes = ref.file->data(*ref.info);
+    h.update(bytes.data(), bytes.size());
+  }
+  return h.hex_digest();
+}
+
+struct PinnedCase {
+  const char* name;
+  Family family;
+  bool wide;
+  std::function<void(ConvertSpec&)> tweak;
+  const char* sha256;
+};
+
+const PinnedCase kCases[] = {
+    {"drop", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kDrop; }, "25c2a7c9c3b6f2dc92c5a394ec15640b9504c8bc341c4a2083a58c07cbc552e3"},
+    {"drop_slice_stats_matrix_scope", Family::kLlama, false,
+     [](ConvertSpec& s) {
+       s.expert_init = ExpertInit::kDrop, s.drop_ratio = 0.3;
+       s.drop_stats = DropStats::kSlice, s.drop_scope = DropScope::kMatrix;
+     },
+     "2db909acfcb80dc02f0411523d0a4f0a721d0c8d373f5cdee2c446c993836cf1"},
+    {"noise", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kNoise, s.noise_std = 0.05; }, "b0a6250b1dca0abbf68df18f23538fc256a975b8d680a813efd4a84d1b84381a"},
+    {"random", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kRandom; }, "f159710910cca6d844cb802cf984f796154caf7e708134e9c73a3c077c6fdb0f"},
+    {"shuffled_split", Family::kLlama, false, [](ConvertSpec& s) { s.granularity = 2, s.split = ExpertSplit::kShuffled; }, "5546dcf5ac5dc05c16269a118d6fe331e3555ada75d61cfa09f4a2731292461f"},
+    {"drop_fine_grained_g3", Family::kLlama, false,
+     [](ConvertSpec& s) { s.granularity = 3, s.experts = 6, s.expert_init = ExpertInit::kDrop; }, "29e6cc871e0d09a9981d7fb43c8e4db60c6bf0b49ddd5f90c62b03251fae75bc"},
+    {"cube_root_scaling", Family::kLlama, false,
+     [](ConvertSpec& s) { s.granularity = 2, s.scaling_mode = ScalingMode::kCubeRoot; }, "fb53b1019a6b10475bde75ae076386bcfd38d9bef206e224eb45cd4f1e7b999e"},
+    {"mergekit_noise_residual", Family::kLlama, false,
+     [](ConvertSpec& s) {
+       s.expert_noise_std = {0.01, 0.0, 0.02, 0.01};
+       s.expert_residual_scale = {1.0, 0.5, 1.0, 2.0};
+     },
+     "85de67199ca882393a5b7c62aec51288b20a79c5bbffd00a98123c386c7e4e4a"},
+    {"qwen2_shared_shuffled_drop", Family::kQwen2, false,
+     [](ConvertSpec& s) {
+       s.experts = 6, s.granularity = 2, s.shared_experts = 1;
+       s.split = ExpertSplit::kShuffled, s.expert_init = ExpertInit::kDrop;
+     },
+     "0c1d21eab99db8cf6e063a8f336bd602ecbfec53657aa6e5d674d61b799be6de"},
+    {"wide_drop", Family::kLlama, true, [](ConvertSpec& s) { s.expert_init = ExpertInit::kDrop; }, "b499863797b8a75f6c86c5182794a1186bb59b353ac5ebbe18a57d706ef354ed"},
+    {"wide_noise_shuffled_g2", Family::kLlama, true,
+     [](ConvertSpec& s) { s.expert_init = ExpertInit::kNoise, s.granularity = 2, s.split = ExpertSplit::kShuffled; }, "e44cbca440e183cc471bc9777922bdc02c5cd50f1a5e62b346b65bacc5333712"},
+    {"wide_random_to_f16", Family::kLlama, true,
+     [](ConvertSpec& s) { s.expert_init = ExpertInit::kRandom, s.dtype = DType::kF16; }, "b80dd09dafdfcffaa35c0db185d6c250a51cbff2e249b4fd513a3869819e272a"},
+    {"wide_mergekit_noise_residual", Family::kLlama, true,
+     [](ConvertSpec& s) {
+       s.expert_noise_std = {0.01, 0.0, 0.02, 0.01};
+       s.expert_residual_scale = {1.0, 0.5, 1.0, 2.0};
+     },
+     "c5fd6d0113f0c30a488d96f1258f43bfeda8e539d01f217186c1ad763b05cd2e"},
+    {"from_scratch", Family::kLlama, false, [](ConvertSpec& s) { s.from_scratch = FromScratch::kYes; }, "4119d2d24d89b3075b45ca2d2e95309f4d1b07f4f1865a8f2ea0774ce3794dfc"},
+    {"copy_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.dtype = DType::kF16; }, "7cea043fea328c0724f3f7a2b5d8d36adf845b0044607f50fbf0d1604f3946b8"},
+    {"drop_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kDrop, s.dtype = DType::kF16; }, "22978e362cb64d2303a011c8a0ccfc102524b738c0410f1d5e1a9869e330701d"},
+    {"noise_to_f32", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kNoise, s.dtype = DType::kF32; }, "31313cffeeeec3c86f5044d058cf5601651898105b65ef26ed851c3d681e0e07"},
+};
+
+class PinnedBytes : public ::testing::TestWithParam<PinnedCase> {};
+
+// Run with 1 and 2 threads: the bytes may depend on neither.
+TEST_P(PinnedBytes, RecipeOutputIsUnchanged) {
+  const PinnedCase& pc = GetParam();
+  ScratchDir tmp;
+  const fs::path dense = make_bf16_dense(tmp / "dense", pc.family, pc.wide);
+  ConvertSpec s;
+  s.sources = {dense};
+  s.experts = 4, s.top_k = 2, s.seed = 5;
+  pc.tweak(s);
+  const int threads = omp_get_max_threads();
+  for (int t : {1, 2}) {
+    omp_set_num_threads(t);
+    const fs::path out = tmp / ("moe" + std::to_string(t));
+    convert(s, {out, Overwrite::kRefuse, 5'000'000'000ull, ShowProgress::kNo});
+    EXPECT_EQ(tensor_digest(out), pc.sha256) << pc.name << " with " << t << " threads";
+  }
+  omp_set_num_threads(threads);
+}
+
+INSTANTIATE_TEST_SUITE_P(Recipes, PinnedBytes, ::testing::ValuesIn(kCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace upcycle::recipes

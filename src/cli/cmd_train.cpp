@@ -64,13 +64,16 @@ void bind_optimizer(OptionSet& set, TrainOptions& o) {
 
 // Dirichlet-prior shaping (model/dirichlet_prior.h, docs/recipes.md "Dirichlet-prior shaping").
 void bind_dirichlet(OptionSet& set, TrainOptions& o) {
-  set.add("dirichlet-prior", "A|A1,..,AE",
-          "target Dirichlet prior of each token's router probabilities, one α for all experts or one per "
-          "expert (larger α_e: expert e gets more probability mass). Its marginal Beta(α_e, Σα−α_e) is matched "
-          "per expert over the batch. α < 1: confident, near one-hot routing; α = 1: uniform over the simplex; "
-          "α > 1: soft routing near 1/E. Without --dirichlet-coef the distance is only logged (default: 1 when "
-          "--dirichlet-coef is set)",
-          &o.dirichlet_prior);
+  set.add_list("dirichlet-prior", "A|A1,..,AE|DOMAIN=A1,..,AE",
+               "target Dirichlet prior of each token's router probabilities, one α for all experts or one per "
+               "expert (larger α_e: expert e gets more probability mass). Its marginal Beta(α_e, Σα−α_e) is "
+               "matched per expert over the batch. α < 1: confident, near one-hot routing; α = 1: uniform over "
+               "the simplex; α > 1: soft routing near 1/E. Per-domain (asymmetric) priors: one DOMAIN=A1,..,AE "
+               "for each domain of the --data mixture (every one named), e.g. web=2,2,0.5,0.5 code=0.5,0.5,2,2: "
+               "each token is judged against its domain's prior, the loss weighs domains by their tokens in the "
+               "batch; evaluation computes none. Without --dirichlet-coef the distance is only logged (default: "
+               "1 when --dirichlet-coef is set)",
+               &o.dirichlet_prior);
   set.add("dirichlet-coef", "L",
           "λ of the Dirichlet-prior shaping loss (Cramér–von Mises distance of each expert's probabilities to "
           "the prior's Beta marginal, mean over experts; the paper tunes λ per model); 0: off",

@@ -102,4 +102,36 @@ double dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E, const 
   return loss / double(E * T);
 }
 
+double domain_dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E,
+                                   const std::vector<std::vector<double>>& alpha_DE, const int32_t* domain_T,
+                                   double* dprobs_TE) {
+  if (dprobs_TE) std::fill_n(dprobs_TE, T * E, 0.0);
+  // group_of[d]: the first domain with d's α vector, so domains sharing a prior are pooled.
+  std::vector<size_t> group_of(alpha_DE.size());
+  for (size_t d = 0; d < alpha_DE.size(); ++d)
+    group_of[d] = size_t(std::find(alpha_DE.begin(), alpha_DE.end(), alpha_DE[d]) - alpha_DE.begin());
+  double loss = 0.0;
+  std::vector<int64_t> rows;
+  std::vector<double> probs_GE, dprobs_GE;
+  for (size_t g = 0; g < alpha_DE.size(); ++g) {
+    if (group_of[g] != g) continue;
+    rows.clear();
+    for (int64_t t = 0; t < T; ++t) {
+      UPCYCLE_CHECK(domain_T[t] >= 0 && size_t(domain_T[t]) < alpha_DE.size(), "Dirichlet prior: domain id out of range");
+      if (group_of[size_t(domain_T[t])] == g) rows.push_back(t);
+    }
+    if (rows.empty()) continue;
+    const int64_t G = int64_t(rows.size());
+    probs_GE.resize(size_t(G * E));
+    for (int64_t i = 0; i < G; ++i) std::copy_n(probs_TE + rows[size_t(i)] * E, E, probs_GE.begin() + i * E);
+    dprobs_GE.resize(dprobs_TE ? size_t(G * E) : 0);
+    const double weight = double(G) / double(T);
+    loss += weight * dirichlet_prior_loss(probs_GE.data(), G, E, alpha_DE[g], dprobs_TE ? dprobs_GE.data() : nullptr);
+    if (dprobs_TE)
+      for (int64_t i = 0; i < G; ++i)
+        for (int64_t e = 0; e < E; ++e) dprobs_TE[rows[size_t(i)] * E + e] = weight * dprobs_GE[size_t(i * E + e)];
+  }
+  return loss;
+}
+
 }  // namespace upcycle::model

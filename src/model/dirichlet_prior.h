@@ -13,7 +13,9 @@
 // not be read here. That code clips the density to [1e-3, 100] for its gradient; this file uses the exact
 // density, evaluated at p clamped to [1e-7, 1 − 1e-7] (fp32 probabilities saturate at 0 and 1, where the
 // density of α < 1 is infinite).
-// Non-goals: per-domain priors (each token would need its domain's α), learnable α, Beta quantiles.
+// Per-domain (asymmetric) priors, e.g. larger α for the experts meant for one domain's tokens: each token
+// is judged against its domain's prior (domain_dirichlet_prior_loss).
+// Non-goals: learnable α, Beta quantiles.
 #pragma once
 
 #include <cstdint>
@@ -36,5 +38,16 @@ std::vector<double> parse_dirichlet_prior(const std::string& text, int64_t num_e
 // (size T·E). T = 0 gives 0.
 double dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E, const std::vector<double>& alpha_E,
                             double* dprobs_TE);
+
+// The per-domain form: token t belongs to domain domain_T[t] ∈ [0, alpha_DE.size()), whose prior is
+// alpha_DE[domain_T[t]]. Tokens whose domains have the same α vector form one group g (so the CDF ranks
+// are taken over all tokens judged against one prior), and
+//   L = Σ_g (T_g/T) · L_g,   L_g = dirichlet_prior_loss over the T_g tokens of group g,
+//   ∂L/∂p_te = (T_g/T) · ∂L_g/∂p_te  for t in g.
+// When every domain has distinct α this is Σ_d (T_d/T)·L_d; when all share one α it is exactly
+// dirichlet_prior_loss (one group, weight 1). dprobs_TE as above.
+double domain_dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E,
+                                   const std::vector<std::vector<double>>& alpha_DE, const int32_t* domain_T,
+                                   double* dprobs_TE);
 
 }  // namespace upcycle::model

@@ -55,9 +55,15 @@ MoeLayer::MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims)
   UPCYCLE_CHECK(options_.dirichlet_alpha_E.empty() ||
                     (int64_t(options_.dirichlet_alpha_E.size()) == options_.num_experts && options_.num_experts >= 2),
                 "MoE: the Dirichlet prior needs one α per expert and at least 2 experts");
+  UPCYCLE_CHECK(options_.dirichlet_domain_alpha_DE.empty() || options_.dirichlet_alpha_E.empty(),
+                "MoE: a Dirichlet prior for every token or per domain, not both");
+  for (const auto& alpha_E : options_.dirichlet_domain_alpha_DE)
+    UPCYCLE_CHECK(int64_t(alpha_E.size()) == options_.num_experts && options_.num_experts >= 2,
+                  "MoE: each domain's Dirichlet prior needs one α per expert and at least 2 experts");
 }
 
-void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed) {
+void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed,
+                       const int32_t* domain_T) {
   const int64_t D = dims_.hidden, E = options_.num_experts;
   UPCYCLE_CHECK(w.router_ED && int64_t(w.gate_FD.size()) == E && int64_t(w.up_FD.size()) == E &&
                     int64_t(w.down_DF.size()) == E,
@@ -91,7 +97,7 @@ void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w,
   stats_.z_loss = softmax ? z_loss(logits_TE.data(), T, E, s.lse_T) : 0.0;  // sigmoid: none (header)
   s.routing = route(s.probs_TE.data(), T, options_, w.selection_bias_E);  // the bias only picks experts
   stats_.aux_loss = softmax ? aux_loss(s.probs_TE.data(), T, E, s.routing.counts_E) : 0.0;
-  dirichlet_forward();
+  dirichlet_forward(domain_T);
 
   std::fill_n(y, T * D, 0.0f);
   experts_forward(y, x, w);
@@ -99,16 +105,20 @@ void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w,
   fill_stats();
 }
 
-void MoeLayer::dirichlet_forward() {
+void MoeLayer::dirichlet_forward(const int32_t* domain_T) {
   Saved& s = *saved_;
   stats_.dirichlet_loss = 0.0;
   s.dirichlet_dprobs_TE.clear();
-  if (options_.dirichlet_alpha_E.empty()) return;
+  const bool per_domain = !options_.dirichlet_domain_alpha_DE.empty();
+  if (!options_.has_dirichlet_prior() || (per_domain && !domain_T)) return;
   const std::vector<double> probs_TE(s.probs_TE.begin(), s.probs_TE.end());
   if (options_.dirichlet_coef != 0) s.dirichlet_dprobs_TE.resize(probs_TE.size());
+  double* dprobs_TE = s.dirichlet_dprobs_TE.empty() ? nullptr : s.dirichlet_dprobs_TE.data();
+  const int64_t E = options_.num_experts;
   stats_.dirichlet_loss =
-      dirichlet_prior_loss(probs_TE.data(), s.T, options_.num_experts, options_.dirichlet_alpha_E,
-                           s.dirichlet_dprobs_TE.empty() ? nullptr : s.dirichlet_dprobs_TE.data());
+      per_domain ? domain_dirichlet_prior_loss(probs_TE.data(), s.T, E, options_.dirichlet_domain_alpha_DE, domain_T,
+                                               dprobs_TE)
+                 : dirichlet_prior_loss(probs_TE.data(), s.T, E, options_.dirichlet_alpha_E, dprobs_TE);
 }
 
 void MoeLayer::experts_forward(float* y, const float* x, const MoeWeights& w) {

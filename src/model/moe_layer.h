@@ -29,7 +29,10 @@
 //   z (ST-MoE): L_z = mean_t (logsumexp_e logits[t,e])²;
 //   Dirichlet-prior shaping (DPSL, dirichlet_prior.h): L_dir = (1/E) Σ_e Cramér–von-Mises distance of
 //     the batch's p[·,e] to Beta(α_e, Σα − α_e); computed when dirichlet_alpha_E is set (also at coef 0,
-//     so a run can log it), differentiated when dirichlet_coef ≠ 0.
+//     so a run can log it), differentiated when dirichlet_coef ≠ 0. Per-domain priors
+//     (dirichlet_domain_alpha_DE): forward's domain_T gives each token's domain, and L_dir is the
+//     token-weighted sum over the batch's domains (domain_dirichlet_prior_loss); without domain_T
+//     (evaluation, decoding) it is not computed (0, no gradient).
 // Shape legend: T tokens, D model, E experts, K top-k, F expert width, Fs shared width, A assignments.
 #pragma once
 
@@ -63,7 +66,11 @@ struct MoeOptions {
   double z_loss_coef = 0.0;
   // Dirichlet-prior shaping: α per expert (empty = off) and the loss's coefficient.
   std::vector<double> dirichlet_alpha_E;
+  // Per-domain priors instead: row d is the α per expert of the tokens of domain d (empty = none; set
+  // at most one of the two).
+  std::vector<std::vector<double>> dirichlet_domain_alpha_DE;
   double dirichlet_coef = 0.0;
+  bool has_dirichlet_prior() const { return !dirichlet_alpha_E.empty() || !dirichlet_domain_alpha_DE.empty(); }
 };
 
 struct MoeDims {
@@ -119,8 +126,10 @@ class MoeLayer {
   MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims);
 
   // y[T,D] = MoE(x[T,D]) (overwrites y). Keeps the activations backward needs until the next forward.
-  // `seed` drives the jitter noise (counter-based: same seed → same noise).
-  void forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed);
+  // `seed` drives the jitter noise (counter-based: same seed → same noise). domain_T[T]: each token's
+  // domain, read by per-domain Dirichlet priors only (null: none, the prior's loss is then 0).
+  void forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed,
+               const int32_t* domain_T = nullptr);
   // dx[T,D] += ∂/∂x, grads += ∂/∂weights of  Σ dy⊙y + aux_loss_coef·L_aux + z_loss_coef·L_z
   //   + dirichlet_coef·L_dir.
   void backward(float* dx, MoeGrads& grads, const float* dy, const float* x, const MoeWeights& w);
@@ -137,7 +146,7 @@ class MoeLayer {
   struct Saved;
   std::shared_ptr<Saved> saved_;
 
-  void dirichlet_forward();
+  void dirichlet_forward(const int32_t* domain_T);
   void experts_forward(float* y, const float* x, const MoeWeights& w);
   void shared_forward(float* y, const float* x, const MoeWeights& w);
   void fill_stats();

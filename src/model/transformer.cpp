@@ -155,6 +155,8 @@ const float* Transformer::forward(const int32_t* ids, int64_t B, int64_t Tseq) {
   if (T != T_) allocate(T);
   B_ = B, Tseq_ = Tseq, T_ = T;
   ids_T_.assign(ids, ids + T);
+  domains_T_ = std::exchange(pending_domains_T_, {});
+  UPCYCLE_CHECK(domains_T_.empty() || int64_t(domains_T_.size()) == T, "set_token_domains: one domain id per token");
   w_ = model_views(std::as_const(params_), config_);
 
   be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids, T, D);
@@ -203,7 +205,8 @@ void Transformer::attention_forward(int64_t layer) {
 void Transformer::ffn_forward(int64_t layer, float* y_TD, const float* x_TD) {
   if (MoeLayer* moe = moe_[size_t(layer)].get()) {
     const uint64_t seed = mix64(phase_seed_ ^ mix64(uint64_t(layer)));  // fresh jitter noise per layer
-    return moe->forward(y_TD, x_TD, T_, moe_weights(layer), phase_, seed);
+    return moe->forward(y_TD, x_TD, T_, moe_weights(layer), phase_, seed,
+                        domains_T_.empty() ? nullptr : domains_T_.data());
   }
   const LayerViews<const float*>& w = w_.layers[size_t(layer)];
   LayerActs& a = acts_[size_t(layer)];

@@ -40,6 +40,7 @@ const float* Transformer::decode(const int32_t* ids, int64_t n) {
   size(dec_mid_TD_, n * D), size(dec_mlp_in_TD_, n * D);
   if (config_.qk_norm) size(dec_q_raw_TQ_, n * Q), size(dec_k_raw_TK_, n * K);
   ids_T_.assign(ids, ids + n);
+  domains_T_.clear();  // decoding computes no training loss
   w_ = model_views(std::as_const(params_), config_);
 
   be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids, n, D);

@@ -119,6 +119,7 @@ class Trainer {
   void init_optimizer();
   void restore(const std::filesystem::path& checkpoint);
   Json run_record() const;
+  Json dirichlet_domain_record() const;
   std::string options_digest() const;
   // trainer_step.cpp
   uint64_t jitter_seed(int64_t step, int64_t micro) const;

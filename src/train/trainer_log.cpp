@@ -39,7 +39,7 @@ void Trainer::log_step(const StepResult& r, Progress& progress) {
                  {"flops", state_.flops}, {"loss", r.loss},      {"aux", r.aux},
                  {"z", r.z},            {"lr", r.lr},            {"grad_norm", r.grad_norm},
                  {"tokens_per_s", tokens_per_s}, {"skipped", r.skipped}, {"skipped_steps", state_.skipped_steps}};
-  const bool dirichlet = !moe_options_.dirichlet_alpha_E.empty();  // fields only when a prior is set
+  const bool dirichlet = moe_options_.has_dirichlet_prior();  // fields only when a prior is set
   if (dirichlet) record["dirichlet"] = r.dirichlet;
   if (!r.moe.empty()) {
     Json layers = Json::array();

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -37,6 +38,18 @@ std::vector<int64_t> parse_steps_list(const char* name, const char* text) {
     steps.push_back(v);
   }
   return steps;
+}
+
+// "DOMAIN=…" entries select the per-domain form; it cannot be mixed with the plain one.
+bool is_domain_prior(const std::vector<std::string>& prior) {
+  const auto named = [](const std::string& p) { return p.find('=') != std::string::npos; };
+  const bool any = std::any_of(prior.begin(), prior.end(), named);
+  if (any && !std::all_of(prior.begin(), prior.end(), named))
+    throw Error("--dirichlet-prior: give one α|α1,…,αE for every token, or DOMAIN=α1,…,αE for each domain, not both");
+  if (!any && prior.size() > 1)
+    throw Error("--dirichlet-prior: " + std::to_string(prior.size()) +
+                " priors without a domain; give one for every token, or DOMAIN=α1,…,αE for each domain");
+  return any;
 }
 
 }  // namespace
@@ -167,11 +180,38 @@ model::MoeOptions resolve_moe_options(const TrainOptions& o, const ModelConfig& 
     // The prior's Beta marginals describe softmax probabilities on the simplex; sigmoid scores are not.
     if (m.scoring == RouterScoring::kSigmoid)
       throw Error("--dirichlet-prior needs softmax router scores; this model scores with a sigmoid (dots1)", o.model);
-    m.dirichlet_alpha_E = model::parse_dirichlet_prior(o.dirichlet_prior.empty() ? "1" : o.dirichlet_prior,
-                                                       m.num_experts, "--dirichlet-prior");
+    if (!is_domain_prior(o.dirichlet_prior))  // the per-domain form needs the mixture's domains
+      m.dirichlet_alpha_E = model::parse_dirichlet_prior(o.dirichlet_prior.empty() ? "1" : o.dirichlet_prior[0],
+                                                         m.num_experts, "--dirichlet-prior");
     m.dirichlet_coef = o.dirichlet_coef;
   }
   return m;
+}
+
+std::vector<std::vector<double>> resolve_domain_dirichlet_prior(const TrainOptions& o, int64_t num_experts,
+                                                                const std::vector<std::string>& domains) {
+  if (!is_domain_prior(o.dirichlet_prior)) return {};
+  std::string listed;
+  for (const auto& d : domains) listed += (listed.empty() ? "" : ", ") + d;
+  std::vector<std::vector<double>> alpha_DE(domains.size());
+  std::set<std::string> named;
+  for (const auto& entry : o.dirichlet_prior) {
+    const size_t eq = entry.find('=');
+    const std::string name = entry.substr(0, eq);
+    const std::vector<double> alpha =
+        model::parse_dirichlet_prior(entry.substr(eq + 1), num_experts, "--dirichlet-prior " + name + "=");
+    if (std::find(domains.begin(), domains.end(), name) == domains.end())
+      throw Error("--dirichlet-prior " + entry + ": no domain '" + name + "' in the --data mixture (its domains: " +
+                  listed + ")");
+    if (!named.insert(name).second) throw Error("--dirichlet-prior: domain '" + name + "' given twice");
+    for (size_t d = 0; d < domains.size(); ++d)  // several --data datasets may share a domain name
+      if (domains[d] == name) alpha_DE[d] = alpha;
+  }
+  for (size_t d = 0; d < domains.size(); ++d)
+    if (alpha_DE[d].empty())
+      throw Error("--dirichlet-prior: no prior for domain '" + domains[d] + "' of the --data mixture (its domains: " +
+                  listed + "); give DOMAIN=α1,…,αE for each");
+  return alpha_DE;
 }
 
 FlopsPerToken run_flops_per_token(const TrainOptions& options, const ModelConfig& config) {

@@ -58,9 +58,10 @@ struct TrainOptions {
   double z_loss_coef = 0.0;
   double jitter = -1.0;                  // < 0: config's router_jitter_noise
   double expert_bias_rate = 0.0;         // γ of aux-loss-free balancing; 0 = off
-  // Dirichlet-prior shaping of the router (model/dirichlet_prior.h): α or α1,…,αE ("": 1 when the
-  // coefficient is set, else off; a prior with coefficient 0 is measured and logged, not trained).
-  std::string dirichlet_prior;
+  // Dirichlet-prior shaping of the router (model/dirichlet_prior.h): one "α" or "α1,…,αE" for every
+  // token, or one "DOMAIN=α1,…,αE" per domain of the --data mixture (none: 1 when the coefficient is
+  // set, else off; a prior with coefficient 0 is measured and logged, not trained).
+  std::vector<std::string> dirichlet_prior;
   double dirichlet_coef = 0.0;           // λ
   int64_t dirichlet_steps = 0;           // apply λ in the first N steps only (0: every step)
   // Checkpoints, evaluation, logging, faults.
@@ -108,7 +109,15 @@ void validate_options(const TrainOptions& options);
 // The routing of every MoE layer for training: the config's (moe_options_from_config) overridden by
 // the options that were set. Error when routing flags are given for a dense model or contradict
 // (expert choice without a capacity factor, top-k > experts).
+// A per-domain --dirichlet-prior is checked for form here and resolved by resolve_domain_dirichlet_prior.
 model::MoeOptions resolve_moe_options(const TrainOptions& options, const ModelConfig& config);
+
+// The per-domain form of --dirichlet-prior (DOMAIN=α or DOMAIN=α1,…,αE, one per domain): row d of the
+// result is the prior of the tokens of mixture dataset d, whose domain name is domains[d]; empty for the
+// plain form. Error naming the domain when a name is not in the mixture (listing its domains), a domain
+// of the mixture has no prior, or a domain is given twice.
+std::vector<std::vector<double>> resolve_domain_dirichlet_prior(const TrainOptions& options, int64_t num_experts,
+                                                                const std::vector<std::string>& domains);
 
 // FLOPs per token of a run of `config` with these options (routing resolved as above: top-k, or the
 // capacity factor for expert choice), as the trainer counts them.

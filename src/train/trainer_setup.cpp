@@ -56,6 +56,12 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
   schedule_.validate();
   flops_ = run_flops_per_token(options_, config_);
   open_data(config_);
+  if (config_.is_moe()) {  // a per-domain Dirichlet prior names the mixture's domains
+    std::vector<std::string> domains;
+    for (const auto& ds : batcher_->domains()) domains.push_back(ds.domain);
+    moe_options_.dirichlet_domain_alpha_DE =
+        resolve_domain_dirichlet_prior(options_, moe_options_.num_experts, domains);
+  }
 
   backend_ = backend::make_backend(backend::backend_kind_from_name(options_.backend));
   load_model(model_dir);
@@ -182,6 +188,15 @@ std::string Trainer::options_digest() const {
   return hex;
 }
 
+// {DOMAIN: [α per expert]} of a per-domain Dirichlet prior; null without one.
+Json Trainer::dirichlet_domain_record() const {
+  if (moe_options_.dirichlet_domain_alpha_DE.empty()) return nullptr;
+  Json record = Json::object();
+  for (size_t d = 0; d < moe_options_.dirichlet_domain_alpha_DE.size(); ++d)
+    record[batcher_->domains()[d].domain] = moe_options_.dirichlet_domain_alpha_DE[d];
+  return record;
+}
+
 Json Trainer::run_record() const {
   Json data = Json::array();
   for (size_t d = 0; d < sources_.size(); ++d)
@@ -203,6 +218,7 @@ Json Trainer::run_record() const {
                {"z_loss_coef", moe_options_.z_loss_coef},
                {"expert_bias_rate", options_.expert_bias_rate},
                {"dirichlet_alpha", moe_options_.dirichlet_alpha_E},
+               {"dirichlet_domain_alpha", dirichlet_domain_record()},
                {"dirichlet_coef", moe_options_.dirichlet_coef},
                {"dirichlet_steps", options_.dirichlet_steps}};
   return {{"format", kRunFormat},

@@ -1,7 +1,8 @@
 // `upcycle train` as a user runs it, on tiny dense and MoE models written in the test:
 // resume exactness (20 steps straight = 10 with --stop-after + 10 with --resume: identical weights,
 // optimizer and trainer state bytes, identical metrics records except tokens_per_s; the MoE runs add
-// jitter, expert bias, z-loss and a Dirichlet prior whose gradient stops after step 12), a SIGKILL during
+// jitter, expert bias, z-loss and a Dirichlet prior whose gradient stops after step 12; a two-domain run
+// adds a per-domain prior), a SIGKILL during
 // a checkpoint write and a SIGTERM mid-run (both resume to the straight run's weights), non-finite
 // steps (skipped, counted, N in a row → exit 2 naming the intact checkpoint), token ids ≥ vocab, a
 // non-empty run directory, a full disk during a checkpoint, resume flag rules, and every checkpoint
@@ -96,8 +97,8 @@ class TrainCli : public ::testing::Test {
     return a;
   }
   // The resumed run equals the straight one: checkpoint files byte for byte, metrics record for record.
-  static void expect_same_as_straight(const fs::path& run, bool moe) {
-    const fs::path a = straight(moe), b = run;
+  static void expect_same_as_straight(const fs::path& run, bool moe) { expect_same_runs(straight(moe), run); }
+  static void expect_same_runs(const fs::path& a, const fs::path& b) {
     for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json"})
       EXPECT_TRUE(test::read_bytes(fs::path(ckpt(a, 20)) / f) == test::read_bytes(fs::path(ckpt(b, 20)) / f))
           << f << " differs from the straight run's";
@@ -143,6 +144,47 @@ TEST_F(TrainCli, TenStepsPlusResumeTenEqualTwentyDenseAndMoe) {
     EXPECT_EQ(test::read_bytes(fs::path(ckpt(run, 20)) / "tokenizer.json"),
               test::read_bytes(*dir_ / "dense" / "tokenizer.json"));
   }
+}
+
+// A per-domain Dirichlet prior (two domains, one DOMAIN=α1,…,αE each) resumes exactly too: the tokens'
+// domains come from the restored mixture position. A domain the mixture lacks is exit 2, naming the
+// mixture's domains, before the run directory is touched.
+TEST_F(TrainCli, PerDomainDirichletPriorResumesExactly) {
+  std::vector<uint32_t> code(2000);
+  for (size_t i = 0; i < code.size(); ++i) code[i] = uint32_t(CounterRng(5, "code").bits(i) % 11);
+  test::write_dataset(*dir_ / "code", "code", code, {}, 11);
+  // args() trains on "web" alone with a plain prior: add "code" to the mixture and give each domain a prior
+  // (its --dirichlet-steps 12 stays: the switch mid-run is part of what must resume exactly).
+  auto mixture = [&](const fs::path& out) {
+    std::vector<std::string> a = args(true, out);
+    a.erase(std::find(a.begin(), a.end(), "--dirichlet-prior"), std::find(a.begin(), a.end(), "--dirichlet-steps"));
+    a.insert(std::find(a.begin(), a.end(), "--data") + 2, (*dir_ / "code").string() + ":0.5");
+    a.insert(a.end(), {"--dirichlet-prior", "web=2,2,0.5,0.5", "--dirichlet-prior", "code=0.5,0.5,2,2",
+                       "--dirichlet-coef", "0.05"});
+    return a;
+  };
+  const fs::path full = *dir_ / "domains-straight", split = *dir_ / "domains-split";
+  auto r = test::run_upcycle(mixture(full));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json record = Json::parse(test::read_bytes(full / "config.json"));
+  EXPECT_EQ(record["routing"]["dirichlet_domain_alpha"]["code"], Json::array({0.5, 0.5, 2, 2})) << record.dump();
+  EXPECT_GT(read_records(full, "train").back()["dirichlet"].get<double>(), 0.0);
+  r = test::run_upcycle(with(mixture(split), "--stop-after", "10"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_upcycle(resume(split));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_same_runs(full, split);
+
+  const fs::path bad = *dir_ / "domains-bad";
+  std::vector<std::string> a = mixture(bad);
+  *std::find(a.begin(), a.end(), "code=0.5,0.5,2,2") = "math=0.5,0.5,2,2";
+  r = test::run_upcycle(a);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--dirichlet-prior math=0.5,0.5,2,2: no domain 'math' in the --data mixture (its domains: "
+                       "web, code)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(bad));
 }
 
 TEST_F(TrainCli, SigkillDuringACheckpointWriteResumesFromThePreviousOne) {

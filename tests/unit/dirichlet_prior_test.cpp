@@ -5,6 +5,8 @@
 //     derivative of beta_cdf;
 //   - the loss on hand-computed batches (uniform marginal; Beta(1, 2)) and one gradient element by hand;
 //   - ∂L/∂p against central differences in double;
+//   - per-domain priors: a hand-computed two-domain batch, the token-weighted sum of one-domain losses,
+//     central differences, and domains sharing one α pooled (equal priors = the plain loss exactly);
 //   - loss, gradient and the CDF at general α against PyTorch autograd + mpmath
 //     (tests/reference/dirichlet_reference.py in the pinned reference environment);
 //   - the flag syntax.
@@ -110,6 +112,96 @@ TEST(DirichletPriorLoss, GradientMatchesFiniteDifferences) {
     EXPECT_TRUE(test::within_tolerance(grad, fd, 1e-6));
     EXPECT_GT(test::max_abs(grad), 1e-2);
   }
+}
+
+TEST(DomainDirichletPriorLoss, HandComputedTwoDomains) {
+  // Domain 0 (tokens 0, 2, 4): α = (1, 1), the batch of HandComputedUniformMarginal (F = x).
+  // Domain 1 (tokens 1, 3): α = (2, 1), marginals Beta(2, 1) (F = x²) and Beta(1, 2) (F = 1 − (1−x)²),
+  // targets 1/3, 2/3. Expert 0 sorted 0.3, 0.6 → F 0.09, 0.36; expert 1 sorted 0.4, 0.7 → F 0.64, 0.91.
+  // L = 3/5·L_0 + 2/5·L_1.
+  const std::vector<double> p = {0.2, 0.8, 0.6, 0.4, 0.5, 0.5, 0.3, 0.7, 0.9, 0.1};
+  const std::vector<int32_t> domain = {0, 1, 0, 1, 0};
+  auto sq = [](double v) { return v * v; };
+  const double l0 = (sq(0.05) + sq(0.15) + sq(0.15) + sq(0.05)) / (2 * 3);
+  const double l1 = (sq(0.09 - 1.0 / 3) + sq(0.36 - 2.0 / 3) + sq(0.64 - 1.0 / 3) + sq(0.91 - 2.0 / 3)) / (2 * 2);
+  std::vector<double> grad(p.size());
+  EXPECT_NEAR(domain_dirichlet_prior_loss(p.data(), 5, 2, {{1, 1}, {2, 1}}, domain.data(), grad.data()),
+              0.6 * l0 + 0.4 * l1, 1e-15);
+  // ∂L/∂p = (T_d/T)·2/(E·T_d)·gap·f: token 4 is domain 0's largest p_0 (gap 0.15, f = 1); token 3 is
+  // domain 1's smallest p_0 (gap 0.09 − 1/3, f = 2x = 0.6) and its largest p_1 (gap 0.91 − 2/3, f = 2(1−x)).
+  EXPECT_NEAR(grad[8], 0.6 * 2.0 / 6 * 0.15, 1e-15);
+  EXPECT_NEAR(grad[6], 0.4 * 2.0 / 4 * (0.09 - 1.0 / 3) * 0.6, 1e-15);
+  EXPECT_NEAR(grad[7], 0.4 * 2.0 / 4 * (0.91 - 2.0 / 3) * 0.6, 1e-15);
+}
+
+// Rows of probs_TE whose domain is d, in token order.
+std::vector<double> rows_of(const std::vector<double>& p, const std::vector<int32_t>& domain, int32_t d, int64_t E) {
+  std::vector<double> out;
+  for (size_t t = 0; t < domain.size(); ++t)
+    if (domain[t] == d) out.insert(out.end(), p.begin() + int64_t(t) * E, p.begin() + int64_t(t + 1) * E);
+  return out;
+}
+
+TEST(DomainDirichletPriorLoss, IsTheTokenWeightedSumOfOneDomainLosses) {
+  constexpr int64_t T = 13, E = 4;
+  const std::vector<std::vector<double>> alpha = {{2, 2, 0.5, 0.5}, {0.5, 0.5, 2, 2}, {0.75, 0.75, 0.75, 0.75}};
+  const std::vector<int32_t> domain = {0, 1, 2, 0, 1, 1, 2, 0, 0, 1, 2, 1, 0};  // 5, 5 and 3 tokens
+  const std::vector<double> p = random_probs(T, E, 7);
+  std::vector<double> grad(p.size());
+  const double loss = domain_dirichlet_prior_loss(p.data(), T, E, alpha, domain.data(), grad.data());
+  double expected = 0;
+  std::vector<double> expected_grad(p.size());
+  for (int32_t d = 0; d < 3; ++d) {
+    const std::vector<double> rows = rows_of(p, domain, d, E);
+    const int64_t n = int64_t(rows.size()) / E;
+    ASSERT_GT(n, 1) << d;
+    std::vector<double> g(rows.size());
+    expected += double(n) / T * dirichlet_prior_loss(rows.data(), n, E, alpha[size_t(d)], g.data());
+    for (int64_t t = 0, i = 0; t < T; ++t)
+      if (domain[size_t(t)] == d) {
+        for (int64_t e = 0; e < E; ++e) expected_grad[size_t(t * E + e)] = double(n) / T * g[size_t(i * E + e)];
+        ++i;
+      }
+  }
+  EXPECT_NEAR(loss, expected, 1e-15);
+  EXPECT_TRUE(test::within_tolerance(grad, expected_grad, 1e-15));
+  // A domain absent from the batch contributes nothing (nor does its row of α).
+  std::vector<int32_t> two = domain;
+  for (int32_t& d : two) d = d == 2 ? 1 : d;
+  EXPECT_EQ(domain_dirichlet_prior_loss(p.data(), T, E, alpha, two.data(), nullptr),
+            domain_dirichlet_prior_loss(p.data(), T, E, {alpha[0], alpha[1]}, two.data(), nullptr));
+}
+
+TEST(DomainDirichletPriorLoss, GradientMatchesFiniteDifferences) {
+  constexpr int64_t T = 11, E = 4;
+  const std::vector<std::vector<double>> alpha = {{2, 2, 0.5, 0.5}, {0.5, 0.8, 1.5, 3.0}};
+  const std::vector<int32_t> domain = {0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1};
+  std::vector<double> p = random_probs(T, E, 11), grad(p.size());
+  domain_dirichlet_prior_loss(p.data(), T, E, alpha, domain.data(), grad.data());
+  const auto fd = test::central_differences(
+      p, [&] { return domain_dirichlet_prior_loss(p.data(), T, E, alpha, domain.data(), nullptr); }, 1e-7);
+  EXPECT_TRUE(test::within_tolerance(grad, fd, 1e-6));
+  EXPECT_GT(test::max_abs(grad), 1e-2);
+}
+
+// Domains that share one α are pooled (ranks over all their tokens), so equal priors everywhere give
+// the plain loss bit for bit; a third domain with its own α then only splits off its tokens.
+TEST(DomainDirichletPriorLoss, EqualPriorsEqualThePlainLossExactly) {
+  constexpr int64_t T = 12, E = 4;
+  const std::vector<double> alpha = {0.5, 0.8, 1.5, 3.0};
+  const std::vector<int32_t> domain = {0, 1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 0};
+  const std::vector<double> p = random_probs(T, E, 13);
+  std::vector<double> grad(p.size()), plain_grad(p.size());
+  const double plain = dirichlet_prior_loss(p.data(), T, E, alpha, plain_grad.data());
+  EXPECT_EQ(domain_dirichlet_prior_loss(p.data(), T, E, {alpha, alpha}, domain.data(), grad.data()), plain);
+  EXPECT_EQ(grad, plain_grad);
+  std::vector<int32_t> three = domain;
+  three[0] = three[5] = three[11] = 2;
+  const std::vector<double> other = {2, 2, 0.5, 0.5};
+  std::vector<int32_t> pooled = three;
+  for (int32_t& d : pooled) d = d == 2 ? 1 : 0;
+  EXPECT_EQ(domain_dirichlet_prior_loss(p.data(), T, E, {alpha, alpha, other}, three.data(), nullptr),
+            domain_dirichlet_prior_loss(p.data(), T, E, {alpha, other}, pooled.data(), nullptr));
 }
 
 TEST(DirichletPriorLoss, MatchesTorchAutogradAndMpmath) {

@@ -2,8 +2,8 @@
 //   L = Σ r⊙y + aux_loss_coef·L_aux + z_loss_coef·L_z + dirichlet_coef·L_dir
 // for every weight (router, each expert's gate/up/down, the shared expert and its gate) and for x, on
 // both backends, for token choice (renormalised with jitter, raw with scaling and capacity,
-// renormalised with scaling and capacity, renormalised with an asymmetric Dirichlet prior) and expert
-// choice. Inputs are chosen (first seed that qualifies) so every routing decision (and, with the
+// renormalised with scaling and capacity, renormalised with an asymmetric Dirichlet prior and with
+// per-domain priors over two domains) and expert choice. Inputs are chosen (first seed that qualifies) so every routing decision (and, with the
 // Dirichlet prior, the order of each expert's probabilities over the tokens, margin ≥ 0.007) has a
 // probability margin ≥ 0.02, far above what a 1e-3 step can move (≈ 3e-3), and the objective also
 // asserts the routing stayed put. The loss coefficients are large enough that the
@@ -55,6 +55,10 @@ std::vector<GradCase> grad_cases() {
        {.num_experts = E, .top_k = 2, .topk_norm = TopkNorm::kRenormalize, .aux_loss_coef = 0.5, .z_loss_coef = 0.2,
         .dirichlet_alpha_E = {0.5, 0.8, 1.5, 2.0}, .dirichlet_coef = 2.0},
        false, false},
+      {"top2_renorm_dirichlet_per_domain",
+       {.num_experts = E, .top_k = 2, .topk_norm = TopkNorm::kRenormalize, .aux_loss_coef = 0.5, .z_loss_coef = 0.2,
+        .dirichlet_domain_alpha_DE = {{2.0, 2.0, 0.5, 0.5}, {0.5, 0.8, 1.5, 2.0}}, .dirichlet_coef = 2.0},
+       false, false},
       {"expert_choice_gated_shared",
        {.num_experts = E, .mode = RoutingMode::kExpertChoice, .capacity_factor = 1.0, .aux_loss_coef = 0.5,
         .z_loss_coef = 0.2},
@@ -92,6 +96,8 @@ TEST_P(MoeLayerGrad, MatchesFiniteDifferences) {
     const Phase phase = o.jitter > 0 ? Phase::kTraining : Phase::kInference;
     const uint64_t jitter_seed = 77;
     const auto noise = o.jitter > 0 ? jitter_noise(jitter_seed, o.jitter) : std::vector<float>{};
+    const std::vector<int32_t> domain_T = {0, 1, 1, 0, 1, 0, 0};  // read by per-domain priors only
+    const int32_t* domains = o.dirichlet_domain_alpha_DE.empty() ? nullptr : domain_T.data();
     MoeBuffers w(E, D, F, c.shared ? Fs : 0, c.gated);
     MoeLayer layer(*be_, o, MoeDims{.hidden = D, .expert_width = F, .shared_width = c.shared ? Fs : 0});
     std::vector<float> x, y(size_t(T * D));
@@ -102,15 +108,15 @@ TEST_P(MoeLayerGrad, MatchesFiniteDifferences) {
       x = random_floats(size_t(T * D), s, 1.0f, "x");
       const auto p = test::router_probs(x, w.router, T, D, E, noise);
       if (test::routing_margin(p, T, E, o) < kMinMargin) continue;
-      layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed);
+      layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed, domains);
       if (o.mode == RoutingMode::kTokenChoice && o.capacity_factor > 0 && layer.stats().dropped == 0) continue;
-      if (!o.dirichlet_alpha_E.empty() && rank_margin(p, T, E) < kMinRankMargin) continue;
+      if (o.has_dirichlet_prior() && rank_margin(p, T, E) < kMinRankMargin) continue;
       seed = s;
     }
     ASSERT_NE(seed, 0u) << "no seed with well-separated routing";
     const auto r = random_floats(size_t(T * D), seed, 1.0f, "r");
 
-    layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed);
+    layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed, domains);
     const MoeStats routed = layer.stats();
     MoeBuffers g(E, D, F, c.shared ? Fs : 0, c.gated);
     std::vector<float> dx(x.size(), 0.0f);
@@ -119,7 +125,7 @@ TEST_P(MoeLayerGrad, MatchesFiniteDifferences) {
 
     bool routing_changed = false;
     auto objective = [&] {
-      layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed);
+      layer.forward(y.data(), x.data(), T, w.weights(), phase, jitter_seed, domains);
       const MoeStats& st = layer.stats();
       routing_changed |= st.tokens_per_expert != routed.tokens_per_expert || st.dropped != routed.dropped;
       return test::weighted_sum(r, y.data()) + o.aux_loss_coef * st.aux_loss + o.z_loss_coef * st.z_loss +

@@ -3,13 +3,15 @@
 // batch; two micro-batches of one sequence equal one of two; a NaN weight skips the step without
 // touching the parameters; trainer-state JSON round trips bit for bit; checkpoint discovery ignores
 // staging leftovers; options resolve routing from the config (HF aux coefficient × top-k); a Dirichlet
-// prior raises (α < 1) or lowers (α > 1) routing confidence against the same run without it.
+// prior raises (α < 1) or lowers (α > 1) routing confidence against the same run without it, and a
+// per-domain prior routes each domain's tokens to its large-α experts.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <map>
 
 #include "backend/backend.h"
 #include "data/mixture_batcher.h"
@@ -95,7 +97,7 @@ TEST_F(TrainerTest, DirichletPriorShapesRoutingConfidence) {
     TrainOptions o = options(run);
     o.lr = 2e-2;
     o.micro_batch = 4;
-    o.dirichlet_prior = prior;
+    o.dirichlet_prior = {prior};
     o.dirichlet_coef = coef;
     o.dirichlet_steps = until;
     Trainer t(o, Json::object(), train::RunMode::kFresh);
@@ -125,6 +127,58 @@ TEST_F(TrainerTest, DirichletPriorShapesRoutingConfidence) {
   EXPECT_LT(sparse_distance, base_distance);  // the loss it trains on falls too
   EXPECT_NE(early, sparse);                   // the gradient stopped after step 5
   EXPECT_GT(early_distance, 0.0);
+}
+
+// Per-domain priors steer each domain's tokens to "its" experts (docs/recipes.md "Per-domain priors"):
+// domain "low" (ids 0–4) gets α = (2, 2, 0.5, 0.5), domain "high" (ids 5–10) the mirror image, top-1
+// routing. After kDirichletSteps, each domain's val tokens are routed (evaluation, top-1 counts); the
+// share of "low" tokens on experts 0–1 and of "high" tokens on experts 2–3 rises against λ = 0.
+TEST_F(TrainerTest, PerDomainDirichletPriorSteersEachDomainToItsExperts) {
+  make(true, random_tokens(100, 11, 1));  // the model (its "data" is unused)
+  auto ranged = [](size_t n, uint32_t first, uint32_t count, uint64_t seed) {
+    std::vector<uint32_t> ids = random_tokens(n, count, seed);
+    for (uint32_t& id : ids) id += first;
+    return ids;
+  };
+  test::write_dataset(dir_ / "low", "low", ranged(3000, 0, 5, 1), ranged(200, 0, 5, 2), 11);
+  test::write_dataset(dir_ / "high", "high", ranged(3000, 5, 6, 3), ranged(200, 5, 6, 4), 11);
+  // Share of each domain's val tokens whose top-1 expert is one of its two large-α experts.
+  auto own_share = [&](const std::string& run, double coef) {
+    TrainOptions o = options(run);
+    o.data = {(dir_ / "low").string(), (dir_ / "high").string()};
+    o.val = o.data;
+    o.lr = 2e-2;
+    o.micro_batch = 4;
+    o.top_k = 1;
+    o.dirichlet_prior = {"low=2,2,0.5,0.5", "high=0.5,0.5,2,2"};
+    o.dirichlet_coef = coef;
+    Trainer t(o, Json::object(), train::RunMode::kFresh);
+    for (int s = 0; s < kDirichletSteps; ++s) {
+      const train::StepResult r = t.step();
+      if (s == 0) EXPECT_GT(r.dirichlet, 0.0);  // measured at λ = 0 too
+    }
+    std::map<std::string, double> share;
+    for (const train::EvalRecord& e : t.evaluate()) {
+      const size_t own = e.domain == "low" ? 0 : 2;
+      int64_t mine = 0, all = 0;
+      for (const auto& layer : e.routing)
+        for (size_t x = 0; x < layer.tokens_per_expert.size(); ++x) {
+          all += layer.tokens_per_expert[x];
+          if (x == own || x == own + 1) mine += layer.tokens_per_expert[x];
+        }
+      share[e.domain] = double(mine) / double(all);
+    }
+    return share;
+  };
+  auto base = own_share("run-base", 0.0);
+  auto shaped = own_share("run-shaped", kDirichletCoef);
+  std::printf("share of tokens routed top-1 to their domain's large-α experts after %d steps: low %.3f → %.3f, "
+              "high %.3f → %.3f (λ = 0 → %.1f)\n",
+              kDirichletSteps, base["low"], shaped["low"], base["high"], shaped["high"], kDirichletCoef);
+  EXPECT_GT(shaped["low"], base["low"] + 0.2);
+  EXPECT_GT(shaped["high"], base["high"] + 0.2);
+  EXPECT_GT(shaped["low"], 0.8);
+  EXPECT_GT(shaped["high"], 0.8);
 }
 
 // AdamW at t = 1 written out: m = (1−β1)g, v = (1−β2)g², p ← p(1 − lr·wd) − lr·(m/(1−β1)) /
@@ -300,6 +354,34 @@ TEST(TrainOptions, RoutingComesFromTheConfigUnlessGiven) {
   EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(big, moe), "exceeds the model's 4 experts", "");
 }
 
+// DOMAIN=α1,…,αE: one row per dataset of the mixture, by domain name (two datasets may share one);
+// an unknown name, a domain left out, a name twice, or a mix with the plain form is an Error.
+TEST(TrainOptions, DirichletPriorResolvesPerDomain) {
+  const ModelConfig moe = test::tiny_train_config(true);  // 4 experts
+  TrainOptions o;
+  o.dirichlet_coef = 0.1;
+  o.dirichlet_prior = {"web=2,2,0.5,0.5", "code=0.5"};
+  const model::MoeOptions m = train::resolve_moe_options(o, moe);
+  EXPECT_TRUE(m.dirichlet_alpha_E.empty());  // resolved against the mixture's domains below
+  EXPECT_EQ(m.dirichlet_coef, 0.1);
+  EXPECT_EQ(train::resolve_domain_dirichlet_prior(o, 4, {"code", "web", "code"}),
+            (std::vector<std::vector<double>>{{0.5, 0.5, 0.5, 0.5}, {2, 2, 0.5, 0.5}, {0.5, 0.5, 0.5, 0.5}}));
+  EXPECT_UPCYCLE_ERROR(train::resolve_domain_dirichlet_prior(o, 4, {"web", "math", "code"}),
+                       "no prior for domain 'math' of the --data mixture (its domains: web, math, code)", "");
+  EXPECT_UPCYCLE_ERROR(train::resolve_domain_dirichlet_prior(o, 4, {"web"}),
+                       "code=0.5: no domain 'code' in the --data mixture (its domains: web)", "");
+  o.dirichlet_prior = {"web=2,2,0.5,0.5", "web=1"};
+  EXPECT_UPCYCLE_ERROR(train::resolve_domain_dirichlet_prior(o, 4, {"web"}), "domain 'web' given twice", "");
+  o.dirichlet_prior = {"web=2,2,0.5", "code=1"};
+  EXPECT_UPCYCLE_ERROR(train::resolve_domain_dirichlet_prior(o, 4, {"web", "code"}), "3 concentrations", "");
+  o.dirichlet_prior = {"web=2,2,0.5,0.5", "1"};
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, moe), "not both", "");
+  o.dirichlet_prior = {"1", "2"};
+  EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, moe), "2 priors without a domain", "");
+  o.dirichlet_prior = {"2,2,0.5,0.5"};  // the plain form: no per-domain rows
+  EXPECT_TRUE(train::resolve_domain_dirichlet_prior(o, 4, {"web", "code"}).empty());
+}
+
 TEST(TrainOptions, DirichletPriorResolvesPerExpert) {
   const ModelConfig moe = test::tiny_train_config(true);  // 4 experts
   TrainOptions o;
@@ -308,13 +390,13 @@ TEST(TrainOptions, DirichletPriorResolvesPerExpert) {
   model::MoeOptions m = train::resolve_moe_options(o, moe);
   EXPECT_EQ(m.dirichlet_alpha_E, (std::vector<double>{1, 1, 1, 1}));
   EXPECT_EQ(m.dirichlet_coef, 0.1);
-  o.dirichlet_prior = "0.5,0.5,2,2";
+  o.dirichlet_prior = {"0.5,0.5,2,2"};
   EXPECT_EQ(train::resolve_moe_options(o, moe).dirichlet_alpha_E, (std::vector<double>{0.5, 0.5, 2, 2}));
   o.dirichlet_coef = 0;  // a prior alone is measured, not trained
   m = train::resolve_moe_options(o, moe);
   EXPECT_EQ(m.dirichlet_alpha_E.size(), 4u);
   EXPECT_EQ(m.dirichlet_coef, 0.0);
-  o.dirichlet_prior = "1,2";
+  o.dirichlet_prior = {"1,2"};
   EXPECT_UPCYCLE_ERROR(train::resolve_moe_options(o, moe), "2 concentrations for a model with 4 experts", "");
   TrainOptions dense_opts;
   dense_opts.model = "dense-dir";

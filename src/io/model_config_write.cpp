@@ -70,7 +70,7 @@ Json rope_scaling_json(const ModelConfig& c) {
 // Candidates for a default config's modelled keys (each family keeps those it models). Not
 // layer_types or qkv_bias: the writer adds those only when they say something.
 // clang-format off
-constexpr std::array<std::string_view, 38> kSkeletonKeys = {
+constexpr std::array<std::string_view, 41> kSkeletonKeys = {
     "architectures", "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
     "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act", "max_position_embeddings",
     "rms_norm_eps", "initializer_range", "rope_theta", "rope_scaling", "tie_word_embeddings", "torch_dtype",
@@ -78,7 +78,7 @@ constexpr std::array<std::string_view, 38> kSkeletonKeys = {
     "num_experts", "num_experts_per_tok", "moe_intermediate_size", "shared_expert_intermediate_size",
     "decoder_sparse_step", "mlp_only_layers", "norm_topk_prob", "router_aux_loss_coef", "router_jitter_noise",
     "n_routed_experts", "n_shared_experts", "n_group", "topk_group", "routed_scaling_factor",
-    "first_k_dense_replace"};
+    "first_k_dense_replace", "scoring_func", "topk_method", "moe_layer_freq"};
 // clang-format on
 
 void set_sliding(const ModelConfig& c, const FamilyInfo& info, Json& j) {

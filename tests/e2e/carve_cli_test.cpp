@@ -16,6 +16,7 @@
 
 #include "core/json.h"
 #include "io/checkpoint.h"
+#include "support/checkpoint_test_support.h"
 #include "support/test_support.h"
 #include "support/tokenizer_test_support.h"
 
@@ -23,6 +24,7 @@ namespace upcycle {
 namespace {
 namespace fs = std::filesystem;
 using test::ScratchDir;
+using test::tensor_bytes;
 
 // Two kinds of text (prose and arithmetic/code) so co-activation has structure to find.
 std::string calibration_text() {
@@ -34,13 +36,13 @@ std::string calibration_text() {
   return text;
 }
 
-std::string tensor_bytes(const fs::path& dir, const std::string& name) {
-  Checkpoint ckpt = Checkpoint::open(dir);
-  const TensorRef* t = ckpt.find(name);
-  EXPECT_NE(t, nullptr) << name << " in " << dir;
-  if (!t) return {};
-  auto bytes = t->file->data(*t->info);
-  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+// A tiny llama with a byte tokenizer at `base`, and the calibration text at `calib`.
+void make_base_and_calibration(const fs::path& base, const fs::path& calib) {
+  auto init = test::run_upcycle({"init", "--arch", "llama", "--preset", "tiny", "--vocab-size", "300", "--dtype", "f32",
+                                 "--seed", "1", base.string()});
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  test::write_byte_tokenizer(base);
+  test::write_bytes(calib, calibration_text());
 }
 
 double perplexity(const fs::path& model, const fs::path& data) {
@@ -52,11 +54,7 @@ double perplexity(const fs::path& model, const fs::path& data) {
 TEST(CarveCli, CoactivationSplitPreservesTheFunctionAndCarvingBeatsNaiveSplitting) {
   ScratchDir dir;
   const fs::path base = dir / "base", calib = dir / "calib.txt";
-  auto init = test::run_upcycle({"init", "--arch", "llama", "--preset", "tiny", "--vocab-size", "300", "--dtype", "f32",
-                                 "--seed", "1", base.string()});
-  ASSERT_EQ(init.exit_code, 0) << init.err;
-  test::write_byte_tokenizer(base);
-  test::write_bytes(calib, calibration_text());
+  ASSERT_NO_FATAL_FAILURE(make_base_and_calibration(base, calib));
 
   // A briefly trained dense model: a random one predicts nothing, so no split could be told apart.
   auto tok = test::run_upcycle({"data", "tokenize", "--tokenizer", (base / "tokenizer.json").string(), "--input",
@@ -110,11 +108,7 @@ TEST(CarveCli, CoactivationSplitPreservesTheFunctionAndCarvingBeatsNaiveSplittin
 TEST(CarveCli, ImpossibleSizesAndMissingInputsAreOneLineErrors) {
   ScratchDir dir;
   const fs::path base = dir / "base", calib = dir / "calib.txt";
-  auto init = test::run_upcycle({"init", "--arch", "llama", "--preset", "tiny", "--vocab-size", "300", "--dtype", "f32",
-                                 "--seed", "1", base.string()});
-  ASSERT_EQ(init.exit_code, 0) << init.err;
-  test::write_byte_tokenizer(base);
-  test::write_bytes(calib, calibration_text());
+  ASSERT_NO_FATAL_FAILURE(make_base_and_calibration(base, calib));
   auto expect_error = [&](std::vector<std::string> args, const std::string& needle, const std::string& name) {
     std::vector<std::string> all = {"convert", base.string(), (dir / name).string()};
     all.insert(all.end(), args.begin(), args.end());

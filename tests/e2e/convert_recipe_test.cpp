@@ -16,6 +16,7 @@
 #include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "support/mergekit_test_support.h"
+#include "support/checkpoint_test_support.h"
 #include "support/test_support.h"
 #include "support/tokenizer_test_support.h"
 
@@ -23,6 +24,7 @@ namespace upcycle {
 namespace {
 namespace fs = std::filesystem;
 using test::ScratchDir;
+using test::tensor_bytes;
 
 void init_model(const fs::path& dir, const std::string& seed, const std::string& arch = "llama") {
   auto r = test::run_upcycle({"init", "--arch", arch, "--preset", "tiny", "--vocab-size", "300", "--dtype", "f32",
@@ -34,15 +36,6 @@ double l2_norm(const float* v, int64_t n) {
   double n2 = 0;
   for (int64_t i = 0; i < n; ++i) n2 += double(v[i]) * v[i];
   return std::sqrt(n2);
-}
-
-std::string tensor_bytes(const fs::path& dir, const std::string& name) {
-  Checkpoint ckpt = Checkpoint::open(dir);
-  const TensorRef* t = ckpt.find(name);
-  EXPECT_NE(t, nullptr) << name << " in " << dir;
-  if (!t) return {};
-  auto bytes = t->file->data(*t->info);
-  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 
 TEST(ConvertRecipe, RandomGateSparseUpcycleIsFunctionPreserving) {

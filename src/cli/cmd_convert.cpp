@@ -477,6 +477,7 @@ int run_convert(const Args& args) {
 
   ConvertSpec spec = o.recipe.empty() ? make_spec(o) : spec_from_recipe(o, set);
   if (o.recipe.empty()) {
+    precheck_plan(spec, read_model_config(spec.sources.at(0)));  // before any calibration forward pass
     add_prompt_router_rows(o, spec);
     add_kmeans_router_rows(o, spec);
     add_carved_groups(o, spec);

@@ -192,6 +192,14 @@ int64_t source_layer(const ConvertPlan& plan, const ConvertSpec& spec, int64_t l
   return spec.depth_order == DepthOrder::kTiled ? layer % L : layer / spec.depth_tile;
 }
 
+void precheck_plan(const ConvertSpec& s, const ModelConfig& src) {
+  if (s.depth_tile > 1) return;
+  check_counts(s, src, s.sources.size());
+  const std::vector<int64_t> moe_layers = select_moe_layers(s.moe_layers, src.num_hidden_layers);
+  const bool all_layers = int64_t(moe_layers.size()) == src.num_hidden_layers;
+  choose_family(s, src, all_layers, s.routing == RoutingOrder::kTopkSoftmax || s.norm_topk);
+}
+
 ConvertPlan make_plan(const ConvertSpec& s, const std::vector<SourceModel>& sources) {
   const ModelConfig& src = sources[0].config;
   ConvertPlan p;

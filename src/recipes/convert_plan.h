@@ -42,6 +42,10 @@ struct ConvertPlan {
 };
 
 ConvertPlan make_plan(const ConvertSpec& spec, const std::vector<SourceModel>& sources);
+// make_plan's checks that need no weights (expert counts, output family), for a flag-driven
+// conversion before its calibration or prompt forward passes: a conversion make_plan would refuse
+// then fails in a second, not after minutes of running the dense model.
+void precheck_plan(const ConvertSpec& spec, const ModelConfig& source);
 // Whether --expert-init noise/drop changes any weight (r > 0, and σ > 0 for noise).
 bool reinit_any(const ConvertSpec& spec);
 // The source layer feeding output layer `layer` (depth tiling; identity otherwise).

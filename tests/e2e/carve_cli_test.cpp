@@ -131,6 +131,9 @@ TEST(CarveCli, ImpossibleSizesAndMissingInputsAreOneLineErrors) {
   fs::copy(base, dir / "other", fs::copy_options::recursive);
   expect_error({"--preset", "cmoe", "--calibration", c, "--expert-sources", base.string() + "," + (dir / "other").string()},
                "does not combine with --expert-sources", "e8");
+  // The output family is refused before any calibration pass: the missing text is never reached.
+  expect_error({"--preset", "cmoe", "--calibration", (dir / "nope.txt").string(), "--format", "qwen3_moe"},
+               "qwen3_moe has no shared experts", "e9");
 }
 
 TEST(CarveCli, HelpTeachesCarving) {

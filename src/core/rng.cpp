@@ -1,7 +1,6 @@
 // Counter-based RNG (see rng.h for the contract).
 #include "core/rng.h"
 
-#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -62,16 +61,6 @@ void CounterRng::fill_standard_normal(float* out, uint64_t first, size_t n) cons
 void CounterRng::fill_normal(float* out, uint64_t first, size_t n, float mean, float std) const {
   fill_standard_normal(out, first, n);
   for (size_t j = 0; j < n; ++j) out[j] = mean + std * out[j];
-}
-
-void CounterRng::fill_standard_normal_parallel(float* out, uint64_t first, size_t n) const {
-  constexpr size_t kPiece = size_t{1} << 14;  // even: pieces never split a pair (either way the values agree)
-  const int64_t pieces = int64_t((n + kPiece - 1) / kPiece);
-#pragma omp parallel for schedule(static) if (pieces > 4)
-  for (int64_t p = 0; p < pieces; ++p) {
-    const size_t begin = size_t(p) * kPiece;
-    fill_standard_normal(out + begin, first + begin, std::min(kPiece, n - begin));
-  }
 }
 
 }  // namespace upcycle

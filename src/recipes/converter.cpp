@@ -136,20 +136,9 @@ void scale_values(std::vector<float>& w, double s) {
   for (int64_t i = 0; i < int64_t(w.size()); ++i) w[size_t(i)] *= f;
 }
 
-// values[i] += std · rng.normal(i), drawn a piece at a time (one Box–Muller draw per pair of elements).
+// values[i] += std · rng.normal(i).
 void add_noise(std::vector<float>& values, const CounterRng& rng, float std) {
-  constexpr size_t kPiece = size_t{1} << 14;
-  const int64_t pieces = int64_t((values.size() + kPiece - 1) / kPiece);
-#pragma omp parallel if (values.size() > kParallelElements)
-  {
-    std::vector<float> z(kPiece);
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < pieces; ++p) {
-      const size_t begin = size_t(p) * kPiece, count = std::min(kPiece, values.size() - begin);
-      rng.fill_standard_normal(z.data(), begin, count);
-      for (size_t i = 0; i < count; ++i) values[begin + i] += std * z[i];
-    }
-  }
+  rng.for_each_normal_parallel(0, values.size(), [&](size_t i, float z) { values[i] += std * z; });
 }
 
 double matrix_scale(const MatrixScales& s, FfnMatrix m) {

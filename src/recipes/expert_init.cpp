@@ -118,10 +118,8 @@ void init_expert_matrix(float* w, int64_t width, int64_t D, FfnMatrix m, const E
   switch (p.init) {
     case ExpertInit::kCopy: return;
     case ExpertInit::kRandom: {
-      CounterRng(p.seed, tensor_name).fill_standard_normal_parallel(w, 0, n);
       const float std = float(p.init_std);  // as fill_normal(…, 0, std): 0 + std·z
-#pragma omp parallel for schedule(static) if (n > (size_t{1} << 18))
-      for (int64_t i = 0; i < int64_t(n); ++i) w[i] = 0.0f + std * w[i];
+      CounterRng(p.seed, tensor_name).for_each_normal_parallel(0, n, [&](size_t i, float z) { w[i] = 0.0f + std * z; });
       return;
     }
     case ExpertInit::kNoise:

@@ -42,6 +42,21 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
 
+  // --- Memory (model code uses the typed owner Buffer<T>, backend/buffer.h) ---
+  // Every tensor an op reads or writes lives in memory from allocate(): zero-filled, aligned for any
+  // scalar type, freed by deallocate(). On the host backends (ref, cpu, cpu-bf16) it is ordinary host
+  // memory: host_accessible() is true, upload/download are memcpy and synchronize() returns at once.
+  // A device backend returns device pointers; the host then reaches them only through upload and
+  // download (synchronous: on return the bytes are in place) — the explicit, countable readbacks.
+  virtual bool host_accessible() const = 0;
+  virtual void* allocate(size_t bytes) = 0;  // throws std::bad_alloc when out of memory
+  virtual void deallocate(void* ptr) noexcept = 0;
+  virtual void fill_zero(void* ptr, size_t bytes) = 0;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;  // backend memory → backend memory
+  virtual void synchronize() = 0;  // waits for every queued op (a no-op on host backends)
+
   // y[M,N] = x[M,K] · w[N,K]ᵀ + b[N] (b may be null).
   virtual void linear_forward(float* y, const float* x, const float* w, const float* b, int64_t M, int64_t K,
                               int64_t N) = 0;

@@ -10,14 +10,14 @@
 
 #include <memory>
 
-#include "backend/backend.h"
+#include "backend/host_memory.h"
 #include "backend/cpu/bf16_gemm.h"
 
 namespace upcycle::backend {
 
 enum class MatmulPrecision { kF32, kBF16 };
 
-class CpuBackend final : public Backend {
+class CpuBackend final : public HostMemoryBackend {
  public:
   explicit CpuBackend(MatmulPrecision precision = MatmulPrecision::kF32);
   ~CpuBackend() override;

@@ -5,11 +5,11 @@
 // Non-goals: threading, vectorisation, memory efficiency.
 #pragma once
 
-#include "backend/backend.h"
+#include "backend/host_memory.h"
 
 namespace upcycle::backend {
 
-class RefBackend final : public Backend {
+class RefBackend final : public HostMemoryBackend {
  public:
   std::string_view name() const override { return "ref"; }
 

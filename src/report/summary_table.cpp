@@ -194,7 +194,7 @@ std::string sweep_table(const ReportData& data) {
                        chosen ? "chosen" : sweep.loss[i] && sweep.best ? format_delta(*sweep.loss[i] - *sweep.loss[*sweep.best]) : ""});
     }
   return "\nLearning-rate sweeps (each variant above is compared at its chosen lr):\n" +
-         render_grid(cells, {true, false, true, false, false}) +
+         render_grid(cells, {true, false, true, false, true}) +
          "mean = mean validation loss at the most training FLOPs every evaluated lr of the sweep reached\n"
          "       (with seeds the mean over them, min–max in brackets); chosen = the lowest, ties to the smaller lr\n";
 }

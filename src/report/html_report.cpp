@@ -223,7 +223,10 @@ std::string sweep_section(const ReportData& d) {
   }
   const std::string table = "<table id=\"table-lr-sweep\"><tr><th>variant</th><th>peak lr</th><th>status</th><th>mean loss</th>"
                             "<th>vs chosen</th><th>compared at FLOPs</th></tr>" + rows + "</table>";
-  return "<section><h2>Learning-rate sweeps</h2>" + figure(render_line_chart(c), "") +
+  return "<section><h2>Learning-rate sweeps</h2>" +
+         figure(render_line_chart(c),
+                "<b>Final loss against the peak learning rate.</b> One line per swept variant, one point per learning "
+                "rate: its mean validation loss at the sweep's equal-compute point (table below), on a log₁₀ lr axis.") +
          figure(table,
                 "Every other plot and table compares each swept variant at its <b>chosen</b> learning rate: the lowest "
                 "mean validation loss (mean over the seeds" + std::string(any_seeded(d) ? ", their min–max in small print" : "") +

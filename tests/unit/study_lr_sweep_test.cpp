@@ -124,6 +124,30 @@ TEST_F(StudyLrSweepTest, FromScratchTakesThePretrainingScheduleUnlessItSetsItsOw
   EXPECT_EQ(names(swept), (std::vector<std::string>{"scratch", "scratch2/lr-0.004", "scratch2/lr-0.008"}));
 }
 
+// experiments/demo.yaml pins its from-scratch variant to the variants' schedule, so its commands (and
+// results in docs/results.md) are those of before the pretraining-schedule default: the same flags as
+// the upcycled variant, which has no `train:` of its own.
+TEST_F(StudyLrSweepTest, DemoSpecKeepsItsFromScratchCommands) {
+  const fs::path experiments = fs::path(UPCYCLE_TEST_DATA_DIR) / ".." / ".." / "experiments";
+  const fs::path copy = dir_ / "experiments" / "demo.yaml";
+  fs::create_directories(copy.parent_path());
+  fs::copy_file(experiments / "demo.yaml", copy);
+  for (const char* d : {"prose", "code", "dict"}) fs::create_directories(dir_ / "out" / "demo" / "data" / d);
+  fs::create_directories(dir_ / "out" / "demo" / "tokenizer");
+  test::write_bytes(dir_ / "out" / "demo" / "tokenizer" / "tokenizer.json", "{}");
+  const study::StudySpec s = study::parse_study_spec(copy);
+  const auto flags = [&](const std::string& name) {
+    for (const auto& v : s.variants)
+      if (v.name == name) return study::flags_to_args(study::run_train_flags(s, v, 2));
+    ADD_FAILURE() << name;
+    return std::vector<std::string>{};
+  };
+  EXPECT_EQ(flags("moe-from-scratch"), flags("upcycle"));
+  EXPECT_EQ(flags("upcycle"), (std::vector<std::string>{"--micro-batch", "8", "--seq-len", "128", "--lr", "1e-3", "--min-lr",
+                                                        "2e-4", "--warmup", "10", "--weight-decay", "0.1", "--eval-tokens",
+                                                        "8192", "--log-every", "40", "--seed", "2"}));
+}
+
 TEST_F(StudyLrSweepTest, RefusesBadLists) {
   const std::string v = "variants:\n  - name: up\n";
   expect_refused(given_ + "train: {lr: [1e-3, abc]}\n" + v, "train.lr[1]: expected a positive learning rate, got 'abc'");

@@ -146,7 +146,8 @@ std::string token_view_table(const ReportData& d) {
   const std::string text = token_view_text(d);
   return "<figure>" + o + "<figcaption><b>Learns faster per token, or wins per FLOP?</b> Each MoE variant's mean "
          "validation loss minus " + std::string(kBaselineVariant) + "'s (negative = better), once at the most training "
-         "tokens both runs have seen and once at the most training FLOPs both have spent (the other run interpolated "
+         "tokens both runs have seen and once at equal training FLOPs: the final evaluations once both have finished "
+         "the same budget (the table's Δ), else the most FLOPs both have spent (the other run interpolated "
          "between its evaluations" + std::string(any_seeded(d) ? "; means over seeds" : "") + "). A top-2 MoE layer costs "
          "more FLOPs per token than the dense layer it replaces, so it can win the first comparison and lose the second." +
          (text.empty() ? "" : " <span id=\"token-view-finding\">" + esc(text) + "</span>") + "</figcaption></figure>";

@@ -199,11 +199,32 @@ std::string sweep_table(const ReportData& data) {
          "       (with seeds the mean over them, min–max in brackets); chosen = the lowest, ties to the smaller lr\n";
 }
 
-// Per token against per FLOP for each MoE variant (token_view.h), one sentence each.
+// `text` broken at spaces into lines of at most `columns` code points, the first indented by `first`,
+// the others by `rest` (a word longer than a line gets a line of its own).
+std::string wrap(const std::string& text, size_t columns, const std::string& first, const std::string& rest) {
+  std::string out, line = first;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    const bool fresh = line == first || line == rest;
+    if (!fresh && width(line) + 1 + width(word) > columns) {
+      out += line + "\n";
+      line = rest;
+    }
+    line += (line == first || line == rest ? "" : " ") + word;
+    start = end + 1;
+  }
+  return out + line + "\n";
+}
+
+// Per token against per FLOP for each MoE variant (token_view.h), one sentence each, wrapped to fit
+// the table's 100-column terminal.
 std::string token_view_lines(const ReportData& data) {
   std::string out;
   for (const TokenViewRow& r : token_view_rows(data))
-    if (const std::string s = token_view_sentence(r); !s.empty()) out += "  " + s + "\n";
+    if (const std::string s = token_view_sentence(r); !s.empty()) out += wrap(s, 96, "  ", "    ");
   return out.empty() ? "" : "\nPer token and per FLOP, against " + std::string(kBaselineVariant) + ":\n" + out;
 }
 

@@ -26,6 +26,13 @@ void compare_at(const std::vector<LossPoint>& v, const std::vector<LossPoint>& b
   delta = *a - *b;
 }
 
+// Both have trained the same whole budget: compared at their final evaluations, as the summary table
+// and the finding do, although their final FLOPs differ by up to a step.
+bool same_budget_finished(const Variant& v, const Variant& base) {
+  return v.finished() && base.finished() && !v.mean_loss.empty() && !base.mean_loss.empty() && v.budget_flops > 0 &&
+         std::fabs(v.budget_flops - base.budget_flops) <= 1e-9 * base.budget_flops;
+}
+
 std::string verdict(double delta, const char* better, const char* worse, const char* same) {
   return std::fabs(delta) < kTie ? same : delta < 0 ? better : worse;
 }
@@ -42,7 +49,12 @@ std::vector<TokenViewRow> token_view_rows(const ReportData& data) {
     r.variant = v.name;
     if (base->train_flops_per_token > 0) r.cost_ratio = v.train_flops_per_token / base->train_flops_per_token;
     compare_at(v.mean_loss, base->mean_loss, &LossPoint::tokens, r.tokens, r.per_token_delta);
-    compare_at(v.mean_loss, base->mean_loss, &LossPoint::flops, r.flops, r.per_flop_delta);
+    if (same_budget_finished(v, *base)) {  // the summary table's Δ: final against final, at the budget
+      r.flops = v.budget_flops;
+      r.per_flop_delta = v.mean_loss.back().loss - base->mean_loss.back().loss;
+    } else {
+      compare_at(v.mean_loss, base->mean_loss, &LossPoint::flops, r.flops, r.per_flop_delta);
+    }
     rows.push_back(std::move(r));
   }
   return rows;

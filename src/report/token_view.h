@@ -3,7 +3,9 @@
 // still lose at equal compute. For each MoE variant against the dense-continuation baseline: the
 // difference in mean validation loss at equal training tokens ("learns faster per token") and at equal
 // training FLOPs ("wins per FLOP"), each at the most of that quantity both runs have reached (the
-// other curve interpolated between evaluations), with seeds on the mean curves. Needs the baseline;
+// other curve interpolated between evaluations), with seeds on the mean curves. Once both have
+// finished the same budget, the per-FLOP difference is that of their final evaluations (at the
+// budget), the summary table's Δ, although their final FLOPs differ by up to a step. Needs the baseline;
 // without it there is nothing to compare against and no rows. Non-goals: per-domain views.
 #pragma once
 

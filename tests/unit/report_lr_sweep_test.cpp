@@ -145,6 +145,12 @@ TEST(ReportTokenView, SeparatesPerTokenFromPerFlop) {
   EXPECT_NEAR(*c.per_token_delta, 3.9 - 4.0, 1e-12);
   EXPECT_DOUBLE_EQ(*c.flops, 1e12);
   EXPECT_NEAR(*c.per_flop_delta, 4.45 - 3.0, 1e-12);
+  // Both finished the same budget (study.json budget_flops): their final evaluations, the summary's Δ.
+  for (Variant& v : costly.variants) v.budget_flops = 1e12;
+  const TokenViewRow f = token_view_rows(costly)[0];
+  EXPECT_DOUBLE_EQ(*f.flops, 1e12);
+  EXPECT_NEAR(*f.per_flop_delta, 3.9 - 3.0, 1e-12);
+  EXPECT_NEAR(*f.per_flop_delta, *summary_rows(costly)[1].delta, 1e-12);
 
   const std::string table = render_summary_table(d);
   EXPECT_NE(table.find("Per token and per FLOP, against dense-continuation:\n  up learns faster per token"), std::string::npos)

@@ -195,25 +195,27 @@ std::string sweep_table(const ReportData& data) {
     }
   return "\nLearning-rate sweeps (each variant above is compared at its chosen lr):\n" +
          render_grid(cells, {true, false, true, false, true}) +
-         "mean = mean validation loss at the most training FLOPs every evaluated lr of the sweep reached\n"
-         "       (with seeds the mean over them, min–max in brackets); chosen = the lowest, ties to the smaller lr\n";
+         "mean   = mean validation loss at the most training FLOPs every evaluated lr of the sweep reached\n"
+         "         (with seeds the mean over them, min–max in brackets)\n"
+         "chosen = the lowest mean; equal means go to the smaller lr\n";
 }
 
 // `text` broken at spaces into lines of at most `columns` code points, the first indented by `first`,
 // the others by `rest` (a word longer than a line gets a line of its own).
 std::string wrap(const std::string& text, size_t columns, const std::string& first, const std::string& rest) {
   std::string out, line = first;
-  size_t start = 0;
-  while (start < text.size()) {
+  bool empty = true;  // no word on `line` yet
+  for (size_t start = 0; start < text.size();) {
     size_t end = text.find(' ', start);
     if (end == std::string::npos) end = text.size();
     const std::string word = text.substr(start, end - start);
-    const bool fresh = line == first || line == rest;
-    if (!fresh && width(line) + 1 + width(word) > columns) {
+    if (!empty && width(line) + 1 + width(word) > columns) {
       out += line + "\n";
       line = rest;
+      empty = true;
     }
-    line += (line == first || line == rest ? "" : " ") + word;
+    line += (empty ? "" : " ") + word;
+    empty = false;
     start = end + 1;
   }
   return out + line + "\n";

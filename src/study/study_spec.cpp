@@ -199,7 +199,6 @@ void refuse_train_seed(const SpecReader& r, const Flags& flags, const std::strin
     r.fail(key + ".seed", "`seeds:` sets --seed of every run; remove it here (the dense pretraining's seed goes under `pretrain:`)");
 }
 
-
 const Flag* find_flag(const Flags& flags, std::string_view name) {
   auto it = std::find_if(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == name; });
   return it == flags.end() ? nullptr : &*it;

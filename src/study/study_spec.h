@@ -2,7 +2,8 @@
 // pretrained by the study), which data, how much extra compute, and the variants to compare. Each
 // variant is "convert the dense model with these `upcycle convert` flags (or not: dense
 // continuation), then train it with these `upcycle train` flags" for the same extra FLOPs.
-// Invariants after parse_study_spec: names are unique and file-system safe, paths are absolute
+// Invariants after parse_study_spec: names are unique and file-system safe (a learning-rate sweep's
+// runs: "<name>/lr-<lr>", a relative path), paths are absolute
 // (relative ones are taken from the spec file's directory), no flag map names a flag the study sets
 // itself (--model, --data, --out, --steps, …), a variant's `from` step is a kept pretraining step,
 // `seeds` are distinct positive integers and, when given, no `train:` map sets --seed; a learning-rate

@@ -37,6 +37,16 @@ Variant swept(const std::string& sweep, double lr, const std::vector<double>& lo
   return v;
 }
 
+// Every line of the terminal summary fits a 100-column terminal (code points; no wide characters).
+void expect_fits_100_columns(const std::string& text) {
+  size_t start = 0;
+  for (size_t nl = text.find('\n'); nl != std::string::npos; start = nl + 1, nl = text.find('\n', start)) {
+    size_t columns = 0;
+    for (size_t i = start; i < nl; ++i) columns += (static_cast<unsigned char>(text[i]) & 0xC0) != 0x80;
+    EXPECT_LE(columns, 100u) << text.substr(start, nl - start);
+  }
+}
+
 TEST(ReportLrSweep, ChoosesTheLowestFinalLossAndBreaksTiesToTheSmallerLr) {
   LrSweep s{"up", {swept("up", 1e-3, {5, 4, 3.2}), swept("up", 2e-3, {5, 3.9, 3.1}), swept("up", 4e-3, {5, 3.8, 3.4})}};
   choose_learning_rate(s);
@@ -95,6 +105,8 @@ TEST(ReportLrSweep, FoldsEachSweepIntoItsChosenRun) {
   EXPECT_NE(table.find("Learning-rate sweeps"), std::string::npos) << table;
   EXPECT_NE(table.find("dense-continuation  0.002  done    3.5000  chosen"), std::string::npos) << table;
   EXPECT_NE(table.find("dense-continuation  0.001  done    3.6000  +0.1000"), std::string::npos) << table;
+  EXPECT_NE(table.find("chosen = the lowest mean; equal means go to the smaller lr"), std::string::npos) << table;
+  expect_fits_100_columns(table);
 
   const std::string page = render_html_report(d, {"t", "now"});
   EXPECT_NE(page.find("id=\"plot-lr-sweep\""), std::string::npos);
@@ -155,6 +167,8 @@ TEST(ReportTokenView, SeparatesPerTokenFromPerFlop) {
   const std::string table = render_summary_table(d);
   EXPECT_NE(table.find("Per token and per FLOP, against dense-continuation:\n  up learns faster per token"), std::string::npos)
       << table;
+  expect_fits_100_columns(table);  // the sentence is wrapped
+  EXPECT_NE(table.find("\n    "), std::string::npos) << table;
   const std::string page = render_html_report(d, {"t", "now"});
   EXPECT_NE(page.find("id=\"table-token-view\""), std::string::npos);
   EXPECT_NE(page.find("<span id=\"token-view-finding\">up learns faster per token"), std::string::npos);

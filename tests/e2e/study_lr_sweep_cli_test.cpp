@@ -37,12 +37,12 @@ TEST(StudyLrSweepCli, SweepsComparesAtTheBestLrAndResumes) {
   test::write_dataset(dir / "alpha", "alpha", test::cyclic_tokens(4000, 37, 0), test::cyclic_tokens(400, 37, 0), 512);
   test::write_dataset(dir / "beta", "beta", test::cyclic_tokens(4000, 53, 300), test::cyclic_tokens(400, 53, 300), 512);
   const fs::path file = dir / "sweep.yaml";
-  const auto write_spec = [&](const std::string& upcycle_lr) {
+  const auto write_spec = [&](const std::string& upcycle_lr, const std::string& seeds = "seeds: [1]\n") {
     test::write_bytes(file, "name: sweep\n"
                             "data: [" + (dir / "alpha").string() + ", " + (dir / "beta").string() + "]\n"
                             "dense: {init: {arch: llama, preset: tiny, dtype: f32, seed: 1}, pretrain_steps: 12}\n"
                             "train: {micro-batch: 2, seq-len: 16, lr: 3e-3, warmup: 2, eval-tokens: 64, log-every: 100}\n"
-                            "extra_compute: 0.5\nevals: 2\nanalysis_tokens: 64\nseeds: [1]\n"
+                            "extra_compute: 0.5\nevals: 2\nanalysis_tokens: 64\n" + seeds +
                             "variants:\n"
                             "  - name: dense-continuation\n"
                             "  - name: upcycle\n"
@@ -112,6 +112,18 @@ TEST(StudyLrSweepCli, SweepsComparesAtTheBestLrAndResumes) {
   EXPECT_EQ(single.exit_code, 2);
   EXPECT_NE(single.err.find("variant 'upcycle' was run as a learning-rate sweep (runs/upcycle)"), std::string::npos) << single.err;
   EXPECT_EQ(single.err.find('\n'), single.err.size() - 1) << "one line";
+
+  // Without seeds: runs/upcycle/lr-<lr> is the run directory itself, and the report reads it alike.
+  write_spec("[1e-3, 1e-2]", "");
+  const fs::path plain = dir / "plain";
+  const test::RunResult p = test::run_upcycle({"study", file.string(), "--out", plain.string(), "--threads", "1"});
+  ASSERT_EQ(p.exit_code, 0) << p.out << p.err;
+  const Json plain_study = Json::parse(test::read_bytes(plain / "study.json"));
+  EXPECT_EQ(plain_study["variants"][1]["run"], "runs/upcycle/lr-0.001");
+  EXPECT_EQ(plain_study["variants"][2]["model"], "models/upcycle/lr-0.01");
+  EXPECT_TRUE(fs::exists(plain / "runs/upcycle/lr-0.01/config.json"));
+  EXPECT_NE(p.out.find("Learning-rate sweeps"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("chosen"), std::string::npos) << p.out;
 }
 
 }  // namespace

@@ -46,7 +46,11 @@ int run_report(const Args& args) {
                 "run's FLOPs; the dense pretraining run, when the study has it, as a grey reference line), the final\n"
                 "loss per domain with Δ against the `dense-continuation` variant, expert-load heatmaps, routing by\n"
                 "domain and expert specialisation (from runs/<variant>/analysis/*.json), and each run's commands to\n"
-                "reproduce it. The summary table is printed here too. See docs/study.md.");
+                "reproduce it. Per MoE variant it separates \"learns faster per token\" (Δ loss at equal training\n"
+                "tokens) from \"wins per FLOP\" (Δ at equal training FLOPs). A variant a study trained at several\n"
+                "learning rates is compared at its best one (lowest mean val loss at equal compute; ties to the\n"
+                "smaller lr), with the whole sweep in its own table and plot. The summary table is printed here\n"
+                "too. See docs/study.md.");
   std::string dirs_help;
   set.add_positional("DIR...", "study directory (study.json) or train run directories (config.json)", &dirs_help,
                      Required::kNo);

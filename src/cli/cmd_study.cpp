@@ -5,6 +5,8 @@
 // 128+signal when a training run was stopped (run the same command again to resume).
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -41,6 +43,7 @@ constexpr const char* kEpilog =
     "    - name: dense-continuation                  # no convert: train the dense model further\n"
     "    - name: upcycle\n"
     "      convert: {preset: komatsuzaki2022, experts: 8}   # `upcycle convert` flags\n"
+    "      train: {lr: [1e-3, 2e-3]}                 # a learning-rate sweep: one run per value, compared at the best\n"
     "    - name: moe-from-scratch\n"
     "      convert: {experts: 8, top-k: 2, from-scratch: true}\n"
     "\n"
@@ -49,10 +52,31 @@ constexpr const char* kEpilog =
     "runs/<variant>/analysis/step-N.json (`upcycle analyze` of every checkpoint of MoE runs) and\n"
     "report.html; with seeds, runs/<variant>/seed-<S>/ and models/<variant>/seed-<S>/ per seed, the seed\n"
     "passed to train --seed (data order) and to convert --seed unless the variant's convert sets seed:.\n"
+    "An `lr:` list (in `train:` or a variant's) sweeps the peak learning rate: runs/<variant>/lr-<lr>/ per\n"
+    "value; the report compares each variant at its best lr (lowest mean val loss at equal compute) and\n"
+    "shows the sweep. A from-scratch variant trains on `pretrain:`'s schedule (lr, warmup, …) unless it\n"
+    "sets its own.\n"
     "Each variant trains for round(budget / (its train FLOPs per token × tokens per step))\n"
     "steps, so runs of different shapes compare at equal compute. Relative paths in the spec are taken\n"
     "from the spec file's directory. Interrupted (Ctrl-C, SIGTERM, a crash)? Run the same command again:\n"
     "finished runs are skipped, the interrupted one resumes bit for bit.";
+
+// The spec's variants, a learning-rate sweep once with its values: "ok, 2 variants: dense up (lr 0.001, 0.002)".
+void print_variants(const study::StudySpec& spec) {
+  std::vector<std::string> names;
+  for (const auto& v : spec.variants) {
+    if (v.sweep.empty()) {
+      names.push_back(v.name);
+    } else if (names.empty() || !names.back().starts_with(v.sweep + " (lr ")) {
+      names.push_back(v.sweep + " (lr " + v.lr + ")");
+    } else {
+      names.back().insert(names.back().size() - 1, ", " + v.lr);
+    }
+  }
+  std::printf("%s: ok, %zu variants:", spec.file.c_str(), names.size());
+  for (const auto& name : names) std::printf(" %s", name.c_str());
+  std::printf("\n");
+}
 
 // What `seeds:` will do, for --check: how many runs, and which variants keep a convert seed of their own
 // (their spread over seeds then measures the data order only).
@@ -88,9 +112,7 @@ int run_study(const Args& args) {
   if (o.check) {
     const study::StudySpec spec = study::parse_study_spec(o.spec);
     check_study(spec);
-    std::printf("%s: ok, %zu variants:", spec.file.c_str(), spec.variants.size());
-    for (const auto& v : spec.variants) std::printf(" %s", v.name.c_str());
-    std::printf("\n");
+    print_variants(spec);
     print_seeds(spec);
     return 0;
   }

@@ -80,7 +80,9 @@ void check_study_flags(const StudySpec& spec) {
     }
   };
   const Args placeholders = {"--model", "MODEL", "--data", "DATA", "--out", "RUN"};
-  checked("train", [&] { parse_train_args(concat(placeholders, study::flags_to_args(spec.train))); });
+  Flags train = spec.train;  // a learning-rate sweep's list is checked through each of its variants below
+  std::erase_if(train, [](const study::Flag& f) { return f.name == "lr" && f.list; });
+  checked("train", [&] { parse_train_args(concat(placeholders, study::flags_to_args(train))); });
   checked("pretrain", [&] {
     parse_train_args(concat(placeholders, study::flags_to_args(study::merge_flags(spec.train, spec.pretrain))));
   });
@@ -299,10 +301,12 @@ class StudyRunner {
 
   // A study with seeds keeps its runs in runs/<v>/seed-<S>, one without in runs/<v> (likewise models/):
   // a directory of the other layout (seeds added to or removed from a study that has run) is refused
-  // rather than mixed with the new runs.
+  // rather than mixed with the new runs. Likewise a learning-rate sweep's runs/<v>/lr-<lr>/ and a
+  // single learning rate's runs/<v>/ (an `lr:` turned into a list, or back).
   void check_run_layout() const {
     for (const VariantSpec& v : spec_.variants)
       for (const char* top : {"runs", "models"}) {
+        check_sweep_layout(v, root_ / top / (v.sweep.empty() ? v.name : v.sweep));
         const fs::path dir = root_ / top / v.name;
         std::error_code ec;
         if (!fs::is_directory(dir, ec)) continue;
@@ -321,6 +325,24 @@ class StudyRunner {
                           " and models/" + v.name + ", or use a new --out",
                       spec_.file.string());
       }
+  }
+
+  // `top` = runs/<name> or models/<name> of the spec's variant: with a sweep it may only hold lr-*
+  // directories (and hidden staging files), without one none.
+  void check_sweep_layout(const VariantSpec& v, const fs::path& top) const {
+    std::error_code ec;
+    if (!fs::is_directory(top, ec)) return;
+    const std::string name = v.sweep.empty() ? v.name : v.sweep;
+    for (const auto& entry : fs::directory_iterator(top)) {
+      const std::string child = entry.path().filename().string();
+      const bool sweep_dir = child.starts_with("lr-") && entry.is_directory();
+      if (child.starts_with(".") || (v.sweep.empty() ? !sweep_dir : sweep_dir)) continue;  // hidden: staging files
+      throw Error("variant '" + name + "' was run " + (v.sweep.empty() ? "as a learning-rate sweep (" : "with one learning rate (") +
+                      relative_to(top, root_) + "), but the spec now " +
+                      (v.sweep.empty() ? "gives one `lr:`" : "lists several (runs/" + name + "/lr-<lr>)") +
+                      ": delete runs/" + name + " and models/" + name + " to rerun it, or use a new --out",
+                  spec_.file.string());
+    }
   }
 
   // The run's start model: the dense checkpoint itself, or models/<name>[/seed-<S>] converted from it
@@ -355,6 +377,10 @@ class StudyRunner {
                   const fs::path& run, const Json& commands) {
     Json& rec = variant_record(v.name);
     Json r = {{"name", v.name}, {"kind", plan["kind"]}, {"description", v.description}};
+    if (!v.sweep.empty()) {  // one learning rate of a sweep: the report groups the runs by "sweep"
+      r["sweep"] = v.sweep;
+      r["lr"] = std::stod(v.lr);
+    }
     if (!seed) r["model"] = relative_to(model, root_);
     r["start"] = plan["start"];
     if (!seed) r["run"] = relative_to(run, root_);
@@ -417,7 +443,7 @@ class StudyRunner {
     commands.push_back(study::command_line("train", args));
     if (!recorded.empty() && recorded != commands && fs::exists(run)) changed(v, seed, run);
 
-    const bool from_scratch = v.convert && study::has_flag(*v.convert, "from-scratch");
+    const bool from_scratch = study::trains_from_scratch(v);
     const Json plan = {{"kind", config.is_moe() ? "moe" : "dense"},
                        {"start", start.string().starts_with(root_.string()) ? relative_to(start, root_) : start.string()},
                        {"sunk_flops", from_scratch ? 0.0 : checkpoint_flops(start).value_or(dense.sunk_flops)},

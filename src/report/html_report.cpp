@@ -13,6 +13,7 @@
 #include "report/plan_figure.h"
 #include "report/summary_table.h"
 #include "report/svg_plot.h"
+#include "report/token_view.h"
 
 namespace upcycle::report {
 namespace {
@@ -117,13 +118,39 @@ std::string header(const ReportData& d, const PageOptions& o) {
   h += "</p><p>Compared:</p><ul class=\"variants\">";
   for (const Variant& v : d.variants)
     h += "<li><b>" + esc(v.name) + "</b> <span class=\"kind\">" + esc(v.kind) + "</span>" +
-         (v.description.empty() ? "" : " — " + esc(v.description)) + "</li>";
+         (v.description.empty() ? "" : " — " + esc(v.description)) +
+         (v.sweep.empty() || !v.lr ? "" : " (at lr " + esc(format_number("%g", *v.lr)) + ", the best of its learning-rate sweep)") +
+         "</li>";
   h += "</ul><p>";
   if (d.x_axis == XAxis::kExtraComputePercent)
     h += "Every variant gets the same budget, " + format_number("%.0f", 100 * d.extra_compute) +
          " % of the dense model's pretraining FLOPs (" + sci(d.dense_sunk_flops) + "), on top of what its start model already cost.";
   h += "</p><p class=\"finding\"><strong>Finding.</strong> " + esc(finding_sentence(d)) + "</p></header>\n";
   return h;
+}
+
+// Per token against per FLOP, for each MoE variant against the baseline (token_view.h): a table and
+// the sentences computed from it.
+std::string token_view_table(const ReportData& d) {
+  const std::vector<TokenViewRow> rows = token_view_rows(d);
+  if (rows.empty()) return "";
+  const auto delta = [](const std::optional<double>& v) { return v ? esc(format_delta(*v)) : std::string("—"); };
+  const auto at = [](const std::optional<double>& v) { return v ? esc(format_flops(*v)) : std::string("—"); };
+  std::string o = "<table id=\"table-token-view\"><tr><th>MoE variant</th><th>FLOPs per token vs " + std::string(kBaselineVariant) +
+                  "</th><th>Δ loss at equal tokens</th><th>tokens</th><th>Δ loss at equal FLOPs</th><th>FLOPs</th></tr>";
+  for (const TokenViewRow& r : rows)
+    o += "<tr><td>" + esc(r.variant) + "</td><td>" + (r.cost_ratio > 0 ? format_number("%.2f", r.cost_ratio) + "×" : "—") +
+         "</td><td>" + delta(r.per_token_delta) + "</td><td>" + at(r.tokens) + "</td><td>" + delta(r.per_flop_delta) +
+         "</td><td>" + at(r.flops) + "</td></tr>";
+  o += "</table>";
+  const std::string text = token_view_text(d);
+  return "<figure>" + o + "<figcaption><b>Learns faster per token, or wins per FLOP?</b> Each MoE variant's mean "
+         "validation loss minus " + std::string(kBaselineVariant) + "'s (negative = better), once at the most training "
+         "tokens both runs have seen and once at equal training FLOPs: the final evaluations once both have finished "
+         "the same budget (the table's Δ), else the most FLOPs both have spent (the other run interpolated "
+         "between its evaluations" + std::string(any_seeded(d) ? "; means over seeds" : "") + "). A top-2 MoE layer costs "
+         "more FLOPs per token than the dense layer it replaces, so it can win the first comparison and lose the second." +
+         (text.empty() ? "" : " <span id=\"token-view-finding\">" + esc(text) + "</span>") + "</figcaption></figure>";
 }
 
 // The same curves against each run's own training tokens: what the compute axis charges an MoE for
@@ -140,7 +167,8 @@ std::string tokens_figure(const ReportData& d) {
                 "<b>The same, against training tokens.</b> Each run's own tokens (the dense pretraining not counted). "
                 "A model with more parameters per token's compute (an MoE) should learn at least as much per token; "
                 "the plot above charges it for its larger FLOPs per token. A variant ahead here but behind above "
-                "learns more per token than it costs.");
+                "learns more per token than it costs.") +
+         token_view_table(d);
 }
 
 std::string loss_section(const ReportData& d) {
@@ -165,6 +193,49 @@ std::string loss_section(const ReportData& d) {
                "lines in the same colour are the seeds' own runs (their spread is the noise a difference must exceed).";
   return "<section><h2>Validation loss against compute</h2>" + figure(render_line_chart(c), caption) +
          tokens_figure(d) + "</section>\n";
+}
+
+// The learning-rate sweeps (lr_sweep.h): every run's loss at the sweep's compare point against its lr,
+// so the reader sees how the compared lr was chosen. Colours are the variant's.
+std::string sweep_section(const ReportData& d) {
+  if (d.sweeps.empty()) return "";
+  LineChart c{"plot-lr-sweep", "", "peak learning rate, log₁₀ (−3 = 1e-3)", "mean validation loss (nats/token)", {},
+              std::nullopt, "", 760, 360};
+  std::string rows;
+  for (const LrSweep& sweep : d.sweeps) {
+    size_t colour = 0;
+    for (size_t i = 0; i < d.variants.size(); ++i)
+      if (d.variants[i].name == sweep.variant) colour = i;
+    Series s{sweep.variant, {}, colour};
+    for (size_t i = 0; i < sweep.runs.size(); ++i) {
+      const Variant& run = sweep.runs[i];
+      const bool chosen = sweep.best == i;
+      if (sweep.loss[i]) s.points.push_back({std::log10(*run.lr), *sweep.loss[i]});
+      const std::optional<Spread> sp = spread(sweep.seed_loss[i]);
+      std::string loss = sweep.loss[i] ? format_number("%.4f", *sweep.loss[i]) : "—";
+      if (sweep.loss[i] && sp && sp->n > 1) loss += "<small class=\"spread\">" + esc(format_loss_range(*sp)) + "</small>";
+      const std::string gap = sweep.loss[i] && sweep.best && !chosen
+                                  ? esc(format_delta(*sweep.loss[i] - *sweep.loss[*sweep.best])) : std::string(chosen ? "chosen" : "");
+      rows += "<tr><td>" + esc(sweep.variant) + "</td><td>" + esc(format_number("%g", *run.lr)) + "</td><td>" + esc(run.status) +
+              "</td><td" + (chosen ? " class=\"best\"" : "") + ">" + loss + "</td><td>" + gap + "</td><td>" +
+              (sweep.compare_flops > 0 ? esc(format_flops(sweep.compare_flops)) : "—") + "</td></tr>";
+    }
+    c.series.push_back(std::move(s));
+  }
+  const std::string table = "<table id=\"table-lr-sweep\"><tr><th>variant</th><th>peak lr</th><th>status</th><th>mean loss</th>"
+                            "<th>vs chosen</th><th>compared at FLOPs</th></tr>" + rows + "</table>";
+  return "<section><h2>Learning-rate sweeps</h2>" +
+         figure(render_line_chart(c),
+                "<b>Final loss against the peak learning rate.</b> One line per swept variant, one point per learning "
+                "rate: its mean validation loss at the sweep's equal-compute point (table below), on a log₁₀ lr axis.") +
+         figure(table,
+                "Every other plot and table compares each swept variant at its <b>chosen</b> learning rate: the lowest "
+                "mean validation loss (mean over the seeds" + std::string(any_seeded(d) ? ", their min–max in small print" : "") +
+                ") at the equal-compute point, the most training FLOPs every evaluated learning rate of the sweep has "
+                "reached (its final evaluation once all have finished: a learning rate does not change a step's cost). "
+                "Equal losses go to the smaller learning rate. A chosen value at the edge of the sweep means the best "
+                "learning rate may lie outside it.") +
+         "</section>\n";
 }
 
 std::string domain_section(const ReportData& d) {
@@ -351,6 +422,23 @@ std::string specialization_section(const ReportData& d) {
          "</section>\n";
 }
 
+// Every run of the study under its own name: the variants' in their order (one per seed with seeds),
+// then each learning-rate sweep's runs by increasing lr, the chosen one included
+// ("<variant>/lr-<lr>[ · seed S]", where its run directory is).
+template <class Visit>
+void for_each_run(const ReportData& d, Visit visit) {
+  const auto runs_of = [&](const Variant& v) {
+    if (v.seeded())
+      for (const auto& run : v.seed_runs) visit(run);
+    else
+      visit(v);
+  };
+  for (const auto& v : d.variants)
+    if (v.sweep.empty()) runs_of(v);
+  for (const LrSweep& sweep : d.sweeps)
+    for (const Variant& run : sweep.runs) runs_of(run);
+}
+
 std::string details_row(const Variant& v) {
   return "<tr><td>" + esc(v.name) + "</td><td>" + esc(v.kind) + "</td><td class=\"status-" + esc(v.status) + "\">" + esc(v.status) +
          "</td><td>" + std::to_string(v.steps_done) + (v.planned_steps > 0 ? " / " + std::to_string(v.planned_steps) : "") +
@@ -363,11 +451,7 @@ std::string details_section(const ReportData& d) {
       "<section><h2>Run details</h2><table id=\"table-runs\"><tr><th>variant</th><th>kind</th><th>status</th><th>steps</th>"
       "<th>tokens</th><th>train FLOPs/token</th><th>budget FLOPs</th><th>run FLOPs</th></tr>";
   if (d.dense_pretrain) o += details_row(*d.dense_pretrain);
-  for (const auto& v : d.variants)
-    if (v.seeded())
-      for (const auto& run : v.seed_runs) o += details_row(run);  // one row per seed's run
-    else
-      o += details_row(v);
+  for_each_run(d, [&](const Variant& run) { o += details_row(run); });
   return o + "</table><figcaption>Steps done / planned; budget = planned steps × tokens per step × training FLOPs per "
              "token; run FLOPs = what the run has spent so far.</figcaption></section>\n";
 }
@@ -382,11 +466,7 @@ std::string reproduce_section(const ReportData& d) {
     blocks += "<details><summary>" + esc(name) + "</summary><pre>" + esc(text) + "</pre></details>";
   };
   block(kDensePretrainName, d.dense_commands);
-  for (const auto& v : d.variants)
-    if (v.seeded())
-      for (const auto& run : v.seed_runs) block(run.name, run.commands);
-    else
-      block(v.name, v.commands);
+  for_each_run(d, [&](const Variant& run) { block(run.name, run.commands); });
   if (blocks.empty()) return "";
   return "<section id=\"reproduce\"><h2>Reproduce</h2><p class=\"note\">The equivalent command lines from "
          "<code>study.json</code>, in order; click a name to open them.</p>" +
@@ -408,7 +488,7 @@ std::string render_html_report(const ReportData& d, const PageOptions& options) 
                      esc(options.title.empty() ? "upcycle report: " + d.name : options.title) + "</title><style>" + kReportCss +
                      "</style></head><body><main>\n";
   page += header(d, options);
-  page += loss_section(d) + plan_section(d) + domain_section(d) + loss_table(d) + load_section(d) + routing_section(d) +
+  page += loss_section(d) + plan_section(d) + domain_section(d) + loss_table(d) + sweep_section(d) + load_section(d) + routing_section(d) +
           specialization_section(d) + details_section(d) + reproduce_section(d);
   return page + "</main></body></html>\n";
 }

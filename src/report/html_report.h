@@ -1,7 +1,8 @@
 // The `upcycle report` page: one self-contained HTML file (inline CSS and SVG, no JavaScript, no
 // external URL) that opens offline. Every plot is a <figure> with an <svg> of stable id
-// (plot-loss-vs-compute, plot-domain-<domain>, plot-load-<variant>, plot-routing-<variant>,
-// plot-specialization) and a caption saying how to read it; the commands go in a Reproduce section of
+// (plot-loss-vs-compute, plot-loss-vs-tokens, plot-domain-<domain>, plot-lr-sweep, plot-load-<variant>,
+// plot-routing-<variant>, plot-specialization; tables table-token-view, table-final-loss,
+// table-lr-sweep) and a caption saying how to read it; the commands go in a Reproduce section of
 // <details> blocks (one per run, a flag per line). Layout and wording only; the numbers come
 // from run_data and summary_table.
 #pragma once

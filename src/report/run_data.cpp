@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/file_util.h"
 #include "core/json.h"
+#include "report/lr_sweep.h"
 #include "report/seed_runs.h"
 
 namespace upcycle::report {
@@ -236,6 +237,10 @@ Variant load_study_variant(const Json& j, const fs::path& dir, const fs::path& f
   if (v.kind != "dense" && v.kind != "moe") throw Error(where + ": \"kind\" must be \"dense\" or \"moe\"", file.string());
   v.description = string_or(j, "description", "", file);
   v.status = string_or(j, "status", "pending", file);
+  v.sweep = string_or(j, "sweep", "", file);
+  v.lr = optional_number(j, "lr", where, file);
+  if (!v.sweep.empty() && !(v.lr && *v.lr > 0))
+    throw Error(where + ": a learning-rate sweep's run needs a positive \"lr\"", file.string());
   v.sunk_flops = number(j, "sunk_flops", where, file);
   v.budget_flops = optional_number(j, "budget_flops", where, file).value_or(0);
   v.planned_steps = to_count(optional_number(j, "steps", where, file).value_or(0), "steps", where, file);
@@ -300,6 +305,7 @@ ReportData load_study(const fs::path& dir) {
   const Json* variants = field(s, "variants");
   if (variants == nullptr || !variants->is_array()) throw Error("study: \"variants\" is missing or not an array", file.string());
   for (const auto& j : *variants) d.variants.push_back(load_study_variant(j, dir, file, d.dense_sunk_flops));
+  fold_lr_sweeps(d);
   return d;
 }
 
@@ -359,15 +365,28 @@ const Variant* ReportData::find(const std::string& name) const {
   return nullptr;
 }
 
-std::optional<double> loss_at_flops(const std::vector<LossPoint>& curve, double flops) {
+namespace {
+
+// Linear interpolation of the loss along one coordinate of the points (flops or tokens, increasing).
+std::optional<double> loss_at(const std::vector<LossPoint>& curve, double LossPoint::*along, double at) {
   for (size_t i = 0; i < curve.size(); ++i) {
-    if (curve[i].flops == flops) return curve[i].loss;
-    if (i > 0 && curve[i - 1].flops < flops && flops < curve[i].flops) {
-      const double t = (flops - curve[i - 1].flops) / (curve[i].flops - curve[i - 1].flops);
+    if (curve[i].*along == at) return curve[i].loss;
+    if (i > 0 && curve[i - 1].*along < at && at < curve[i].*along) {
+      const double t = (at - curve[i - 1].*along) / (curve[i].*along - curve[i - 1].*along);
       return curve[i - 1].loss + t * (curve[i].loss - curve[i - 1].loss);
     }
   }
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<double> loss_at_flops(const std::vector<LossPoint>& curve, double flops) {
+  return loss_at(curve, &LossPoint::flops, flops);
+}
+
+std::optional<double> loss_at_tokens(const std::vector<LossPoint>& curve, double tokens) {
+  return loss_at(curve, &LossPoint::tokens, tokens);
 }
 
 ReportData load_report_data(const std::vector<fs::path>& dirs) {

@@ -50,6 +50,10 @@ struct DomainRouting {
 struct Variant {
   std::string name, kind = "dense", description, status = "pending";
   std::optional<int64_t> seed;  // a seed run of a variant trained once per seed (name "<variant> · seed <S>")
+  // One learning rate of a sweep (study.json "sweep", "lr"): the spec's variant name and the peak lr.
+  // After load_report_data the sweep's chosen run stands in `variants` under the spec's name (lr_sweep.h).
+  std::string sweep;
+  std::optional<double> lr;
   // A study variant with `seeds:`: one run per seed (each with `seed`), folded by aggregate_seed_runs
   // (seed_runs.h) into the fields below: mean curves over the seeds, the least advanced seed's progress,
   // and the first started seed's loads and routing (expert numbers mean nothing across seeds).
@@ -81,6 +85,17 @@ struct Variant {
   const std::vector<LossPoint>* loss_curve(const std::string& domain) const;
 };
 
+// A variant trained at several peak learning rates (docs/study.md, "Learning-rate sweeps"): every run,
+// by increasing lr, and the one the report compares (chosen by lr_sweep.h's choose_learning_rate).
+struct LrSweep {
+  std::string variant;         // the spec's variant name
+  std::vector<Variant> runs;   // one per learning rate (each with its seed runs, if any)
+  double compare_flops = 0;    // run FLOPs the runs are compared at (0: none evaluated yet)
+  std::vector<std::optional<double>> loss;           // per run: mean validation loss there (mean over seeds)
+  std::vector<std::map<int64_t, double>> seed_loss;  // per run: each seed's loss there (empty without seeds)
+  std::optional<size_t> best;  // the chosen run; nullopt while no run is evaluated
+};
+
 // The name the dense pretraining run is shown under (plots, Reproduce section, finding).
 inline constexpr const char* kDensePretrainName = "dense pretraining";
 
@@ -95,6 +110,7 @@ struct ReportData {
   std::vector<std::string> dense_commands;  // study.json dense.commands
   std::vector<std::string> domains;
   std::vector<Variant> variants;
+  std::vector<LrSweep> sweeps;       // a study's learning-rate sweeps; each one's chosen run is in `variants`
   std::vector<std::string> sources;  // the directories given
 
   const Variant* find(const std::string& name) const;
@@ -106,5 +122,7 @@ ReportData load_report_data(const std::vector<std::filesystem::path>& dirs);
 
 // Curve value at `flops` of the run's own training compute, by linear interpolation; nullopt outside.
 std::optional<double> loss_at_flops(const std::vector<LossPoint>& curve, double flops);
+// Likewise at `tokens` of the run's own training tokens (the per-token view).
+std::optional<double> loss_at_tokens(const std::vector<LossPoint>& curve, double tokens);
 
 }  // namespace upcycle::report

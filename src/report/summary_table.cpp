@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <map>
 
+#include "report/token_view.h"
+
 namespace upcycle::report {
 
 std::string format_number(const char* printf_format, double value) {
@@ -178,6 +180,56 @@ std::string seed_table(const ReportData& data, const std::vector<SummaryRow>& ro
   return out;
 }
 
+// Each learning-rate sweep: every lr's mean loss at the sweep's compare point, the chosen one marked.
+std::string sweep_table(const ReportData& data) {
+  if (data.sweeps.empty()) return "";
+  std::vector<std::vector<std::string>> cells{{"variant", "lr", "status", "mean", "vs chosen"}};
+  for (const LrSweep& sweep : data.sweeps)
+    for (size_t i = 0; i < sweep.runs.size(); ++i) {
+      const bool chosen = sweep.best == i;
+      const std::optional<Spread> sp = spread(sweep.seed_loss[i]);
+      std::string loss = loss_text(sweep.loss[i]);
+      if (sweep.loss[i] && sp && sp->n > 1) loss += " (" + format_loss_range(*sp) + ")";
+      cells.push_back({sweep.variant, format_number("%g", *sweep.runs[i].lr), sweep.runs[i].status, loss,
+                       chosen ? "chosen" : sweep.loss[i] && sweep.best ? format_delta(*sweep.loss[i] - *sweep.loss[*sweep.best]) : ""});
+    }
+  return "\nLearning-rate sweeps (each variant above is compared at its chosen lr):\n" +
+         render_grid(cells, {true, false, true, false, true}) +
+         "mean   = mean validation loss at the most training FLOPs every evaluated lr of the sweep reached\n"
+         "         (with seeds the mean over them, min–max in brackets)\n"
+         "chosen = the lowest mean; equal means go to the smaller lr\n";
+}
+
+// `text` broken at spaces into lines of at most `columns` code points, the first indented by `first`,
+// the others by `rest` (a word longer than a line gets a line of its own).
+std::string wrap(const std::string& text, size_t columns, const std::string& first, const std::string& rest) {
+  std::string out, line = first;
+  bool empty = true;  // no word on `line` yet
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    if (!empty && width(line) + 1 + width(word) > columns) {
+      out += line + "\n";
+      line = rest;
+      empty = true;
+    }
+    line += (empty ? "" : " ") + word;
+    empty = false;
+    start = end + 1;
+  }
+  return out + line + "\n";
+}
+
+// Per token against per FLOP for each MoE variant (token_view.h), one sentence each, wrapped to fit
+// the table's 100-column terminal.
+std::string token_view_lines(const ReportData& data) {
+  std::string out;
+  for (const TokenViewRow& r : token_view_rows(data))
+    if (const std::string s = token_view_sentence(r); !s.empty()) out += wrap(s, 96, "  ", "    ");
+  return out.empty() ? "" : "\nPer token and per FLOP, against " + std::string(kBaselineVariant) + ":\n" + out;
+}
+
 }  // namespace
 
 std::string render_summary_table(const ReportData& data) {
@@ -215,7 +267,7 @@ std::string render_summary_table(const ReportData& data) {
            std::string(!has_delta ? "" : seeded ? std::string("Δ mean = mean of the differences to ") + kBaselineVariant + "'s, paired by seed"
                                                : std::string("; Δ mean = mean − ") + kBaselineVariant + "'s") +
            (seeded && !has_delta ? "" : "\n");
-  return out + seed_table(data, rows);
+  return out + seed_table(data, rows) + sweep_table(data) + token_view_lines(data);
 }
 
 }  // namespace upcycle::report

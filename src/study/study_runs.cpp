@@ -20,7 +20,7 @@ std::string run_dir(const std::string& variant, std::optional<int64_t> seed) { r
 std::string model_dir(const std::string& variant, std::optional<int64_t> seed) { return under("models", variant, seed); }
 
 Flags run_train_flags(const StudySpec& spec, const VariantSpec& variant, std::optional<int64_t> seed) {
-  Flags flags = merge_flags(spec.train, variant.train);
+  Flags flags = variant_train_flags(spec, variant);
   if (seed) flags = merge_flags(flags, {{"seed", {std::to_string(*seed)}}});
   return flags;
 }

@@ -7,6 +7,8 @@
 // Seeds: train always gets --seed S (the data order; the router jitter); convert gets --seed S too
 // (router init, noise, drop, random experts, from-scratch init) unless the variant's `convert:` fixes
 // `seed:` itself, which is kept for every seed: an explicit value is never overridden.
+// A learning-rate sweep's runs are variants named "<sweep>/lr-<lr>" (study_spec.h), so they live in
+// runs/<sweep>/lr-<lr>[/seed-<S>] with no code of their own here.
 #pragma once
 
 #include <optional>
@@ -26,7 +28,8 @@ std::string model_dir(const std::string& variant, std::optional<int64_t> seed);
 // "seed-<S>": the last part of a seeded run's (or model's) directory.
 std::string seed_dir_name(int64_t seed);
 
-// The `upcycle train` flags of one run: the study's `train:` refined by the variant's, plus --seed S.
+// The `upcycle train` flags of one run: variant_train_flags (the study's `train:`, the pretraining
+// schedule for a variant trained from scratch, the variant's `train:`), plus --seed S.
 Flags run_train_flags(const StudySpec& spec, const VariantSpec& variant, std::optional<int64_t> seed);
 // The `upcycle convert` flags of one run (nullopt: no conversion), plus --seed S unless the variant
 // fixes its convert seed.

@@ -5,6 +5,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "core/error.h"
@@ -21,6 +23,10 @@ const std::set<std::string> kStudyTrainFlags = {"model", "data",    "val",      
                                                 "save-every", "keep", "eval-at-start", "resume", "force", "stop-after"};
 const std::set<std::string> kStudyConvertFlags = {"force", "recipe"};
 const std::set<std::string> kStudyInitFlags = {"force"};
+// The learning-rate schedule's shape (`upcycle train` flags): `schedule-offset` is left out, it places a
+// continuation on the dense run's curve and means nothing for a fresh model.
+const std::set<std::string, std::less<>> kScheduleFlags = {"schedule", "lr",      "min-lr",        "warmup",
+                                                           "warmup-start-lr", "decay-fraction", "timescale"};
 
 class SpecReader {
  public:
@@ -104,7 +110,7 @@ class SpecReader {
       }
       std::vector<std::string> values = strings(kv.second, flag_key);
       if (values.empty()) fail(flag_key, "empty list");
-      out.push_back({name, std::move(values)});
+      out.push_back({name, std::move(values), kv.second.IsSequence()});
     }
     return out;
   }
@@ -193,6 +199,54 @@ void refuse_train_seed(const SpecReader& r, const Flags& flags, const std::strin
     r.fail(key + ".seed", "`seeds:` sets --seed of every run; remove it here (the dense pretraining's seed goes under `pretrain:`)");
 }
 
+const Flag* find_flag(const Flags& flags, std::string_view name) {
+  auto it = std::find_if(flags.begin(), flags.end(), [&](const Flag& f) { return f.name == name; });
+  return it == flags.end() ? nullptr : &*it;
+}
+
+// A sweep list written at `key` (`train.lr`, `variants.<v>.train.lr`): every value a positive number,
+// none twice once written canonically (5e-4 and 0.0005 are one run). Rewrites the values canonically.
+void check_lr_list(const SpecReader& r, Flags& flags, const std::string& key) {
+  auto it = std::find_if(flags.begin(), flags.end(), [](const Flag& f) { return f.name == "lr"; });
+  if (it == flags.end() || !it->list) return;
+  std::vector<std::string> canonical;
+  for (size_t i = 0; i < it->values.size(); ++i) {
+    const std::string& text = it->values[i];
+    char* end = nullptr;
+    const double lr = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !(lr > 0) || lr > 1e30)
+      r.fail(key + "[" + std::to_string(i) + "]", "expected a positive learning rate, got '" + text + "'");
+    const std::string c = lr_text(lr);
+    if (std::find(canonical.begin(), canonical.end(), c) != canonical.end())
+      r.fail(key, "learning rate " + c + " is listed twice");
+    canonical.push_back(c);
+  }
+  it->values = std::move(canonical);
+}
+
+// The spec's variants with every learning-rate sweep expanded, in the spec's order: a variant whose
+// effective `lr` (variant_train_flags) is a list becomes one variant per value, in the list's order.
+std::vector<VariantSpec> expand_lr_sweeps(const StudySpec& s) {
+  std::vector<VariantSpec> out;
+  for (const VariantSpec& v : s.variants) {
+    const Flags effective = variant_train_flags(s, v);
+    const Flag* lr = find_flag(effective, "lr");
+    if (lr == nullptr || !lr->list) {
+      out.push_back(v);
+      continue;
+    }
+    for (const std::string& value : lr->values) {
+      VariantSpec run = v;
+      run.sweep = v.name;
+      run.lr = value;
+      run.name = v.name + "/" + lr_dir_name(value);
+      run.train = merge_flags(v.train, {{"lr", {value}}});
+      out.push_back(std::move(run));
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::string> flags_to_args(const Flags& flags) {
@@ -219,6 +273,30 @@ Flags merge_flags(const Flags& base, const Flags& override) {
   }
   return out;
 }
+
+bool is_schedule_flag(std::string_view name) { return kScheduleFlags.contains(name); }
+
+bool trains_from_scratch(const VariantSpec& variant) { return variant.convert && has_flag(*variant.convert, "from-scratch"); }
+
+Flags variant_train_flags(const StudySpec& spec, const VariantSpec& variant) {
+  Flags flags = spec.train;
+  if (trains_from_scratch(variant)) {
+    Flags schedule;
+    for (const Flag& f : spec.pretrain)
+      if (is_schedule_flag(f.name)) schedule.push_back(f);
+    flags = merge_flags(flags, schedule);
+  }
+  return merge_flags(flags, variant.train);
+}
+
+std::string lr_text(double lr) {
+  char text[40];
+  std::snprintf(text, sizeof text, "%g", lr);
+  if (std::strtod(text, nullptr) != lr) std::snprintf(text, sizeof text, "%.17g", lr);
+  return text;
+}
+
+std::string lr_dir_name(const std::string& lr_text) { return "lr-" + lr_text; }
 
 StudySpec parse_study_spec(const fs::path& given) {
   std::error_code ec;
@@ -259,6 +337,11 @@ StudySpec parse_study_spec(const fs::path& given) {
   s.train = r.flags(root["train"], "train", kStudyTrainFlags, "train");
   s.pretrain = r.flags(root["pretrain"], "pretrain", kStudyTrainFlags, "train");
   if (root["pretrain"] && !s.dense.pretrains()) r.fail("pretrain", "only for a study that pretrains its dense model");
+  check_lr_list(r, s.train, "train.lr");
+  if (const Flag* lr = find_flag(s.pretrain, "lr"); lr != nullptr && lr->list)
+    r.fail("pretrain.lr", "one value: the dense model is pretrained once (sweep the variants' `lr:` instead)");
+  if (const Flag* lr = find_flag(s.train, "lr"); lr != nullptr && lr->list && s.dense.pretrains() && !find_flag(s.pretrain, "lr"))
+    r.fail("train.lr", "a sweep for the variants; give the dense pretraining its single value as `pretrain: {lr: …}`");
   if (root["extra_compute"]) s.extra_compute = r.positive(root["extra_compute"], "extra_compute");
   if (root["evals"]) s.evals = r.integer(root["evals"], "evals", 1);
   if (root["analysis_tokens"]) s.analysis_tokens = r.integer(root["analysis_tokens"], "analysis_tokens", 1);
@@ -281,8 +364,10 @@ StudySpec parse_study_spec(const fs::path& given) {
                "step " + std::to_string(*v.from) + " is not kept: add it to dense.keep_steps");
     }
     if (!s.seeds.empty()) refuse_train_seed(r, v.train, "variants." + v.name + ".train");
+    check_lr_list(r, v.train, "variants." + v.name + ".train.lr");
     s.variants.push_back(std::move(v));
   }
+  s.variants = expand_lr_sweeps(s);
   return s;
 }
 

@@ -2,10 +2,13 @@
 // pretrained by the study), which data, how much extra compute, and the variants to compare. Each
 // variant is "convert the dense model with these `upcycle convert` flags (or not: dense
 // continuation), then train it with these `upcycle train` flags" for the same extra FLOPs.
-// Invariants after parse_study_spec: names are unique and file-system safe, paths are absolute
+// Invariants after parse_study_spec: names are unique and file-system safe (a learning-rate sweep's
+// runs: "<name>/lr-<lr>", a relative path), paths are absolute
 // (relative ones are taken from the spec file's directory), no flag map names a flag the study sets
 // itself (--model, --data, --out, --steps, …), a variant's `from` step is a kept pretraining step,
-// `seeds` are distinct positive integers and, when given, no `train:` map sets --seed.
+// `seeds` are distinct positive integers and, when given, no `train:` map sets --seed; a learning-rate
+// sweep (`lr:` written as a list) is expanded into one variant per value (below), so no variant's
+// effective `lr` is a list and the dense pretraining's is a single value.
 // Non-goals: flag validation (each command checks its own flags when the variant is planned).
 #pragma once
 
@@ -23,6 +26,7 @@ namespace upcycle::study {
 struct Flag {
   std::string name;                 // kebab-case, without the dashes
   std::vector<std::string> values;  // empty: a boolean flag
+  bool list = false;                // written as a YAML list (`lr: [1e-3, 2e-3]` is a sweep, `lr: 1e-3` is not)
 };
 using Flags = std::vector<Flag>;
 std::vector<std::string> flags_to_args(const Flags& flags);
@@ -51,6 +55,11 @@ struct VariantSpec {
   Flags train;                   // on top of the study's `train` flags
   std::optional<int64_t> from;   // start from this pretraining step (default: the final dense checkpoint)
   std::optional<double> extra_compute;  // this variant's budget (default: the study's)
+  // One run of a learning-rate sweep (docs/study.md, "Learning-rate sweeps"): the spec's variant whose
+  // effective `lr:` is a list becomes one variant per value, named "<sweep>/lr-<lr>" (so its runs live
+  // in runs/<sweep>/lr-<lr>[/seed-<S>]), with `train.lr` set to that value. Empty for other variants.
+  std::string sweep;  // the spec's variant name
+  std::string lr;     // the value's canonical text ("0.002"), also passed as --lr
 };
 
 struct StudySpec {
@@ -69,6 +78,20 @@ struct StudySpec {
   std::vector<int64_t> seeds;
   std::vector<VariantSpec> variants;
 };
+
+// `upcycle train` flags that shape the learning-rate schedule: what a from-scratch variant takes from
+// the spec's `pretrain:` by default.
+bool is_schedule_flag(std::string_view name);
+// The variant's `convert:` has `from-scratch: true`.
+bool trains_from_scratch(const VariantSpec& variant);
+// A variant's `upcycle train` flags without the seed: the study's `train:`, then for a variant trained
+// from scratch the schedule flags of `pretrain:` (a fresh model trains like the dense one did), then
+// the variant's own `train:`.
+Flags variant_train_flags(const StudySpec& spec, const VariantSpec& variant);
+// "0.002", "1e-05": printf %g, or every digit when %g would not read back as the same number.
+std::string lr_text(double lr);
+// "lr-0.002": a sweep run's directory under runs/<sweep>/ (and models/<sweep>/).
+std::string lr_dir_name(const std::string& lr_text);
 
 // Reads and checks SPEC.yaml; Error naming the file and the key for anything malformed.
 StudySpec parse_study_spec(const std::filesystem::path& file);

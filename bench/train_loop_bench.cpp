@@ -95,7 +95,7 @@ Result bench(bool moe, const fs::path& scratch) {
   auto be = backend::make_backend(backend::BackendKind::kCpu);
   auto raw = model::load_transformer(config, model_dir, *be);
   if (config.is_moe()) raw->set_moe_options(train::resolve_moe_options(o, config));
-  train::AdamW adamw(raw->params().specs(), {o.beta1, o.beta2, o.eps, o.weight_decay});
+  train::AdamW adamw(*be, raw->params().specs(), {o.beta1, o.beta2, o.eps, o.weight_decay});
   const int64_t T = g_batch * g_seq;
   std::vector<int32_t> ids(static_cast<size_t>(T)), targets(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {

@@ -159,7 +159,7 @@ void register_train_step(const std::string& name, bool moe, backend::BackendKind
     for (int64_t t = 0; t < T; ++t) targets[size_t(t)] = (t + 1) % g_seq == 0 ? -1 : ids[size_t(t + 1)];
     // The trainer's defaults (train/trainer_options.h): AdamW β (0.9, 0.95), ε 1e-8, weight decay 0.1
     // (not on norms), clipping to 1.0; lr 3e-4. torch_train_step.py uses the same.
-    train::AdamW adamw(m.params().specs(), {0.9, 0.95, 1e-8, 0.1});
+    train::AdamW adamw(*be, m.params().specs(), {0.9, 0.95, 1e-8, 0.1});
     auto step = [&] {
       m.zero_grads();
       m.forward(ids.data(), g_batch, g_seq);
@@ -167,8 +167,8 @@ void register_train_step(const std::string& name, bool moe, backend::BackendKind
       m.backward();
       float* grads = m.grads().data();
       const size_t n = m.grads().size();
-      const double factor = train::clip_factor(train::global_grad_norm(grads, n), 1.0);
-      if (factor != 1.0) train::scale_grads(grads, n, factor);
+      const double factor = train::clip_factor(be->l2_norm(grads, int64_t(n)), 1.0);
+      if (factor != 1.0) be->scale(grads, factor, int64_t(n));
       adamw.step(m.params().data(), grads, 3e-4);
       return loss;
     };

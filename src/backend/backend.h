@@ -151,6 +151,32 @@ class Backend {
   virtual void grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x,
                                        const float* const* w, const int64_t* offsets, int64_t G, int64_t K,
                                        int64_t N) = 0;
+
+  // --- Optimizer (train/ coordinates: train/adamw.h, train/trainer_step.cpp, train/expert_bias.h) ---
+  // Returns sqrt(Σ x[i]²) to the host (the step's one readback of the gradients), each x[i] widened to
+  // double and the sum kept in double. The summation order is the backend's own but fixed: for a given
+  // thread count the result never varies, as the clipping it feeds must not.
+  virtual double l2_norm(const float* x, int64_t n) = 0;
+  // x[i] = float(double(x[i]) · factor): the 1/grad_accum average times the clip factor, in one pass.
+  virtual void scale(float* x, double factor, int64_t n) = 0;
+  // One torch.optim.AdamW step over a flat buffer split into ranges [offsets[r], offsets[r+1]), r < ranges
+  // (offsets and decay are small host arrays: one entry per parameter tensor). Per element, in double,
+  // each stored value rounded to fp32 once:
+  //   m ← β1·m + (1−β1)·g ;  v ← β2·v + (1−β2)·g²           (m, v stored as fp32 first)
+  //   p ← p·keep − step_size · m / (sqrt(v)/bias_correction2_sqrt + ε)
+  // with keep = decay_keep where decay[r] != 0, else 1. The caller computes the step's scalars
+  // (train::AdamW: step_size = lr/(1−β1^t), bias_correction2_sqrt = sqrt(1−β2^t), decay_keep = 1−lr·wd).
+  struct AdamWScalars {
+    double beta1 = 0, beta2 = 0, eps = 0;
+    double step_size = 0, bias_correction2_sqrt = 1, decay_keep = 1;
+  };
+  virtual void adamw_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads,
+                          const int64_t* offsets, const uint8_t* decay, int64_t ranges, const AdamWScalars& s) = 0;
+  // Aux-loss-free balancing (train/expert_bias.h): bias[e] = float(double(bias[e]) + rate·sign(Σload − E·load[e]))
+  // for e < E. `bias` is backend memory; `load` is host memory: the per-expert token counts are already
+  // on the host (the routing counts the trainer logs), and E is a few dozen, so they travel as an
+  // argument (a device backend copies E integers with the launch) rather than as another buffer.
+  virtual void expert_bias_update(float* bias, const int64_t* load, int64_t E, double rate) = 0;
 };
 
 enum class BackendKind { kRef, kCpu, kCpuBF16 };

@@ -11,8 +11,13 @@
 #include <cstdint>
 #include <span>
 
+#include "backend/backend.h"
+
 namespace upcycle::train {
 
-void update_expert_bias(std::span<float> bias_E, std::span<const int64_t> load_E, double rate);
+// bias_E is backend memory of `backend`; load_E the step's host-side token counts (one per expert).
+// The arithmetic is the backend's expert_bias_update op.
+void update_expert_bias(backend::Backend& backend, std::span<float> bias_E, std::span<const int64_t> load_E,
+                        double rate);
 
 }  // namespace upcycle::train

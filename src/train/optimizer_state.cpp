@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <span>
@@ -28,13 +27,6 @@ std::string decimal(double v) {
   char buf[64];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest text that reads back exactly
   return std::string(buf, r.ptr);
-}
-
-// Element offset of each spec in the flat buffer, plus the total at the end.
-std::vector<size_t> offsets(const std::vector<WeightSpec>& specs) {
-  std::vector<size_t> begin(specs.size() + 1, 0);
-  for (size_t i = 0; i < specs.size(); ++i) begin[i + 1] = begin[i] + shape_numel(specs[i].shape);
-  return begin;
 }
 
 int64_t parse_step(const SafetensorsFile& file) {
@@ -62,9 +54,11 @@ const TensorInfo& expect_tensor(const SafetensorsFile& file, const std::string& 
   return *info;
 }
 
-void copy_tensor(const SafetensorsFile& file, const TensorInfo& info, float* to) {
+// Uploads tensor `info` of `file` into `moments` at element `offset` (the caller checked its shape).
+void upload_tensor(const SafetensorsFile& file, const TensorInfo& info, backend::Buffer<float>& moments,
+                   int64_t offset) {
   const std::span<const std::byte> bytes = file.data(info);
-  std::memcpy(to, bytes.data(), bytes.size());
+  moments.backend()->upload(moments.data() + offset, bytes.data(), bytes.size());
 }
 
 // Checks that `file` looks like any optimizer state: a step, and only F32 exp_avg./exp_avg_sq. pairs
@@ -138,11 +132,16 @@ void save_optimizer_state(const AdamW& optimizer, const std::filesystem::path& f
                       {"weight_decay", decimal(c.weight_decay)}};
   const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
   CheckpointWriter writer(dir, std::move(decls), std::move(options));
-  const std::vector<size_t> begin = offsets(specs);
+  const std::vector<int64_t>& begin = optimizer.offsets();
+  std::vector<float> staging;
+  auto write = [&](std::string_view prefix, const backend::Buffer<float>& moments, size_t i) {
+    staging.resize(size_t(begin[i + 1] - begin[i]));
+    moments.backend()->download(staging.data(), moments.data() + begin[i], staging.size() * sizeof(float));
+    writer.write_f32(std::string(prefix) + specs[i].name, staging);
+  };
   for (size_t i = 0; i < specs.size(); ++i) {
-    const size_t n = begin[i + 1] - begin[i];
-    writer.write_f32(std::string(kExpAvg) + specs[i].name, {optimizer.exp_avg().data() + begin[i], n});
-    writer.write_f32(std::string(kExpAvgSq) + specs[i].name, {optimizer.exp_avg_sq().data() + begin[i], n});
+    write(kExpAvg, optimizer.exp_avg(), i);
+    write(kExpAvgSq, optimizer.exp_avg_sq(), i);
   }
   writer.finish();
 }
@@ -151,7 +150,7 @@ void load_optimizer_state(AdamW& optimizer, const std::filesystem::path& file) {
   const SafetensorsFile state = SafetensorsFile::open(file);
   const int64_t step = parse_step(state);
   const std::vector<WeightSpec>& specs = optimizer.specs();
-  const std::vector<size_t> begin = offsets(specs);
+  const std::vector<int64_t>& begin = optimizer.offsets();
   // Validate everything before touching the optimizer: a failed load leaves it as it was.
   std::vector<std::pair<const TensorInfo*, const TensorInfo*>> found;
   std::map<std::string, bool, std::less<>> expected;
@@ -165,8 +164,8 @@ void load_optimizer_state(AdamW& optimizer, const std::filesystem::path& file) {
     if (!expected.contains(t.name))
       throw Error("optimizer state has tensor " + t.name + ", which this model has no parameter for", file.string());
   for (size_t i = 0; i < specs.size(); ++i) {
-    copy_tensor(state, *found[i].first, optimizer.exp_avg().data() + begin[i]);
-    copy_tensor(state, *found[i].second, optimizer.exp_avg_sq().data() + begin[i]);
+    upload_tensor(state, *found[i].first, optimizer.exp_avg(), begin[i]);
+    upload_tensor(state, *found[i].second, optimizer.exp_avg_sq(), begin[i]);
   }
   optimizer.set_steps(step);
 }
@@ -175,7 +174,7 @@ MomentBroadcast broadcast_dense_moments(AdamW& optimizer, const std::filesystem:
   const SafetensorsFile dense = SafetensorsFile::open(dense_optimizer_file);
   const auto dense_params = optimizer_state_params(dense);
   const std::vector<WeightSpec>& specs = optimizer.specs();
-  const std::vector<size_t> begin = offsets(specs);
+  const std::vector<int64_t>& begin = optimizer.offsets();
   int64_t layers = 0;
   for (const WeightSpec& spec : specs) layers = std::max(layers, spec.layer + 1);
   const auto ffn_names = dense_ffn_names(layers);
@@ -191,17 +190,15 @@ MomentBroadcast broadcast_dense_moments(AdamW& optimizer, const std::filesystem:
       source = ffn_names.at({spec.layer, ffn_role});
       it = dense_params.find(source);
     }
-    float* m = optimizer.exp_avg().data() + begin[i];
-    float* v = optimizer.exp_avg_sq().data() + begin[i];
-    const size_t n = begin[i + 1] - begin[i];
     if (it == dense_params.end() || it->second != spec.shape) {
-      std::fill_n(m, n, 0.0f);
-      std::fill_n(v, n, 0.0f);
+      const size_t bytes = size_t(begin[i + 1] - begin[i]) * sizeof(float);
+      for (backend::Buffer<float>* moments : {&optimizer.exp_avg(), &optimizer.exp_avg_sq()})
+        moments->backend()->fill_zero(moments->data() + begin[i], bytes);
       result.fresh.push_back(spec.name);
       continue;
     }
-    copy_tensor(dense, *dense.find(std::string(kExpAvg) + source), m);
-    copy_tensor(dense, *dense.find(std::string(kExpAvgSq) + source), v);
+    upload_tensor(dense, *dense.find(std::string(kExpAvg) + source), optimizer.exp_avg(), begin[i]);
+    upload_tensor(dense, *dense.find(std::string(kExpAvgSq) + source), optimizer.exp_avg_sq(), begin[i]);
     ++result.copied;
   }
   return result;

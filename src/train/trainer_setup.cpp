@@ -65,7 +65,7 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
 
   backend_ = backend::make_backend(backend::backend_kind_from_name(options_.backend));
   load_model(model_dir);
-  optimizer_.emplace(model_->params().specs(), AdamWConfig{options_.beta1, options_.beta2, options_.eps,
+  optimizer_.emplace(*backend_, model_->params().specs(), AdamWConfig{options_.beta1, options_.beta2, options_.eps,
                                                             options_.weight_decay});
   side_files_from_ = model_dir;
   if (resume_from) {

@@ -1,6 +1,8 @@
 // One optimizer step (see trainer.h for the sequence). Gradients of the grad_accum micro-batches sum
 // in the model's gradient store; the 1/grad_accum average and the clipping factor are applied in one
-// pass. The gradient norm reported (and clipped to) is that of the averaged gradient.
+// pass. The gradient norm reported (and clipped to) is that of the averaged gradient. The maths runs
+// in backend ops (l2_norm: the step's one gradient readback, scale, adamw_step, expert_bias_update);
+// this file decides what to call.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -50,11 +52,13 @@ void Trainer::accumulate_moe_stats(StepResult& r) const {
 
 void Trainer::update_expert_bias(const StepResult& r) {
   for (const auto& layer : r.moe) {
+    // The selection bias is still a host vector of the model (model/transformer.h), which the host
+    // backends read in place; once it is a backend buffer this call stays as it is.
     std::vector<float>& bias = model_->expert_bias(layer.layer);
-    train::update_expert_bias(bias, layer.tokens_per_expert, options_.expert_bias_rate);
+    train::update_expert_bias(*backend_, bias, layer.tokens_per_expert, options_.expert_bias_rate);
     // dots1 holds the bias as a weight (e_score_correction_bias): checkpoints and evaluation see it.
     if (float* weight = model_->params().find(router_bias_name(layer.layer)))
-      std::copy(bias.begin(), bias.end(), weight);
+      backend_->upload(weight, bias.data(), bias.size() * sizeof(float));
   }
 }
 
@@ -109,9 +113,11 @@ StepResult Trainer::step() {
 
   float* grads = model_->grads().data();
   const size_t n = model_->grads().size();
-  if (std::find(hooks_.nan_steps.begin(), hooks_.nan_steps.end(), r.step) != hooks_.nan_steps.end())
-    grads[0] = std::numeric_limits<float>::quiet_NaN();  // test hook: a poisoned gradient
-  r.grad_norm = global_grad_norm(grads, n) / double(A);
+  if (std::find(hooks_.nan_steps.begin(), hooks_.nan_steps.end(), r.step) != hooks_.nan_steps.end()) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();  // test hook: a poisoned gradient
+    backend_->upload(grads, &nan, sizeof nan);
+  }
+  r.grad_norm = backend_->l2_norm(grads, int64_t(n)) / double(A);
   r.lr = schedule_.lr(state_.step);
   r.skipped = !std::isfinite(r.loss) || !std::isfinite(r.grad_norm);
   if (r.skipped) {
@@ -119,7 +125,7 @@ StepResult Trainer::step() {
     ++state_.consecutive_nonfinite;
   } else {
     const double factor = clip_factor(r.grad_norm, options_.clip) / double(A);
-    if (factor != 1.0) scale_grads(grads, n, factor);
+    if (factor != 1.0) backend_->scale(grads, factor, int64_t(n));
     const auto e0 = std::chrono::steady_clock::now();
     optimizer_->step(model_->params().data(), grads, r.lr);
     r.engine_seconds += seconds_since(e0);

@@ -1,5 +1,5 @@
-// Helpers for backend op tests: seeded random tensors, a norm-aware closeness check, and the usual
-// inv_freq table. Header-only so only the backend tests pull in the backend library's headers.
+// Helpers for backend op tests: the list of backends every parameterised test runs on, seeded random
+// tensors, a norm-aware closeness check, and the usual inv_freq table. Header-only.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,9 +10,67 @@
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/rng.h"
 
 namespace upcycle::test {
+
+// Every registered backend, in registry order: tests instantiate over this (never a hand-written
+// list), so a new backend is checked everywhere by being registered (backend::registered_backends()).
+inline std::vector<backend::BackendKind> backend_kinds() {
+  std::vector<backend::BackendKind> kinds;
+  for (const backend::BackendInfo& info : backend::registered_backends()) kinds.push_back(info.kind);
+  return kinds;
+}
+
+// Every registered backend but ref, the oracle the others are compared with.
+inline std::vector<backend::BackendKind> non_ref_backend_kinds() {
+  std::vector<backend::BackendKind> kinds;
+  for (backend::BackendKind kind : backend_kinds())
+    if (kind != backend::BackendKind::kRef) kinds.push_back(kind);
+  return kinds;
+}
+
+// Backends that round matmul inputs (cpu-bf16: linear and grouped linear from bf16 inputs).
+inline bool rounds_matmul_inputs(backend::BackendKind kind) { return kind == backend::BackendKind::kCpuBF16; }
+
+// Every registered backend whose ops are all full fp32: for tests whose tolerances are fp32's
+// (finite differences through whole layers and models, comparisons with double references).
+// cpu-bf16's whole-model closeness to fp32 is pinned in backend_bf16_test.cpp instead.
+inline std::vector<backend::BackendKind> fp32_backend_kinds() {
+  std::vector<backend::BackendKind> kinds;
+  for (backend::BackendKind kind : backend_kinds())
+    if (!rounds_matmul_inputs(kind)) kinds.push_back(kind);
+  return kinds;
+}
+
+// The registry name as a gtest name part ("cpu-bf16" → "cpu_bf16").
+inline std::string backend_test_name(backend::BackendKind kind) {
+  for (const backend::BackendInfo& info : backend::registered_backends()) {
+    if (info.kind != kind) continue;
+    std::string name(info.name);
+    for (char& c : name)
+      if (c == '-') c = '_';
+    return name;
+  }
+  return "unregistered";
+}
+
+// Tolerance of a backend's matmul ops (linear, grouped linear; not the _f32 variants) against ref or a
+// double oracle, given the fp32 tolerance: cpu-bf16 rounds their inputs to bf16 (relative error 2⁻⁹
+// per input, so products carry ~1e-3 and a 1e-2 bound leaves margin); every other backend and op keeps
+// the fp32 tolerance. backend_bf16_test.cpp pins the bf16 semantics exactly.
+inline constexpr double kBf16MatmulRtol = 1e-2;
+inline double matmul_rtol(std::string_view backend_name, double fp32_rtol) {
+  return rounds_matmul_inputs(backend::backend_kind_from_name(backend_name)) ? kBf16MatmulRtol : fp32_rtol;
+}
+
+// Name generator for INSTANTIATE_TEST_SUITE_P(..., ValuesIn(backend_kinds()), BackendTestName()).
+struct BackendTestName {
+  std::string operator()(const ::testing::TestParamInfo<backend::BackendKind>& info) const {
+    return backend_test_name(info.param);
+  }
+};
 
 // n standard-normal draws times `scale`, reproducible from (seed, stream).
 inline std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f,

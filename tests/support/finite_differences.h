@@ -83,10 +83,10 @@ inline constexpr FdSpec kSmooth{.step = 1e-5, .tol = 1e-7};
 // A float backward against the double reference gradient at the same inputs.
 inline constexpr double kFloatRtol = 1e-5;
 
-// Runs fn on the ref and the cpu backend, each under a trace naming it.
+// Runs fn on every registered backend, each under a trace naming it.
 template <typename Fn>
 void for_each_backend(Fn fn) {
-  for (backend::BackendKind kind : {backend::BackendKind::kRef, backend::BackendKind::kCpu}) {
+  for (backend::BackendKind kind : backend_kinds()) {
     auto be = backend::make_backend(kind);
     SCOPED_TRACE(std::string("backend ") + std::string(be->name()));
     fn(*be);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/buffer.h"
+#include "support/backend_test_support.h"
 
 namespace upcycle::backend {
 namespace {
@@ -62,17 +63,7 @@ TEST_P(BackendBuffer, SizeMismatchIsABug) {
   EXPECT_ANY_THROW(a.download(wrong));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, BackendBuffer, ::testing::ValuesIn([] {
-                           std::vector<BackendKind> kinds;
-                           for (const BackendInfo& info : registered_backends()) kinds.push_back(info.kind);
-                           return kinds;
-                         }()),
-                         [](const ::testing::TestParamInfo<BackendKind>& info) {
-                           std::string name(registered_backends()[info.index].name);
-                           for (char& c : name)
-                             if (c == '-') c = '_';
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, BackendBuffer, ::testing::ValuesIn(test::backend_kinds()), test::BackendTestName());
 
 }  // namespace
 }  // namespace upcycle::backend

@@ -1,4 +1,4 @@
-// Hand-computed cases for each op on both backends: values worked out on paper or from a direct
+// Hand-computed cases for each op on every registered backend: values worked out on paper or from a direct
 // formula, so a shared misunderstanding of the contract (which cpu-vs-ref cannot catch) shows up.
 // Also the accumulate contract: a backward called twice on the same inputs doubles every gradient.
 #include <gtest/gtest.h>
@@ -255,10 +255,53 @@ TEST_P(BackendOpCases, BackwardTwiceDoublesGradients) {
                   {std::vector<float>(size_t(7 * K))});
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, BackendOpCases, ::testing::Values(BackendKind::kRef, BackendKind::kCpu),
-                         [](const ::testing::TestParamInfo<BackendKind>& info) {
-                           return info.param == BackendKind::kRef ? std::string("ref") : std::string("cpu");
-                         });
+// The optimizer ops by hand. AdamW at t = 2 with β1 = 1/2, β2 = 3/4, lr = 0.075, wd = 0.2, from
+// m = 1/4, v = 1/16 and g = 1/2 (all exact in binary):
+//   m = ½·¼ + ½·½ = 0.375;  v = ¾·(1/16) + ¼·¼ = 0.109375;  m̂ = m/(1 − ¼) = ½;  v̂ = v/(1 − 9/16) = ¼
+//   p = 1·(1 − 0.075·0.2) − 0.075·½/(√¼ + ε) = 0.985 − 0.075 = 0.91 (decayed), 1 − 0.075 = 0.925 (not),
+// over ranges [0,1) decayed, [1,1) empty, [1,2) not decayed.
+TEST_P(BackendOpCases, AdamWStepByHand) {
+  const std::vector<int64_t> offsets = {0, 1, 1, 2};
+  const std::vector<uint8_t> decay = {1, 1, 0};
+  std::vector<float> p = {1, 1}, m = {0.25f, 0.25f}, v = {0.0625f, 0.0625f};
+  const std::vector<float> g = {0.5f, 0.5f};
+  const double lr = 0.075, beta1 = 0.5, beta2 = 0.75;
+  Backend::AdamWScalars s{.beta1 = beta1, .beta2 = beta2, .eps = 1e-8};
+  s.step_size = lr / (1 - beta1 * beta1);
+  s.bias_correction2_sqrt = std::sqrt(1 - beta2 * beta2);
+  s.decay_keep = 1 - lr * 0.2;
+  be_->adamw_step(p.data(), m.data(), v.data(), g.data(), offsets.data(), decay.data(), 3, s);
+  EXPECT_EQ(m, (std::vector<float>{0.375f, 0.375f}));
+  EXPECT_EQ(v, (std::vector<float>{0.109375f, 0.109375f}));
+  EXPECT_FLOAT_EQ(p[0], 0.91f);
+  EXPECT_FLOAT_EQ(p[1], 0.925f);
+}
+
+// ‖(1, 2, 2, 4)‖ = 5 and ‖(3, −4)‖ = 5 exactly; 70000 ones (two cpu chunks and a tail) give √70000.
+// Clipping (3, −4) to norm 1 with two micro-batches averaged: factor = (1/5)/2 = 0.1.
+TEST_P(BackendOpCases, GradNormAndClipScalingByHand) {
+  const std::vector<float> a = {1, 2, 2, 4};
+  EXPECT_EQ(be_->l2_norm(a.data(), 4), 5.0);
+  std::vector<float> g = {3, -4};
+  EXPECT_EQ(be_->l2_norm(g.data(), 2), 5.0);
+  const std::vector<float> ones(70000, 1.0f);
+  EXPECT_EQ(be_->l2_norm(ones.data(), 70000), std::sqrt(70000.0));
+  be_->scale(g.data(), 1.0 / 5.0 / 2.0, 2);
+  EXPECT_EQ(g, (std::vector<float>{0.3f, -0.4f}));
+  EXPECT_EQ(be_->l2_norm(g.data(), 0), 0.0);
+}
+
+// Loads (5, 1, 3, 3), mean 3: the overloaded expert's bias drops by γ, the underloaded one's rises,
+// experts at the mean stay.
+TEST_P(BackendOpCases, ExpertBiasUpdateByHand) {
+  std::vector<float> bias = {0.5f, -0.25f, 0.0f, 1.0f};
+  const std::vector<int64_t> load = {5, 1, 3, 3};
+  be_->expert_bias_update(bias.data(), load.data(), 4, 0.125);
+  EXPECT_EQ(bias, (std::vector<float>{0.375f, -0.125f, 0.0f, 1.0f}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BackendOpCases, ::testing::ValuesIn(test::backend_kinds()),
+                         test::BackendTestName());
 
 }  // namespace
 }  // namespace upcycle::backend

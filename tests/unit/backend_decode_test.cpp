@@ -1,6 +1,7 @@
 // attention_decode against attention_forward over the whole sequence: for awkward sizes (S = 10,
 // GQA groups of 1, 3 and 6, windows 1, 3 and longer than the sequence) every split of a sequence into
-// cached past + new block must reproduce forward's rows for the new positions. ref: bitwise (forward
+// cached past + new block must reproduce forward's rows for the new positions, on every registered
+// backend. ref: bitwise (forward
 // and decode run the same double loops). cpu: within kRtolCpu of its own forward, not bitwise — the
 // forward is tiled over sgemm (scores and P·V of 64 query rows at once, vector exp) while decode keeps
 // a per-row kernel, so sums run in a different order; measured ≤ 1e-7 (all_close's relative measure)
@@ -45,30 +46,34 @@ std::vector<float> decode_rows(Backend& be, const DecodeCase& c, const std::vect
 }
 
 TEST(AttentionDecode, MatchesFullForwardForEverySplit) {
-  auto ref = make_backend(BackendKind::kRef), cpu = make_backend(BackendKind::kCpu);
-  uint64_t seed = 900;
-  for (const DecodeCase& c : {DecodeCase{13, 6, 2, 10, 0}, DecodeCase{13, 6, 6, 10, 3}, DecodeCase{11, 6, 1, 10, 1},
-                              DecodeCase{9, 3, 1, 6, 50}, DecodeCase{7, 2, 2, 4, 4}}) {
-    const int64_t Q = c.H * c.S, K = c.KV * c.S;
-    const auto q = random_floats(size_t(c.T * Q), seed++, 2.0f), k = random_floats(size_t(c.T * K), seed++, 2.0f);
-    const auto v = random_floats(size_t(c.T * K), seed++);
-    AttentionShape full{.batch = 1, .seq_len = c.T, .heads = c.H, .kv_heads = c.KV, .head_dim = c.S,
-                        .window = c.window, .scale = 1.0f / std::sqrt(float(c.S))};
-    std::vector<float> out_ref(q.size()), out_cpu(q.size()), lse(size_t(c.T * c.H));
-    ref->attention_forward(out_ref.data(), lse.data(), q.data(), k.data(), v.data(), full);
-    cpu->attention_forward(out_cpu.data(), lse.data(), q.data(), k.data(), v.data(), full);
-    for (int64_t past = 0; past < c.T; ++past) {
-      for (int64_t Tn : {int64_t(1), c.T - past}) {
-        SCOPED_TRACE("T=" + std::to_string(c.T) + " KV=" + std::to_string(c.KV) + " window=" +
-                     std::to_string(c.window) + " past=" + std::to_string(past) + " Tn=" + std::to_string(Tn));
-        const std::vector<float> want_ref(out_ref.begin() + past * Q, out_ref.begin() + (past + Tn) * Q);
-        const std::vector<float> want_cpu(out_cpu.begin() + past * Q, out_cpu.begin() + (past + Tn) * Q);
-        const auto got_ref = decode_rows(*ref, c, q, k, v, past, Tn);
-        const auto got_cpu = decode_rows(*cpu, c, q, k, v, past, Tn);
-        EXPECT_EQ(got_ref, want_ref);
-        EXPECT_TRUE(all_close(got_cpu, want_cpu, kRtolCpu));
-        EXPECT_EQ(decode_rows(*cpu, c, q, k, v, past, Tn), got_cpu);  // deterministic
-        EXPECT_TRUE(all_close(got_cpu, want_ref, kRtol));
+  auto ref = make_backend(BackendKind::kRef);
+  for (BackendKind kind : test::non_ref_backend_kinds()) {
+    auto be = make_backend(kind);
+    SCOPED_TRACE(std::string(be->name()));
+    uint64_t seed = 900;
+    for (const DecodeCase& c : {DecodeCase{13, 6, 2, 10, 0}, DecodeCase{13, 6, 6, 10, 3}, DecodeCase{11, 6, 1, 10, 1},
+                                DecodeCase{9, 3, 1, 6, 50}, DecodeCase{7, 2, 2, 4, 4}}) {
+      const int64_t Q = c.H * c.S, K = c.KV * c.S;
+      const auto q = random_floats(size_t(c.T * Q), seed++, 2.0f), k = random_floats(size_t(c.T * K), seed++, 2.0f);
+      const auto v = random_floats(size_t(c.T * K), seed++);
+      AttentionShape full{.batch = 1, .seq_len = c.T, .heads = c.H, .kv_heads = c.KV, .head_dim = c.S,
+                          .window = c.window, .scale = 1.0f / std::sqrt(float(c.S))};
+      std::vector<float> out_ref(q.size()), out_be(q.size()), lse(size_t(c.T * c.H));
+      ref->attention_forward(out_ref.data(), lse.data(), q.data(), k.data(), v.data(), full);
+      be->attention_forward(out_be.data(), lse.data(), q.data(), k.data(), v.data(), full);
+      for (int64_t past = 0; past < c.T; ++past) {
+        for (int64_t Tn : {int64_t(1), c.T - past}) {
+          SCOPED_TRACE("T=" + std::to_string(c.T) + " KV=" + std::to_string(c.KV) + " window=" +
+                       std::to_string(c.window) + " past=" + std::to_string(past) + " Tn=" + std::to_string(Tn));
+          const std::vector<float> want_ref(out_ref.begin() + past * Q, out_ref.begin() + (past + Tn) * Q);
+          const std::vector<float> want_be(out_be.begin() + past * Q, out_be.begin() + (past + Tn) * Q);
+          const auto got_ref = decode_rows(*ref, c, q, k, v, past, Tn);
+          const auto got_be = decode_rows(*be, c, q, k, v, past, Tn);
+          EXPECT_EQ(got_ref, want_ref);
+          EXPECT_TRUE(all_close(got_be, want_be, kRtolCpu));
+          EXPECT_EQ(decode_rows(*be, c, q, k, v, past, Tn), got_be);  // deterministic
+          EXPECT_TRUE(all_close(got_be, want_ref, kRtol));
+        }
       }
     }
   }
@@ -77,7 +82,7 @@ TEST(AttentionDecode, MatchesFullForwardForEverySplit) {
 // A window shorter than the past hides the oldest keys: changing them must not change the output,
 // changing a visible one must.
 TEST(AttentionDecode, WindowHidesOldKeys) {
-  for (auto kind : {BackendKind::kRef, BackendKind::kCpu}) {
+  for (auto kind : test::backend_kinds()) {
     auto be = make_backend(kind);
     const DecodeCase c{10, 2, 1, 4, 3};
     auto q = random_floats(size_t(c.T * c.H * c.S), 1), k = random_floats(size_t(c.T * c.S), 2);

@@ -75,7 +75,7 @@ TEST(ExpertBiasLayer, FlipsSelectionKeepsCombineWeightsAndCounts) {
   // Bias 0.35 on expert 1: scores t0 .5/.6/.25 → 1, t1 .7/.55/.1 → 0, t2 .6/.65/.1 → 1, t3 → 2.
   const std::vector<float> bias = {0.0f, 0.35f, 0.0f};
   const int expected[T] = {1, 0, 1, 2};
-  for (BackendKind kind : {BackendKind::kRef, BackendKind::kCpu}) {
+  for (BackendKind kind : test::backend_kinds()) {
     auto be = backend::make_backend(kind);
     MoeLayer layer(*be, token_choice(E, 1, TopkNorm::kNone), MoeDims{.hidden = D, .expert_width = F});
     MoeWeights weights = w.weights();
@@ -104,17 +104,21 @@ TEST(ExpertBiasLayer, FlipsSelectionKeepsCombineWeightsAndCounts) {
 }
 
 TEST(ExpertBiasUpdate, SignStepTowardsTheMeanLoad) {
-  std::vector<float> b = {0.5f, -0.25f, 0.0f, 1.0f};
-  const std::vector<int64_t> load = {5, 1, 3, 3};  // mean 3: overloaded, underloaded, balanced, balanced
-  train::update_expert_bias(b, load, 0.125);
-  EXPECT_EQ(b, (std::vector<float>{0.375f, -0.125f, 0.0f, 1.0f}));
-  std::vector<float> c = {0.1f, 0.2f, 0.3f};
-  const std::vector<float> before = c;
-  train::update_expert_bias(c, std::vector<int64_t>{7, 7, 7}, 1e-3);  // balanced: nothing moves
-  EXPECT_EQ(c, before);
-  std::vector<float> d = {0.0f, 0.0f};
-  train::update_expert_bias(d, std::vector<int64_t>{1, 2}, 1e-3);  // mean 1.5 is no expert's load
-  EXPECT_EQ(d, (std::vector<float>{float(1e-3), float(-1e-3)}));
+  for (BackendKind kind : test::backend_kinds()) {
+    auto be = backend::make_backend(kind);
+    SCOPED_TRACE(std::string(be->name()));
+    std::vector<float> b = {0.5f, -0.25f, 0.0f, 1.0f};
+    const std::vector<int64_t> load = {5, 1, 3, 3};  // mean 3: overloaded, underloaded, balanced, balanced
+    train::update_expert_bias(*be, b, load, 0.125);
+    EXPECT_EQ(b, (std::vector<float>{0.375f, -0.125f, 0.0f, 1.0f}));
+    std::vector<float> c = {0.1f, 0.2f, 0.3f};
+    const std::vector<float> before = c;
+    train::update_expert_bias(*be, c, std::vector<int64_t>{7, 7, 7}, 1e-3);  // balanced: nothing moves
+    EXPECT_EQ(c, before);
+    std::vector<float> d = {0.0f, 0.0f};
+    train::update_expert_bias(*be, d, std::vector<int64_t>{1, 2}, 1e-3);  // mean 1.5 is no expert's load
+    EXPECT_EQ(d, (std::vector<float>{float(1e-3), float(-1e-3)}));
+  }
 }
 
 constexpr int64_t kB = 2, kT = 5;
@@ -172,7 +176,7 @@ TEST(ExpertBiasModel, GradientsWithBiasMatchFiniteDifferences) {
 }
 
 TEST(ExpertBiasModel, DecodeUsesTheBiasAndMisuseIsCaught) {
-  for (BackendKind kind : {BackendKind::kRef, BackendKind::kCpu}) {
+  for (BackendKind kind : test::backend_kinds()) {
     auto be = backend::make_backend(kind);
     const std::unique_ptr<Transformer> m = biased_model(*be);
     const ModelConfig& config = m->config();

@@ -95,10 +95,10 @@ TEST_P(ModelDecode, ForwardBetweenDecodesLeavesCacheIntact) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ModelDecode,
-                         ::testing::Combine(::testing::Range(0, 4), ::testing::Values(BackendKind::kRef, BackendKind::kCpu)),
+                         ::testing::Combine(::testing::Range(0, 4), ::testing::ValuesIn(test::backend_kinds())),
                          [](const auto& info) {
                            return decode_cases()[size_t(std::get<0>(info.param))].name +
-                                  (std::get<1>(info.param) == BackendKind::kRef ? "_ref" : "_cpu");
+                                  "_" + test::backend_test_name(std::get<1>(info.param));
                          });
 
 }  // namespace

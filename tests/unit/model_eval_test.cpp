@@ -13,6 +13,7 @@
 #include "io/token_file.h"
 #include "model/evaluate.h"
 #include "model/transformer.h"
+#include "support/backend_test_support.h"
 #include "support/expect_error.h"
 #include "support/model_test_support.h"
 #include "support/test_support.h"
@@ -46,7 +47,7 @@ double hand_loss(Transformer& m) {
 }
 
 TEST(EvalWindows, EqualsHandComputationForAnyBatch) {
-  for (auto kind : {BackendKind::kRef, BackendKind::kCpu}) {
+  for (auto kind : test::backend_kinds()) {
     auto be = backend::make_backend(kind);
     Transformer m(test::tiny_model_config(Family::kQwen2), *be);
     test::fill_random(m.params(), 3, 0.6f);

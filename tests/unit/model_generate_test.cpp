@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "model/generate.h"
 #include "model/transformer.h"
+#include "support/backend_test_support.h"
 #include "support/expect_error.h"
 #include "support/model_test_support.h"
 
@@ -45,7 +46,7 @@ GenerateOptions sampling(double temperature, double top_p, uint64_t seed, int64_
 }
 
 TEST(GenerateModel, GreedyEqualsArgmaxOfFullForwards) {
-  for (auto kind : {BackendKind::kRef, BackendKind::kCpu}) {
+  for (auto kind : test::backend_kinds()) {
     for (Family family : {Family::kLlama, Family::kMistral, Family::kQwen3}) {
       ModelConfig config = test::tiny_model_config(family);
       if (family == Family::kMistral) config.sliding_window = 3;

@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "model/transformer.h"
+#include "support/backend_test_support.h"
 #include "support/expect_error.h"
 #include "support/model_test_support.h"
 
@@ -74,10 +75,10 @@ TEST_P(ModelGradCheck, EveryParameterMatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ModelGradCheck,
                          ::testing::Combine(::testing::Range(0, int(grad_cases().size())),
-                                            ::testing::Values(BackendKind::kRef, BackendKind::kCpu)),
+                                            ::testing::ValuesIn(test::fp32_backend_kinds())),
                          [](const auto& info) {
                            return grad_cases()[size_t(std::get<0>(info.param))].name +
-                                  (std::get<1>(info.param) == BackendKind::kRef ? "_ref" : "_cpu");
+                                  "_" + test::backend_test_name(std::get<1>(info.param));
                          });
 
 TEST(ModelTransformer, TiedEmbeddingGetsBothGradients) {
@@ -97,7 +98,7 @@ TEST(ModelTransformer, TiedEmbeddingGetsBothGradients) {
 }
 
 TEST(ModelTransformer, ZeroWeightsGiveLogV) {
-  for (BackendKind kind : {BackendKind::kRef, BackendKind::kCpu}) {
+  for (BackendKind kind : test::backend_kinds()) {
     auto be = backend::make_backend(kind);
     Transformer m(test::tiny_model_config(Family::kQwen3), *be);
     const float* logits = m.forward(kIds.data(), kB, kT);

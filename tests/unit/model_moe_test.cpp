@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "model/evaluate.h"
 #include "model/transformer.h"
+#include "support/backend_test_support.h"
 #include "support/model_test_support.h"
 
 namespace upcycle::model {
@@ -112,9 +113,9 @@ INSTANTIATE_TEST_SUITE_P(
                                          Twin{"qwen2_qwen2moe", Family::kQwen2, Family::kQwen2Moe, {}},
                                          Twin{"qwen3_qwen3moe", Family::kQwen3, Family::kQwen3Moe, {}},
                                          Twin{"qwen3_qwen3moe_layer1_only", Family::kQwen3, Family::kQwen3Moe, {0}}),
-                       ::testing::Values(BackendKind::kRef, BackendKind::kCpu)),
+                       ::testing::ValuesIn(test::backend_kinds())),
     [](const auto& info) {
-      return std::get<0>(info.param).name + (std::get<1>(info.param) == BackendKind::kRef ? "_ref" : "_cpu");
+      return std::get<0>(info.param).name + "_" + test::backend_test_name(std::get<1>(info.param));
     });
 
 struct MoeGradCase {
@@ -178,10 +179,10 @@ TEST_P(ModelMoeGradCheck, EveryParameterMatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Routing, ModelMoeGradCheck,
                          ::testing::Combine(::testing::Range(0, int(moe_grad_cases().size())),
-                                            ::testing::Values(BackendKind::kRef, BackendKind::kCpu)),
+                                            ::testing::ValuesIn(test::fp32_backend_kinds())),
                          [](const auto& info) {
                            return moe_grad_cases()[size_t(std::get<0>(info.param))].name +
-                                  (std::get<1>(info.param) == BackendKind::kRef ? "_ref" : "_cpu");
+                                  "_" + test::backend_test_name(std::get<1>(info.param));
                          });
 
 TEST(ModelMoe, StatsAndAuxiliaryLossPerLayer) {
@@ -213,7 +214,7 @@ TEST(ModelMoe, StatsAndAuxiliaryLossPerLayer) {
 // KV-cache decoding runs MoE layers per new token; with dropless token choice, routing is per token,
 // so decoding token by token reproduces the full forward (expert choice would not: it sees the batch).
 TEST(ModelMoe, DecodeTokenByTokenMatchesForward) {
-  for (BackendKind kind : {BackendKind::kRef, BackendKind::kCpu}) {
+  for (BackendKind kind : test::backend_kinds()) {
     auto be = backend::make_backend(kind);
     ModelConfig config = test::moe_twin(test::tiny_model_config(Family::kQwen2), Family::kQwen2Moe, 4, 2);
     config.shared_expert_intermediate_size = 6;

@@ -127,7 +127,7 @@ void compare(const ModelConfig& c, const std::vector<double>& inv_freq) {
   const int64_t B = 2, Tseq = 6;
   std::vector<int32_t> ids;
   for (int64_t i = 0; i < B * Tseq; ++i) ids.push_back(int32_t((i * 7 + 3) % c.vocab_size));
-  for (auto kind : {backend::BackendKind::kRef, backend::BackendKind::kCpu}) {
+  for (auto kind : test::fp32_backend_kinds()) {
     auto be = backend::make_backend(kind);
     Transformer m(c, *be);
     test::fill_random(m.params(), 21, 0.3f);

@@ -1,8 +1,9 @@
-// The MoE backend ops (softmax_rows, gather/scatter rows, grouped linear): hand cases, cpu against the
-// ref oracle on awkward sizes (D past one 64-column block, empty groups at either end and in the
-// middle, repeated destination rows, null gradient slots). Backward ops run on non-zero buffers so += is
-// checked too. Tolerance: 1e-5 relative (see all_close) for cpu vs ref. The backwards against finite
-// differences (in double) are in moe_backend_grad_test.cpp.
+// The MoE backend ops (softmax_rows, gather/scatter rows, grouped linear): hand cases on every
+// backend, grouped linear's skipped (empty, null) gradient slots, and the cpu scatter's bitwise
+// determinism. Every backend against the ref oracle on awkward sizes (D past one 64-column block, empty
+// groups at either end and in the middle, repeated destination rows) is the op-case table
+// (backend_op_table_test.cpp); the backwards against finite differences (in double) are in
+// moe_backend_grad_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,10 +15,7 @@
 namespace upcycle::backend {
 namespace {
 
-using test::all_close;
 using test::random_floats;
-
-constexpr double kRtol = 1e-5;
 
 // Weight pointers of G experts packed in one buffer of [G, N, K].
 std::vector<const float*> group_ptrs(const std::vector<float>& buf, int64_t G, int64_t per) {
@@ -87,107 +85,36 @@ TEST_P(MoeBackendOps, GroupedLinearHandCase) {
   EXPECT_EQ(y, (std::vector<float>{2, 1, 4, 3, 10, 12}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MoeBackendOps, ::testing::Values(BackendKind::kRef, BackendKind::kCpu),
-                         [](const auto& info) { return info.param == BackendKind::kRef ? "ref" : "cpu"; });
+INSTANTIATE_TEST_SUITE_P(Backends, MoeBackendOps, ::testing::ValuesIn(test::backend_kinds()),
+                         test::BackendTestName());
 
-class MoeBackendOpVsRef : public ::testing::Test {
- protected:
-  std::unique_ptr<Backend> ref_ = make_backend(BackendKind::kRef);
-  std::unique_ptr<Backend> cpu_ = make_backend(BackendKind::kCpu);
-};
-
-TEST_F(MoeBackendOpVsRef, SoftmaxRows) {
-  uint64_t seed = 100;
-  for (int64_t E : {1, 7, 130}) {
-    const int64_t T = 13;
-    SCOPED_TRACE("E=" + std::to_string(E));
-    const auto logits = random_floats(size_t(T * E), ++seed, 8.0f), dp = random_floats(size_t(T * E), ++seed);
-    std::vector<float> p_ref(logits.size(), 7.0f), p_cpu(logits.size(), -7.0f);
-    ref_->softmax_rows(p_ref.data(), logits.data(), T, E);
-    cpu_->softmax_rows(p_cpu.data(), logits.data(), T, E);
-    EXPECT_TRUE(all_close(p_cpu, p_ref, kRtol));
-    auto dl_ref = random_floats(logits.size(), ++seed), dl_cpu = dl_ref;
-    ref_->softmax_rows_backward(dl_ref.data(), dp.data(), p_ref.data(), T, E);
-    cpu_->softmax_rows_backward(dl_cpu.data(), dp.data(), p_ref.data(), T, E);
-    EXPECT_TRUE(all_close(dl_cpu, dl_ref, kRtol));
-  }
-}
-
-TEST_F(MoeBackendOpVsRef, GatherScatterRows) {
-  uint64_t seed = 200;
-  for (int64_t D : {1, 7, 130}) {
-    const int64_t T = 9, A = 23;
-    SCOPED_TRACE("D=" + std::to_string(D));
-    std::vector<int32_t> rows(static_cast<size_t>(A));
-    for (int64_t a = 0; a < A; ++a) rows[size_t(a)] = int32_t((a * 5 + a / 3) % (T - 1));  // row T−1 never hit
-    const auto x = random_floats(size_t(T * D), ++seed), xa = random_floats(size_t(A * D), ++seed);
-    const auto w = random_floats(size_t(A), ++seed), dy = random_floats(size_t(T * D), ++seed);
-    std::vector<float> g_ref(size_t(A * D)), g_cpu(g_ref.size(), 3.0f);
-    ref_->gather_rows(g_ref.data(), x.data(), rows.data(), A, T, D);
-    cpu_->gather_rows(g_cpu.data(), x.data(), rows.data(), A, T, D);
-    EXPECT_EQ(g_cpu, g_ref);
-    for (const float* weights : {w.data(), static_cast<const float*>(nullptr)}) {
-      auto y_ref = random_floats(size_t(T * D), ++seed), y_cpu = y_ref;
-      ref_->scatter_add_rows(y_ref.data(), xa.data(), rows.data(), weights, A, T, D);
-      cpu_->scatter_add_rows(y_cpu.data(), xa.data(), rows.data(), weights, A, T, D);
-      EXPECT_TRUE(all_close(y_cpu, y_ref, kRtol));
-      auto dx_ref = random_floats(xa.size(), ++seed), dw_ref = random_floats(size_t(A), ++seed);
-      auto dx_cpu = dx_ref, dw_cpu = dw_ref;
-      ref_->scatter_add_rows_backward(dx_ref.data(), dw_ref.data(), dy.data(), xa.data(), rows.data(), weights, A,
-                                      T, D);
-      cpu_->scatter_add_rows_backward(dx_cpu.data(), dw_cpu.data(), dy.data(), xa.data(), rows.data(), weights, A,
-                                      T, D);
-      EXPECT_TRUE(all_close(dx_cpu, dx_ref, kRtol));
-      EXPECT_TRUE(all_close(dw_cpu, dw_ref, kRtol));
-    }
-  }
-}
-
-TEST_F(MoeBackendOpVsRef, GroupedLinear) {
-  // Empty groups first, in the middle and last; a single-row group; one big group.
+// The empty groups (0, 2, 5) and the null gradient slot (4) of grouped_linear_backward are untouched.
+TEST_P(MoeBackendOps, GroupedLinearBackwardSkipsEmptyGroupsAndNullSlots) {
   const std::vector<int64_t> offsets = {0, 0, 1, 1, 34, 41, 41};
-  const int64_t G = int64_t(offsets.size()) - 1, A = offsets.back();
-  uint64_t seed = 300;
-  struct Dims { int64_t K, N; };
-  for (Dims d : {Dims{1, 1}, Dims{7, 33}, Dims{33, 7}, Dims{130, 13}}) {
-    SCOPED_TRACE("K=" + std::to_string(d.K) + " N=" + std::to_string(d.N));
-    const auto x = random_floats(size_t(A * d.K), ++seed), w = random_floats(size_t(G * d.N * d.K), ++seed);
-    const auto dy = random_floats(size_t(A * d.N), ++seed);
-    const auto w_g = group_ptrs(w, G, d.N * d.K);
-    std::vector<float> y_ref(size_t(A * d.N), 5.0f), y_cpu(y_ref.size(), -5.0f);
-    ref_->grouped_linear_forward(y_ref.data(), x.data(), w_g.data(), offsets.data(), G, d.K, d.N);
-    cpu_->grouped_linear_forward(y_cpu.data(), x.data(), w_g.data(), offsets.data(), G, d.K, d.N);
-    EXPECT_TRUE(all_close(y_cpu, y_ref, kRtol));
-
-    auto dx_ref = random_floats(x.size(), ++seed), dw_ref = random_floats(w.size(), ++seed);
-    auto dx_cpu = dx_ref, dw_cpu = dw_ref;
-    auto dw_ref_g = group_ptrs(dw_ref, G, d.N * d.K), dw_cpu_g = group_ptrs(dw_cpu, G, d.N * d.K);
-    dw_ref_g[4] = dw_cpu_g[4] = nullptr;  // a skipped gradient slot
-    const std::vector<float> dw_before = dw_ref;
-    ref_->grouped_linear_backward(dx_ref.data(), dw_ref_g.data(), dy.data(), x.data(), w_g.data(), offsets.data(), G,
-                                  d.K, d.N);
-    cpu_->grouped_linear_backward(dx_cpu.data(), dw_cpu_g.data(), dy.data(), x.data(), w_g.data(), offsets.data(), G,
-                                  d.K, d.N);
-    EXPECT_TRUE(all_close(dx_cpu, dx_ref, kRtol));
-    EXPECT_TRUE(all_close(dw_cpu, dw_ref, kRtol));
-    // Empty groups (0, 2, 5) and the null slot (4) are untouched.
-    for (int64_t g : {0, 2, 4, 5}) {
-      for (int64_t i = g * d.N * d.K; i < (g + 1) * d.N * d.K; ++i) {
-        ASSERT_EQ(dw_cpu[size_t(i)], dw_before[size_t(i)]) << "group " << g;
-        ASSERT_EQ(dw_ref[size_t(i)], dw_before[size_t(i)]) << "group " << g;
-      }
-    }
-  }
+  const int64_t G = int64_t(offsets.size()) - 1, A = offsets.back(), K = 7, N = 33;
+  const auto x = random_floats(size_t(A * K), 1), w = random_floats(size_t(G * N * K), 2);
+  const auto dy = random_floats(size_t(A * N), 3);
+  std::vector<float> dx(x.size()), dw = random_floats(w.size(), 4);
+  const std::vector<float> dw_before = dw;
+  auto dw_g = group_ptrs(dw, G, N * K);
+  dw_g[4] = nullptr;
+  be_->grouped_linear_backward(dx.data(), dw_g.data(), dy.data(), x.data(), group_ptrs(w, G, N * K).data(),
+                               offsets.data(), G, K, N);
+  for (int64_t g : {0, 2, 4, 5})
+    for (int64_t i = g * N * K; i < (g + 1) * N * K; ++i)
+      ASSERT_EQ(dw[size_t(i)], dw_before[size_t(i)]) << "group " << g;
+  EXPECT_NE(dw, dw_before);  // the non-empty groups did get gradients
 }
 
-TEST_F(MoeBackendOpVsRef, CpuScatterIsBitwiseDeterministic) {
+TEST(MoeBackendOpDeterminism, CpuScatterIsBitwiseDeterministic) {
+  auto cpu = make_backend(BackendKind::kCpu);
   const int64_t T = 5, A = 400, D = 200;
   std::vector<int32_t> rows(static_cast<size_t>(A));
   for (int64_t a = 0; a < A; ++a) rows[size_t(a)] = int32_t((a * 7) % T);
   const auto x = random_floats(size_t(A * D), 1), w = random_floats(size_t(A), 2);
   std::vector<float> y1(size_t(T * D), 0.0f), y2 = y1;
-  cpu_->scatter_add_rows(y1.data(), x.data(), rows.data(), w.data(), A, T, D);
-  cpu_->scatter_add_rows(y2.data(), x.data(), rows.data(), w.data(), A, T, D);
+  cpu->scatter_add_rows(y1.data(), x.data(), rows.data(), w.data(), A, T, D);
+  cpu->scatter_add_rows(y2.data(), x.data(), rows.data(), w.data(), A, T, D);
   EXPECT_EQ(y1, y2);
 }
 

@@ -16,6 +16,7 @@
 #include "backend/backend.h"
 #include "core/rng.h"
 #include "model/moe_layer.h"
+#include "support/backend_test_support.h"
 #include "support/finite_differences.h"
 #include "support/moe_test_support.h"
 
@@ -150,8 +151,8 @@ TEST_P(MoeLayerGrad, MatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, MoeLayerGrad,
-                         ::testing::Values(backend::BackendKind::kRef, backend::BackendKind::kCpu),
-                         [](const auto& info) { return info.param == backend::BackendKind::kRef ? "ref" : "cpu"; });
+                         ::testing::ValuesIn(test::fp32_backend_kinds()),
+                         test::BackendTestName());
 
 }  // namespace
 }  // namespace upcycle::model

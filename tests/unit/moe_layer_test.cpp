@@ -139,8 +139,8 @@ TEST_P(MoeLayerBackends, SharedExpertAddsGatedDenseFfn) {
   EXPECT_TRUE(all_close(ungated, want_ungated, 1e-5));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MoeLayerBackends, ::testing::Values(BackendKind::kRef, BackendKind::kCpu),
-                         [](const auto& info) { return info.param == BackendKind::kRef ? "ref" : "cpu"; });
+INSTANTIATE_TEST_SUITE_P(Backends, MoeLayerBackends, ::testing::ValuesIn(test::fp32_backend_kinds()),
+                         test::BackendTestName());
 
 struct RunResult {
   std::vector<float> y, dx;

@@ -11,6 +11,7 @@
 #include "backend/ref/ref_kernels.h"
 #include "model/moe_layer.h"
 #include "model/moe_routing.h"
+#include "support/backend_test_support.h"
 #include "support/finite_differences.h"
 #include "support/moe_test_support.h"
 
@@ -111,8 +112,8 @@ TEST_P(SigmoidOp, HandValuesAndBackward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SigmoidOp,
-                         ::testing::Values(backend::BackendKind::kRef, backend::BackendKind::kCpu),
-                         [](const auto& info) { return info.param == backend::BackendKind::kRef ? "ref" : "cpu"; });
+                         ::testing::ValuesIn(test::backend_kinds()),
+                         test::BackendTestName());
 
 // --- whole layer, finite differences (the pattern of moe_layer_grad_test.cpp) ---
 constexpr int64_t T = 7, D = 6, E = 8, F = 5, Fs = 3;
@@ -207,8 +208,8 @@ TEST_P(SigmoidMoeLayerGrad, MatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, SigmoidMoeLayerGrad,
-                         ::testing::Values(backend::BackendKind::kRef, backend::BackendKind::kCpu),
-                         [](const auto& info) { return info.param == backend::BackendKind::kRef ? "ref" : "cpu"; });
+                         ::testing::ValuesIn(test::fp32_backend_kinds()),
+                         test::BackendTestName());
 
 }  // namespace
 }  // namespace upcycle::model

@@ -1,6 +1,6 @@
 // upcycle's optimizer step against PyTorch's (issue 14, part 3): the same initial parameters and the
-// same gradients go through upcycle's global_grad_norm → clip_factor → scale_grads → AdamW::step (the
-// calls the trainer makes) and through torch.nn.utils.clip_grad_norm_ + torch.optim.AdamW
+// same gradients go through upcycle's l2_norm → clip_factor → scale → AdamW::step on the cpu backend
+// (the calls the trainer makes) and through torch.nn.utils.clip_grad_norm_ + torch.optim.AdamW
 // (tests/reference/adamw_reference.py, in the pinned reference environment), over four steps whose
 // gradient norms are 3, 0.5, 1.6 and 0.8 × the clip norm: clipping is active on the first and third
 // step only, and the changing scale reaches the moments, so a clipping or gradient-scale bug shows
@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/backend.h"
 #include "core/rng.h"
 #include "io/npy_file.h"
 #include "support/hf_reference.h"
@@ -73,6 +75,8 @@ struct Case {
   size_t n = 0;
   std::vector<double> norms;
   std::vector<float> params;
+  // The trainer's default backend; params and g are host vectors, which a host backend reads in place.
+  std::unique_ptr<backend::Backend> be = backend::make_backend(backend::BackendKind::kCpu);
   std::optional<AdamW> opt;
   std::vector<float> max_abs_g;     // per element, after clipping: bounds |m| and √v
   std::vector<double> update_sum;   // per element Σ |Δp|: the magnitudes the roundings see
@@ -91,23 +95,23 @@ struct Case {
     CounterRng(7, "params").fill_normal(params.data(), 0, n, 0.0f, 0.5f);
     write_npy_f32(dir / "params.npy", params.data(), {int64_t(n)});
     const AdamWConfig adamw{.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
-    opt.emplace(specs, adamw);
+    opt.emplace(*be, specs, adamw);
     max_abs_g.assign(n, 0.0f);
     update_sum.assign(n, 0.0);
     json steps = json::array();
     for (size_t s = 0; s < std::size(kGradNorms); ++s) {
       std::vector<float> g(n);
       CounterRng(7, "grad" + std::to_string(s)).fill_normal(g.data(), 0, n, 0.0f, 1.0f);
-      scale_grads(g.data(), n, kGradNorms[s] * kMaxNorm / global_grad_norm(g.data(), n));
+      be->scale(g.data(), kGradNorms[s] * kMaxNorm / be->l2_norm(g.data(), int64_t(n)), int64_t(n));
       const std::string file = "grad-" + std::to_string(s) + ".npy";
       write_npy_f32(dir / file, g.data(), {int64_t(n)});
       steps.push_back({{"lr", kLrs[s]}, {"grad", file}});
       // The trainer's sequence (trainer_step.cpp with one micro-batch).
-      const double norm = global_grad_norm(g.data(), n);
+      const double norm = be->l2_norm(g.data(), int64_t(n));
       norms.push_back(norm);
       const double factor = clip_factor(norm, kMaxNorm);
       EXPECT_EQ(factor < 1.0, kGradNorms[s] > 1.0) << "step " << s;
-      if (factor != 1.0) scale_grads(g.data(), n, factor);
+      if (factor != 1.0) be->scale(g.data(), factor, int64_t(n));
       const std::vector<float> before = params;
       opt->step(params.data(), g.data(), kLrs[s]);
       for (size_t i = 0; i < n; ++i) {
@@ -150,20 +154,21 @@ struct Case {
     const std::vector<float> p_torch = read_f32(dir / "torch_params.f32", n);
     const std::vector<float> m_torch = read_f32(dir / "torch_exp_avg.f32", n);
     const std::vector<float> v_torch = read_f32(dir / "torch_exp_avg_sq.f32", n);
+    const std::vector<float> m = opt->exp_avg().to_host(), v = opt->exp_avg_sq().to_host();
     double worst_p = 0, worst_m = 0, worst_v = 0;  // in units of ε × scale
     size_t bad = 0;
     for (size_t i = 0; i < n && bad < 10; ++i) {
       const double g2 = double(max_abs_g[i]) * max_abs_g[i];
       const double ep = std::fabs(double(params[i]) - p_torch[i]) / (kEps32 * (std::fabs(params[i]) + update_sum[i]));
-      const double em = std::fabs(double(opt->exp_avg()[i]) - m_torch[i]) / (kEps32 * max_abs_g[i]);
-      const double ev = std::fabs(double(opt->exp_avg_sq()[i]) - v_torch[i]) / (kEps32 * g2);
+      const double em = std::fabs(double(m[i]) - m_torch[i]) / (kEps32 * max_abs_g[i]);
+      const double ev = std::fabs(double(v[i]) - v_torch[i]) / (kEps32 * g2);
       worst_p = std::max(worst_p, ep);
       worst_m = std::max(worst_m, em);
       worst_v = std::max(worst_v, ev);
       if (!(ep <= 8 && em <= 8 && ev <= 8)) {
         ++bad;
         ADD_FAILURE() << "element " << i << ": p " << params[i] << " vs " << p_torch[i] << ", m "
-                      << opt->exp_avg()[i] << " vs " << m_torch[i] << ", v " << opt->exp_avg_sq()[i] << " vs "
+                      << m[i] << " vs " << m_torch[i] << ", v " << v[i] << " vs "
                       << v_torch[i];
       }
     }

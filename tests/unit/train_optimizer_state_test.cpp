@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/backend.h"
 #include "core/rng.h"
 #include "io/safetensors.h"
 #include "support/expect_error.h"
@@ -24,22 +26,32 @@ namespace {
 
 using test::moe_twin, test::tiny_model_config;
 
+// The backend holding the moments: they cross only through upload and download, as on a device.
+backend::Backend& be() {
+  static const std::unique_ptr<backend::Backend> cpu = backend::make_backend(backend::BackendKind::kCpu);
+  return *cpu;
+}
+
 // Distinct values in every moment element (m signed, v positive), and a step count.
 void fill_moments(AdamW& opt, uint64_t seed, int64_t steps) {
-  CounterRng(seed, "m").fill_normal(opt.exp_avg().data(), 0, opt.exp_avg().size(), 0.0f, 1.0f);
-  CounterRng(seed, "v").fill_normal(opt.exp_avg_sq().data(), 0, opt.exp_avg_sq().size(), 0.0f, 1.0f);
-  for (float& v : opt.exp_avg_sq()) v = v * v + 1e-3f;
+  std::vector<float> m(opt.exp_avg().size()), v(opt.exp_avg_sq().size());
+  CounterRng(seed, "m").fill_normal(m.data(), 0, m.size(), 0.0f, 1.0f);
+  CounterRng(seed, "v").fill_normal(v.data(), 0, v.size(), 0.0f, 1.0f);
+  for (float& x : v) x = x * x + 1e-3f;
+  opt.exp_avg().upload(m);
+  opt.exp_avg_sq().upload(v);
   opt.set_steps(steps);
 }
 
 // The moments of parameter `name` (first the m span, then the v span).
 std::pair<std::vector<float>, std::vector<float>> moments_of(const AdamW& opt, const std::string& name) {
   size_t offset = 0;
+  const std::vector<float> m = opt.exp_avg().to_host(), v = opt.exp_avg_sq().to_host();
   for (const WeightSpec& spec : opt.specs()) {
     const size_t n = shape_numel(spec.shape);
     if (spec.name == name)
-      return {{opt.exp_avg().begin() + long(offset), opt.exp_avg().begin() + long(offset + n)},
-              {opt.exp_avg_sq().begin() + long(offset), opt.exp_avg_sq().begin() + long(offset + n)}};
+      return {{m.begin() + long(offset), m.begin() + long(offset + n)},
+              {v.begin() + long(offset), v.begin() + long(offset + n)}};
     offset += n;
   }
   ADD_FAILURE() << "no parameter " << name;
@@ -51,7 +63,7 @@ ModelConfig tiny_mixtral() { return moe_twin(tiny_model_config(Family::kLlama), 
 TEST(OptimizerState, SaveLoadRoundTripIsBitwise) {
   test::ScratchDir dir;
   AdamWConfig config{.beta1 = 0.85, .beta2 = 0.99, .eps = 1e-7, .weight_decay = 0.05};
-  AdamW saved(expected_weights(tiny_mixtral()), config);
+  AdamW saved(be(), expected_weights(tiny_mixtral()), config);
   fill_moments(saved, 3, 17);
   const auto file = dir / "optimizer.safetensors";
   save_optimizer_state(saved, file);
@@ -69,12 +81,12 @@ TEST(OptimizerState, SaveLoadRoundTripIsBitwise) {
   EXPECT_EQ(router->dtype, DType::kF32);
   EXPECT_EQ(router->shape, (Shape{4, 8}));
 
-  AdamW loaded(expected_weights(tiny_mixtral()), config);
+  AdamW loaded(be(), expected_weights(tiny_mixtral()), config);
   load_optimizer_state(loaded, file);
   EXPECT_EQ(loaded.steps(), 17);
   ASSERT_EQ(loaded.exp_avg().size(), saved.exp_avg().size());
-  EXPECT_EQ(std::memcmp(loaded.exp_avg().data(), saved.exp_avg().data(), saved.exp_avg().size() * 4), 0);
-  EXPECT_EQ(std::memcmp(loaded.exp_avg_sq().data(), saved.exp_avg_sq().data(), saved.exp_avg_sq().size() * 4), 0);
+  EXPECT_EQ(loaded.exp_avg().to_host(), saved.exp_avg().to_host());
+  EXPECT_EQ(loaded.exp_avg_sq().to_host(), saved.exp_avg_sq().to_host());
   // Tensor data are the parameter's moments, not merely the same buffer overall.
   const auto [m, v] = moments_of(saved, "model.layers.1.block_sparse_moe.gate.weight");
   std::vector<float> on_disk(m.size());
@@ -85,7 +97,7 @@ TEST(OptimizerState, SaveLoadRoundTripIsBitwise) {
 TEST(OptimizerState, MismatchesAreErrorsNamingTheFile) {
   test::ScratchDir dir;
   const ModelConfig base = tiny_model_config(Family::kLlama);
-  AdamW saved(expected_weights(base), {});
+  AdamW saved(be(), expected_weights(base), {});
   fill_moments(saved, 1, 4);
   const auto file = dir / "optimizer.safetensors";
   save_optimizer_state(saved, file);
@@ -104,16 +116,16 @@ TEST(OptimizerState, MismatchesAreErrorsNamingTheFile) {
                         Case{wider, "exp_avg.model.embed_tokens.weight has shape [11, 8], expected [12, 8]"},
                         Case{deeper, "no tensor exp_avg.model.layers.2.input_layernorm.weight"}}) {
     SCOPED_TRACE(c.needle);
-    AdamW opt(expected_weights(c.config), {});
+    AdamW opt(be(), expected_weights(c.config), {});
     EXPECT_UPCYCLE_ERROR(load_optimizer_state(opt, file), c.needle, file.string());
     EXPECT_EQ(opt.steps(), 0);
-    for (float x : opt.exp_avg()) ASSERT_EQ(x, 0.0f);  // untouched
+    for (float x : opt.exp_avg().to_host()) ASSERT_EQ(x, 0.0f);  // untouched
   }
   // A model checkpoint is not an optimizer state.
   const auto model_file = dir / "model.safetensors";
   test::write_safetensors_raw(model_file, R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
                               std::string(4, '\0'));
-  AdamW opt(expected_weights(base), {});
+  AdamW opt(be(), expected_weights(base), {});
   EXPECT_UPCYCLE_ERROR(load_optimizer_state(opt, model_file), "no \"step\"", model_file.string());
   EXPECT_UPCYCLE_ERROR(broadcast_dense_moments(opt, model_file), "no \"step\"", model_file.string());
   test::write_safetensors_raw(model_file,
@@ -174,12 +186,12 @@ TEST(OptimizerState, BroadcastDenseMomentsIntoExperts) {
   for (const BroadcastCase& c : broadcast_cases()) {
     SCOPED_TRACE(c.name);
     test::ScratchDir dir;
-    AdamW dense(expected_weights(c.dense), {});
+    AdamW dense(be(), expected_weights(c.dense), {});
     fill_moments(dense, 11, 250);
     const auto file = dir / "optimizer.safetensors";
     save_optimizer_state(dense, file);
 
-    AdamW moe(expected_weights(c.moe), {});
+    AdamW moe(be(), expected_weights(c.moe), {});
     fill_moments(moe, 12, 0);  // stale values: broadcast must overwrite every element
     const MomentBroadcast result = broadcast_dense_moments(moe, file);
     EXPECT_EQ(moe.steps(), 0);  // the step count is the caller's decision

@@ -64,6 +64,13 @@ class CpuBackend final : public HostMemoryBackend {
   void grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x, const float* const* w,
                                const int64_t* offsets, int64_t G, int64_t K, int64_t N) override;
 
+  // Optimizer (cpu/optimizer.cpp).
+  double l2_norm(const float* x, int64_t n) override;
+  void scale(float* x, double factor, int64_t n) override;
+  void adamw_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads, const int64_t* offsets,
+                  const uint8_t* decay, int64_t ranges, const AdamWScalars& s) override;
+  void expert_bias_update(float* bias, const int64_t* load, int64_t E, double rate) override;
+
  private:
   // Row-major C[M,N] (+)= op(A)·op(B): OpenBLAS sgemm (kF32) or bf16 inputs via oneDNN (kBF16).
   void gemm(MatmulPrecision precision, cpu_detail::Transpose trans_a, cpu_detail::Transpose trans_b, int64_t M,

@@ -48,6 +48,13 @@ class RefBackend final : public HostMemoryBackend {
                               int64_t K, int64_t N) override;
   void grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x, const float* const* w,
                                const int64_t* offsets, int64_t G, int64_t K, int64_t N) override;
+
+  // Optimizer (ref/ref_optimizer.cpp).
+  double l2_norm(const float* x, int64_t n) override;
+  void scale(float* x, double factor, int64_t n) override;
+  void adamw_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads, const int64_t* offsets,
+                  const uint8_t* decay, int64_t ranges, const AdamWScalars& s) override;
+  void expert_bias_update(float* bias, const int64_t* load, int64_t E, double rate) override;
 };
 
 }  // namespace upcycle::backend

@@ -96,19 +96,19 @@ void MoeLayer::router_forward(const float* x, const MoeWeights& w, Phase phase, 
   s.jittered = phase == Phase::kTraining && options_.jitter > 0;
   const float* x_router = x;
   if (s.jittered) {  // multiplicative noise on the router input only
-    s.noise_TD.reset(backend_, size_t(T * D));
-    s.x_router_TD.reset(backend_, size_t(T * D));
+    s.noise_TD.resize_for_overwrite(backend_, size_t(T * D));
+    s.x_router_TD.resize_for_overwrite(backend_, size_t(T * D));
     backend_.moe_jitter_forward(s.x_router_TD.data(), s.noise_TD.data(), x, T * D, seed, options_.jitter);
     x_router = s.x_router_TD.data();
   }
   Buffer<float> logits_TE(backend_, size_t(T * E));
   backend_.linear_forward_f32(logits_TE.data(), x_router, w.router_ED, nullptr, T, D, E);  // fp32: picks top-k
-  s.probs_TE.reset(backend_, size_t(T * E));
+  s.probs_TE.resize_for_overwrite(backend_, size_t(T * E));
   const bool softmax = options_.scoring == RouterScoring::kSoftmax;
   double* scalars = s.scalars.data();
   if (softmax) {
     backend_.softmax_rows(s.probs_TE.data(), logits_TE.data(), T, E);
-    s.lse_T.reset(backend_, size_t(T));
+    s.lse_T.resize_for_overwrite(backend_, size_t(T));
     backend_.logsumexp_rows(s.lse_T.data(), logits_TE.data(), T, E);
     backend_.moe_z_loss(scalars + kZ, s.lse_T.data(), T);
   } else {  // sigmoid: no aux or z loss (header)
@@ -124,11 +124,14 @@ void MoeLayer::router_forward(const float* x, const MoeWeights& w, Phase phase, 
 
 void MoeLayer::dirichlet_forward(const int32_t* domain_T) {
   Saved& s = *saved_;
-  s.dirichlet_dprobs_TE = {};
   const bool per_domain = !options_.dirichlet_domain_alpha_DE.empty();
-  if (!options_.has_dirichlet_prior() || (per_domain && !domain_T)) return;  // loss stays 0
+  const bool computed = options_.has_dirichlet_prior() && (domain_T || !per_domain);  // else the loss stays 0
   const int64_t E = options_.num_experts;
-  if (options_.dirichlet_coef != 0) s.dirichlet_dprobs_TE.reset(backend_, size_t(s.T * E));
+  if (computed && options_.dirichlet_coef != 0)
+    s.dirichlet_dprobs_TE.resize_for_overwrite(backend_, size_t(s.T * E));
+  else
+    s.dirichlet_dprobs_TE = {};  // backward adds no prior gradient
+  if (!computed) return;
   backend_.dirichlet_prior_loss(s.scalars.data() + kDirichlet, s.dirichlet_dprobs_TE.data(), s.probs_TE.data(), s.T,
                                 E, per_domain ? domain_T : nullptr, s.priors.prior_of_domain.data(),
                                 s.priors.domains(), s.priors.alpha_PE.data(), s.priors.priors);
@@ -139,11 +142,14 @@ void MoeLayer::experts_forward(float* y, const float* x, const MoeWeights& w) {
   const backend::Backend::MoeRouteOut r = s.routing.out(options_.num_experts);
   const int64_t D = dims_.hidden, F = dims_.expert_width, E = options_.num_experts, A = s.index.kept();
   const int64_t* offsets = s.index.offsets.data();
-  s.x_AD.reset(backend_, size_t(A * D));
-  s.gate_AF.reset(backend_, size_t(A * F));
-  s.up_AF.reset(backend_, size_t(A * F));
-  s.h_AF.reset(backend_, size_t(A * F));
-  s.y_AD.reset(backend_, size_t(A * D));
+  // Sized for the spec's bound on A (fixed for a given T), so a varying kept count reuses the memory;
+  // the ops read and write only the first A rows.
+  const auto A_max = size_t(s.spec.max_assignments());
+  s.x_AD.resize_for_overwrite(backend_, A_max * size_t(D));
+  s.gate_AF.resize_for_overwrite(backend_, A_max * size_t(F));
+  s.up_AF.resize_for_overwrite(backend_, A_max * size_t(F));
+  s.h_AF.resize_for_overwrite(backend_, A_max * size_t(F));
+  s.y_AD.resize_for_overwrite(backend_, A_max * size_t(D));
   backend_.gather_rows(s.x_AD.data(), x, r.token, A, s.T, D);
   backend_.grouped_linear_forward(s.gate_AF.data(), s.x_AD.data(), w.gate_FD.data(), offsets, E, D, F);
   backend_.grouped_linear_forward(s.up_AF.data(), s.x_AD.data(), w.up_FD.data(), offsets, E, D, F);
@@ -155,10 +161,10 @@ void MoeLayer::experts_forward(float* y, const float* x, const MoeWeights& w) {
 void MoeLayer::shared_forward(float* y, const float* x, const MoeWeights& w) {
   Saved& s = *saved_;
   const int64_t T = s.T, D = dims_.hidden, Fs = dims_.shared_width;
-  s.gate_TFs.reset(backend_, size_t(T * Fs));
-  s.up_TFs.reset(backend_, size_t(T * Fs));
-  s.h_TFs.reset(backend_, size_t(T * Fs));
-  s.y_TD.reset(backend_, size_t(T * D));
+  s.gate_TFs.resize_for_overwrite(backend_, size_t(T * Fs));
+  s.up_TFs.resize_for_overwrite(backend_, size_t(T * Fs));
+  s.h_TFs.resize_for_overwrite(backend_, size_t(T * Fs));
+  s.y_TD.resize_for_overwrite(backend_, size_t(T * D));
   backend_.linear_forward(s.gate_TFs.data(), x, w.shared_gate_FsD, nullptr, T, D, Fs);
   backend_.linear_forward(s.up_TFs.data(), x, w.shared_up_FsD, nullptr, T, D, Fs);
   backend_.swiglu_forward(s.h_TFs.data(), s.gate_TFs.data(), s.up_TFs.data(), T * Fs);
@@ -170,7 +176,7 @@ void MoeLayer::shared_forward(float* y, const float* x, const MoeWeights& w) {
   }
   // Qwen2-MoE: y += sigmoid(x·w_gᵀ) · shared(x), per token.
   Buffer<float> z_T(backend_, size_t(T));
-  s.sigma_T.reset(backend_, size_t(T));
+  s.sigma_T.resize_for_overwrite(backend_, size_t(T));
   backend_.linear_forward(z_T.data(), x, w.shared_expert_gate_1D, nullptr, T, D, 1);
   backend_.sigmoid_forward(s.sigma_T.data(), z_T.data(), T);
   backend_.moe_shared_gate_forward(y, s.y_TD.data(), s.sigma_T.data(), T, D);

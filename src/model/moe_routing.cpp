@@ -45,13 +45,15 @@ backend::Backend::MoeRouteSpec route_spec(const MoeOptions& o, int64_t T) {
 void RoutingBuffers::reset(backend::Backend& be, const backend::Backend::MoeRouteSpec& spec) {
   const auto A = size_t(spec.max_assignments()), E = size_t(spec.experts);
   const auto TK = size_t(spec.expert_choice ? 0 : spec.tokens * spec.top_k);
-  index.reset(be, 2 * E + 2);
-  token.reset(be, A);
-  expert.reset(be, A);
-  weight.reset(be, A);
-  probability.reset(be, A);
-  topk.reset(be, TK);
-  topk_sum.reset(be, spec.expert_choice ? 0 : size_t(spec.tokens));
+  // moe_route writes index, topk and topk_sum in full and the first offsets[E] assignments, the only
+  // ones read: no fill needed.
+  index.resize_for_overwrite(be, 2 * E + 2);
+  token.resize_for_overwrite(be, A);
+  expert.resize_for_overwrite(be, A);
+  weight.resize_for_overwrite(be, A);
+  probability.resize_for_overwrite(be, A);
+  topk.resize_for_overwrite(be, TK);
+  topk_sum.resize_for_overwrite(be, spec.expert_choice ? 0 : size_t(spec.tokens));
 }
 
 backend::Backend::MoeRouteOut RoutingBuffers::out(int64_t experts) {

@@ -2,12 +2,13 @@
 // for bit (the decision and its gradient promise the ref's arithmetic everywhere), on awkward inputs:
 // heavy ties, empty experts, capacity overflow, T = 1 and T = 0, biased and group-limited sigmoid
 // selection, expert choice; bad specs (E not a multiple of n_group, non-finite scores) are refused by
-// every backend. The weight gradient (through renormalisation and scaling, with capacity drops) and the
+// every backend (internal-error checks: model code builds every spec). The weight gradient (through renormalisation and scaling, with capacity drops) and the
 // aux-loss gradient are checked against central differences of the ops' own forward outputs, with the
 // routing held fixed. Hand-built decisions live in moe_routing_test.cpp and moe_sigmoid_routing_test.cpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -99,8 +100,9 @@ TEST(MoeRouteOp, BadSpecsAreRefusedByEveryBackend) {
   nan[5] = NAN;
   for (const backend::BackendInfo& info : backend::registered_backends()) {
     auto be = backend::make_backend(info.kind);
-    EXPECT_THROW(route(*be, p.data(), 4, uneven), Error) << info.name;
-    EXPECT_THROW(route(*be, nan.data(), 4, token_choice(6, 2, TopkNorm::kRenormalize, 0.0)), Error) << info.name;
+    EXPECT_THROW(route(*be, p.data(), 4, uneven), std::logic_error) << info.name;
+    EXPECT_THROW(route(*be, nan.data(), 4, token_choice(6, 2, TopkNorm::kRenormalize, 0.0)), std::logic_error)
+        << info.name;
   }
 }
 

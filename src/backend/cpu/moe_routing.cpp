@@ -11,6 +11,7 @@
 
 #include "backend/beta_distribution.h"
 #include "backend/cpu/cpu_backend.h"
+#include "backend/dirichlet_groups.h"
 #include "backend/moe_route_rules.h"
 #include "backend/op_checks.h"
 #include "core/rng.h"
@@ -272,27 +273,9 @@ void CpuBackend::dirichlet_prior_loss(double* loss, double* dprobs_TE, const flo
                                       const int32_t* domain_T, const int32_t* prior_of_domain, int64_t domains,
                                       const double* alpha_PE, int64_t priors) {
   const std::vector<int32_t> prior_T = dirichlet_prior_of_tokens(domain_T, prior_of_domain, domains, priors, T);
-  if (dprobs_TE) std::fill_n(dprobs_TE, T * E, 0.0);
-  double total = 0.0;
-  std::vector<int64_t> rows;
-  std::vector<double> probs_GE, dprobs_GE;
-  for (int64_t g = 0; g < priors; ++g) {  // the ref's grouped_dirichlet_prior_loss, groups in order
-    rows.clear();
-    for (int64_t t = 0; t < T; ++t)
-      if (prior_T[size_t(t)] == g) rows.push_back(t);
-    if (rows.empty()) continue;
-    const int64_t G = int64_t(rows.size());
-    probs_GE.resize(size_t(G * E));
-    for (int64_t i = 0; i < G; ++i)
-      for (int64_t e = 0; e < E; ++e) probs_GE[size_t(i * E + e)] = probs_TE[rows[size_t(i)] * E + e];
-    dprobs_GE.resize(dprobs_TE ? size_t(G * E) : 0);
-    const double weight = double(G) / double(T);
-    total += weight * prior_loss(probs_GE.data(), G, E, alpha_PE + g * E, dprobs_TE ? dprobs_GE.data() : nullptr);
-    if (dprobs_TE)
-      for (int64_t i = 0; i < G; ++i)
-        for (int64_t e = 0; e < E; ++e) dprobs_TE[rows[size_t(i)] * E + e] = weight * dprobs_GE[size_t(i * E + e)];
-  }
-  loss[0] = total;
+  const std::vector<double> probs(probs_TE, probs_TE + T * E);
+  loss[0] = grouped_prior_loss(probs.data(), T, E, domain_T ? prior_T.data() : nullptr, alpha_PE, priors, dprobs_TE,
+                               prior_loss);
 }
 
 void CpuBackend::moe_router_stats(double* out, const float* probs_TE, int64_t T, int64_t E, bool normalize_rows) {

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "backend/beta_distribution.h"
+#include "backend/dirichlet_groups.h"
 #include "backend/moe_route_rules.h"
 #include "backend/op_checks.h"
 #include "core/rng.h"
@@ -249,26 +250,10 @@ double dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E, const 
 
 double grouped_dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E, const int32_t* prior_T,
                                     const double* alpha_PE, int64_t priors, double* dprobs_TE) {
-  if (dprobs_TE) std::fill_n(dprobs_TE, T * E, 0.0);
-  double loss = 0.0;
-  std::vector<int64_t> rows;
-  std::vector<double> probs_GE, dprobs_GE;
-  for (int64_t g = 0; g < priors; ++g) {
-    rows.clear();
-    for (int64_t t = 0; t < T; ++t)
-      if ((prior_T ? prior_T[t] : 0) == g) rows.push_back(t);
-    if (rows.empty()) continue;
-    const int64_t G = int64_t(rows.size());
-    probs_GE.resize(size_t(G * E));
-    for (int64_t i = 0; i < G; ++i) std::copy_n(probs_TE + rows[size_t(i)] * E, E, probs_GE.begin() + i * E);
-    dprobs_GE.resize(dprobs_TE ? size_t(G * E) : 0);
-    const double weight = double(G) / double(T);
-    loss += weight * dirichlet_prior_loss(probs_GE.data(), G, E, alpha_PE + g * E, dprobs_TE ? dprobs_GE.data() : nullptr);
-    if (dprobs_TE)
-      for (int64_t i = 0; i < G; ++i)
-        for (int64_t e = 0; e < E; ++e) dprobs_TE[rows[size_t(i)] * E + e] = weight * dprobs_GE[size_t(i * E + e)];
-  }
-  return loss;
+  return grouped_prior_loss(probs_TE, T, E, prior_T, alpha_PE, priors, dprobs_TE,
+                            [](const double* p, int64_t G, int64_t E_, const double* alpha, double* dp) {
+                              return dirichlet_prior_loss(p, G, E_, alpha, dp);
+                            });
 }
 
 void dirichlet_prior_loss_op(double* loss, double* dprobs_TE, const float* probs_TE, int64_t T, int64_t E,

@@ -4,7 +4,7 @@
 //   layer  MoeLayer::forward + backward without the prior
 //   dpsl   the same with --dirichlet-prior 0.75 --dirichlet-coef 0.1 (loss, sort, Beta CDF and density
 //          per token and expert, its gradient into the router)
-//   loss   dirichlet_prior_loss alone (with its gradient) on the layer's T×E probabilities
+//   loss   the cpu backend's dirichlet_prior_loss op alone (with its gradient) on the layer's T×E probabilities
 // Runs alternate (layer, dpsl, loss, layer, …) after one warm-up each so machine load affects them
 // alike; prints the medians. On a shared, loaded machine the layer-vs-dpsl difference drowns in noise;
 // loss ÷ layer is the robust figure (the loss is all the prior adds, besides one T·E axpy).
@@ -73,9 +73,12 @@ int main(int argc, char** argv) {
     }
     for (int64_t e = 0; e < E; ++e) probs_TE[size_t(t * E + e)] /= sum;
   }
+  const std::vector<float> probs_f(probs_TE.begin(), probs_TE.end());
+  double loss = 0;
   auto loss_only = [&] {
     const auto t0 = std::chrono::steady_clock::now();
-    model::dirichlet_prior_loss(probs_TE.data(), T, E, shaped.dirichlet_alpha_E, dprobs_TE.data());
+    be->dirichlet_prior_loss(&loss, dprobs_TE.data(), probs_f.data(), T, E, nullptr, nullptr, 0,
+                             shaped.dirichlet_alpha_E.data(), 1);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   };
   step(layer_plain);

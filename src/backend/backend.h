@@ -152,6 +152,93 @@ class Backend {
                                        const float* const* w, const int64_t* offsets, int64_t G, int64_t K,
                                        int64_t N) = 0;
 
+  // --- MoE routing and losses (semantics: model/moe_layer.h; callers: model/moe_layer.cpp) ---
+  // Every output lives in backend memory with its size bounded before the op runs (the routing
+  // arrays hold at most MoeRouteSpec::max_assignments() entries); small option tables (α, the domain →
+  // prior map) are host arrays passed by the caller, like scalars. Scalar results (losses, statistics)
+  // are written to backend doubles so the layer downloads them together.
+
+  // Router jitter (Switch): noise[i] = float(1 − j + 2j·u_i), x_noisy[i] = x[i]·noise[i] for i < n, with
+  // u_i = CounterRng(seed, "moe_jitter").uniform(i): counter i is element i, so the noise depends on
+  // (seed, i) only, never on threading or on the backend.
+  virtual void moe_jitter_forward(float* x_noisy, float* noise, const float* x, int64_t n, uint64_t seed,
+                                  double jitter) = 0;
+  // dx[i] += dx_noisy[i]·noise[i] (x_noisy = x ⊙ noise, noise held fixed).
+  virtual void moe_jitter_backward(float* dx, const float* dx_noisy, const float* noise, int64_t n) = 0;
+
+  // The whole routing decision over scores p[T,E] (softmax or sigmoid), ties always to the lower index:
+  //   token choice: per token the top_k experts by p + bias (bias null = by p), among the topk_group best
+  //     of n_group equal expert groups when n_group > 1 (a group scores the float sum of its two best
+  //     p + bias); weight = p / Σ_k p (renormalize; + 1e-20 in the sum for sigmoid scores, as HF) or p,
+  //     times scaling, computed in double and rounded once; then each expert keeps its `capacity`
+  //     highest-p candidates (the rest are dropped).
+  //   expert choice: each expert takes its `capacity` highest-p tokens, weight p; the bias is ignored.
+  // Outputs (MoeRouteOut): kept assignments sorted by (expert, token): expert e owns rows
+  // offsets[e]..offsets[e+1] of token/expert/weight/probability (A = offsets[E] ≤ max_assignments());
+  // counts[e] = assignments to e before dropping (the aux loss's count); dropped[0] = dropped
+  // assignments; token choice also writes topk[T,K] (each token's picks, best first) and
+  // topk_sum[T] (the renormalisation denominator, in double). Throws on non-finite p or bias and on a
+  // spec that does not split E into groups of ≥ 2 holding top_k experts.
+  struct MoeRouteSpec {
+    int64_t tokens = 0;   // T
+    int64_t experts = 0;  // E
+    int64_t top_k = 0;    // K (token choice)
+    bool expert_choice = false;
+    int64_t capacity = 0;  // per expert: token choice keeps ≤ capacity (T·K = dropless); expert choice takes it
+    bool renormalize = true;
+    bool sigmoid_scores = false;
+    double scaling = 1.0;  // routed_scaling_factor (token choice)
+    int64_t n_group = 1, topk_group = 1;
+    int64_t max_assignments() const { return expert_choice ? experts * capacity : tokens * top_k; }
+  };
+  struct MoeRouteOut {
+    int64_t* offsets = nullptr;   // [E+1]
+    int64_t* counts = nullptr;    // [E]
+    int64_t* dropped = nullptr;   // [1]
+    int32_t* token = nullptr;     // [max_assignments]
+    int32_t* expert = nullptr;    // [max_assignments]
+    float* weight = nullptr;      // [max_assignments]
+    float* probability = nullptr; // [max_assignments] p[token, expert]
+    int32_t* topk = nullptr;      // [T·K], token choice only (may be null for expert choice)
+    double* topk_sum = nullptr;   // [T],   token choice only
+  };
+  virtual void moe_route(const MoeRouteOut& out, const float* probs_TE, const float* bias_E,
+                         const MoeRouteSpec& spec) = 0;
+  // dprobs[T,E] (overwritten) = ∂/∂p of  Σ_a dweight[a]·weight[a]  (routing held fixed; through the
+  // renormalisation denominator, which includes top-k picks later dropped, and the scaling)
+  //   + aux_coef · L_aux (counts from moe_route)  + dirichlet_coef · dirichlet_dprobs (null = none),
+  // accumulated in double in that order and rounded once. `kept` = offsets[E] (the host knows it).
+  virtual void moe_route_backward(float* dprobs_TE, const float* dweight_A, const MoeRouteOut& routing, int64_t kept,
+                                  const MoeRouteSpec& spec, double aux_coef, const double* dirichlet_dprobs_TE,
+                                  double dirichlet_coef) = 0;
+  // loss[0] = L_aux = E/A · Σ_e counts[e]·mean_t p[t,e], A = Σ_e counts[e] (0 when T or A is 0).
+  virtual void moe_aux_loss(double* loss, const float* probs_TE, const int64_t* counts_E, int64_t T, int64_t E) = 0;
+  // lse[t] = log Σ_e exp(x[t,e]) in double (max-subtracted). The one row logsumexp of the engine (the
+  // z loss; cross_entropy keeps its fused fp32 form, whose bits this would change).
+  virtual void logsumexp_rows(double* lse_T, const float* x_TE, int64_t T, int64_t E) = 0;
+  // loss[0] = L_z = mean_t lse[t]² (0 for T = 0).
+  virtual void moe_z_loss(double* loss, const double* lse_T, int64_t T) = 0;
+  // dlogits[t,e] += coef·2·lse[t]·p[t,e]/T (p = softmax(logits), the gradient of coef·L_z).
+  virtual void moe_z_loss_backward(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T,
+                                   int64_t E, double coef) = 0;
+  // Qwen2-MoE's shared-expert gate, y[t,:] += σ[t]·ys[t,:] with σ = sigmoid_forward(x·w_gᵀ).
+  virtual void moe_shared_gate_forward(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T,
+                                       int64_t D) = 0;
+  // Its backward: dys[t,:] += σ[t]·dy[t,:]; dz[t] += float(Σ_d dy·ys)·σ(1−σ) (dot in double, z the gate logit).
+  virtual void moe_shared_gate_backward(float* dys_TD, float* dz_T, const float* dy_TD, const float* ys_TD,
+                                        const float* sigma_T, int64_t T, int64_t D) = 0;
+  // Dirichlet-prior shaping loss (model/dirichlet_prior.h) of p[T,E] (converted to double): token t is
+  // judged against prior prior_of_domain[domain_T[t]] (domain_T null: every token prior 0), rows of
+  // alpha_PE[priors, E] (host); per prior g with T_g tokens, L = Σ_g (T_g/T)·L_g, L_g the per-expert
+  // Cramér–von Mises distance of the T_g tokens' p to Beta(α_e, Σα − α_e), priors in increasing g.
+  // loss[0] = L; dprobs (null = skipped) is overwritten with ∂L/∂p (double).
+  virtual void dirichlet_prior_loss(double* loss, double* dprobs_TE, const float* probs_TE, int64_t T, int64_t E,
+                                    const int32_t* domain_T, const int32_t* prior_of_domain, int64_t domains,
+                                    const double* alpha_PE, int64_t priors) = 0;
+  // Router statistics, out[0] = mean_t H(p_t) (nats), out[1] = mean_t max_e p[t,e], each row divided by
+  // its sum first when normalize_rows (sigmoid scores are no distribution); 0 for T = 0.
+  virtual void moe_router_stats(double* out, const float* probs_TE, int64_t T, int64_t E, bool normalize_rows) = 0;
+
   // --- Optimizer (train/ coordinates: train/adamw.h, train/trainer_step.cpp, train/expert_bias.h) ---
   // Returns sqrt(Σ x[i]²) to the host (the step's one readback of the gradients), each x[i] widened to
   // double and the sum kept in double. The summation order is the backend's own but fixed: for a given

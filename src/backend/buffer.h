@@ -50,6 +50,13 @@ class Buffer {
     if (backend_ == &backend && size_ == count) return zero();
     *this = Buffer(backend, count);
   }
+  // Makes this a buffer of `count` elements on `backend` for an op that overwrites all of it: the memory
+  // and its stale contents are kept when the size and backend already match (no fill per step); a new
+  // allocation is zero-filled as always.
+  void resize_for_overwrite(Backend& backend, size_t count) {
+    if (backend_ == &backend && size_ == count) return;
+    *this = Buffer(backend, count);
+  }
   void zero() {
     if (size_ > 0) backend_->fill_zero(data_, size_ * sizeof(T));
   }

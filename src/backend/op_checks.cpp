@@ -2,6 +2,7 @@
 // fails loudly once instead of reading out of bounds.
 #include "backend/op_checks.h"
 
+#include <cmath>
 #include <string>
 
 #include "core/error.h"
@@ -47,6 +48,38 @@ void check_rows(const int32_t* rows, int64_t A, int64_t T) {
 void check_group_offsets(const int64_t* offsets, int64_t G) {
   UPCYCLE_CHECK(G >= 0 && offsets[0] == 0, "group offsets must start at 0");
   for (int64_t g = 0; g < G; ++g) UPCYCLE_CHECK(offsets[g] <= offsets[g + 1], "group offsets must not decrease");
+}
+
+void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::MoeRouteSpec& spec) {
+  const int64_t T = spec.tokens, E = spec.experts, G = spec.n_group;
+  UPCYCLE_CHECK(E > 0 && T >= 0, "moe_route: bad sizes");
+  if (spec.expert_choice) {
+    UPCYCLE_CHECK(spec.capacity >= 0 && spec.capacity <= T, "moe_route: expert choice needs a capacity in [0, T]");
+  } else {
+    UPCYCLE_CHECK(spec.top_k >= 1 && spec.top_k <= E, "moe_route: top_k outside [1, E]");
+    UPCYCLE_CHECK(spec.capacity >= 0, "moe_route: negative capacity");
+    UPCYCLE_CHECK(G >= 1 && E % G == 0 && (G == 1 || E / G >= 2) && spec.topk_group >= 1 && spec.topk_group <= G &&
+                      spec.top_k <= spec.topk_group * (E / G),
+                  "route: expert groups must split E evenly (≥ 2 per group) and hold top_k experts");
+  }
+  for (int64_t i = 0; i < T * E; ++i)
+    UPCYCLE_CHECK(std::isfinite(probs_TE[i]), "router probability is not finite at " + std::to_string(i));
+  if (bias_E && !spec.expert_choice)
+    for (int64_t e = 0; e < E; ++e)
+      UPCYCLE_CHECK(std::isfinite(bias_E[e]), "router selection bias is not finite at " + std::to_string(e));
+}
+
+std::vector<int32_t> dirichlet_prior_of_tokens(const int32_t* domain_T, const int32_t* prior_of_domain,
+                                               int64_t domains, int64_t priors, int64_t T) {
+  UPCYCLE_CHECK(priors >= 1, "Dirichlet prior: no prior given");
+  std::vector<int32_t> prior_T(size_t(T), 0);
+  if (!domain_T) return prior_T;
+  for (int64_t t = 0; t < T; ++t) {
+    UPCYCLE_CHECK(domain_T[t] >= 0 && domain_T[t] < domains, "Dirichlet prior: domain id out of range");
+    prior_T[size_t(t)] = prior_of_domain[domain_T[t]];
+    UPCYCLE_CHECK(prior_T[size_t(t)] >= 0 && prior_T[size_t(t)] < priors, "Dirichlet prior: prior index out of range");
+  }
+  return prior_T;
 }
 
 }  // namespace upcycle::backend

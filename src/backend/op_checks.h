@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "backend/backend.h"
 
@@ -21,5 +22,13 @@ void check_targets(const int32_t* targets, int64_t T, int64_t V);
 void check_rows(const int32_t* rows, int64_t A, int64_t T);
 // Group offsets[G+1] start at 0 and never decrease.
 void check_group_offsets(const int64_t* offsets, int64_t G);
+// moe_route: sizes, expert groups that split E evenly (≥ 2 experts each) and hold top_k experts, a
+// capacity ≥ 0 (expert choice: ≤ T), and finite scores and bias (a NaN would make the
+// ranking an invalid ordering).
+void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::MoeRouteSpec& spec);
+// dirichlet_prior_loss: each token's prior index, prior_of_domain[domain_T[t]] (all 0 when domain_T is
+// null), after checking domain ids lie in [0, domains) and prior indices in [0, priors).
+std::vector<int32_t> dirichlet_prior_of_tokens(const int32_t* domain_T, const int32_t* prior_of_domain,
+                                               int64_t domains, int64_t priors, int64_t T);
 
 }  // namespace upcycle::backend

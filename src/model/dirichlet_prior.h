@@ -1,5 +1,7 @@
 // Dirichlet-prior shaping loss (DPSL; Mirvakhabova, Ehteshami Bejnordi et al., arXiv 2510.01185) for an
-// MoE router, on host memory like the aux and z losses (moe_routing.h). A target prior Dir(α_1..α_E) on
+// MoE router: the maths is the backend op Backend::dirichlet_prior_loss (ref oracle in
+// backend/ref/ref_moe_routing.h, Beta functions in backend/beta_distribution.h); this header holds the
+// contract, the flag syntax and the prior table the layer passes to the op. A target prior Dir(α_1..α_E) on
 // each token's probability vector p_t has per-expert marginals p_te ~ Beta(α_e, A − α_e), A = Σ_j α_j;
 // the loss matches, for every expert e, the batch's empirical distribution of {p_te}_t to that Beta
 // with the Batch-Shaping (Cramér–von Mises) distance of Ehteshami Bejnordi et al. (ICLR 2020):
@@ -10,11 +12,11 @@
 // Verified vs assumed (docs/recipes.md "Dirichlet-prior shaping"): the Beta marginals and the matching of
 // per-expert CDFs are the paper's; the squared-CDF functional with targets i/(T+1) and the mean over
 // tokens and experts are the Batch-Shaping reference code's (same group), since §3 of the paper could
-// not be read here. That code clips the density to [1e-3, 100] for its gradient; this file uses the exact
+// not be read here. That code clips the density to [1e-3, 100] for its gradient; the op uses the exact
 // density, evaluated at p clamped to [1e-7, 1 − 1e-7] (fp32 probabilities saturate at 0 and 1, where the
 // density of α < 1 is infinite).
 // Per-domain (asymmetric) priors, e.g. larger α for the experts meant for one domain's tokens: each token
-// is judged against its domain's prior (domain_dirichlet_prior_loss).
+// is judged against its domain's prior (DirichletPriorTable below).
 // Non-goals: learnable α, Beta quantiles.
 #pragma once
 
@@ -22,32 +24,32 @@
 #include <string>
 #include <vector>
 
+#include "backend/beta_distribution.h"
+
 namespace upcycle::model {
 
-// The regularised incomplete beta function I_x(a, b) (the CDF of Beta(a, b)) for x ∈ [0, 1], a, b > 0,
-// to ~1e-14 relative: Lentz's continued fraction, on the side of x where it converges fast.
-double beta_cdf(double x, double a, double b);
-// The Beta(a, b) density x^(a−1)(1−x)^(b−1)/B(a, b) for x ∈ (0, 1).
-double beta_pdf(double x, double a, double b);
+// The Beta CDF and density (backend/beta_distribution.h), under their old names.
+using backend::beta_cdf;
+using backend::beta_pdf;
 
 // α per expert from "A" (symmetric: every expert α = A) or "A1,A2,…,AE" (one per expert); each α > 0
 // and finite. Error naming `flag` when malformed or when a list's length is not num_experts.
 std::vector<double> parse_dirichlet_prior(const std::string& text, int64_t num_experts, const std::string& flag);
 
-// L above for p[T,E] (rows: tokens) and α[E]. When dprobs_TE is non-null it is overwritten with ∂L/∂p
-// (size T·E). T = 0 gives 0.
-double dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E, const std::vector<double>& alpha_E,
-                            double* dprobs_TE);
-
-// The per-domain form: token t belongs to domain domain_T[t] ∈ [0, alpha_DE.size()), whose prior is
-// alpha_DE[domain_T[t]]. Tokens whose domains have the same α vector form one group g (so the CDF ranks
-// are taken over all tokens judged against one prior), and
-//   L = Σ_g (T_g/T) · L_g,   L_g = dirichlet_prior_loss over the T_g tokens of group g,
-//   ∂L/∂p_te = (T_g/T) · ∂L_g/∂p_te  for t in g.
-// When every domain has distinct α this is Σ_d (T_d/T)·L_d; when all share one α it is exactly
-// dirichlet_prior_loss (one group, weight 1). dprobs_TE as above.
-double domain_dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E,
-                                   const std::vector<std::vector<double>>& alpha_DE, const int32_t* domain_T,
-                                   double* dprobs_TE);
+// The priors the op judges tokens against. One prior for every token (alpha_E): priors = 1 and no
+// domains. Per-domain priors (alpha_DE, row d = α of domain d's tokens): domains with the same α vector
+// share one prior, so the CDF ranks are taken over all tokens judged against it — the loss is
+//   L = Σ_g (T_g/T) · L_g,   ∂L/∂p_te = (T_g/T) · ∂L_g/∂p_te  for t in prior g,
+// L_g the loss above over the T_g tokens of prior g. Priors are numbered by first appearance in
+// domain order (the order the op sums them in). When every domain has distinct α this is
+// Σ_d (T_d/T)·L_d; when all share one α it is exactly the one-prior loss.
+struct DirichletPriorTable {
+  std::vector<int32_t> prior_of_domain;  // [domains]; empty for one prior
+  std::vector<double> alpha_PE;          // [priors, E]
+  int64_t priors = 0;
+  int64_t domains() const { return int64_t(prior_of_domain.size()); }
+};
+DirichletPriorTable dirichlet_prior_table(const std::vector<double>& alpha_E,
+                                          const std::vector<std::vector<double>>& alpha_DE);
 
 }  // namespace upcycle::model

@@ -1,39 +1,44 @@
-// MoE block forward/backward (contract in moe_layer.h): router → route (moe_routing) → gather → grouped
+// MoE block forward/backward (contract in moe_layer.h): router → routing decision → gather → grouped
 // gate/up linears → SwiGLU → grouped down linear → weighted scatter-add, plus the shared expert.
-// Invariants: all matmuls and the data path go through backend ops; the routing decision, the losses,
-// jitter noise and the small per-token scalars (T·E or T values) are computed on the host, since ref and
-// cpu keep tensors in host memory. Routing decisions are constants for differentiation.
+// Invariants: every piece of maths is a backend op (backend.h; the routing and loss ops in its "MoE
+// routing and losses" section) and every saved tensor a backend Buffer; this file only sizes buffers,
+// calls ops and reads back two small arrays per forward, each with one explicit download: the routing
+// index (offsets, counts, dropped — the grouped linears need the offsets on the host) and the five
+// loss/statistics scalars of MoeStats. Routing decisions are constants for differentiation.
 // Non-goals: expert parallelism, token dropping by anything but capacity, activation recomputation.
 #include "model/moe_layer.h"
 
 #include <algorithm>
-#include <cmath>
-#include <numeric>
 
 #include "core/error.h"
-#include "core/rng.h"
 #include "model/dirichlet_prior.h"
 #include "model/moe_routing.h"
 
 namespace upcycle::model {
 
-// Activations kept from forward for backward (host vectors: see the file header).
+using backend::Buffer;
+
+// Indices into Saved::scalars, the doubles the loss and statistics ops write (one download).
+enum Scalar : size_t { kAux, kZ, kDirichlet, kEntropy, kTop1, kScalars };
+
+// Activations and routing kept from forward for backward, in backend memory.
 struct MoeLayer::Saved {
   int64_t T = 0;
   bool jittered = false;
-  std::vector<float> noise_TD, x_router_TD;  // jitter only
-  std::vector<float> probs_TE;
-  std::vector<double> lse_T;
-  std::vector<double> dirichlet_dprobs_TE;  // ∂L_dir/∂p, when dirichlet_coef ≠ 0
-  Routing routing;
-  std::vector<float> x_AD, gate_AF, up_AF, h_AF, y_AD;               // routed experts
-  std::vector<float> gate_TFs, up_TFs, h_TFs, y_TD, sigma_T;          // shared expert
-  std::vector<int32_t> identity_T;                                    // rows 0..T-1 for per-token scaling
+  Buffer<float> noise_TD, x_router_TD;  // jitter only
+  Buffer<float> probs_TE;
+  Buffer<double> lse_T;                 // softmax scoring: the z loss's logsumexp
+  Buffer<double> dirichlet_dprobs_TE;   // ∂L_dir/∂p, when dirichlet_coef ≠ 0
+  DirichletPriorTable priors;           // op parameters (host), from the options
+  backend::Backend::MoeRouteSpec spec;
+  RoutingBuffers routing;
+  RoutingIndex index;                   // host copy of routing.index
+  Buffer<double> scalars;               // [kScalars]
+  Buffer<float> x_AD, gate_AF, up_AF, h_AF, y_AD;        // routed experts
+  Buffer<float> gate_TFs, up_TFs, h_TFs, y_TD, sigma_T;  // shared expert (sigma_T: its gate)
 };
 
 namespace {
-
-double sigmoid(double z) { return 1.0 / (1.0 + std::exp(-z)); }
 
 // Per-expert gradient pointers for grouped_linear_backward: null when the caller passed none.
 float* const* grad_ptrs(std::vector<float*>& v) { return v.empty() ? nullptr : v.data(); }
@@ -60,6 +65,7 @@ MoeLayer::MoeLayer(backend::Backend& backend, MoeOptions options, MoeDims dims)
   for (const auto& alpha_E : options_.dirichlet_domain_alpha_DE)
     UPCYCLE_CHECK(int64_t(alpha_E.size()) == options_.num_experts && options_.num_experts >= 2,
                   "MoE: each domain's Dirichlet prior needs one α per expert and at least 2 experts");
+  saved_->priors = dirichlet_prior_table(options_.dirichlet_alpha_E, options_.dirichlet_domain_alpha_DE);
 }
 
 void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w, Phase phase, uint64_t seed,
@@ -72,131 +78,134 @@ void MoeLayer::forward(float* y, const float* x, int64_t T, const MoeWeights& w,
                 "MoE: shared expert weights missing");
   Saved& s = *saved_;
   s.T = T;
-  s.jittered = phase == Phase::kTraining && options_.jitter > 0;
-  const float* x_router = x;
-  if (s.jittered) {
-    // Multiplicative noise on the router input only; counter i of the stream is element i of x.
-    const CounterRng rng(seed, "moe_jitter");
-    const double j = options_.jitter;
-    s.noise_TD.resize(size_t(T * D));
-    s.x_router_TD.resize(size_t(T * D));
-    for (int64_t i = 0; i < T * D; ++i) {
-      s.noise_TD[size_t(i)] = float(1.0 - j + 2.0 * j * rng.uniform(uint64_t(i)));
-      s.x_router_TD[size_t(i)] = x[i] * s.noise_TD[size_t(i)];
-    }
-    x_router = s.x_router_TD.data();
-  }
-  std::vector<float> logits_TE(size_t(T * E));
-  backend_.linear_forward_f32(logits_TE.data(), x_router, w.router_ED, nullptr, T, D, E);  // fp32: picks top-k
-  s.probs_TE.resize(logits_TE.size());
-  const bool softmax = options_.scoring == RouterScoring::kSoftmax;
-  if (softmax)
-    backend_.softmax_rows(s.probs_TE.data(), logits_TE.data(), T, E);
-  else
-    backend_.sigmoid_forward(s.probs_TE.data(), logits_TE.data(), T * E);
-  stats_.z_loss = softmax ? z_loss(logits_TE.data(), T, E, s.lse_T) : 0.0;  // sigmoid: none (header)
-  s.routing = route(s.probs_TE.data(), T, options_, w.selection_bias_E);  // the bias only picks experts
-  stats_.aux_loss = softmax ? aux_loss(s.probs_TE.data(), T, E, s.routing.counts_E) : 0.0;
+  s.scalars.reset(backend_, kScalars);
+  router_forward(x, w, phase, seed);
   dirichlet_forward(domain_T);
+  s.index = download_index(s.routing, E);  // the one readback of the routing: offsets for the grouped ops
 
-  std::fill_n(y, T * D, 0.0f);
+  backend_.fill_zero(y, size_t(T * D) * sizeof(float));
   experts_forward(y, x, w);
   if (dims_.shared_width > 0) shared_forward(y, x, w);
   fill_stats();
 }
 
+// Jitter → router logits → scores p → z loss, the routing decision, aux loss and statistics.
+void MoeLayer::router_forward(const float* x, const MoeWeights& w, Phase phase, uint64_t seed) {
+  Saved& s = *saved_;
+  const int64_t T = s.T, D = dims_.hidden, E = options_.num_experts;
+  s.jittered = phase == Phase::kTraining && options_.jitter > 0;
+  const float* x_router = x;
+  if (s.jittered) {  // multiplicative noise on the router input only
+    s.noise_TD.resize_for_overwrite(backend_, size_t(T * D));
+    s.x_router_TD.resize_for_overwrite(backend_, size_t(T * D));
+    backend_.moe_jitter_forward(s.x_router_TD.data(), s.noise_TD.data(), x, T * D, seed, options_.jitter);
+    x_router = s.x_router_TD.data();
+  }
+  Buffer<float> logits_TE(backend_, size_t(T * E));
+  backend_.linear_forward_f32(logits_TE.data(), x_router, w.router_ED, nullptr, T, D, E);  // fp32: picks top-k
+  s.probs_TE.resize_for_overwrite(backend_, size_t(T * E));
+  const bool softmax = options_.scoring == RouterScoring::kSoftmax;
+  double* scalars = s.scalars.data();
+  if (softmax) {
+    backend_.softmax_rows(s.probs_TE.data(), logits_TE.data(), T, E);
+    s.lse_T.resize_for_overwrite(backend_, size_t(T));
+    backend_.logsumexp_rows(s.lse_T.data(), logits_TE.data(), T, E);
+    backend_.moe_z_loss(scalars + kZ, s.lse_T.data(), T);
+  } else {  // sigmoid: no aux or z loss (header)
+    backend_.sigmoid_forward(s.probs_TE.data(), logits_TE.data(), T * E);
+  }
+  s.spec = route_spec(options_, T);
+  s.routing.reset(backend_, s.spec);
+  const backend::Backend::MoeRouteOut out = s.routing.out(E);
+  backend_.moe_route(out, s.probs_TE.data(), w.selection_bias_E, s.spec);  // the bias only picks experts
+  if (softmax) backend_.moe_aux_loss(scalars + kAux, s.probs_TE.data(), out.counts, T, E);
+  backend_.moe_router_stats(scalars + kEntropy, s.probs_TE.data(), T, E, !softmax);
+}
+
 void MoeLayer::dirichlet_forward(const int32_t* domain_T) {
   Saved& s = *saved_;
-  stats_.dirichlet_loss = 0.0;
-  s.dirichlet_dprobs_TE.clear();
   const bool per_domain = !options_.dirichlet_domain_alpha_DE.empty();
-  if (!options_.has_dirichlet_prior() || (per_domain && !domain_T)) return;
-  const std::vector<double> probs_TE(s.probs_TE.begin(), s.probs_TE.end());
-  if (options_.dirichlet_coef != 0) s.dirichlet_dprobs_TE.resize(probs_TE.size());
-  double* dprobs_TE = s.dirichlet_dprobs_TE.empty() ? nullptr : s.dirichlet_dprobs_TE.data();
+  const bool computed = options_.has_dirichlet_prior() && (domain_T || !per_domain);  // else the loss stays 0
   const int64_t E = options_.num_experts;
-  stats_.dirichlet_loss =
-      per_domain ? domain_dirichlet_prior_loss(probs_TE.data(), s.T, E, options_.dirichlet_domain_alpha_DE, domain_T,
-                                               dprobs_TE)
-                 : dirichlet_prior_loss(probs_TE.data(), s.T, E, options_.dirichlet_alpha_E, dprobs_TE);
+  if (computed && options_.dirichlet_coef != 0)
+    s.dirichlet_dprobs_TE.resize_for_overwrite(backend_, size_t(s.T * E));
+  else
+    s.dirichlet_dprobs_TE = {};  // backward adds no prior gradient
+  if (!computed) return;
+  backend_.dirichlet_prior_loss(s.scalars.data() + kDirichlet, s.dirichlet_dprobs_TE.data(), s.probs_TE.data(), s.T,
+                                E, per_domain ? domain_T : nullptr, s.priors.prior_of_domain.data(),
+                                s.priors.domains(), s.priors.alpha_PE.data(), s.priors.priors);
 }
 
 void MoeLayer::experts_forward(float* y, const float* x, const MoeWeights& w) {
   Saved& s = *saved_;
-  const Routing& r = s.routing;
-  const int64_t D = dims_.hidden, F = dims_.expert_width, E = options_.num_experts, A = r.kept();
-  s.x_AD.resize(size_t(A * D));
-  s.gate_AF.resize(size_t(A * F));
-  s.up_AF.resize(size_t(A * F));
-  s.h_AF.resize(size_t(A * F));
-  s.y_AD.resize(size_t(A * D));
-  backend_.gather_rows(s.x_AD.data(), x, r.token.data(), A, s.T, D);
-  backend_.grouped_linear_forward(s.gate_AF.data(), s.x_AD.data(), w.gate_FD.data(), r.offsets.data(), E, D, F);
-  backend_.grouped_linear_forward(s.up_AF.data(), s.x_AD.data(), w.up_FD.data(), r.offsets.data(), E, D, F);
+  const backend::Backend::MoeRouteOut r = s.routing.out(options_.num_experts);
+  const int64_t D = dims_.hidden, F = dims_.expert_width, E = options_.num_experts, A = s.index.kept();
+  const int64_t* offsets = s.index.offsets.data();
+  // Sized for the spec's bound on A (fixed for a given T), so a varying kept count reuses the memory;
+  // the ops read and write only the first A rows.
+  const auto A_max = size_t(s.spec.max_assignments());
+  s.x_AD.resize_for_overwrite(backend_, A_max * size_t(D));
+  s.gate_AF.resize_for_overwrite(backend_, A_max * size_t(F));
+  s.up_AF.resize_for_overwrite(backend_, A_max * size_t(F));
+  s.h_AF.resize_for_overwrite(backend_, A_max * size_t(F));
+  s.y_AD.resize_for_overwrite(backend_, A_max * size_t(D));
+  backend_.gather_rows(s.x_AD.data(), x, r.token, A, s.T, D);
+  backend_.grouped_linear_forward(s.gate_AF.data(), s.x_AD.data(), w.gate_FD.data(), offsets, E, D, F);
+  backend_.grouped_linear_forward(s.up_AF.data(), s.x_AD.data(), w.up_FD.data(), offsets, E, D, F);
   backend_.swiglu_forward(s.h_AF.data(), s.gate_AF.data(), s.up_AF.data(), A * F);
-  backend_.grouped_linear_forward(s.y_AD.data(), s.h_AF.data(), w.down_DF.data(), r.offsets.data(), E, F, D);
-  backend_.scatter_add_rows(y, s.y_AD.data(), r.token.data(), r.weight.data(), A, s.T, D);
+  backend_.grouped_linear_forward(s.y_AD.data(), s.h_AF.data(), w.down_DF.data(), offsets, E, F, D);
+  backend_.scatter_add_rows(y, s.y_AD.data(), r.token, r.weight, A, s.T, D);
 }
 
 void MoeLayer::shared_forward(float* y, const float* x, const MoeWeights& w) {
   Saved& s = *saved_;
   const int64_t T = s.T, D = dims_.hidden, Fs = dims_.shared_width;
-  s.gate_TFs.resize(size_t(T * Fs));
-  s.up_TFs.resize(size_t(T * Fs));
-  s.h_TFs.resize(size_t(T * Fs));
-  s.y_TD.resize(size_t(T * D));
+  s.gate_TFs.resize_for_overwrite(backend_, size_t(T * Fs));
+  s.up_TFs.resize_for_overwrite(backend_, size_t(T * Fs));
+  s.h_TFs.resize_for_overwrite(backend_, size_t(T * Fs));
+  s.y_TD.resize_for_overwrite(backend_, size_t(T * D));
   backend_.linear_forward(s.gate_TFs.data(), x, w.shared_gate_FsD, nullptr, T, D, Fs);
   backend_.linear_forward(s.up_TFs.data(), x, w.shared_up_FsD, nullptr, T, D, Fs);
   backend_.swiglu_forward(s.h_TFs.data(), s.gate_TFs.data(), s.up_TFs.data(), T * Fs);
   backend_.linear_forward(s.y_TD.data(), s.h_TFs.data(), w.shared_down_DFs, nullptr, T, Fs, D);
   if (!w.shared_expert_gate_1D) {
-    s.sigma_T.clear();
+    s.sigma_T = {};
     backend_.axpy(y, s.y_TD.data(), 1.0f, T * D);
     return;
   }
-  // Qwen2-MoE: y += sigmoid(x·w_gᵀ) · shared(x), a per-token scale = scatter onto the identity rows.
-  s.sigma_T.resize(static_cast<size_t>(T));
-  backend_.linear_forward(s.sigma_T.data(), x, w.shared_expert_gate_1D, nullptr, T, D, 1);
-  for (float& v : s.sigma_T) v = float(sigmoid(v));
-  s.identity_T.resize(static_cast<size_t>(T));
-  std::iota(s.identity_T.begin(), s.identity_T.end(), 0);
-  backend_.scatter_add_rows(y, s.y_TD.data(), s.identity_T.data(), s.sigma_T.data(), T, T, D);
+  // Qwen2-MoE: y += sigmoid(x·w_gᵀ) · shared(x), per token.
+  Buffer<float> z_T(backend_, size_t(T));
+  s.sigma_T.resize_for_overwrite(backend_, size_t(T));
+  backend_.linear_forward(z_T.data(), x, w.shared_expert_gate_1D, nullptr, T, D, 1);
+  backend_.sigmoid_forward(s.sigma_T.data(), z_T.data(), T);
+  backend_.moe_shared_gate_forward(y, s.y_TD.data(), s.sigma_T.data(), T, D);
 }
 
 void MoeLayer::fill_stats() {
   const Saved& s = *saved_;
-  const Routing& r = s.routing;
-  const int64_t T = s.T, E = options_.num_experts;
+  const int64_t E = options_.num_experts;
   stats_.tokens_per_expert.resize(static_cast<size_t>(E));
-  for (int64_t e = 0; e < E; ++e) stats_.tokens_per_expert[size_t(e)] = r.offsets[size_t(e + 1)] - r.offsets[size_t(e)];
-  stats_.assignments = r.assignments;
-  stats_.dropped = r.dropped;
-  double entropy = 0.0, top1 = 0.0;
-  const bool softmax = options_.scoring == RouterScoring::kSoftmax;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* p_E = s.probs_TE.data() + t * E;
-    // Sigmoid scores are no distribution: the statistics read them normalised per token.
-    const double norm = softmax ? 1.0 : std::accumulate(p_E, p_E + E, 0.0);
-    double top = 0.0;
-    for (int64_t e = 0; e < E; ++e) {
-      const double p = double(p_E[e]) / norm;
-      if (p > 0) entropy -= p * std::log(p);
-      top = std::max(top, p);
-    }
-    top1 += top;
-  }
-  stats_.router_entropy = T > 0 ? entropy / double(T) : 0.0;
-  stats_.top1_probability = T > 0 ? top1 / double(T) : 0.0;
+  for (int64_t e = 0; e < E; ++e)
+    stats_.tokens_per_expert[size_t(e)] = s.index.offsets[size_t(e + 1)] - s.index.offsets[size_t(e)];
+  stats_.assignments = s.spec.max_assignments();
+  stats_.dropped = s.index.dropped;
+  const std::vector<double> scalars = s.scalars.to_host();  // the forward's second and last readback
+  stats_.aux_loss = scalars[kAux];
+  stats_.z_loss = scalars[kZ];
+  stats_.dirichlet_loss = scalars[kDirichlet];
+  stats_.router_entropy = scalars[kEntropy];
+  stats_.top1_probability = scalars[kTop1];
 }
 
 void MoeLayer::backward(float* dx, MoeGrads& grads, const float* dy, const float* x, const MoeWeights& w) {
   const int64_t E = options_.num_experts;
-  UPCYCLE_CHECK(saved_->routing.experts == E, "MoE: backward without a forward");
+  UPCYCLE_CHECK(saved_->index.offsets.size() == size_t(E + 1), "MoE: backward without a forward");
   UPCYCLE_CHECK(grads.gate_FD.empty() || int64_t(grads.gate_FD.size()) == E, "MoE: gate grads need one per expert");
   UPCYCLE_CHECK(grads.up_FD.empty() || int64_t(grads.up_FD.size()) == E, "MoE: up grads need one per expert");
   UPCYCLE_CHECK(grads.down_DF.empty() || int64_t(grads.down_DF.size()) == E, "MoE: down grads need one per expert");
   if (dims_.shared_width > 0) shared_backward(dx, grads, dy, x, w);
-  std::vector<float> dweight_A = experts_backward(dx, grads, dy, w);
+  const Buffer<float> dweight_A = experts_backward(dx, grads, dy, w);
   router_backward(dx, grads, dweight_A, x, w);
 }
 
@@ -204,19 +213,17 @@ void MoeLayer::shared_backward(float* dx, MoeGrads& grads, const float* dy, cons
   const Saved& s = *saved_;
   const int64_t T = s.T, D = dims_.hidden, Fs = dims_.shared_width;
   const float* dy_shared = dy;
-  std::vector<float> dy_TD;
+  Buffer<float> dys_TD;
   if (w.shared_expert_gate_1D) {
-    // y = σ(z)·ys: dys = σ·dy, dσ = dy·ys, dz = dσ·σ(1−σ), z = x·w_gᵀ.
-    dy_TD.assign(size_t(T * D), 0.0f);
-    std::vector<float> dz_T(size_t(T), 0.0f);
-    backend_.scatter_add_rows_backward(dy_TD.data(), dz_T.data(), dy, s.y_TD.data(), s.identity_T.data(),
-                                       s.sigma_T.data(), T, T, D);
-    for (int64_t t = 0; t < T; ++t) dz_T[size_t(t)] *= s.sigma_T[size_t(t)] * (1.0f - s.sigma_T[size_t(t)]);
+    // y = σ(z)·ys: dys = σ·dy, dz = (dy·ys)·σ(1−σ), z = x·w_gᵀ.
+    dys_TD.reset(backend_, size_t(T * D));
+    Buffer<float> dz_T(backend_, size_t(T));
+    backend_.moe_shared_gate_backward(dys_TD.data(), dz_T.data(), dy, s.y_TD.data(), s.sigma_T.data(), T, D);
     backend_.linear_backward(dx, grads.shared_expert_gate_1D, nullptr, dz_T.data(), x, w.shared_expert_gate_1D, T, D,
                              1);
-    dy_shared = dy_TD.data();
+    dy_shared = dys_TD.data();
   }
-  std::vector<float> dh_TFs(size_t(T * Fs), 0.0f), dgate_TFs(dh_TFs.size(), 0.0f), dup_TFs(dh_TFs.size(), 0.0f);
+  Buffer<float> dh_TFs(backend_, size_t(T * Fs)), dgate_TFs(backend_, size_t(T * Fs)), dup_TFs(backend_, size_t(T * Fs));
   backend_.linear_backward(dh_TFs.data(), grads.shared_down_DFs, nullptr, dy_shared, s.h_TFs.data(),
                            w.shared_down_DFs, T, Fs, D);
   backend_.swiglu_backward(dgate_TFs.data(), dup_TFs.data(), dh_TFs.data(), s.gate_TFs.data(), s.up_TFs.data(),
@@ -225,40 +232,38 @@ void MoeLayer::shared_backward(float* dx, MoeGrads& grads, const float* dy, cons
   backend_.linear_backward(dx, grads.shared_up_FsD, nullptr, dup_TFs.data(), x, w.shared_up_FsD, T, D, Fs);
 }
 
-std::vector<float> MoeLayer::experts_backward(float* dx, MoeGrads& grads, const float* dy, const MoeWeights& w) {
-  const Saved& s = *saved_;
-  const Routing& r = s.routing;
-  const int64_t D = dims_.hidden, F = dims_.expert_width, E = options_.num_experts, A = r.kept();
-  std::vector<float> dy_AD(size_t(A * D), 0.0f), dweight_A(size_t(A), 0.0f);
-  backend_.scatter_add_rows_backward(dy_AD.data(), dweight_A.data(), dy, s.y_AD.data(), r.token.data(),
-                                     r.weight.data(), A, s.T, D);
-  std::vector<float> dh_AF(size_t(A * F), 0.0f), dgate_AF(dh_AF.size(), 0.0f), dup_AF(dh_AF.size(), 0.0f);
+Buffer<float> MoeLayer::experts_backward(float* dx, MoeGrads& grads, const float* dy, const MoeWeights& w) {
+  Saved& s = *saved_;
+  const backend::Backend::MoeRouteOut r = s.routing.out(options_.num_experts);
+  const int64_t D = dims_.hidden, F = dims_.expert_width, E = options_.num_experts, A = s.index.kept();
+  const int64_t* offsets = s.index.offsets.data();
+  Buffer<float> dy_AD(backend_, size_t(A * D)), dweight_A(backend_, size_t(A));
+  backend_.scatter_add_rows_backward(dy_AD.data(), dweight_A.data(), dy, s.y_AD.data(), r.token, r.weight, A, s.T, D);
+  Buffer<float> dh_AF(backend_, size_t(A * F)), dgate_AF(backend_, size_t(A * F)), dup_AF(backend_, size_t(A * F));
   backend_.grouped_linear_backward(dh_AF.data(), grad_ptrs(grads.down_DF), dy_AD.data(), s.h_AF.data(),
-                                   w.down_DF.data(), r.offsets.data(), E, F, D);
+                                   w.down_DF.data(), offsets, E, F, D);
   backend_.swiglu_backward(dgate_AF.data(), dup_AF.data(), dh_AF.data(), s.gate_AF.data(), s.up_AF.data(), A * F);
-  std::vector<float> dx_AD(size_t(A * D), 0.0f);
+  Buffer<float> dx_AD(backend_, size_t(A * D));
   backend_.grouped_linear_backward(dx_AD.data(), grad_ptrs(grads.gate_FD), dgate_AF.data(), s.x_AD.data(),
-                                   w.gate_FD.data(), r.offsets.data(), E, D, F);
+                                   w.gate_FD.data(), offsets, E, D, F);
   backend_.grouped_linear_backward(dx_AD.data(), grad_ptrs(grads.up_FD), dup_AF.data(), s.x_AD.data(),
-                                   w.up_FD.data(), r.offsets.data(), E, D, F);
-  if (dx) backend_.scatter_add_rows(dx, dx_AD.data(), r.token.data(), nullptr, A, s.T, D);
+                                   w.up_FD.data(), offsets, E, D, F);
+  if (dx) backend_.scatter_add_rows(dx, dx_AD.data(), r.token, nullptr, A, s.T, D);
   return dweight_A;
 }
 
-void MoeLayer::router_backward(float* dx, MoeGrads& grads, const std::vector<float>& dweight_A, const float* x,
+void MoeLayer::router_backward(float* dx, MoeGrads& grads, const Buffer<float>& dweight_A, const float* x,
                                const MoeWeights& w) {
-  const Saved& s = *saved_;
+  Saved& s = *saved_;
   const int64_t T = s.T, D = dims_.hidden, E = options_.num_experts;
-  std::vector<double> dprobs_acc(size_t(T * E), 0.0);
-  routing_weight_backward(dprobs_acc.data(), s.routing, dweight_A.data(), options_);
   const bool softmax = options_.scoring == RouterScoring::kSoftmax;  // sigmoid: no aux, no z loss
-  if (softmax) aux_loss_backward(dprobs_acc.data(), T, E, s.routing.counts_E, options_.aux_loss_coef);
-  for (size_t i = 0; i < s.dirichlet_dprobs_TE.size(); ++i)
-    dprobs_acc[i] += options_.dirichlet_coef * s.dirichlet_dprobs_TE[i];
-  std::vector<float> dprobs_TE(dprobs_acc.begin(), dprobs_acc.end()), dlogits_TE(size_t(T * E), 0.0f);
+  Buffer<float> dprobs_TE(backend_, size_t(T * E)), dlogits_TE(backend_, size_t(T * E));
+  backend_.moe_route_backward(dprobs_TE.data(), dweight_A.data(), s.routing.out(E), s.index.kept(), s.spec,
+                              softmax ? options_.aux_loss_coef : 0.0, s.dirichlet_dprobs_TE.data(),
+                              options_.dirichlet_coef);
   if (softmax) {
     backend_.softmax_rows_backward(dlogits_TE.data(), dprobs_TE.data(), s.probs_TE.data(), T, E);
-    z_loss_backward(dlogits_TE.data(), s.probs_TE.data(), s.lse_T, E, options_.z_loss_coef);
+    backend_.moe_z_loss_backward(dlogits_TE.data(), s.probs_TE.data(), s.lse_T.data(), T, E, options_.z_loss_coef);
   } else {
     backend_.sigmoid_backward(dlogits_TE.data(), dprobs_TE.data(), s.probs_TE.data(), T * E);
   }
@@ -267,11 +272,10 @@ void MoeLayer::router_backward(float* dx, MoeGrads& grads, const std::vector<flo
     return;
   }
   // logits = (x⊙n)·W_rᵀ: the weight sees the noisy input, and ∂/∂x = (dlogits·W_r) ⊙ n.
-  std::vector<float> dx_router_TD(size_t(T * D), 0.0f);
+  Buffer<float> dx_router_TD(backend_, dx ? size_t(T * D) : 0);
   backend_.linear_backward_f32(dx ? dx_router_TD.data() : nullptr, grads.router_ED, nullptr, dlogits_TE.data(),
                                s.x_router_TD.data(), w.router_ED, T, D, E);
-  if (!dx) return;
-  for (int64_t i = 0; i < T * D; ++i) dx[i] += dx_router_TD[size_t(i)] * s.noise_TD[size_t(i)];
+  if (dx) backend_.moe_jitter_backward(dx, dx_router_TD.data(), s.noise_TD.data(), T * D);
 }
 
 MoeOptions moe_options_from_config(const ModelConfig& config) {

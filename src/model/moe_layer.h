@@ -31,7 +31,7 @@
 //     the batch's p[·,e] to Beta(α_e, Σα − α_e); computed when dirichlet_alpha_E is set (also at coef 0,
 //     so a run can log it), differentiated when dirichlet_coef ≠ 0. Per-domain priors
 //     (dirichlet_domain_alpha_DE): forward's domain_T gives each token's domain, and L_dir is the
-//     token-weighted sum over the batch's domains (domain_dirichlet_prior_loss); without domain_T
+//     token-weighted sum over the batch's domains (dirichlet_prior.h, DirichletPriorTable); without domain_T
 //     (evaluation, decoding) it is not computed (0, no gradient).
 // Shape legend: T tokens, D model, E experts, K top-k, F expert width, Fs shared width, A assignments.
 #pragma once
@@ -41,43 +41,11 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/buffer.h"
 #include "io/model_config.h"
+#include "model/moe_options.h"
 
 namespace upcycle::model {
-
-enum class RoutingMode { kTokenChoice, kExpertChoice };
-enum class Phase { kTraining, kInference };  // jitter applies only in training
-
-struct MoeOptions {
-  int64_t num_experts = 0;
-  int64_t top_k = 0;
-  TopkNorm topk_norm = TopkNorm::kRenormalize;
-  double topk_scaling = 1.0;  // dots1: routed_scaling_factor
-  RouterScoring scoring = RouterScoring::kSoftmax;
-  int64_t n_group = 1;     // token choice only: experts in n_group equal groups ...
-  int64_t topk_group = 1;  // ... of which the topk_group best are eligible (1, 1 = no limit)
-  RoutingMode mode = RoutingMode::kTokenChoice;
-  double capacity_factor = 0.0;  // 0 = dropless (token choice); expert choice needs > 0
-  // Router input × U(1−jitter, 1+jitter) per element during training, Switch-style: the experts see the
-  // clean x (HF Mixtral multiplies the experts' input too). Noise element i = t·D+d is counter i of
-  // CounterRng(seed, "moe_jitter"), so callers pass a distinct seed per layer and step.
-  double jitter = 0.0;
-  double aux_loss_coef = 0.0;
-  double z_loss_coef = 0.0;
-  // Dirichlet-prior shaping: α per expert (empty = off) and the loss's coefficient.
-  std::vector<double> dirichlet_alpha_E;
-  // Per-domain priors instead: row d is the α per expert of the tokens of domain d (empty = none; set
-  // at most one of the two).
-  std::vector<std::vector<double>> dirichlet_domain_alpha_DE;
-  double dirichlet_coef = 0.0;
-  bool has_dirichlet_prior() const { return !dirichlet_alpha_E.empty() || !dirichlet_domain_alpha_DE.empty(); }
-};
-
-struct MoeDims {
-  int64_t hidden = 0;         // D
-  int64_t expert_width = 0;   // F
-  int64_t shared_width = 0;   // Fs, 0 = no shared expert
-};
 
 // Views of the layer's weights (fp32, backend memory). Per-expert pointers may point into a fused
 // [E, 2F, D] buffer or into separate tensors alike.
@@ -142,18 +110,19 @@ class MoeLayer {
   MoeOptions options_;
   MoeDims dims_;
   MoeStats stats_;
-  // Saved activations (host memory for now; see the implementation file).
+  // Saved activations and routing, in backend memory (see the implementation file).
   struct Saved;
   std::shared_ptr<Saved> saved_;
 
+  void router_forward(const float* x, const MoeWeights& w, Phase phase, uint64_t seed);
   void dirichlet_forward(const int32_t* domain_T);
   void experts_forward(float* y, const float* x, const MoeWeights& w);
   void shared_forward(float* y, const float* x, const MoeWeights& w);
   void fill_stats();
   void shared_backward(float* dx, MoeGrads& grads, const float* dy, const float* x, const MoeWeights& w);
   // Returns ∂L/∂(combine weight) per kept assignment, for the router.
-  std::vector<float> experts_backward(float* dx, MoeGrads& grads, const float* dy, const MoeWeights& w);
-  void router_backward(float* dx, MoeGrads& grads, const std::vector<float>& dweight_A, const float* x,
+  backend::Buffer<float> experts_backward(float* dx, MoeGrads& grads, const float* dy, const MoeWeights& w);
+  void router_backward(float* dx, MoeGrads& grads, const backend::Buffer<float>& dweight_A, const float* x,
                        const MoeWeights& w);
 };
 

@@ -1,4 +1,5 @@
-// The Dirichlet-prior shaping loss (model/dirichlet_prior.h), piece by piece:
+// The Dirichlet-prior shaping loss (model/dirichlet_prior.h; its double-precision ref kernels in
+// backend/ref/ref_moe_routing.h, the op itself in moe_loss_ops_test.cpp), piece by piece:
 //   - beta_cdf against closed forms: Beta(1, b) = 1 − (1−x)^b (the symmetric α = 1 prior's marginal
 //     Beta(1, E−1)), Beta(a, 1) = x^a, Beta(2, 2), the arcsine laws Beta(½, ½) and Beta(½, 3/2) (α = ½,
 //     E = 4), integer parameters as a binomial tail (α = 5, E = 4: Beta(5, 15)); beta_pdf as the
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/rng.h"
+#include "backend/ref/ref_moe_routing.h"
 #include "model/dirichlet_prior.h"
 #include "support/expect_error.h"
 #include "support/finite_differences.h"
@@ -30,6 +32,22 @@
 
 namespace upcycle::model {
 namespace {
+
+// The loss of one prior and its per-domain form on double probabilities: the ref kernels, with the
+// domain → prior table the MoE layer hands the op.
+double dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E, const std::vector<double>& alpha_E,
+                            double* dprobs_TE) {
+  return backend::ref::dirichlet_prior_loss(probs_TE, T, E, alpha_E.data(), dprobs_TE);
+}
+double domain_dirichlet_prior_loss(const double* probs_TE, int64_t T, int64_t E,
+                                   const std::vector<std::vector<double>>& alpha_DE, const int32_t* domain_T,
+                                   double* dprobs_TE) {
+  const DirichletPriorTable table = dirichlet_prior_table({}, alpha_DE);
+  std::vector<int32_t> prior_T;
+  for (int64_t t = 0; t < T; ++t) prior_T.push_back(table.prior_of_domain[size_t(domain_T[t])]);
+  return backend::ref::grouped_dirichlet_prior_loss(probs_TE, T, E, prior_T.data(), table.alpha_PE.data(),
+                                                    table.priors, dprobs_TE);
+}
 
 const std::vector<double> kGrid = {1e-6, 0.01, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 0.99, 1 - 1e-6};
 

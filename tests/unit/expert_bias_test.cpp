@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "model/moe_layer.h"
 #include "model/moe_routing.h"
+#include "support/moe_routing_test_support.h"
 #include "model/transformer.h"
 #include "support/backend_test_support.h"
 #include "support/model_test_support.h"
@@ -21,6 +22,9 @@
 
 namespace upcycle::model {
 namespace {
+
+using test::aux_loss;  // on every registered backend (support/moe_routing_test_support.h)
+using test::route;
 
 using backend::BackendKind;
 

@@ -7,10 +7,17 @@
 
 #include <cmath>
 
+#include "backend/backend.h"
 #include "model/moe_routing.h"
+#include "support/moe_routing_test_support.h"
 
 namespace upcycle::model {
 namespace {
+
+// Every decision and loss below runs on every registered backend (support/moe_routing_test_support.h).
+using test::aux_loss;
+using test::route;
+using test::z_loss;
 
 MoeOptions token_choice(int64_t E, int64_t K, TopkNorm norm, double scaling = 1.0, double cf = 0.0) {
   return MoeOptions{.num_experts = E, .top_k = K, .topk_norm = norm, .topk_scaling = scaling,
@@ -140,13 +147,16 @@ TEST(MoeRouterLoss, AuxLossTimesKEqualsHfLoadBalancingLoss) {
 }
 
 TEST(MoeRouterLoss, AuxLossGradientIsCountOverTokens) {
-  const std::vector<int64_t> counts = {2, 3, 1};
-  std::vector<double> d(9, 1.0);
-  aux_loss_backward(d.data(), 3, 3, counts, 0.5);
-  // 0.5 · E·count_e/(A·T) = 0.5 · 3·count_e/18
-  for (int64_t t = 0; t < 3; ++t) {
-    for (int64_t e = 0; e < 3; ++e) {
-      EXPECT_NEAR(d[size_t(t * 3 + e)], 1.0 + 0.5 * 3.0 * double(counts[size_t(e)]) / 18.0, 1e-12);
+  // moe_route_backward with no kept assignment (so no weight gradient) and aux_coef 0.5.
+  Routing r{.tokens = 3, .experts = 3, .offsets = {0, 0, 0, 0}, .top_k = 2, .counts_E = {2, 3, 1}};
+  for (const backend::BackendInfo& info : backend::registered_backends()) {
+    auto be = backend::make_backend(info.kind);
+    const std::vector<float> d = test::route_backward(*be, r, {}, token_choice(3, 2, TopkNorm::kNone), 0.5);
+    // 0.5 · E·count_e/(A·T) = 0.5 · 3·count_e/18
+    for (int64_t t = 0; t < 3; ++t) {
+      for (int64_t e = 0; e < 3; ++e) {
+        EXPECT_NEAR(d[size_t(t * 3 + e)], 0.5 * 3.0 * double(r.counts_E[size_t(e)]) / 18.0, 1e-7) << info.name;
+      }
     }
   }
 }
@@ -160,10 +170,12 @@ TEST(MoeRouterLoss, ZLossHandValue) {
   EXPECT_NEAR(lse[1], 2.0 * std::log(2.0), 1e-6);
   // ∂L_z/∂logit = 2·lse·p/T: for row 1, p = (3/4, 1/4).
   const std::vector<float> probs = {0.5f, 0.5f, 0.75f, 0.25f};
-  std::vector<float> dl(4, 0.0f);
-  z_loss_backward(dl.data(), probs.data(), lse, 2, 1.0);
-  EXPECT_NEAR(dl[2], 2.0 * 2.0 * std::log(2.0) * 0.75 / 2.0, 1e-6);
-  EXPECT_NEAR(dl[0], 2.0 * std::log(2.0) * 0.5 / 2.0, 1e-6);
+  for (const backend::BackendInfo& info : backend::registered_backends()) {
+    std::vector<float> dl(4, 0.0f);
+    backend::make_backend(info.kind)->moe_z_loss_backward(dl.data(), probs.data(), lse.data(), 2, 2, 1.0);
+    EXPECT_NEAR(dl[2], 2.0 * 2.0 * std::log(2.0) * 0.75 / 2.0, 1e-6) << info.name;
+    EXPECT_NEAR(dl[0], 2.0 * std::log(2.0) * 0.5 / 2.0, 1e-6) << info.name;
+  }
 }
 
 }  // namespace

@@ -12,11 +12,14 @@
 #include "model/moe_layer.h"
 #include "model/moe_routing.h"
 #include "support/backend_test_support.h"
+#include "support/moe_routing_test_support.h"
 #include "support/finite_differences.h"
 #include "support/moe_test_support.h"
 
 namespace upcycle::model {
 namespace {
+
+using test::route;  // on every registered backend (support/moe_routing_test_support.h)
 
 MoeOptions deepseek(int64_t E, int64_t K, int64_t groups, int64_t keep, TopkNorm norm, double scaling) {
   return MoeOptions{.num_experts = E, .top_k = K, .topk_norm = norm, .topk_scaling = scaling,
@@ -69,18 +72,20 @@ TEST(MoeSigmoidRouting, WeightBackwardThroughRenormalisationAndScaling) {
   const MoeOptions o = deepseek(8, 2, 4, 2, TopkNorm::kRenormalize, 2.5);
   const Routing r = route(kScores.data(), 1, o);
   const std::vector<float> g = {0.3f, -1.1f};
-  std::vector<double> grad(8, 0.0);
-  routing_weight_backward(grad.data(), r, g.data(), o);
-  for (int32_t j : {4, 5}) {
-    auto objective = [&](double delta) {
-      std::vector<double> s(kScores.begin(), kScores.end());
-      s[size_t(j)] += delta;
-      const double S = s[4] + s[5] + 1e-20;
-      return 2.5 * (g[0] * s[4] / S + g[1] * s[5] / S);
-    };
-    EXPECT_NEAR(grad[size_t(j)], (objective(1e-6) - objective(-1e-6)) / 2e-6, 1e-6) << j;
+  for (const backend::BackendInfo& info : backend::registered_backends()) {
+    SCOPED_TRACE(std::string(info.name));
+    const std::vector<float> grad = test::route_backward(*backend::make_backend(info.kind), r, g, o);
+    for (int32_t j : {4, 5}) {
+      auto objective = [&](double delta) {
+        std::vector<double> s(kScores.begin(), kScores.end());
+        s[size_t(j)] += delta;
+        const double S = s[4] + s[5] + 1e-20;
+        return 2.5 * (g[0] * s[4] / S + g[1] * s[5] / S);
+      };
+      EXPECT_NEAR(grad[size_t(j)], (objective(1e-6) - objective(-1e-6)) / 2e-6, 1e-6) << j;
+    }
+    EXPECT_EQ(grad[0], 0.0f);  // masked-out experts get nothing
   }
-  EXPECT_EQ(grad[0], 0.0);  // masked-out experts get nothing
 }
 
 class SigmoidOp : public ::testing::TestWithParam<backend::BackendKind> {

@@ -63,6 +63,26 @@ class CpuBackend final : public HostMemoryBackend {
                               int64_t K, int64_t N) override;
   void grouped_linear_backward(float* dx, float* const* dw, const float* dy, const float* x, const float* const* w,
                                const int64_t* offsets, int64_t G, int64_t K, int64_t N) override;
+  // MoE routing and losses (ref_moe_routing.cpp / moe_routing.cpp).
+  void moe_jitter_forward(float* x_noisy, float* noise, const float* x, int64_t n, uint64_t seed,
+                          double jitter) override;
+  void moe_jitter_backward(float* dx, const float* dx_noisy, const float* noise, int64_t n) override;
+  void moe_route(const MoeRouteOut& out, const float* probs_TE, const float* bias_E, const MoeRouteSpec& spec) override;
+  void moe_route_backward(float* dprobs_TE, const float* dweight_A, const MoeRouteOut& routing, int64_t kept,
+                          const MoeRouteSpec& spec, double aux_coef, const double* dirichlet_dprobs_TE,
+                          double dirichlet_coef) override;
+  void moe_aux_loss(double* loss, const float* probs_TE, const int64_t* counts_E, int64_t T, int64_t E) override;
+  void logsumexp_rows(double* lse_T, const float* x_TE, int64_t T, int64_t E) override;
+  void moe_z_loss(double* loss, const double* lse_T, int64_t T) override;
+  void moe_z_loss_backward(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T, int64_t E,
+                           double coef) override;
+  void moe_shared_gate_forward(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T, int64_t D) override;
+  void moe_shared_gate_backward(float* dys_TD, float* dz_T, const float* dy_TD, const float* ys_TD, const float* sigma_T,
+                                int64_t T, int64_t D) override;
+  void dirichlet_prior_loss(double* loss, double* dprobs_TE, const float* probs_TE, int64_t T, int64_t E,
+                            const int32_t* domain_T, const int32_t* prior_of_domain, int64_t domains,
+                            const double* alpha_PE, int64_t priors) override;
+  void moe_router_stats(double* out, const float* probs_TE, int64_t T, int64_t E, bool normalize_rows) override;
 
   // Optimizer (cpu/optimizer.cpp).
   double l2_norm(const float* x, int64_t n) override;

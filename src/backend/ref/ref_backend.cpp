@@ -4,6 +4,7 @@
 #include "backend/ref/ref_backend.h"
 
 #include "backend/ref/ref_kernels.h"
+#include "backend/ref/ref_moe_routing.h"
 
 namespace upcycle::backend {
 
@@ -109,6 +110,61 @@ void RefBackend::grouped_linear_backward(float* dx, float* const* dw, const floa
                                          const float* const* w, const int64_t* offsets, int64_t G, int64_t K,
                                          int64_t N) {
   ref::grouped_linear_backward(dx, dw, dy, x, w, offsets, G, K, N);
+}
+
+void RefBackend::moe_jitter_forward(float* x_noisy, float* noise, const float* x, int64_t n, uint64_t seed,
+                                    double jitter) {
+  ref::moe_jitter_forward(x_noisy, noise, x, n, seed, jitter);
+}
+
+void RefBackend::moe_jitter_backward(float* dx, const float* dx_noisy, const float* noise, int64_t n) {
+  ref::moe_jitter_backward(dx, dx_noisy, noise, n);
+}
+
+void RefBackend::moe_route(const MoeRouteOut& out, const float* probs_TE, const float* bias_E,
+                           const MoeRouteSpec& spec) {
+  ref::moe_route(out, probs_TE, bias_E, spec);
+}
+
+void RefBackend::moe_route_backward(float* dprobs_TE, const float* dweight_A, const MoeRouteOut& routing, int64_t kept,
+                                    const MoeRouteSpec& spec, double aux_coef, const double* dirichlet_dprobs_TE,
+                                    double dirichlet_coef) {
+  ref::moe_route_backward(dprobs_TE, dweight_A, routing, kept, spec, aux_coef, dirichlet_dprobs_TE, dirichlet_coef);
+}
+
+void RefBackend::moe_aux_loss(double* loss, const float* probs_TE, const int64_t* counts_E, int64_t T, int64_t E) {
+  ref::moe_aux_loss(loss, probs_TE, counts_E, T, E);
+}
+
+void RefBackend::logsumexp_rows(double* lse_T, const float* x_TE, int64_t T, int64_t E) {
+  ref::logsumexp_rows(lse_T, x_TE, T, E);
+}
+
+void RefBackend::moe_z_loss(double* loss, const double* lse_T, int64_t T) { ref::moe_z_loss(loss, lse_T, T); }
+
+void RefBackend::moe_z_loss_backward(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T,
+                                     int64_t E, double coef) {
+  ref::moe_z_loss_backward(dlogits_TE, probs_TE, lse_T, T, E, coef);
+}
+
+void RefBackend::moe_shared_gate_forward(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T,
+                                         int64_t D) {
+  ref::moe_shared_gate_forward(y_TD, ys_TD, sigma_T, T, D);
+}
+
+void RefBackend::moe_shared_gate_backward(float* dys_TD, float* dz_T, const float* dy_TD, const float* ys_TD,
+                                          const float* sigma_T, int64_t T, int64_t D) {
+  ref::moe_shared_gate_backward(dys_TD, dz_T, dy_TD, ys_TD, sigma_T, T, D);
+}
+
+void RefBackend::dirichlet_prior_loss(double* loss, double* dprobs_TE, const float* probs_TE, int64_t T, int64_t E,
+                                      const int32_t* domain_T, const int32_t* prior_of_domain, int64_t domains,
+                                      const double* alpha_PE, int64_t priors) {
+  ref::dirichlet_prior_loss_op(loss, dprobs_TE, probs_TE, T, E, domain_T, prior_of_domain, domains, alpha_PE, priors);
+}
+
+void RefBackend::moe_router_stats(double* out, const float* probs_TE, int64_t T, int64_t E, bool normalize_rows) {
+  ref::moe_router_stats(out, probs_TE, T, E, normalize_rows);
 }
 
 }  // namespace upcycle::backend

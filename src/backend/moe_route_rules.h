@@ -1,0 +1,39 @@
+// The ranking rules of Backend::moe_route, shared by the ref and cpu kernels so both pick exactly the
+// same experts: one strict total order (score, then lower index), DeepSeek-V3 group limiting, one
+// token's top-k, and an expert's capacity cut. The kernels differ only in how they loop and thread.
+// Non-goals: the loops over tokens and experts themselves (those are the kernels').
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace upcycle::backend::moe_rules {
+
+// `a` ranks before `b` when its score is higher, or equal with a lower index.
+struct ByScore {
+  const float* score;  // indexed by candidate
+  bool operator()(int32_t a, int32_t b) const {
+    return score[a] > score[b] || (score[a] == score[b] && a < b);
+  }
+};
+
+// One token's top-k (token choice): ranks rank_E (p + bias, or p) among the eligible experts, writes the
+// picks best first to topk_K and returns the renormalisation sum Σ_k p (double; + 1e-20 for sigmoid
+// scores, as HF). `order` is scratch.
+double token_topk(int32_t* topk_K, const float* p_E, const float* rank_E, const Backend::MoeRouteSpec& spec,
+                  std::vector<int32_t>& order);
+
+// Cuts an expert's candidates (increasing token order) to its `capacity` highest-p tokens (ties: lower
+// token), back in increasing token order; p_T is that expert's column of p. Returns the number dropped.
+int64_t keep_capacity(std::vector<int32_t>& cand, const float* p_T, int64_t capacity);
+
+// The combine weight of a kept assignment with score p (topk_sum: its token's renormalisation sum).
+inline float combine_weight(float p, double topk_sum, const Backend::MoeRouteSpec& spec) {
+  const double pd = p;
+  if (spec.expert_choice) return p;
+  return float((spec.renormalize ? pd / topk_sum : pd) * spec.scaling);
+}
+
+}  // namespace upcycle::backend::moe_rules

@@ -50,11 +50,13 @@ void Trainer::accumulate_moe_stats(StepResult& r) const {
 
 void Trainer::update_expert_bias(const StepResult& r) {
   for (const auto& layer : r.moe) {
-    std::vector<float>& bias = model_->expert_bias(layer.layer);
+    backend::Buffer<float>& bias_buffer = model_->expert_bias(layer.layer);
+    std::vector<float> bias = bias_buffer.to_host();  // host update: download, change, upload
     train::update_expert_bias(bias, layer.tokens_per_expert, options_.expert_bias_rate);
+    bias_buffer.upload(bias);
     // dots1 holds the bias as a weight (e_score_correction_bias): checkpoints and evaluation see it.
     if (float* weight = model_->params().find(router_bias_name(layer.layer)))
-      std::copy(bias.begin(), bias.end(), weight);
+      model_->backend().copy(weight, bias_buffer.data(), bias.size() * sizeof(float));
   }
 }
 

@@ -60,7 +60,8 @@ GenerateResult generate(Transformer& model, std::span<const int32_t> prompt, con
   model.reset_cache(P + options.max_new_tokens);
   GenerateResult result;
   // Sampling runs on the host: one readback of the last position's V logits per generated token.
-  backend::HostView<float> last_V = backend::host_view(model.backend(), model.decode(prompt.data(), P) + (P - 1) * V, size_t(V));
+  backend::HostView<float> last_V =
+      backend::host_view(model.backend(), model.decode(prompt.data(), P) + (P - 1) * V, size_t(V));
   for (int64_t k = 0; k < options.max_new_tokens; ++k) {
     const int32_t token = sample_token(last_V.data(), V, options.sampling, rng.uniform(uint64_t(k)));
     result.tokens.push_back(token);
@@ -68,7 +69,8 @@ GenerateResult generate(Transformer& model, std::span<const int32_t> prompt, con
       result.stopped_at_eos = true;
       break;
     }
-    if (k + 1 < options.max_new_tokens) last_V = backend::host_view(model.backend(), model.decode(&token, 1), size_t(V));
+    if (k + 1 < options.max_new_tokens)
+      last_V = backend::host_view(model.backend(), model.decode(&token, 1), size_t(V));
   }
   return result;
 }

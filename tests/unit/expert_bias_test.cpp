@@ -179,7 +179,8 @@ TEST(ExpertBiasModel, DecodeUsesTheBiasAndMisuseIsCaught) {
     const int64_t T = 7, V = config.vocab_size;
     const float* unbiased = m->forward(kIds.data(), 1, T);
     const std::vector<float> plain(unbiased, unbiased + T * V);
-    for (int64_t l = 0; l < config.num_hidden_layers; ++l) m->set_expert_bias(l, std::vector<float>{0.45f, -0.3f, 0.0f, 0.2f});
+    const std::vector<float> bias = {0.45f, -0.3f, 0.0f, 0.2f};
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) m->set_expert_bias(l, bias);
     const float* full = m->forward(kIds.data(), 1, T);
     const std::vector<float> expected(full, full + T * V);
     EXPECT_NE(expected, plain);

@@ -2,6 +2,9 @@
 // runs through the same code paths as on cpu — loading (staged), forward, loss, backward, decoding,
 // generation, saving — and gives bitwise the cpu results, with its host transfers counted: a training
 // step's only readback is the loss the cross-entropy op returns.
+// Dense models only: MoeLayer still touches its inputs/outputs on the host (it zero-fills y_TD, reads
+// the selection bias and the jittered input there) until its routing moves into backend ops; then
+// expect_training_step_matches_cpu(moe_twin(...)) is the MoE check.
 #include <gtest/gtest.h>
 
 #include <cstring>

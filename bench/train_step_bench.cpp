@@ -34,6 +34,7 @@
 #include "kernel_info.h"
 #include "peak_rss.h"
 #include "backend/backend.h"
+#include "backend/host_memory.h"
 #include "core/units.h"
 #include "io/model_presets.h"
 #include "model/transformer.h"
@@ -142,7 +143,7 @@ void register_train_step(const std::string& name, bool moe, backend::BackendKind
     auto be = &backend_of(kind);
     model::Transformer m(config, *be);
     if (moe) {
-      model::TensorStore dense = model::TensorStore::for_config(dc);
+      model::TensorStore dense = model::TensorStore::for_config(dc, backend::host_memory());
       fill_dense(dense);
       fill_upcycled(m.params(), dense);
       m.set_moe_options(model::moe_options_from_config(config));

@@ -13,6 +13,7 @@
 #include "analysis/expert_similarity.h"
 #include "analysis/routing_analysis.h"
 #include "backend/backend.h"
+#include "backend/host_memory.h"
 #include "core/error.h"
 #include "data/token_dataset.h"
 #include "io/checkpoint.h"
@@ -81,7 +82,7 @@ struct DenseModel {
 
 DenseModel load_dense(const fs::path& dir) {
   DenseModel m{read_model_config(dir), {}};
-  m.params = model::TensorStore::for_config(m.config);
+  m.params = model::TensorStore::for_config(m.config, backend::host_memory());  // read on the host, never computed on
   Checkpoint ckpt = Checkpoint::open(dir);
   model::load_parameters(m.params, ckpt, model::checked_weight_table(m.config, ckpt));
   return m;
@@ -216,9 +217,13 @@ Json analyze_checkpoint(const AnalyzeOptions& o, Progress* progress) {
     for (size_t l = 0; l < r.routing.size(); ++l)
       per_layer[l].push_back({domains[i].dataset.domain, r.routing[l], r.tokens});
   }
+  // The weight statistics read the experts on the host: a model on a device backend crosses once.
+  const model::TensorStore* params = &transformer->params();
+  model::TensorStore host_params;
+  if (!backend->host_accessible()) params = &(host_params = params->copy_to(backend::host_memory()));
   Json layers = Json::array();
   for (const auto& layer_domains : per_layer)
-    layers.push_back(layer_json(aggregate_layer_routing(layer_domains), config, transformer->params(),
+    layers.push_back(layer_json(aggregate_layer_routing(layer_domains), config, *params,
                                 dense ? &*dense : nullptr));
   Json summary = Json::object();
   for (const char* key : {"expert_similarity_mean", "dense_similarity_mean", "expert_similarity_ordered_mean",

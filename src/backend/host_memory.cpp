@@ -5,6 +5,8 @@
 #include <cstring>
 #include <new>
 
+#include "backend/ref/ref_backend.h"
+
 namespace upcycle::backend {
 
 void* HostMemoryBackend::allocate(size_t bytes) {
@@ -30,6 +32,11 @@ void HostMemoryBackend::download(void* host_dst, const void* src, size_t bytes) 
 
 void HostMemoryBackend::copy(void* dst, const void* src, size_t bytes) {
   if (bytes > 0 && dst != src) std::memmove(dst, src, bytes);
+}
+
+Backend& host_memory() {
+  static RefBackend backend;  // stateless: safe to share between threads for allocate/deallocate
+  return backend;
 }
 
 }  // namespace upcycle::backend

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "backend/backend.h"
+#include "backend/host_view.h"
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "cli/runtime_flags.h"
@@ -48,8 +49,9 @@ int run_logits(const Args& args) {
   auto transformer = model::load_transformer(config, o.checkpoint, *backend);
 
   const int64_t T = int64_t(ids.size());
-  const float* logits_TV = transformer->forward(ids.data(), 1, T);
-  write_npy_f32(o.out, logits_TV, {T, config.vocab_size});
+  const auto logits_TV = backend::host_view(*backend, transformer->forward(ids.data(), 1, T),
+                                            size_t(T * config.vocab_size));  // the readback
+  write_npy_f32(o.out, logits_TV.data(), {T, config.vocab_size});
   std::printf("wrote %s: logits [%lld, %lld] (%s backend)\n", o.out.c_str(), static_cast<long long>(T),
               static_cast<long long>(config.vocab_size), o.backend.c_str());
   return 0;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "backend/host_view.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -58,16 +59,18 @@ GenerateResult generate(Transformer& model, std::span<const int32_t> prompt, con
   const CounterRng rng(options.seed, "generate");
   model.reset_cache(P + options.max_new_tokens);
   GenerateResult result;
-  const float* logits_TV = model.decode(prompt.data(), P);
-  const float* last_V = logits_TV + (P - 1) * V;
+  // Sampling runs on the host: one readback of the last position's V logits per generated token.
+  backend::HostView<float> last_V =
+      backend::host_view(model.backend(), model.decode(prompt.data(), P) + (P - 1) * V, size_t(V));
   for (int64_t k = 0; k < options.max_new_tokens; ++k) {
-    const int32_t token = sample_token(last_V, V, options.sampling, rng.uniform(uint64_t(k)));
+    const int32_t token = sample_token(last_V.data(), V, options.sampling, rng.uniform(uint64_t(k)));
     result.tokens.push_back(token);
     if (std::find(options.eos_ids.begin(), options.eos_ids.end(), token) != options.eos_ids.end()) {
       result.stopped_at_eos = true;
       break;
     }
-    if (k + 1 < options.max_new_tokens) last_V = model.decode(&token, 1);
+    if (k + 1 < options.max_new_tokens)
+      last_V = backend::host_view(model.backend(), model.decode(&token, 1), size_t(V));
   }
   return result;
 }

@@ -10,7 +10,7 @@
 
 namespace upcycle::model {
 
-TensorStore::TensorStore(std::vector<WeightSpec> specs) : specs_(std::move(specs)) {
+TensorStore::TensorStore(backend::Backend& backend, std::vector<WeightSpec> specs) : specs_(std::move(specs)) {
   uint64_t total = 0;
   offsets_.reserve(specs_.size());
   for (size_t i = 0; i < specs_.size(); ++i) {
@@ -19,7 +19,7 @@ TensorStore::TensorStore(std::vector<WeightSpec> specs) : specs_(std::move(specs
     bool inserted = index_.emplace(specs_[i].name, i).second;
     UPCYCLE_CHECK(inserted, "duplicate weight name " + specs_[i].name);
   }
-  buffer_.assign(total, 0.0f);
+  buffer_.reset(backend, size_t(total));
 }
 
 std::span<float> TensorStore::view(size_t index) {
@@ -35,6 +35,17 @@ std::span<const float> TensorStore::view(size_t index) const {
 float* TensorStore::find(std::string_view name) {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : buffer_.data() + offsets_[it->second];
+}
+
+TensorStore TensorStore::copy_to(backend::Backend& target) const {
+  TensorStore copy(target, specs_);
+  copy.buffer_.upload(backend::host_view(backend(), buffer_.data(), buffer_.size()).span());
+  return copy;
+}
+
+backend::HostView<float> TensorStore::host_view(size_t index) const {
+  std::span<const float> v = view(index);
+  return backend::host_view(backend(), v.data(), v.size());
 }
 
 const float* TensorStore::find(std::string_view name) const {
@@ -54,7 +65,7 @@ const float* TensorStore::at(std::string_view name) const {
   return p;
 }
 
-void TensorStore::zero() { std::fill(buffer_.begin(), buffer_.end(), 0.0f); }
+void TensorStore::zero() { buffer_.zero(); }
 
 namespace {
 
@@ -74,6 +85,21 @@ void read_as_f32(const SafetensorsFile& file, uint64_t begin, DType dtype, uint6
     const uint64_t count = std::min(kChunk, n - done);
     pread_all(file.fd(), raw.data(), count * elem, offset + done * elem, file.path());
     convert_floats(raw.data(), dtype, out_f32 + done, DType::kF32, size_t(count));
+  }
+}
+
+// read_as_f32 for a store whose memory the host cannot write: bounded host chunks, each uploaded
+// to its place (peak extra memory = one chunk, not the model).
+void load_as_f32(const SafetensorsFile& file, uint64_t begin, DType dtype, uint64_t n, float* out_f32,
+                 backend::Backend& be) {
+  if (be.host_accessible()) return read_as_f32(file, begin, dtype, n, out_f32);  // no staging copy
+  constexpr uint64_t kChunk = uint64_t{1} << 20;
+  const size_t elem = dtype_size(dtype);
+  std::vector<float> staging(size_t(std::min(n, kChunk)));
+  for (uint64_t done = 0; done < n; done += kChunk) {
+    const uint64_t count = std::min(kChunk, n - done);
+    read_as_f32(file, begin + done * elem, dtype, count, staging.data());
+    be.upload(out_f32 + done, staging.data(), count * sizeof(float));
   }
 }
 
@@ -107,7 +133,8 @@ void load_parameters(TensorStore& store, const Checkpoint& ckpt, const WeightTab
                   ref->file->path().string());
     const uint64_t n = shape_numel(spec.shape);
     UPCYCLE_CHECK(loc->element_offset + n <= ref->info->numel(), "weight location runs past its tensor: " + spec.name);
-    read_as_f32(*ref->file, ref->info->begin + loc->element_offset * dtype_size(dtype), dtype, n, store.view(i).data());
+    load_as_f32(*ref->file, ref->info->begin + loc->element_offset * dtype_size(dtype), dtype, n, store.view(i).data(),
+                store.backend());
   }
 }
 

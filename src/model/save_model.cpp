@@ -38,7 +38,8 @@ std::vector<std::string> save_model(const ModelConfig& config, const TensorStore
   for (size_t i = 0; i < params.specs().size(); ++i) {
     const WeightLocation* where = table.locate(params.specs()[i].name);
     UPCYCLE_CHECK(where != nullptr, "no location for " + params.specs()[i].name);
-    writer.write_f32(where->tensor, params.view(i), where->element_offset);  // F32: the bits as they are
+    // F32: the bits as they are; host_view reads each weight back (aliases on host backends).
+    writer.write_f32(where->tensor, params.host_view(i).span(), where->element_offset);
   }
   write_placeholder_tensors(writer, config);
   std::vector<std::string> files{"config.json"};

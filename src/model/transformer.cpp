@@ -19,27 +19,23 @@ namespace upcycle::model {
 
 // Activations one layer saves for its backward pass.
 struct Transformer::LayerActs {
-  std::vector<float> attn_in_TD, attn_rstd_T;  // input RMSNorm output and its rstd
-  std::vector<float> q_raw_TQ, k_raw_TK;       // projections before q/k norm (qk_norm only)
-  std::vector<float> q_rstd_TH, k_rstd_TKV;    // q/k norm rstd per (token, head)
-  std::vector<float> q_TQ, k_TK, v_TK;         // attention inputs (q, k after norm and RoPE)
-  std::vector<float> att_TQ, lse_TH;           // attention output and its log-sum-exp
-  std::vector<float> mid_TD;                   // residual stream after attention
-  std::vector<float> mlp_in_TD, mlp_rstd_T;    // post-attention RMSNorm output and rstd
-  std::vector<float> gate_TF, up_TF, h_TF;     // dense SwiGLU: h = silu(gate) ⊙ up
+  backend::Buffer<float> attn_in_TD, attn_rstd_T;  // input RMSNorm output and its rstd
+  backend::Buffer<float> q_raw_TQ, k_raw_TK;       // projections before q/k norm (qk_norm only)
+  backend::Buffer<float> q_rstd_TH, k_rstd_TKV;    // q/k norm rstd per (token, head)
+  backend::Buffer<float> q_TQ, k_TK, v_TK;         // attention inputs (q, k after norm and RoPE)
+  backend::Buffer<float> att_TQ, lse_TH;           // attention output and its log-sum-exp
+  backend::Buffer<float> mid_TD;                   // residual stream after attention
+  backend::Buffer<float> mlp_in_TD, mlp_rstd_T;    // post-attention RMSNorm output and rstd
+  backend::Buffer<float> gate_TF, up_TF, h_TF;     // dense SwiGLU: h = silu(gate) ⊙ up
 };
-
-namespace {
-
-void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
-
-}  // namespace
 
 Transformer::Transformer(const ModelConfig& config, backend::Backend& backend, std::string config_file)
     : config_(config), be_(backend) {
   validate_model_config(config_, config_file);
-  inv_freq_ = rope_inv_freq(config_.rope, config_.head_dim, config_file);
-  params_ = TensorStore::for_config(config_);  // grads_ on first use (ensure_grads)
+  const std::vector<float> inv_freq = rope_inv_freq(config_.rope, config_.head_dim, config_file);
+  inv_freq_.reset(be_, inv_freq.size());
+  inv_freq_.upload(inv_freq);
+  params_ = TensorStore::for_config(config_, be_);  // grads_ on first use (ensure_grads)
   acts_.resize(size_t(config_.num_hidden_layers));
   resid_.resize(size_t(config_.num_hidden_layers + 1));
   moe_.resize(size_t(config_.num_hidden_layers));
@@ -48,7 +44,7 @@ Transformer::Transformer(const ModelConfig& config, backend::Backend& backend, s
 }
 
 TensorStore& Transformer::ensure_grads() {
-  if (grads_.specs().empty()) grads_ = TensorStore::for_config(config_);
+  if (grads_.specs().empty()) grads_ = TensorStore::for_config(config_, be_);
   return grads_;
 }
 
@@ -66,21 +62,27 @@ double Transformer::auxiliary_loss() const {
   return total;
 }
 
-std::vector<float>& Transformer::expert_bias(int64_t layer) {
+backend::Buffer<float>& Transformer::expert_bias(int64_t layer) {
   UPCYCLE_CHECK(layer >= 0 && layer < config_.num_hidden_layers && moe_[size_t(layer)],
                 "expert_bias() needs an MoE layer index");
   return expert_bias_[size_t(layer)];
 }
 
-const std::vector<float>& Transformer::expert_bias(int64_t layer) const {
+const backend::Buffer<float>& Transformer::expert_bias(int64_t layer) const {
   UPCYCLE_CHECK(layer >= 0 && layer < config_.num_hidden_layers && moe_[size_t(layer)],
                 "expert_bias() needs an MoE layer index");
   return expert_bias_[size_t(layer)];
+}
+
+void Transformer::set_expert_bias(int64_t layer, std::span<const float> bias) {
+  backend::Buffer<float>& b = expert_bias(layer);
+  b.reset(be_, bias.size());
+  b.upload(bias);
 }
 
 MoeWeights Transformer::moe_weights(int64_t layer) const {
   MoeWeights w = moe_weight_views(params_, config_, layer);
-  const std::vector<float>& bias = expert_bias_[size_t(layer)];
+  const backend::Buffer<float>& bias = expert_bias_[size_t(layer)];
   UPCYCLE_CHECK(bias.empty() || int64_t(bias.size()) == config_.num_experts,
                 "expert_bias(" + std::to_string(layer) + ") must be empty or hold one value per expert");
   if (!bias.empty()) w.selection_bias_E = bias.data();
@@ -117,7 +119,7 @@ void Transformer::allocate(int64_t T) {
   const int64_t D = config_.hidden_size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
   const int64_t Q = H * config_.head_dim, K = KV * config_.head_dim, F = config_.intermediate_size;
   const int64_t V = config_.vocab_size;
-  auto size = [](std::vector<float>& v, int64_t n) { v.assign(size_t(n), 0.0f); };
+  auto size = [this](Buf& v, int64_t n) { v.reset(be_, size_t(n)); };
   for (auto& r : resid_) size(r, T * D);
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     LayerActs& a = acts_[size_t(l)];
@@ -154,12 +156,13 @@ const float* Transformer::forward(const int32_t* ids, int64_t B, int64_t Tseq) {
   for (int64_t t = 0; t < T; ++t) UPCYCLE_CHECK(ids[t] >= 0 && ids[t] < V, "token id out of range (validate input)");
   if (T != T_) allocate(T);
   B_ = B, Tseq_ = Tseq, T_ = T;
-  ids_T_.assign(ids, ids + T);
+  ids_T_.reset(be_, size_t(T));
+  ids_T_.upload({ids, size_t(T)});
   domains_T_ = std::exchange(pending_domains_T_, {});
   UPCYCLE_CHECK(domains_T_.empty() || int64_t(domains_T_.size()) == T, "set_token_domains: one domain id per token");
   w_ = model_views(std::as_const(params_), config_);
 
-  be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids, T, D);
+  be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids_T_.data(), T, D);
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     LayerActs& a = acts_[size_t(l)];
     attention_forward(l);  // a.mid_TD = resid_[l] + attention
@@ -219,7 +222,10 @@ void Transformer::ffn_forward(int64_t layer, float* y_TD, const float* x_TD) {
 
 double Transformer::loss(const int32_t* targets) {
   UPCYCLE_CHECK(stage_ != Stage::kNone, "loss() before forward()");
-  const double value = be_.cross_entropy(dlogits_TV_.data(), logits_TV_.data(), targets, T_, config_.vocab_size, 1.0f);
+  targets_T_.reset(be_, size_t(T_));
+  targets_T_.upload({targets, size_t(T_)});
+  const double value =
+      be_.cross_entropy(dlogits_TV_.data(), logits_TV_.data(), targets_T_.data(), T_, config_.vocab_size, 1.0f);
   stage_ = Stage::kLoss;
   return value;
 }
@@ -230,16 +236,16 @@ void Transformer::backward() {
   w_ = model_views(std::as_const(params_), config_);
   g_ = model_views(ensure_grads(), config_);
 
-  zero(dnorm_TD_);
+  dnorm_TD_.zero();
   be_.linear_backward(dnorm_TD_.data(), g_.lm_head_VD, nullptr, dlogits_TV_.data(), final_x_TD_.data(), w_.lm_head_VD,
                       T, D, V);
-  zero(dres_TD_);
+  dres_TD_.zero();
   be_.rmsnorm_backward(dres_TD_.data(), g_.final_norm_D, dnorm_TD_.data(), resid_.back().data(), w_.final_norm_D,
                        final_rstd_T_.data(), T, D);
   for (int64_t l = config_.num_hidden_layers - 1; l >= 0; --l) {
     LayerActs& a = acts_[size_t(l)];
     // dres holds ∂/∂resid_[l+1] = ∂/∂mid through the identity path; add the FFN branch.
-    zero(dnorm_TD_);
+    dnorm_TD_.zero();
     ffn_backward(l, dnorm_TD_.data(), dres_TD_.data(), a.mlp_in_TD.data());
     be_.rmsnorm_backward(dres_TD_.data(), g_.layers[size_t(l)].mlp_norm_D, dnorm_TD_.data(), a.mid_TD.data(),
                          w_.layers[size_t(l)].mlp_norm_D, a.mlp_rstd_T.data(), T, D);
@@ -258,9 +264,9 @@ void Transformer::attention_backward(int64_t layer, float* dres_TD) {
   const int64_t T = T_, D = config_.hidden_size, H = config_.num_attention_heads, KV = config_.num_key_value_heads;
   const int64_t S = config_.head_dim, Q = H * S, K = KV * S;
 
-  zero(datt_TQ_);
+  datt_TQ_.zero();
   be_.linear_backward(datt_TQ_.data(), g.o_proj_DQ, g.o_bias_D, dres_TD, a.att_TQ.data(), w.o_proj_DQ, T, Q, D);
-  zero(dq_TQ_), zero(dk_TK_), zero(dv_TK_);
+  dq_TQ_.zero(), dk_TK_.zero(), dv_TK_.zero();
   be_.attention_backward(dq_TQ_.data(), dk_TK_.data(), dv_TK_.data(), datt_TQ_.data(), a.q_TQ.data(), a.k_TK.data(),
                          a.v_TK.data(), a.att_TQ.data(), a.lse_TH.data(), attention_shape(layer));
   // RoPE is a rotation: its backward is the inverse rotation of the gradient.
@@ -269,7 +275,7 @@ void Transformer::attention_backward(int64_t layer, float* dres_TD) {
   float* dq_proj_TQ = dq_TQ_.data();
   float* dk_proj_TK = dk_TK_.data();
   if (config_.qk_norm) {
-    zero(dq_raw_TQ_), zero(dk_raw_TK_);
+    dq_raw_TQ_.zero(), dk_raw_TK_.zero();
     be_.rmsnorm_backward(dq_raw_TQ_.data(), g.q_norm_S, dq_TQ_.data(), a.q_raw_TQ.data(), w.q_norm_S,
                          a.q_rstd_TH.data(), T * H, S);
     be_.rmsnorm_backward(dk_raw_TK_.data(), g.k_norm_S, dk_TK_.data(), a.k_raw_TK.data(), w.k_norm_S,
@@ -277,7 +283,7 @@ void Transformer::attention_backward(int64_t layer, float* dres_TD) {
     dq_proj_TQ = dq_raw_TQ_.data();
     dk_proj_TK = dk_raw_TK_.data();
   }
-  zero(dnorm_TD_);
+  dnorm_TD_.zero();
   be_.linear_backward(dnorm_TD_.data(), g.q_proj_QD, g.q_bias_Q, dq_proj_TQ, a.attn_in_TD.data(), w.q_proj_QD, T, D, Q);
   be_.linear_backward(dnorm_TD_.data(), g.k_proj_KD, g.k_bias_K, dk_proj_TK, a.attn_in_TD.data(), w.k_proj_KD, T, D, K);
   be_.linear_backward(dnorm_TD_.data(), g.v_proj_KD, g.v_bias_K, dv_TK_.data(), a.attn_in_TD.data(), w.v_proj_KD, T, D,
@@ -295,9 +301,9 @@ void Transformer::ffn_backward(int64_t layer, float* dx_TD, const float* dy_TD, 
   const LayerViews<float*>& g = g_.layers[size_t(layer)];
   LayerActs& a = acts_[size_t(layer)];
   const int64_t T = T_, D = config_.hidden_size, F = config_.intermediate_size;
-  zero(dh_TF_);
+  dh_TF_.zero();
   be_.linear_backward(dh_TF_.data(), g.down_DF, nullptr, dy_TD, a.h_TF.data(), w.down_DF, T, F, D);
-  zero(dgate_TF_), zero(dup_TF_);
+  dgate_TF_.zero(), dup_TF_.zero();
   be_.swiglu_backward(dgate_TF_.data(), dup_TF_.data(), dh_TF_.data(), a.gate_TF.data(), a.up_TF.data(), T * F);
   be_.linear_backward(dx_TD, g.gate_FD, nullptr, dgate_TF_.data(), x_TD, w.gate_FD, T, D, F);
   be_.linear_backward(dx_TD, g.up_FD, nullptr, dup_TF_.data(), x_TD, w.up_FD, T, D, F);

@@ -16,6 +16,11 @@
 // Aux-loss-free balancing: expert_bias(l) is MoE layer l's selection bias (moe_layer.h), empty (no
 // bias) until a caller sizes it to E; forward, backward and decode then route that layer with it.
 // KV-cache decoding (transformer_decode.cpp) runs the same layer math one sequence at a time.
+// Memory: every buffer (parameters, gradients, activations, backward scratch, logits, inv_freq, the
+// KV cache, expert biases, token ids/targets) is a backend::Buffer of the model's Backend. Pointers
+// returned here (forward/decode logits, hidden_states, ffn_inputs, ffn_activations, params().find)
+// are backend pointers: host code reads them through backend::host_view(backend(), …), which aliases
+// on host backends and downloads otherwise (docs/engine.md, "Memory and ownership").
 // Non-goals: batched decoding, mixed precision, dropout.
 // Shape legend: B sequences, Tseq tokens each, T = B·Tseq, D model, H heads, KV kv heads, S head dim,
 // Q = H·S, K = KV·S, F ffn width, V vocab.
@@ -23,10 +28,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/buffer.h"
+#include "backend/host_view.h"
 #include "io/model_config.h"
 #include "model/model_views.h"
 #include "model/moe_layer.h"
@@ -48,13 +56,14 @@ class Transformer {
   const TensorStore& params() const { return params_; }
   TensorStore& grads() { return ensure_grads(); }
   const TensorStore& grads() const { return grads_; }  // empty until the first non-const use
-  const std::vector<float>& inv_freq() const { return inv_freq_; }
+  backend::Backend& backend() const { return be_; }
 
-  // logits_TV for ids[B·Tseq] (row-major by sequence); valid until the next forward. Ids must lie in
-  // [0, vocab_size): callers validate user input, a bad id here is a bug (UPCYCLE_CHECK).
+  // logits_TV for host ids[B·Tseq] (row-major by sequence), a backend pointer valid until the next
+  // forward (read it with backend::host_view). Ids must lie in [0, vocab_size): callers validate user
+  // input, a bad id here is a bug (UPCYCLE_CHECK).
   const float* forward(const int32_t* ids, int64_t B, int64_t Tseq);
-  // Mean cross-entropy of the last forward's logits over targets[T] ≥ 0 (−1 = ignored); also
-  // prepares dlogits for backward().
+  // Mean cross-entropy of the last forward's logits over host targets[T] ≥ 0 (−1 = ignored); also
+  // prepares dlogits for backward(). The loss is the op's return value: no readback.
   double loss(const int32_t* targets);
   // grads += ∂loss/∂params.
   void backward();
@@ -72,12 +81,14 @@ class Transformer {
   // Σ over MoE layers of aux_loss_coef·L_aux + z_loss_coef·L_z + dirichlet_coef·L_dir for the last
   // forward (0 for dense models).
   double auxiliary_loss() const;
-  // MoE layer `layer`'s selection bias b[E] (aux-loss-free balancing): empty = none (the default);
-  // resize it to E (zeros) to enable it, then update it in place between steps. It survives
-  // set_moe_options. UPCYCLE_CHECK: `layer` must be an MoE layer; a size other than 0 or E fails at
-  // the next forward.
-  std::vector<float>& expert_bias(int64_t layer);
-  const std::vector<float>& expert_bias(int64_t layer) const;
+  // MoE layer `layer`'s selection bias b[E] (aux-loss-free balancing), in backend memory: empty =
+  // none (the default); reset it to E (zeros) on backend() to enable it, then update it between steps
+  // (host code: download, change, upload). It survives set_moe_options. UPCYCLE_CHECK: `layer` must be
+  // an MoE layer; a size other than 0 or E fails at the next forward.
+  backend::Buffer<float>& expert_bias(int64_t layer);
+  const backend::Buffer<float>& expert_bias(int64_t layer) const;
+  // expert_bias(layer) := host `bias` (uploaded; empty = no bias).
+  void set_expert_bias(int64_t layer, std::span<const float> bias);
   // Routing statistics of MoE layer `layer` from the last forward; nullptr for dense layers.
   const MoeStats* moe_stats(int64_t layer) const;
   // The residual stream entering layer `layer` ([T, D] of the last forward or decode), for
@@ -117,32 +128,33 @@ class Transformer {
   ModelConfig config_;
   backend::Backend& be_;
   std::vector<std::unique_ptr<MoeLayer>> moe_;  // per layer; null for dense layers
-  std::vector<std::vector<float>> expert_bias_;  // per layer; empty = no selection bias
+  std::vector<backend::Buffer<float>> expert_bias_;  // per layer; empty = no selection bias
   Phase phase_ = Phase::kInference;
   uint64_t phase_seed_ = 0;
   TensorStore params_, grads_;
-  std::vector<float> inv_freq_;
+  backend::Buffer<float> inv_freq_;  // RoPE frequencies, computed on the host once and uploaded
   ModelViews<const float*> w_;  // refreshed at each forward/backward
   ModelViews<float*> g_;
 
   // Sizes of the current batch.
   int64_t B_ = 0, Tseq_ = 0, T_ = 0;
   enum class Stage { kNone, kForward, kLoss } stage_ = Stage::kNone;
-  std::vector<int32_t> ids_T_;
+  backend::Buffer<int32_t> ids_T_, targets_T_;  // the host's ids/targets, uploaded for the ops
   std::vector<int32_t> pending_domains_T_, domains_T_;  // set_token_domains → the current forward's (or empty)
-  std::vector<std::vector<float>> resid_;  // resid_[l] = input of layer l, [T, D]; resid_[L] = final
+  using Buf = backend::Buffer<float>;
+  std::vector<Buf> resid_;  // resid_[l] = input of layer l, [T, D]; resid_[L] = final
   std::vector<LayerActs> acts_;
-  std::vector<float> final_x_TD_, final_rstd_T_, logits_TV_, dlogits_TV_;
+  Buf final_x_TD_, final_rstd_T_, logits_TV_, dlogits_TV_;
   // Backward scratch, reused by every layer.
-  std::vector<float> dres_TD_, dnorm_TD_, datt_TQ_, dq_TQ_, dk_TK_, dv_TK_, dq_raw_TQ_, dk_raw_TK_;
-  std::vector<float> dh_TF_, dgate_TF_, dup_TF_;
+  Buf dres_TD_, dnorm_TD_, datt_TQ_, dq_TQ_, dk_TK_, dv_TK_, dq_raw_TQ_, dk_raw_TK_;
+  Buf dh_TF_, dgate_TF_, dup_TF_;
   // KV cache for decode(): per layer [cache_max_, KV, S] (keys after q/k norm and RoPE).
-  std::vector<std::vector<float>> k_cache_, v_cache_;
+  std::vector<Buf> k_cache_, v_cache_;
   int64_t cache_len_ = 0, cache_max_ = 0;
   // decode() scratch shared by all layers (decoding keeps nothing for backward); rstd_TH also
   // serves the T- and T·KV-row norms.
-  std::vector<float> dec_attn_in_TD_, dec_rstd_TH_, dec_q_raw_TQ_, dec_k_raw_TK_, dec_q_TQ_, dec_att_TQ_;
-  std::vector<float> dec_mid_TD_, dec_mlp_in_TD_;
+  Buf dec_attn_in_TD_, dec_rstd_TH_, dec_q_raw_TQ_, dec_k_raw_TK_, dec_q_TQ_, dec_att_TQ_;
+  Buf dec_mid_TD_, dec_mlp_in_TD_;
 };
 
 }  // namespace upcycle::model

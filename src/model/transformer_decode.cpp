@@ -19,8 +19,8 @@ void Transformer::reset_cache(int64_t max_len) {
   k_cache_.resize(size_t(config_.num_hidden_layers));
   v_cache_.resize(size_t(config_.num_hidden_layers));
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
-    k_cache_[size_t(l)].assign(size_t(max_len * K), 0.0f);
-    v_cache_[size_t(l)].assign(size_t(max_len * K), 0.0f);
+    k_cache_[size_t(l)].reset(be_, size_t(max_len * K));
+    v_cache_[size_t(l)].reset(be_, size_t(max_len * K));
   }
   cache_len_ = 0;
   cache_max_ = max_len;
@@ -35,15 +35,19 @@ const float* Transformer::decode(const int32_t* ids, int64_t n) {
   B_ = 1, Tseq_ = n, T_ = n;
   const int64_t H = config_.num_attention_heads, Q = H * config_.head_dim;
   const int64_t K = config_.num_key_value_heads * config_.head_dim;
-  auto size = [](std::vector<float>& v, int64_t count) { v.resize(size_t(count)); };
+  // Scratch whose contents every use overwrites: reallocated only when the size changes.
+  auto size = [this](Buf& v, int64_t count) {
+    if (v.size() != size_t(count) || v.backend() != &be_) v.reset(be_, size_t(count));
+  };
   size(dec_attn_in_TD_, n * D), size(dec_rstd_TH_, n * H), size(dec_q_TQ_, n * Q), size(dec_att_TQ_, n * Q);
   size(dec_mid_TD_, n * D), size(dec_mlp_in_TD_, n * D);
   if (config_.qk_norm) size(dec_q_raw_TQ_, n * Q), size(dec_k_raw_TK_, n * K);
-  ids_T_.assign(ids, ids + n);
+  ids_T_.reset(be_, size_t(n));
+  ids_T_.upload({ids, size_t(n)});
   domains_T_.clear();  // decoding computes no training loss
   w_ = model_views(std::as_const(params_), config_);
 
-  be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids, n, D);
+  be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids_T_.data(), n, D);
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     attention_decode(l);  // dec_mid_TD_ = resid_[l] + attention over the cache
     be_.rmsnorm_forward(dec_mlp_in_TD_.data(), dec_rstd_TH_.data(), dec_mid_TD_.data(),

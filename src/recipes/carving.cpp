@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/host_view.h"
 #include "core/error.h"
 #include "io/model_config.h"
 #include "model/load_model.h"
@@ -26,16 +27,19 @@ std::vector<LayerCarving> carve_layers(model::Transformer& base, std::span<const
   for (int64_t start = 0; start < N; start += kCalibrationSeqLen) {
     const int64_t T = std::min(kCalibrationSeqLen, N - start);
     base.forward(tokens.data() + start, 1, T);
-    for (size_t i = 0; i < layers.size(); ++i) profiles[i].add(base.ffn_activations(layers[i]), T);
+    for (size_t i = 0; i < layers.size(); ++i)  // the readback of each layer's SwiGLU activations
+      profiles[i].add(backend::host_view(base.backend(), base.ffn_activations(layers[i]), size_t(T * F)).data(), T);
   }
   std::vector<LayerCarving> out(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
     out[i].neurons = carve_neurons(profiles[i], o.shared_width, o.clusters, o.cluster_width);
     if (!(o.row_norm > 0)) continue;
-    const float* gate_FD = base.params().at("model.layers." + std::to_string(layers[i]) + ".mlp.gate_proj.weight");
+    const auto gate_FD = backend::host_view(
+        base.backend(), base.params().at("model.layers." + std::to_string(layers[i]) + ".mlp.gate_proj.weight"),
+        size_t(F * D));
     out[i].router_ED.assign(size_t(o.clusters * D), 0.0f);
     for (int64_t e = 0; e < o.clusters; ++e) {
-      const float* w = gate_FD + out[i].neurons.representatives[size_t(e)] * D;
+      const float* w = gate_FD.data() + out[i].neurons.representatives[size_t(e)] * D;
       double n2 = 0;
       for (int64_t d = 0; d < D; ++d) n2 += double(w[d]) * w[d];
       if (n2 == 0) continue;  // a dead neuron: a zero row (logit 0)

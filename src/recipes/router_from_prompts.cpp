@@ -8,6 +8,7 @@
 #include <limits>
 #include <utility>
 
+#include "backend/host_view.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -60,7 +61,7 @@ std::vector<std::vector<double>> hidden_sum(model::Transformer& base, const std:
     const int64_t T = int64_t(ids.size());
     base.forward(ids.data(), 1, T);
     for (int64_t l = 0; l < L; ++l) {
-      const float* h_TD = base.hidden_states(l);
+      const auto h_TD = backend::host_view(base.backend(), base.hidden_states(l), size_t(T * D));  // the readback
       if (mode == GateMode::kHiddenAvg) {
         std::vector<double> mean(size_t(D), 0.0);
         for (int64_t t = 0; t < T; ++t)
@@ -150,7 +151,10 @@ std::vector<std::vector<float>> router_from_prompts(model::Transformer& base, Ga
     const float* embed_VD = base.params().find("model.embed_tokens.weight");
     UPCYCLE_CHECK(embed_VD != nullptr, "the transformer has an embedding table");
     return cheap_embed_router_rows(
-        config, experts, [&](int32_t id, float* row_D) { std::copy_n(embed_VD + int64_t(id) * D, D, row_D); },
+        config, experts,  // one embedding row per prompt token read back, straight into place
+        [&](int32_t id, float* row_D) {
+          base.backend().download(row_D, embed_VD + int64_t(id) * D, size_t(D) * sizeof(float));
+        },
         label_file);
   }
   check_prompts(config, experts, label_file);

@@ -25,8 +25,8 @@ std::vector<std::vector<float>> kmeans_router_rows(model::Transformer& base, std
   for (int64_t start = 0; start < N; start += kCalibrationSeqLen) {
     const int64_t T = std::min(kCalibrationSeqLen, N - start);
     base.forward(tokens.data() + start, 1, T);
-    for (size_t i = 0; i < layers.size(); ++i)
-      std::copy_n(base.ffn_inputs(layers[i]), T * D, x[i].data() + start * D);
+    for (size_t i = 0; i < layers.size(); ++i)  // the readback, straight into place
+      base.backend().download(x[i].data() + start * D, base.ffn_inputs(layers[i]), size_t(T * D) * sizeof(float));
   }
   std::vector<std::vector<float>> rows(layers.size(), std::vector<float>(size_t(E * D)));
   for (size_t i = 0; i < layers.size(); ++i) {

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "backend/backend.h"
+#include "backend/host_view.h"
 #include "core/rng.h"
 #include "io/model_config.h"
 #include "model/load_model.h"
@@ -44,16 +45,19 @@ VerifyReport verify_conversion(const std::filesystem::path& dense_dir, const std
   auto backend = backend::make_backend(backend::BackendKind::kCpu);
   auto dense = model::load_transformer(dense_config, dense_dir, *backend);
   auto moe = model::load_transformer(moe_config, moe_dir, *backend);
-  const float* dense_logits = dense->forward(ids.data(), B, T);
-  const float* moe_logits = moe->forward(ids.data(), B, T);
   const size_t n_logits = size_t(B * T * V), n_hidden = size_t(B * T * D);
-  Deviation logits = deviation(dense_logits, moe_logits, n_logits);
+  // Readbacks: both models' logits (each model owns its buffers, so both views stay valid).
+  const auto dense_logits = backend::host_view(*backend, dense->forward(ids.data(), B, T), n_logits);
+  const auto moe_logits = backend::host_view(*backend, moe->forward(ids.data(), B, T), n_logits);
+  Deviation logits = deviation(dense_logits.data(), moe_logits.data(), n_logits);
   report.logits_max_abs_diff = logits.diff;
   report.logits_max_abs = logits.scale;
   report.logits_relative = relative(logits);
   if (dense_config.num_hidden_layers == moe_config.num_hidden_layers)
     for (int64_t l = 0; l < dense_config.num_hidden_layers; ++l)
-      report.layer_relative.push_back(relative(deviation(dense->hidden_states(l + 1), moe->hidden_states(l + 1), n_hidden)));
+      report.layer_relative.push_back(
+          relative(deviation(backend::host_view(*backend, dense->hidden_states(l + 1), n_hidden).data(),
+                             backend::host_view(*backend, moe->hidden_states(l + 1), n_hidden).data(), n_hidden)));
   return report;
 }
 

@@ -26,7 +26,7 @@ fs::path Trainer::save_checkpoint() {
   state_.expert_bias.clear();
   if (options_.expert_bias_rate > 0)
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
-      if (config_.is_moe_layer(l)) state_.expert_bias[l] = model_->expert_bias(l);
+      if (config_.is_moe_layer(l)) state_.expert_bias[l] = model_->expert_bias(l).to_host();  // readback
   std::function<void()> pause;
   if (hooks_.checkpoint_pause_step == state_.step)  // test hook: a window to kill the process mid-write
     pause = [this] {

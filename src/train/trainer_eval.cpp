@@ -12,17 +12,17 @@ namespace upcycle::train {
 
 std::vector<EvalRecord> Trainer::evaluate() {
   std::vector<EvalRecord> records;
-  std::vector<std::vector<float>> biases(size_t(config_.num_hidden_layers));
+  std::vector<backend::Buffer<float>> biases(size_t(config_.num_hidden_layers));
   if (options_.expert_bias_rate > 0)
     for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
-      if (config_.is_moe_layer(l)) biases[size_t(l)].swap(model_->expert_bias(l));  // leaves it empty: no bias
+      if (config_.is_moe_layer(l)) std::swap(biases[size_t(l)], model_->expert_bias(l));  // leaves it empty: no bias
   model_->set_phase(model::Phase::kInference);
   for (const auto& v : val_) {
     model::EvalResult e = model::evaluate_windows(*model_, v.tokens, options_.seq_len, options_.micro_batch, nullptr);
     records.push_back({v.domain, e.loss, e.perplexity, e.tokens, std::move(e.routing)});
   }
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l)
-    if (!biases[size_t(l)].empty()) biases[size_t(l)].swap(model_->expert_bias(l));
+    if (!biases[size_t(l)].empty()) std::swap(biases[size_t(l)], model_->expert_bias(l));
   return records;
 }
 

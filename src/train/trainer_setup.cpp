@@ -142,7 +142,9 @@ void Trainer::load_model(const fs::path& dir) {
       // dots1 saved the bias as e_score_correction_bias: the balance learned so far carries on.
       const float* saved = model_->params().find(router_bias_name(l));
       const size_t E = size_t(moe_options_.num_experts);
-      model_->expert_bias(l) = saved ? std::vector<float>(saved, saved + E) : std::vector<float>(E, 0.0f);
+      backend::Buffer<float>& bias = model_->expert_bias(l);
+      bias.reset(*backend_, E);  // zeros
+      if (saved) backend_->copy(bias.data(), saved, E * sizeof(float));
     }
 }
 
@@ -171,7 +173,7 @@ void Trainer::restore(const fs::path& checkpoint) {
     if (layer >= config_.num_hidden_layers || !config_.is_moe_layer(layer) ||
         int64_t(bias.size()) != moe_options_.num_experts)
       throw Error("expert_bias of layer " + std::to_string(layer) + " does not fit the model", state_file);
-    model_->expert_bias(layer) = bias;
+    model_->set_expert_bias(layer, bias);
   }
   std::printf("resuming %s from %s (step %lld of %lld)\n", run_.root.c_str(), checkpoint.c_str(),
               static_cast<long long>(state_.step), static_cast<long long>(options_.steps));

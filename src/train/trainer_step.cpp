@@ -52,13 +52,12 @@ void Trainer::accumulate_moe_stats(StepResult& r) const {
 
 void Trainer::update_expert_bias(const StepResult& r) {
   for (const auto& layer : r.moe) {
-    // The selection bias is still a host vector of the model (model/transformer.h), which the host
-    // backends read in place; once it is a backend buffer this call stays as it is.
-    std::vector<float>& bias = model_->expert_bias(layer.layer);
-    train::update_expert_bias(*backend_, bias, layer.tokens_per_expert, options_.expert_bias_rate);
+    // The selection bias is a backend buffer of the model; the op updates it where it lives.
+    backend::Buffer<float>& bias = model_->expert_bias(layer.layer);
+    train::update_expert_bias(*backend_, {bias.data(), bias.size()}, layer.tokens_per_expert, options_.expert_bias_rate);
     // dots1 holds the bias as a weight (e_score_correction_bias): checkpoints and evaluation see it.
     if (float* weight = model_->params().find(router_bias_name(layer.layer)))
-      backend_->upload(weight, bias.data(), bias.size() * sizeof(float));
+      backend_->copy(weight, bias.data(), bias.size() * sizeof(float));
   }
 }
 

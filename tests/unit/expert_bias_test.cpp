@@ -159,7 +159,7 @@ TEST(ExpertBiasModel, GradientsWithBiasMatchFiniteDifferences) {
   const std::vector<float> bias = {0.45f, -0.3f, 0.0f, 0.2f};
   for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
     EXPECT_TRUE(m->expert_bias(l).empty());  // off by default
-    m->expert_bias(l) = bias;
+    m->set_expert_bias(l, bias);
   }
   auto objective = [&] {
     m->forward(kIds.data(), kB, kT);
@@ -187,7 +187,8 @@ TEST(ExpertBiasModel, DecodeUsesTheBiasAndMisuseIsCaught) {
     const int64_t T = 7, V = config.vocab_size;
     const float* unbiased = m->forward(kIds.data(), 1, T);
     const std::vector<float> plain(unbiased, unbiased + T * V);
-    for (int64_t l = 0; l < config.num_hidden_layers; ++l) m->expert_bias(l) = {0.45f, -0.3f, 0.0f, 0.2f};
+    const std::vector<float> bias = {0.45f, -0.3f, 0.0f, 0.2f};
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) m->set_expert_bias(l, bias);
     const float* full = m->forward(kIds.data(), 1, T);
     const std::vector<float> expected(full, full + T * V);
     EXPECT_NE(expected, plain);
@@ -198,9 +199,9 @@ TEST(ExpertBiasModel, DecodeUsesTheBiasAndMisuseIsCaught) {
       const float* row = m->decode(kIds.data() + t, 1);
       for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(row[v], expected[size_t(t * V + v)], 1e-5 * scale) << t << "," << v;
     }
-    m->expert_bias(1).resize(3);  // wrong size: a bug in the caller
+    m->set_expert_bias(1, std::vector<float>(3));  // wrong size: a bug in the caller
     EXPECT_THROW(m->forward(kIds.data(), 1, T), std::logic_error);
-    m->expert_bias(1).clear();  // empty again: no bias on layer 1
+    m->set_expert_bias(1, {});  // empty again: no bias on layer 1
     m->forward(kIds.data(), 1, T);
     EXPECT_THROW(m->expert_bias(2), std::logic_error);  // out of range
   }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "backend/host_memory.h"
 #include "core/dtype.h"
 #include "io/checkpoint.h"
 #include "io/random_init.h"
@@ -32,7 +33,7 @@ TensorStore load(const fs::path& dir, ModelConfig* config_out = nullptr) {
   ModelConfig config = read_model_config(dir);
   Checkpoint ckpt = Checkpoint::open(dir);
   WeightTable table = checked_weight_table(config, ckpt);
-  TensorStore store = TensorStore::for_config(config);
+  TensorStore store = TensorStore::for_config(config, backend::host_memory());
   load_parameters(store, ckpt, table);
   if (config_out) *config_out = config;
   return store;
@@ -137,7 +138,7 @@ TEST(ModelViews, MoeViewsPointAtExpertWeights) {
   EXPECT_EQ(w.down_DF[2], store.at("model.layers.1.mlp.experts.2.down_proj.weight"));
   EXPECT_EQ(w.shared_up_FsD, store.at("model.layers.1.mlp.shared_expert.up_proj.weight"));
   EXPECT_EQ(w.shared_expert_gate_1D, store.at("model.layers.1.mlp.shared_expert_gate.weight"));
-  TensorStore grads = TensorStore::for_config(config);
+  TensorStore grads = TensorStore::for_config(config, backend::host_memory());
   MoeGrads g = moe_grad_views(grads, config, 1);
   EXPECT_EQ(g.gate_FD[0], grads.at("model.layers.1.mlp.experts.0.gate_proj.weight"));
 }

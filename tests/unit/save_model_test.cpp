@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/host_memory.h"
 #include "core/dtype.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_report.h"
@@ -47,7 +48,7 @@ std::vector<Case> cases() {
 }
 
 TensorStore random_params(const ModelConfig& config, uint64_t seed) {
-  TensorStore store = TensorStore::for_config(config);
+  TensorStore store = TensorStore::for_config(config, backend::host_memory());
   test::fill_random(store, seed, 0.5f);
   return store;
 }
@@ -57,7 +58,7 @@ TensorStore load_back(const fs::path& dir) {
   auto be = backend::make_backend(backend::BackendKind::kCpu);
   const ModelConfig config = read_model_config(dir);
   auto transformer = load_transformer(config, dir, *be);
-  return transformer->params();
+  return transformer->params().copy_to(backend::host_memory());  // outlives the transformer's backend
 }
 
 void expect_inspect_clean(const fs::path& dir, const std::string& layout, const std::string& torch_dtype) {

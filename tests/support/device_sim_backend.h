@@ -190,6 +190,72 @@ class DeviceSimBackend final : public backend::Backend {
     run([&](Backend& be) { be.grouped_linear_backward(dx, dw, dy, x, w, offsets, G, K, N); });
   }
 
+  // MoE routing and losses.
+  void moe_jitter_forward(float* x_noisy, float* noise, const float* x, int64_t n, uint64_t seed,
+                          double jitter) override {
+    run([&](Backend& be) { be.moe_jitter_forward(x_noisy, noise, x, n, seed, jitter); });
+  }
+  void moe_jitter_backward(float* dx, const float* dx_noisy, const float* noise, int64_t n) override {
+    run([&](Backend& be) { be.moe_jitter_backward(dx, dx_noisy, noise, n); });
+  }
+  void moe_route(const MoeRouteOut& out, const float* probs_TE, const float* bias_E,
+                 const MoeRouteSpec& spec) override {
+    run([&](Backend& be) { be.moe_route(out, probs_TE, bias_E, spec); });
+  }
+  void moe_route_backward(float* dprobs_TE, const float* dweight_A, const MoeRouteOut& routing, int64_t kept,
+                          const MoeRouteSpec& spec, double aux_coef, const double* dirichlet_dprobs_TE,
+                          double dirichlet_coef) override {
+    run([&](Backend& be) {
+      be.moe_route_backward(dprobs_TE, dweight_A, routing, kept, spec, aux_coef, dirichlet_dprobs_TE, dirichlet_coef);
+    });
+  }
+  void moe_aux_loss(double* loss, const float* probs_TE, const int64_t* counts_E, int64_t T, int64_t E) override {
+    run([&](Backend& be) { be.moe_aux_loss(loss, probs_TE, counts_E, T, E); });
+  }
+  void logsumexp_rows(double* lse_T, const float* x_TE, int64_t T, int64_t E) override {
+    run([&](Backend& be) { be.logsumexp_rows(lse_T, x_TE, T, E); });
+  }
+  void moe_z_loss(double* loss, const double* lse_T, int64_t T) override {
+    run([&](Backend& be) { be.moe_z_loss(loss, lse_T, T); });
+  }
+  void moe_z_loss_backward(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T, int64_t E,
+                           double coef) override {
+    run([&](Backend& be) { be.moe_z_loss_backward(dlogits_TE, probs_TE, lse_T, T, E, coef); });
+  }
+  void moe_shared_gate_forward(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T, int64_t D) override {
+    run([&](Backend& be) { be.moe_shared_gate_forward(y_TD, ys_TD, sigma_T, T, D); });
+  }
+  void moe_shared_gate_backward(float* dys_TD, float* dz_T, const float* dy_TD, const float* ys_TD,
+                                const float* sigma_T, int64_t T, int64_t D) override {
+    run([&](Backend& be) { be.moe_shared_gate_backward(dys_TD, dz_T, dy_TD, ys_TD, sigma_T, T, D); });
+  }
+  void dirichlet_prior_loss(double* loss, double* dprobs_TE, const float* probs_TE, int64_t T, int64_t E,
+                            const int32_t* domain_T, const int32_t* prior_of_domain, int64_t domains,
+                            const double* alpha_PE, int64_t priors) override {
+    run([&](Backend& be) {
+      be.dirichlet_prior_loss(loss, dprobs_TE, probs_TE, T, E, domain_T, prior_of_domain, domains, alpha_PE, priors);
+    });
+  }
+  void moe_router_stats(double* out, const float* probs_TE, int64_t T, int64_t E, bool normalize_rows) override {
+    run([&](Backend& be) { be.moe_router_stats(out, probs_TE, T, E, normalize_rows); });
+  }
+  // Optimizer.
+  double l2_norm(const float* x, int64_t n) override {
+    double norm = 0;
+    run([&](Backend& be) { norm = be.l2_norm(x, n); });
+    return norm;
+  }
+  void scale(float* x, double factor, int64_t n) override {
+    run([&](Backend& be) { be.scale(x, factor, n); });
+  }
+  void adamw_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads, const int64_t* offsets,
+                  const uint8_t* decay, int64_t ranges, const AdamWScalars& s) override {
+    run([&](Backend& be) { be.adamw_step(params, exp_avg, exp_avg_sq, grads, offsets, decay, ranges, s); });
+  }
+  void expert_bias_update(float* bias, const int64_t* load, int64_t E, double rate) override {
+    run([&](Backend& be) { be.expert_bias_update(bias, load, E, rate); });
+  }
+
  private:
   static constexpr size_t kAlign = 64;
 

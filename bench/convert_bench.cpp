@@ -5,7 +5,8 @@
 // (G = 2, top-2·K), so every case writes the same bytes as the copy recipe. Each case's output is
 // removed before the next (the 1B shape writes ~14 GB per case). Peak RSS per case: VmHWM, reset
 // through clear_refs. Usage: bench_convert DENSE_DIR [EXPERTS [TOP_K [CASE...]]]
-// (scripts/bench build convert; CASE names as printed, default all).
+// (scripts/bench build convert; CASE names as printed, default all). Drop, noise and random draw normal
+// stream v2, the convert default (--rng-version; docs/recipes.md "Random streams").
 // Everything is fsynced (convert commits through StagedDir), hence the cp + sync baseline.
 #include <chrono>
 #include <cstdio>

@@ -1,12 +1,13 @@
 // Where one computed expert matrix's time goes (issue 22): each step `upcycle convert --expert-init drop`
 // takes for a dense FFN matrix of the given shape (default the 1B preset's 8192 × 2048), timed alone —
 // reading bf16 → f32, mean/std, the gather copy, drop's normals for a gate (row) and a down (column)
-// matrix, f32 → bf16 for the write — and, for comparison, the per-element normal() calls drop made
-// before pairs were shared (one per re-drawn element, one thread). OMP_NUM_THREADS sets the threads.
+// matrix, under normal stream v1 and v2 (--rng-version), also noise and random experts — f32 → bf16 for
+// the write. OMP_NUM_THREADS sets the threads.
 // Usage: bench_expert_init_profile [F D]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -38,21 +39,28 @@ int main(int argc, char** argv) {
   t = std::chrono::steady_clock::now();
   w = dense;
   std::printf("%-44s %8.3f s\n", "gather (a copy)", seconds_since(t));
-  ExpertInitParams p;
-  p.init = ExpertInit::kDrop;
-  for (FfnMatrix m : {FfnMatrix::kGate, FfnMatrix::kDown}) {
-    t = std::chrono::steady_clock::now();
-    init_expert_matrix(w.data(), F, D, m, p, stats, "layer0.expert0", "unused");
-    std::printf("drop r=0.5 normals, %-24s %8.3f s\n", m == FfnMatrix::kGate ? "gate (rows)" : "down (columns)",
-                seconds_since(t));
+  // Each computing recipe's normals for one expert matrix, under both stream versions (--rng-version).
+  for (RngVersion v : {RngVersion::kV1, RngVersion::kV2}) {
+    ExpertInitParams p;
+    p.rng_version = v;
+    const char* vn = v == RngVersion::kV1 ? "v1" : "v2";
+    for (ExpertInit init : {ExpertInit::kDrop, ExpertInit::kNoise, ExpertInit::kRandom}) {
+      p.init = init;
+      for (FfnMatrix m : {FfnMatrix::kGate, FfnMatrix::kDown}) {
+        if (init == ExpertInit::kRandom && m == FfnMatrix::kDown) continue;  // random fills the whole matrix alike
+        w = dense;
+        t = std::chrono::steady_clock::now();
+        init_expert_matrix(w.data(), F, D, m, p, stats, "layer0.expert0", "layer0.expert0.w");
+        char label[64];
+        std::snprintf(label, sizeof label, "%s %s%s, %s", vn, std::string(expert_init_name(init)).c_str(),
+                      init == ExpertInit::kRandom ? "" : " r=0.5",
+                      init == ExpertInit::kRandom ? "whole matrix" : m == FfnMatrix::kGate ? "gate (rows)" : "down (columns)");
+        std::printf("%-44s %8.3f s\n", label, seconds_since(t));
+      }
+    }
   }
   t = std::chrono::steady_clock::now();
   f32_to_bf16_n(w.data(), bf16.data(), n);
   std::printf("%-44s %8.3f s\n", "f32 -> bf16 (write conversion)", seconds_since(t));
-  const CounterRng rng(1, "old");
-  t = std::chrono::steady_clock::now();
-  double sum = 0;
-  for (size_t i = 0; i < n / 2; ++i) sum += rng.normal(i);
-  std::printf("%-44s %8.3f s (checksum %g)\n", "old: normal() per re-drawn element, 1 thread", seconds_since(t), sum);
   return 0;
 }

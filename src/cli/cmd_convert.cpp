@@ -56,6 +56,7 @@ struct ConvertOptions {
   std::string aux_loss_coef = "family";
   std::string format = "auto", dtype = "source";
   uint64_t seed = 0;
+  std::string rng_version = "2";
   std::string expert_sources;
   bool average_non_ffn = false;
   int64_t depth_tile = 1;
@@ -68,6 +69,8 @@ struct ConvertOptions {
   int64_t threads = 0;
   bool force = false;
 };
+
+RngVersion rng_version_from_choice(const std::string& choice) { return choice == "1" ? RngVersion::kV1 : RngVersion::kV2; }
 
 double parse_number(const std::string& text, const std::string& flag) {
   try {
@@ -175,6 +178,7 @@ ConvertSpec make_spec(const ConvertOptions& o) {
   s.format = o.format;
   if (o.dtype != "source") s.dtype = dtype_from_choice(o.dtype);
   s.seed = o.seed;
+  s.rng_version = rng_version_from_choice(o.rng_version);
   s.non_ffn = o.average_non_ffn ? NonFfn::kAverage : NonFfn::kBase;
   s.depth_tile = o.depth_tile;
   s.depth_order = o.depth_order == "tiled" ? DepthOrder::kTiled : DepthOrder::kStacked;
@@ -285,6 +289,7 @@ ConvertSpec spec_from_recipe(ConvertOptions& o, const OptionSet& set) {
   ConvertSpec spec = convert_spec_from_mergekit(plan);
   if (o.dtype != "source") spec.dtype = dtype_from_choice(o.dtype);
   if (set.given("seed")) spec.seed = o.seed;
+  spec.rng_version = rng_version_from_choice(o.rng_version);
   if (o.average_non_ffn) spec.non_ffn = NonFfn::kAverage;
   if (set.given("aux-loss-coef") && o.aux_loss_coef != "family")
     spec.aux_loss_coef = parse_number(o.aux_loss_coef, "--aux-loss-coef");
@@ -414,6 +419,13 @@ OptionSet convert_option_set(ConvertOptions& o) {
                  &o.format);
   set.add_choice("dtype", {"source", "f32", "bf16", "f16"}, "output dtype", &o.dtype);
   set.add("seed", "S", "random seed (same seed, same bytes, any thread count)", &o.seed);
+  set.add_choice("rng-version", {"1", "2"},
+                 "normal stream of the expert weights' draws (drop, noise, random experts, mergekit noise_scale):\n"
+                 "2 = fp32 Box-Muller with upcycle's own log/sin/cos, vectorised, the same bits on every CPU;\n"
+                 "1 = double Box-Muller with the C library's log/sincos (the stream of conversions made before\n"
+                 "v2; several times slower). Recorded as upcycle_recipe.rng_version in config.json: pass the\n"
+                 "recorded value to reproduce a conversion. Routers and --from-scratch draw v1 either way",
+                 &o.rng_version);
   set.add("expert-sources", "DIR,DIR", "dense checkpoints whose FFNs become experts: expert e from source floor(e*S/E)",
           &o.expert_sources);
   set.add_flag("average-non-ffn", "average embeddings, attention and norms over all sources (BTX)", &o.average_non_ffn);

@@ -84,6 +84,7 @@ Json spec_to_json(const ConvertSpec& s) {
   j["non_ffn"] = s.non_ffn == NonFfn::kBase ? "base" : "average";
   if (s.from_scratch == FromScratch::kYes) j["from_scratch"] = true;
   j["seed"] = s.seed;
+  j["rng_version"] = int(s.rng_version);
   return j;
 }
 

@@ -16,6 +16,7 @@
 
 #include "core/dtype.h"
 #include "core/json.h"
+#include "core/rng.h"
 
 namespace upcycle::recipes {
 
@@ -77,6 +78,10 @@ struct ConvertSpec {
   std::string format = "auto";   // auto | mixtral | qwen2_moe | qwen3_moe
   std::optional<DType> dtype;    // nullopt: the base source's dtype
   uint64_t seed = 0;
+  // The normal stream of the expert weights' draws (drop, noise, random experts, per-expert noise);
+  // v1 reproduces conversions made before v2 existed. Routers, shared-expert gates and from-scratch
+  // (`upcycle init`'s weights) draw v1 either way.
+  RngVersion rng_version = RngVersion::kV2;
 
   // Several sources (BTX, mergekit-moe): per routed expert, its FFN's source index, extra Gaussian
   // noise on all its FFN weights (mergekit noise_scale) and a down_proj multiplier (residual_scale),

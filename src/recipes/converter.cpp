@@ -167,7 +167,7 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
   const int64_t F = c.sources[0].config.intermediate_size, D = c.sources[0].config.hidden_size;
   const int64_t Fp = c.plan.expert_width;
   ExpertInitParams ip{s.expert_init, s.drop_ratio, s.drop_scope, s.drop_stats, s.noise_std,
-                      c.plan.config.initializer_range, s.seed};
+                      c.plan.config.initializer_range, s.seed, s.rng_version};
   const bool identity_init = s.expert_init == ExpertInit::kCopy ||
                              (s.expert_init != ExpertInit::kRandom && !reinit_any(s));
   if (identity_init) ip.init = ExpertInit::kCopy;
@@ -208,7 +208,7 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
       // Noise first, then the scales: mergekit's noise_and_scale makes down_proj (W + noise)·residual_scale,
       // so residual_scale shrinks the expert's whole contribution, noise included.
       if (noise_of(e) > 0) {
-        CounterRng rng(s.seed, prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise");
+        CounterRng rng(s.seed, prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise", s.rng_version);
         add_noise(values, rng, float(noise_of(e)));
       }
       scale_values(values, scale_of(e));

@@ -72,9 +72,10 @@ MatrixStats slice_stats(const float* w, int64_t width, int64_t D, FfnMatrix m, c
 }
 
 // Calls apply(i, z) with z = values.normal(i) for every element i of the neurons S (sorted) — the
-// same (i, z) pairs as per-element normal() calls, but each Box–Muller draw serves both counters of
-// its pair when both are wanted: a gate/up neuron is a contiguous row, and in down a row's two
-// neighbouring columns 2m, 2m+1 share a pair. Parallel over rows; every value depends on i alone.
+// same (i, z) pairs as per-element normal() calls, but one Box–Muller draw per pair of counters, and
+// in batches (which v2 vectorises): a gate/up neuron is a contiguous row; a down row's re-drawn columns
+// are scattered, so their distinct pairs are listed and drawn together. Parallel over rows; every
+// value depends on i alone.
 template <typename Apply>
 void for_drawn_normals(const CounterRng& values, int64_t width, int64_t D, FfnMatrix m, const std::vector<int64_t>& S,
                        bool big, Apply&& apply) {
@@ -92,20 +93,22 @@ void for_drawn_normals(const CounterRng& values, int64_t width, int64_t D, FfnMa
     }
     return;
   }
-#pragma omp parallel for schedule(static) if (big)
-  for (int64_t d = 0; d < D; ++d) {
-    const int64_t base = d * width;
-    for (int64_t k = 0; k < count; ++k) {
-      const int64_t i = base + S[size_t(k)];
-      if ((i & 1) == 0 && k + 1 < count && S[size_t(k + 1)] == S[size_t(k)] + 1) {
-        float z[2];
-        values.normal_pair(uint64_t(i) >> 1, z);
-        apply(i, z[0]);
-        apply(i + 1, z[1]);
-        ++k;
-      } else {
-        apply(i, values.normal(uint64_t(i)));
+#pragma omp parallel if (big)
+  {
+    std::vector<uint64_t> pairs(size_t(count) + 1);
+    std::vector<uint32_t> z_index(static_cast<size_t>(count));  // where element k's value lands in z
+    std::vector<float> z(2 * pairs.size());
+#pragma omp for schedule(static)
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t base = d * width;
+      size_t np = 0;
+      for (int64_t k = 0; k < count; ++k) {
+        const uint64_t i = uint64_t(base + S[size_t(k)]);
+        if (np == 0 || pairs[np - 1] != i >> 1) pairs[np++] = i >> 1;  // S sorted: a shared pair is adjacent
+        z_index[size_t(k)] = uint32_t(2 * (np - 1) + (i & 1));
       }
+      values.normal_pairs(pairs.data(), np, z.data());
+      for (int64_t k = 0; k < count; ++k) apply(base + S[size_t(k)], z[z_index[size_t(k)]]);
     }
   }
 }
@@ -119,14 +122,15 @@ void init_expert_matrix(float* w, int64_t width, int64_t D, FfnMatrix m, const E
     case ExpertInit::kCopy: return;
     case ExpertInit::kRandom: {
       const float std = float(p.init_std);  // as fill_normal(…, 0, std): 0 + std·z
-      CounterRng(p.seed, tensor_name).for_each_normal_parallel(0, n, [&](size_t i, float z) { w[i] = 0.0f + std * z; });
+      CounterRng(p.seed, tensor_name, p.rng_version).for_each_normal_parallel(0, n, [&](size_t i, float z) { w[i] = 0.0f + std * z; });
       return;
     }
     case ExpertInit::kNoise:
     case ExpertInit::kDrop: break;
   }
   const auto S = reinit_neurons(p, prefix, m, width);
-  const CounterRng values(p.seed, std::string(prefix) + "." + std::string(ffn_matrix_name(m)) + ".values");
+  const CounterRng values(p.seed, std::string(prefix) + "." + std::string(ffn_matrix_name(m)) + ".values",
+                          p.rng_version);
   const bool big = n > (size_t{1} << 18);
   if (p.init == ExpertInit::kNoise) {
     const float noise_std = float(p.noise_std);

@@ -10,7 +10,8 @@
 // without replacement; DropScope::kNeuron uses one S_e for gate, up and down (the paper's wording),
 // kMatrix draws one per matrix (the released code). Randomness: CounterRng(seed, "<prefix>.neurons")
 // or "<prefix>.<matrix>.neurons" for S; "<prefix>.<matrix>.values" counter = row-major index for R
-// and noise; random uses the output tensor's own name, as write_random_weights does.
+// and noise; random uses the output tensor's own name, as write_random_weights does. Normals are of
+// stream version p.rng_version (core/rng.h), the neuron sets S of bits, the same under every version.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/rng.h"
 #include "recipes/convert_spec.h"
 
 namespace upcycle::recipes {
@@ -38,6 +40,7 @@ struct ExpertInitParams {
   double noise_std = 0.02;
   double init_std = 0.02;  // random: the config's initializer_range
   uint64_t seed = 0;
+  RngVersion rng_version = RngVersion::kV2;  // of the normals (R, noise, random); S is version-free
 };
 
 int64_t reinit_count(double ratio, int64_t width);  // ⌊r·F'⌋

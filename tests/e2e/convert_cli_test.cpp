@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/json.h"
+#include "io/checkpoint.h"
 #include "io/model_config.h"
 #include "support/test_support.h"
 
@@ -141,6 +142,35 @@ TEST(ConvertCli, HelpTeachesTheRecipes) {
   for (const char* s : {"--expert-init", "drop-upcycling", "every:2:1", "cube-root", "docs/recipes.md", "--verify",
                         "kmeans:STD", "--calibration FILE.txt", "--calibration-tokens"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s;
+}
+
+// --rng-version: recorded in config.json (default 2), selects the normal stream (different expert
+// bytes, same everything else), and an unknown version is a one-line error with no output.
+TEST(ConvertCli, RngVersionIsRecordedAndSelectsTheNormalStream) {
+  ScratchDir dir;
+  auto dense = tiny(dir, "llama");
+  auto convert = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> args{"convert", dense.string(), (dir / name).string(), "--experts", "4", "--expert-init", "drop"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_upcycle(args);
+  };
+  ASSERT_EQ(convert("v2", {}).exit_code, 0);
+  auto r1 = convert("v1", {"--rng-version", "1"});
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  EXPECT_EQ(read_model_config(dir / "v2").raw["upcycle_recipe"]["rng_version"], 2);
+  EXPECT_EQ(read_model_config(dir / "v1").raw["upcycle_recipe"]["rng_version"], 1);
+  auto tensor = [&](const std::string& name, const std::string& tensor_name) {
+    Checkpoint c = Checkpoint::open(dir / name);
+    const auto& ref = c.tensors().at(tensor_name);
+    auto bytes = ref.file->data(*ref.info);
+    return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  };
+  const std::string expert = "model.layers.0.block_sparse_moe.experts.1.w1.weight", attn = "model.layers.0.self_attn.q_proj.weight";
+  EXPECT_NE(tensor("v1", expert), tensor("v2", expert));
+  EXPECT_EQ(tensor("v1", attn), tensor("v2", attn));
+  ASSERT_EQ(convert("v2again", {"--rng-version", "2"}).exit_code, 0);
+  EXPECT_EQ(tensor("v2again", expert), tensor("v2", expert));
+  expect_user_error(convert("bad", {"--rng-version", "3"}), "rng-version", dir / "bad");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 // optimisation that changes one value fails here. The source is a bf16 Llama with F = 198 (odd expert
 // widths 99 and 33 exercise unpaired normal draws and vector tails), written by write_random_weights; the wide
 // cases are large enough for the multithreaded paths.
+// The v2 cases pin normal stream v2 (--rng-version 2); every other case runs v1 (--rng-version 1).
 // Digests cover tensor names, dtypes, shapes and data, not the header (which records the scratch path).
 #include <gtest/gtest.h>
 #include <omp.h>
@@ -101,6 +102,27 @@ const PinnedCase kCases[] = {
      },
      "c5fd6d0113f0c30a488d96f1258f43bfeda8e539d01f217186c1ad763b05cd2e"},
     {"from_scratch", Family::kLlama, false, [](ConvertSpec& s) { s.from_scratch = FromScratch::kYes; }, "4119d2d24d89b3075b45ca2d2e95309f4d1b07f4f1865a8f2ea0774ce3794dfc"},
+    // Normal stream v2 (the default since it exists; the cases above pin v1): recorded with this branch's
+    // first v2 code, whose vector paths tests/unit/normal_v2_test.cpp holds to the portable one.
+    {"v2_drop", Family::kLlama, false, [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kDrop; }, "945f7a7dd669eb535d2fad93495ad27ab73dedeab1322a6bd2ad75cdef31be43"},
+    {"v2_noise", Family::kLlama, false,
+     [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kNoise, s.noise_std = 0.05; }, "97b92c2803f54322859cc45bd24e6f28401edb5c56ff11049e1108911e4292f3"},
+    {"v2_random", Family::kLlama, false, [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kRandom; }, "6f096c4286c3d342b2b07f13e5c0dfb7ea7acbef03bc0bd2096060fc72af6bf4"},
+    {"v2_mergekit_noise_residual", Family::kLlama, false,
+     [](ConvertSpec& s) {
+       s.rng_version = RngVersion::kV2;
+       s.expert_noise_std = {0.01, 0.0, 0.02, 0.01};
+       s.expert_residual_scale = {1.0, 0.5, 1.0, 2.0};
+     },
+     "b3c7f5808b895132f25814d1684441a23614eed1e93684f2aec74a093a894915"},
+    {"v2_wide_drop_slice_stats_matrix_scope", Family::kLlama, true,
+     [](ConvertSpec& s) {
+       s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kDrop, s.drop_ratio = 0.3;
+       s.drop_stats = DropStats::kSlice, s.drop_scope = DropScope::kMatrix;
+     },
+     "f0bd6e527f9cb1487a79ad0d136fdeb0586527c2bc0b4ce060fed37f6d73bfcf"},
+    {"v2_wide_random_to_f16", Family::kLlama, true,
+     [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kRandom, s.dtype = DType::kF16; }, "e6c803eab56d2eac748b28161df66456fecde372d6c1c2554dcc5859bf3fab29"},
     {"copy_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.dtype = DType::kF16; }, "7cea043fea328c0724f3f7a2b5d8d36adf845b0044607f50fbf0d1604f3946b8"},
     {"drop_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kDrop, s.dtype = DType::kF16; }, "22978e362cb64d2303a011c8a0ccfc102524b738c0410f1d5e1a9869e330701d"},
     {"noise_to_f32", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kNoise, s.dtype = DType::kF32; }, "31313cffeeeec3c86f5044d058cf5601651898105b65ef26ed851c3d681e0e07"},
@@ -116,6 +138,7 @@ TEST_P(PinnedBytes, RecipeOutputIsUnchanged) {
   ConvertSpec s;
   s.sources = {dense};
   s.experts = 4, s.top_k = 2, s.seed = 5;
+  s.rng_version = RngVersion::kV1;  // the v1 cases predate the version; v2 cases set it in tweak
   pc.tweak(s);
   const int threads = omp_get_max_threads();
   for (int t : {1, 2}) {

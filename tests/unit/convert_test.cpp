@@ -243,14 +243,23 @@ TEST(Convert, RandomExpertsAndFromScratchFollowInitsRule) {
   s.experts = 2, s.top_k = 1;
   s.expert_init = ExpertInit::kRandom;
   s.seed = 3;
+  s.rng_version = RngVersion::kV1;  // init's stream: init's very values
   run(s, tmp / "random");
   ModelConfig c = table_ok(tmp / "random");
   const std::string name = L1 + "block_sparse_moe.experts.1.w3.weight";
   auto v = tensor_f32(tmp / "random", name);
   WeightSpec spec{name, WeightRole::kExpertUp, 1, 1, {192, 64}};
   for (uint64_t i : {0ull, 77ull, 12287ull}) EXPECT_EQ(v[i], random_init_value(c, spec, 3, i));
+  s.rng_version = RngVersion::kV2;  // the same stream name and scale, normals of v2
+  run(s, tmp / "random_v2");
+  auto v2 = tensor_f32(tmp / "random_v2", name);
+  const CounterRng rng(3, name, RngVersion::kV2);
+  for (uint64_t i : {0ull, 77ull, 12287ull}) {
+    EXPECT_EQ(v2[i], 0.0f + float(c.initializer_range) * rng.normal(i));
+    EXPECT_NE(v2[i], v[i]);
+  }
   s.expert_init = ExpertInit::kCopy;
-  s.from_scratch = FromScratch::kYes;
+  s.from_scratch = FromScratch::kYes;  // init's weights whatever the version (v2 is set)
   run(s, tmp / "scratch");
   WeightSpec q{L0 + "self_attn.q_proj.weight", WeightRole::kQProj, 0, -1, {64, 64}};
   EXPECT_EQ(tensor_f32(tmp / "scratch", q.name)[100], random_init_value(read_model_config(tmp / "scratch"), q, 3, 100));

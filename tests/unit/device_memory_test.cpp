@@ -2,9 +2,8 @@
 // runs through the same code paths as on cpu — loading (staged), forward, loss, backward, decoding,
 // generation, saving — and gives bitwise the cpu results, with its host transfers counted: a training
 // step's only readback is the loss the cross-entropy op returns.
-// Dense models only: MoeLayer still touches its inputs/outputs on the host (it zero-fills y_TD, reads
-// the selection bias and the jittered input there) until its routing moves into backend ops; then
-// expect_training_step_matches_cpu(moe_twin(...)) is the MoE check.
+// MoE models too: routing, its losses and statistics are backend ops, so an MoE layer's only readbacks
+// are its routing index (offsets, counts, dropped) and its loss/statistics scalars, once per forward.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -72,8 +71,18 @@ TEST(DeviceSimBackend, HostReadsOfItsMemoryCrash) {
   EXPECT_EQ(sim->counts().downloads, 1);
 }
 
-void expect_training_step_matches_cpu(const ModelConfig& config) {
+// `moe` (optional) sets the routing options of every MoE layer on both models; a training step may then
+// download at most two small blocks per MoE layer (routing index, loss/statistics scalars).
+void expect_training_step_matches_cpu(const ModelConfig& config, const model::MoeOptions* moe = nullptr) {
   Twins m(config);
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < config.num_hidden_layers; ++l) moe_layers += config.is_moe_layer(l) ? 1 : 0;
+  if (moe != nullptr) {
+    m.on_cpu->set_moe_options(*moe);
+    m.on_sim->set_moe_options(*moe);
+    m.on_cpu->set_phase(model::Phase::kTraining, 11);
+    m.on_sim->set_phase(model::Phase::kTraining, 11);
+  }
   const int64_t T = kB * kT, V = config.vocab_size;
   double loss_cpu = 0, loss_sim = 0;
   m.on_cpu->zero_grads();
@@ -86,10 +95,13 @@ void expect_training_step_matches_cpu(const ModelConfig& config) {
     loss_sim = m.on_sim->loss(kTargets.data());
     m.on_cpu->backward();
     m.on_sim->backward();
-    // The step's transfers: ids and targets up, nothing down (the loss is the op's return value).
+    // The step's transfers: ids and targets up; down nothing for a dense model (the loss is the op's
+    // return value), two small blocks per MoE layer.
     EXPECT_EQ(m.sim->counts().uploads, 2);
-    EXPECT_EQ(m.sim->counts().downloads, 0);
+    EXPECT_LE(m.sim->counts().downloads, 2 * moe_layers);
+    EXPECT_LE(m.sim->counts().download_bytes, moe_layers * int64_t(64 + 24 * config.num_experts));
     EXPECT_EQ(loss_sim, loss_cpu);
+    EXPECT_EQ(m.on_sim->auxiliary_loss(), m.on_cpu->auxiliary_loss());
     expect_bitwise(logits_cpu, *m.sim, logits_sim, size_t(T * V), "logits");
     for (int64_t l = 0; l <= config.num_hidden_layers; ++l)
       expect_bitwise(m.on_cpu->hidden_states(l), *m.sim, m.on_sim->hidden_states(l), size_t(T * config.hidden_size),
@@ -103,6 +115,18 @@ TEST(DeviceMemory, DenseTrainingStepIsBitwiseCpuWithoutReadbacks) {
     SCOPED_TRACE(std::string(family_model_type(family)));
     expect_training_step_matches_cpu(test::tiny_model_config(family));
   }
+}
+
+TEST(DeviceMemory, MoeTrainingStepIsBitwiseCpuWithFewReadbacks) {
+  const ModelConfig dense = test::tiny_model_config(Family::kLlama);
+  const ModelConfig mixtral = test::moe_twin(dense, Family::kMixtral, 4, 2);
+  model::MoeOptions o = model::moe_options_from_config(mixtral);
+  o.jitter = 0.1, o.aux_loss_coef = 0.01, o.z_loss_coef = 0.001, o.capacity_factor = 1.25;
+  o.dirichlet_alpha_E = {0.5, 0.5, 0.5, 0.5}, o.dirichlet_coef = 0.1;
+  expect_training_step_matches_cpu(mixtral, &o);
+  model::MoeOptions e = model::moe_options_from_config(mixtral);
+  e.mode = model::RoutingMode::kExpertChoice, e.capacity_factor = 2.0;
+  expect_training_step_matches_cpu(mixtral, &e);
 }
 
 TEST(DeviceMemory, DecodeAndGenerateMatchCpu) {

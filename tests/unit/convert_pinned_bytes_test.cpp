@@ -100,6 +100,13 @@ const PinnedCase kCases[] = {
        s.expert_residual_scale = {1.0, 0.5, 1.0, 2.0};
      },
      "c5fd6d0113f0c30a488d96f1258f43bfeda8e539d01f217186c1ad763b05cd2e"},
+    // Recorded with the fp32 route before gather_neurons (stored-dtype gathers, read-ahead) replaced it.
+    {"wide_shuffled_g2", Family::kLlama, true, [](ConvertSpec& s) { s.granularity = 2, s.split = ExpertSplit::kShuffled; }, "TODO1"},
+    {"wide_cube_root_g2_to_f16", Family::kLlama, true,
+     [](ConvertSpec& s) { s.granularity = 2, s.scaling_mode = ScalingMode::kCubeRoot, s.dtype = DType::kF16; }, "TODO2"},
+    {"contiguous_g2_to_f32", Family::kLlama, false, [](ConvertSpec& s) { s.granularity = 2, s.dtype = DType::kF32; }, "TODO3"},
+    {"qwen2_shared_shuffled", Family::kQwen2, true,
+     [](ConvertSpec& s) { s.experts = 6, s.granularity = 2, s.shared_experts = 1, s.split = ExpertSplit::kShuffled; }, "TODO4"},
     {"from_scratch", Family::kLlama, false, [](ConvertSpec& s) { s.from_scratch = FromScratch::kYes; }, "4119d2d24d89b3075b45ca2d2e95309f4d1b07f4f1865a8f2ea0774ce3794dfc"},
     {"copy_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.dtype = DType::kF16; }, "7cea043fea328c0724f3f7a2b5d8d36adf845b0044607f50fbf0d1604f3946b8"},
     {"drop_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kDrop, s.dtype = DType::kF16; }, "22978e362cb64d2303a011c8a0ccfc102524b738c0410f1d5e1a9869e330701d"},

@@ -10,13 +10,14 @@ WriteBehind::~WriteBehind() {
 }
 
 void WriteBehind::drain() {
-  if (pending_.valid()) pending_.get();
+  if (pending_.valid()) spare_ = pending_.get();
 }
 
 void WriteBehind::write(std::string tensor, std::vector<std::byte> bytes, uint64_t offset) {
   drain();
-  pending_ = std::async(std::launch::async, [this, tensor = std::move(tensor), bytes = std::move(bytes), offset] {
+  pending_ = std::async(std::launch::async, [this, tensor = std::move(tensor), bytes = std::move(bytes), offset]() mutable {
     writer_.write(tensor, bytes, offset);
+    return std::move(bytes);  // a capture is not moved implicitly
   });
 }
 

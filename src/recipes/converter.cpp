@@ -262,7 +262,8 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
       switch (expert_path(c, m, e)) {
         case ExpertPath::kCopyTensor: copy_weight(c, w, dense_name, size_t(src)); continue;
         case ExpertPath::kGatherBytes:
-          write_expert_bytes(c, w, gather_neurons(raw, m, routed_neurons(c, layer, e), expert_scale(c, m, e), out_dtype));
+          write_expert_bytes(c, w, gather_neurons(raw, m, routed_neurons(c, layer, e), expert_scale(c, m, e), out_dtype,
+                                                  c.behind.spare()));
           continue;
         case ExpertPath::kFp32: break;
       }
@@ -277,7 +278,7 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
         add_noise(values, rng, float(expert_noise(c, e)));
       }
       scale_values(values, expert_scale(c, m, e));
-      write_expert_bytes(c, w, encode_f32(values, out_dtype));
+      write_expert_bytes(c, w, encode_f32(values, out_dtype, c.behind.spare()));
     }
   }
 }
@@ -292,7 +293,8 @@ void write_shared(Ctx& c, int64_t layer, const WeightSpec& w, FfnMatrix m) {
   // dots1's shared expert has no gate at all: nothing to compensate.
   const bool halved = s.shared_gate == SharedGate::kUngated && c.plan.config.family == Family::kQwen2Moe;
   const double scale = m == FfnMatrix::kDown ? s.shared_residual_scale * (halved ? 2 : 1) : 1.0;
-  write_expert_bytes(c, w, gather_neurons(read_raw(src, dense_ffn_name(layer, m)), m, neurons, scale, c.plan.config.dtype));
+  write_expert_bytes(c, w, gather_neurons(read_raw(src, dense_ffn_name(layer, m)), m, neurons, scale, c.plan.config.dtype,
+                                          c.behind.spare()));
 }
 
 void write_shared_gate(Ctx& c, int64_t layer, const WeightSpec& w) {

@@ -54,43 +54,40 @@ void convert_parallel(const std::byte* in, DType from, std::byte* out, DType to,
 }  // namespace
 
 std::vector<std::byte> gather_neurons(const RawMatrix& dense, FfnMatrix m, const std::vector<int64_t>& neurons,
-                                      double scale, DType out) {
+                                      double scale, DType out, std::vector<std::byte> reuse) {
   const bool down = m == FfnMatrix::kDown;  // dense down is [D, F]: the neurons are columns
   const int64_t width = int64_t(neurons.size());
   const int64_t out_rows = down ? dense.rows : width, out_cols = down ? width : dense.cols;
   for (int64_t j : neurons)
     UPCYCLE_CHECK(j >= 0 && j < (down ? dense.cols : dense.rows), "gather_neurons: neuron out of range");
   const size_t in_size = dtype_size(dense.dtype), out_size = dtype_size(out), cols = size_t(out_cols);
-  std::vector<std::byte> result(size_t(out_rows) * cols * out_size);
+  std::vector<std::byte> result = std::move(reuse);
+  result.resize(size_t(out_rows) * cols * out_size);  // every byte is overwritten below
   // Unscaled in the stored dtype: the elements themselves (fp32 → fp32 is exact, NaN payloads included).
   const bool verbatim = scale == 1.0 && out == dense.dtype &&
                         (out == DType::kBF16 || out == DType::kF16 || out == DType::kF32);
   const float factor = float(scale);
-#pragma omp parallel if (size_t(out_rows) * cols > kParallelElements)
-  {
-    std::vector<std::byte> picked(down && !verbatim ? cols * in_size : 0);
-    std::vector<float> row(verbatim ? 0 : cols);
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < out_rows; ++r) {
-      std::byte* to = result.data() + size_t(r) * cols * out_size;
-      const std::byte* from = nullptr;
-      if (down) {
-        std::byte* into = verbatim ? to : picked.data();
-        gather_elements(dense.bytes.data() + size_t(r) * size_t(dense.cols) * in_size, neurons, into, in_size);
-        from = into;
-      } else {
-        from = dense.bytes.data() + size_t(neurons[size_t(r)]) * cols * in_size;
-      }
-      if (verbatim) {
-        if (!down) std::memcpy(to, from, cols * in_size);
-        quiet_nans(to, cols, out);
-        continue;
-      }
-      convert_floats(from, dense.dtype, row.data(), DType::kF32, cols);
-      if (scale != 1.0)
-        for (float& v : row) v *= factor;
-      convert_floats(row.data(), DType::kF32, to, out, cols);
+  std::vector<std::byte> picked(down && !verbatim ? cols * in_size : 0);
+  std::vector<float> row(verbatim ? 0 : cols);
+  for (int64_t r = 0; r < out_rows; ++r) {
+    std::byte* to = result.data() + size_t(r) * cols * out_size;
+    const std::byte* from = nullptr;
+    if (down) {
+      std::byte* into = verbatim ? to : picked.data();
+      gather_elements(dense.bytes.data() + size_t(r) * size_t(dense.cols) * in_size, neurons, into, in_size);
+      from = into;
+    } else {
+      from = dense.bytes.data() + size_t(neurons[size_t(r)]) * cols * in_size;
     }
+    if (verbatim) {
+      if (!down) std::memcpy(to, from, cols * in_size);
+      quiet_nans(to, cols, out);
+      continue;
+    }
+    convert_floats(from, dense.dtype, row.data(), DType::kF32, cols);
+    if (scale != 1.0)
+      for (float& v : row) v *= factor;
+    convert_floats(row.data(), DType::kF32, to, out, cols);
   }
   return result;
 }
@@ -101,8 +98,9 @@ std::vector<float> to_f32(const RawMatrix& dense) {
   return out;
 }
 
-std::vector<std::byte> encode_f32(const std::vector<float>& values, DType out) {
-  std::vector<std::byte> bytes(values.size() * dtype_size(out));
+std::vector<std::byte> encode_f32(const std::vector<float>& values, DType out, std::vector<std::byte> reuse) {
+  std::vector<std::byte> bytes = std::move(reuse);
+  bytes.resize(values.size() * dtype_size(out));
   convert_parallel(reinterpret_cast<const std::byte*>(values.data()), DType::kF32, bytes.data(), out, values.size());
   return bytes;
 }

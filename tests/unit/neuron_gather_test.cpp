@@ -3,12 +3,13 @@
 // float(scale) unless it is 1, convert to the output dtype. The dense matrices hold every kind of value
 // the round trip treats specially — signalling and quiet NaNs, infinities, subnormals, ±0 — next to
 // ordinary random bits, so a verbatim copy that forgot to quieten NaNs, or a scaled path that rounded
-// differently, fails. Sizes cover the parallel (> 2^18 elements) and serial paths.
+// differently, fails. A reused buffer (WriteBehind::spare()) full of other bytes, larger or smaller,
+// gives the same result.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <cstring>
 #include <random>
+#include <string>
 
 #include "recipes/neuron_gather.h"
 
@@ -62,20 +63,23 @@ std::vector<std::byte> fp32_route(const RawMatrix& dense, FfnMatrix m, const std
 
 TEST(NeuronGather, EqualsTheFp32RouteBitForBit) {
   const DType dtypes[] = {DType::kBF16, DType::kF16, DType::kF32};
-  for (int threads : {1, 2})
-    for (DType from : dtypes)
+  for (DType from : dtypes)
       for (DType to : dtypes)
         for (FfnMatrix m : {FfnMatrix::kGate, FfnMatrix::kDown})
           for (double scale : {1.0, 1.2599210498948732})
             for (bool big : {false, true}) {
-              omp_set_num_threads(threads);
-              const int64_t F = big ? 1536 : 50, D = big ? 384 : 12;  // big: 294,912-element expert
+              const int64_t F = big ? 1536 : 50, D = big ? 384 : 12;
               const RawMatrix dense = m == FfnMatrix::kDown ? random_matrix(from, D, F, 7) : random_matrix(from, F, D, 7);
               std::vector<int64_t> neurons;
               for (int64_t j = F - 1; j >= 0; j -= 2) neurons.push_back((j * 37) % F);  // half, shuffled
-              EXPECT_EQ(gather_neurons(dense, m, neurons, scale, to), fp32_route(dense, m, neurons, scale, to))
-                  << dtype_name(from) << " -> " << dtype_name(to) << (m == FfnMatrix::kDown ? " down" : " gate")
-                  << " scale " << scale << (big ? " big" : "") << " threads " << threads;
+              const auto want = fp32_route(dense, m, neurons, scale, to);
+              const std::string what = std::string(dtype_name(from)) + " -> " + std::string(dtype_name(to)) +
+                                       (m == FfnMatrix::kDown ? " down" : " gate") + " scale " + std::to_string(scale) +
+                                       (big ? " big" : "");
+              EXPECT_EQ(gather_neurons(dense, m, neurons, scale, to), want) << what;
+              for (size_t spare_size : {want.size() / 3, want.size() + 10})
+                EXPECT_EQ(gather_neurons(dense, m, neurons, scale, to, std::vector<std::byte>(spare_size, std::byte{0x7f})),
+                          want) << what << " into a spare buffer of " << spare_size;
             }
 }
 

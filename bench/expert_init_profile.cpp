@@ -2,17 +2,21 @@
 // takes for a dense FFN matrix of the given shape (default the 1B preset's 8192 × 2048), timed alone —
 // reading bf16 → f32, mean/std, the gather copy, drop's normals for a gate (row) and a down (column)
 // matrix, under normal stream v1 and v2 (--rng-version), also noise and random experts — f32 → bf16 for
-// the write. OMP_NUM_THREADS sets the threads.
+// the write. Then the recipes that draw nothing (shuffled split G = 2, cube-root scaling): one
+// half-width expert made through fp32 (convert the dense matrix, gather, scale, f32 → bf16, as before
+// issue 22's part 3) next to gather_neurons straight from the bf16 matrix. OMP_NUM_THREADS sets the threads.
 // Usage: bench_expert_init_profile [F D]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 #include "core/rng.h"
 #include "recipes/expert_init.h"
+#include "recipes/neuron_gather.h"
 
 using namespace upcycle;
 using namespace upcycle::recipes;
@@ -62,5 +66,43 @@ int main(int argc, char** argv) {
   t = std::chrono::steady_clock::now();
   f32_to_bf16_n(w.data(), bf16.data(), n);
   std::printf("%-44s %8.3f s\n", "f32 -> bf16 (write conversion)", seconds_since(t));
+  RawMatrix raw{DType::kBF16, F, D, std::vector<std::byte>(n * 2)};
+  std::memcpy(raw.bytes.data(), bf16.data(), n * 2);
+  std::vector<int64_t> half;
+  for (int64_t j = 0; j < F; j += 2) half.push_back((j * 7919) % F);  // F/2 shuffled neurons
+  const double cube_root_2 = 1.2599210498948732;
+  for (FfnMatrix m : {FfnMatrix::kGate, FfnMatrix::kDown}) {
+    if (m == FfnMatrix::kDown) raw.rows = D, raw.cols = F;  // the same bytes read as a [D, F] down_proj
+    for (double scale : {1.0, cube_root_2}) {
+      const char* what = m == FfnMatrix::kGate ? (scale == 1.0 ? "split G=2, gate" : "cube-root G=2, gate")
+                                               : (scale == 1.0 ? "split G=2, down" : "cube-root G=2, down");
+      t = std::chrono::steady_clock::now();
+      std::vector<float> all = to_f32(raw);
+      const double convert_in = seconds_since(t);
+      t = std::chrono::steady_clock::now();
+      std::vector<float> e(half.size() * size_t(D));  // [W, D] or [D, W]
+      const int64_t W = int64_t(half.size());
+      if (m == FfnMatrix::kGate) {
+        for (int64_t j = 0; j < W; ++j) std::copy_n(all.begin() + half[size_t(j)] * D, D, e.begin() + j * D);
+      } else {
+        for (int64_t d = 0; d < D; ++d)
+          for (int64_t j = 0; j < W; ++j) e[size_t(d * W + j)] = all[size_t(d * F + half[size_t(j)])];
+      }
+      const double gathered = seconds_since(t);
+      t = std::chrono::steady_clock::now();
+      if (scale != 1.0)
+        for (float& v : e) v *= float(scale);
+      const double scaled = seconds_since(t);
+      t = std::chrono::steady_clock::now();
+      std::vector<std::byte> out = encode_f32(e, DType::kBF16);
+      const double encoded = seconds_since(t);
+      t = std::chrono::steady_clock::now();
+      std::vector<std::byte> direct = gather_neurons(raw, m, half, scale, DType::kBF16);
+      const double direct_s = seconds_since(t);
+      std::printf("%-22s fp32 route: to f32 (per dense) %.3f + gather %.3f + scale %.3f + f32->bf16 %.3f s;"
+                  " gather_neurons %.3f s%s\n",
+                  what, convert_in, gathered, scaled, encoded, direct_s, direct == out ? "" : " (BYTES DIFFER)");
+    }
+  }
   return 0;
 }

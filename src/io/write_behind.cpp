@@ -10,13 +10,14 @@ WriteBehind::~WriteBehind() {
 }
 
 void WriteBehind::drain() {
-  if (pending_.valid()) pending_.get();
+  if (pending_.valid()) spare_ = pending_.get();
 }
 
-void WriteBehind::write_f32(std::string tensor, std::vector<float> values, uint64_t first_element) {
+void WriteBehind::write(std::string tensor, std::vector<std::byte> bytes, uint64_t offset) {
   drain();
-  pending_ = std::async(std::launch::async, [this, tensor = std::move(tensor), values = std::move(values), first_element] {
-    writer_.write_f32(tensor, values, first_element);
+  pending_ = std::async(std::launch::async, [this, tensor = std::move(tensor), bytes = std::move(bytes), offset]() mutable {
+    writer_.write(tensor, bytes, offset);
+    return std::move(bytes);  // a capture is not moved implicitly
   });
 }
 

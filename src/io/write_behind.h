@@ -1,10 +1,12 @@
-// Double-buffered tensor writing: write_f32 hands a computed fp32 buffer to a background thread that
-// converts it to the tensor's dtype and pwrites it (CheckpointWriter allows concurrent writes), while
-// the caller computes the next one. At most one write is in flight: submitting the next waits for it,
-// so memory is bounded by two buffers (the one being written and the one being computed). A failed
-// write surfaces as the Error it threw, at the next submit or at drain(); the destructor waits too.
+// Double-buffered tensor writing: write() hands a computed piece of a tensor, already in the tensor's
+// dtype, to a background thread that pwrites it (CheckpointWriter allows concurrent writes), while the
+// caller computes the next one. At most one write is in flight: submitting the next waits for it, so
+// memory is bounded by two buffers (the one being written and the one being computed), which spare()
+// lets the caller swap back and forth instead of allocating (and page-faulting) one per piece. A failed write
+// surfaces as the Error it threw, at the next submit or at drain(); the destructor waits too.
 #pragma once
 
+#include <cstddef>
 #include <future>
 #include <string>
 #include <vector>
@@ -20,13 +22,16 @@ class WriteBehind {
   WriteBehind(const WriteBehind&) = delete;
   WriteBehind& operator=(const WriteBehind&) = delete;
 
-  // Like CheckpointWriter::write_f32, but returns once the previous write finished and this one started.
-  void write_f32(std::string tensor, std::vector<float> values, uint64_t first_element = 0);
+  // Like CheckpointWriter::write, but returns once the previous write finished and this one started.
+  void write(std::string tensor, std::vector<std::byte> bytes, uint64_t offset = 0);
   void drain();  // waits for the write in flight; rethrows its error
+  // The buffer of the last finished write, to be filled and written again (empty when there is none).
+  std::vector<std::byte> spare() { return std::move(spare_); }
 
  private:
   CheckpointWriter& writer_;
-  std::future<void> pending_;
+  std::future<std::vector<std::byte>> pending_;  // hands its buffer back when written
+  std::vector<std::byte> spare_;
 };
 
 }  // namespace upcycle

@@ -13,8 +13,10 @@
 #include "io/checkpoint_writer.h"
 #include "io/random_init.h"
 #include "io/write_behind.h"
+#include "recipes/dense_prefetch.h"
 #include "recipes/expert_init.h"
 #include "recipes/expert_split.h"
+#include "recipes/neuron_gather.h"
 #include "recipes/router_init.h"
 
 namespace upcycle::recipes {
@@ -32,6 +34,7 @@ struct Ctx {
   const WeightTable& table;  // where each canonical output weight lives in the output layout
   CheckpointWriter& writer;
   WriteBehind& behind;  // computed expert matrices: written while the next one is computed
+  DensePrefetch& prefetch;  // dense FFN matrices: the next one read while experts come from this one
   Progress* progress;  // nullptr: quiet
 };
 
@@ -111,7 +114,7 @@ std::string dense_ffn_name(int64_t layer, FfnMatrix m) {
   return layer_prefix(layer) + "mlp." + std::string(ffn_matrix_name(m)) + "_proj.weight";
 }
 
-// Rows (gate/up [.,D]) or columns (down [D,.]) `neurons` of the dense matrix, times `scale`.
+// Rows (gate/up [.,D]) or columns (down [D,.]) `neurons` of the dense fp32 matrix.
 std::vector<float> gather(const std::vector<float>& dense, int64_t F, int64_t D, FfnMatrix m,
                           const std::vector<int64_t>& neurons) {
   const int64_t W = int64_t(neurons.size());
@@ -160,61 +163,122 @@ std::vector<int64_t> routed_neurons(const Ctx& c, int64_t layer, int64_t e) {
   return expert_neurons(s.split, c.sources[0].config.intermediate_size, s.granularity, shard, s.seed, layer);
 }
 
+// How routed experts are made from their dense matrices, independent of the layer.
+ExpertInitParams expert_init_params(const Ctx& c) {
+  const ConvertSpec& s = c.spec;
+  ExpertInitParams ip{s.expert_init, s.drop_ratio, s.drop_scope, s.drop_stats, s.noise_std,
+                      c.plan.config.initializer_range, s.seed, s.rng_version};
+  if (s.expert_init == ExpertInit::kCopy || (s.expert_init != ExpertInit::kRandom && !reinit_any(s)))
+    ip.init = ExpertInit::kCopy;  // nothing re-drawn: the expert is its dense neurons
+  return ip;
+}
+
+double expert_scale(const Ctx& c, FfnMatrix m, int64_t e) {
+  double v = matrix_scale(c.plan.scales, m);
+  if (m == FfnMatrix::kDown && !c.spec.expert_residual_scale.empty()) v *= c.spec.expert_residual_scale[size_t(e)];
+  return v;
+}
+
+double expert_noise(const Ctx& c, int64_t e) {
+  return c.spec.expert_noise_std.empty() ? 0.0 : c.spec.expert_noise_std[size_t(e)];
+}
+
+// How one expert matrix is produced: a kernel-side copy of the dense tensor, a gather (and scale) in
+// the stored dtype, or an fp32 computation (drawn values: drop, noise, random, mergekit noise).
+enum class ExpertPath { kCopyTensor, kGatherBytes, kFp32 };
+
+ExpertPath expert_path(const Ctx& c, FfnMatrix m, int64_t e) {
+  const ConvertSpec& s = c.spec;
+  if (expert_init_params(c).init != ExpertInit::kCopy || expert_noise(c, e) != 0.0) return ExpertPath::kFp32;
+  const bool whole = s.granularity == 1 && s.split == ExpertSplit::kContiguous && expert_scale(c, m, e) == 1.0;
+  return whole ? ExpertPath::kCopyTensor : ExpertPath::kGatherBytes;
+}
+
+std::vector<int64_t> experts_of_source(const Ctx& c, int64_t src) {
+  std::vector<int64_t> experts;
+  for (int64_t e = 0; e < c.spec.experts; ++e)
+    if (c.plan.expert_source[size_t(e)] == src) experts.push_back(e);
+  return experts;
+}
+
+std::set<int64_t> used_sources(const Ctx& c) { return {c.plan.expert_source.begin(), c.plan.expert_source.end()}; }
+
+// Whether matrix m of source src is read to build experts (random experts and tensor copies read none).
+bool needs_dense(const Ctx& c, FfnMatrix m, int64_t src) {
+  if (c.spec.expert_init == ExpertInit::kRandom) return false;
+  const auto experts = experts_of_source(c, src);
+  return std::any_of(experts.begin(), experts.end(),
+                     [&](int64_t e) { return expert_path(c, m, e) != ExpertPath::kCopyTensor; });
+}
+
+constexpr FfnMatrix kFfnMatrices[] = {FfnMatrix::kGate, FfnMatrix::kUp, FfnMatrix::kDown};
+
+// The dense matrices write_all reads for experts, in the order it reads them (see write_expert_matrix).
+std::vector<DensePrefetch::Key> dense_read_order(const Ctx& c, const std::vector<WeightSpec>& specs) {
+  std::vector<DensePrefetch::Key> order;
+  for (const auto& w : specs)
+    if (w.role == WeightRole::kRouter)
+      for (FfnMatrix m : kFfnMatrices)
+        for (int64_t src : used_sources(c))
+          if (needs_dense(c, m, src)) order.push_back({size_t(src), dense_ffn_name(w.layer, m)});
+  return order;
+}
+
+// Hands a finished expert matrix (bytes in the output dtype) to the background writer.
+void write_expert_bytes(Ctx& c, const WeightSpec& w, std::vector<std::byte> bytes) {
+  const WeightLocation& at = output_location(c, w);
+  c.behind.write(at.tensor, std::move(bytes), at.element_offset * dtype_size(c.plan.config.dtype));
+  advance(c, w);
+}
+
 // One matrix kind of every routed expert of a layer, grouped by source so each dense matrix is
 // read once. `outs[e]` is expert e's output weight.
 void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<const WeightSpec*>& outs) {
   const ConvertSpec& s = c.spec;
   const int64_t F = c.sources[0].config.intermediate_size, D = c.sources[0].config.hidden_size;
   const int64_t Fp = c.plan.expert_width;
-  ExpertInitParams ip{s.expert_init, s.drop_ratio, s.drop_scope, s.drop_stats, s.noise_std,
-                      c.plan.config.initializer_range, s.seed, s.rng_version};
-  const bool identity_init = s.expert_init == ExpertInit::kCopy ||
-                             (s.expert_init != ExpertInit::kRandom && !reinit_any(s));
-  if (identity_init) ip.init = ExpertInit::kCopy;
+  const DType out_dtype = c.plan.config.dtype;
+  const ExpertInitParams ip = expert_init_params(c);
   const std::string dense_name = dense_ffn_name(layer, m);
-  std::set<int64_t> used(c.plan.expert_source.begin(), c.plan.expert_source.end());
-  for (int64_t src : used) {
-    std::vector<int64_t> experts;
-    for (int64_t e = 0; e < s.experts; ++e)
-      if (c.plan.expert_source[size_t(e)] == src) experts.push_back(e);
-    auto scale_of = [&](int64_t e) {
-      double v = matrix_scale(c.plan.scales, m);
-      if (m == FfnMatrix::kDown && !s.expert_residual_scale.empty()) v *= s.expert_residual_scale[size_t(e)];
-      return v;
+  for (int64_t src : used_sources(c)) {
+    const std::vector<int64_t> experts = experts_of_source(c, src);
+    auto on = [&](ExpertPath p) {
+      return std::any_of(experts.begin(), experts.end(), [&](int64_t e) { return expert_path(c, m, e) == p; });
     };
-    auto noise_of = [&](int64_t e) { return s.expert_noise_std.empty() ? 0.0 : s.expert_noise_std[size_t(e)]; };
-    auto fast = [&](int64_t e) {  // the expert is the dense matrix itself: copy bytes
-      return identity_init && s.granularity == 1 && s.split == ExpertSplit::kContiguous && scale_of(e) == 1.0 &&
-             noise_of(e) == 0.0;
-    };
-    const bool need_dense = s.expert_init != ExpertInit::kRandom &&
-                            std::any_of(experts.begin(), experts.end(), [&](int64_t e) { return !fast(e); });
+    RawMatrix raw;
     std::vector<float> dense;
     MatrixStats stats;
-    if (need_dense) {
-      dense = read_f32(c.sources[size_t(src)], dense_name);
-      stats = matrix_stats(dense.data(), dense.size());
+    if (needs_dense(c, m, src)) {
+      raw = c.prefetch.take({size_t(src), dense_name});
+      if (on(ExpertPath::kFp32)) {
+        dense = to_f32(raw);
+        // Only drop with matrix statistics reads them; once per dense matrix, not per expert.
+        if (ip.init == ExpertInit::kDrop && ip.stats == DropStats::kMatrix) stats = matrix_stats(dense.data(), dense.size());
+      }
+      if (!on(ExpertPath::kGatherBytes)) raw = {};
     }
     for (int64_t e : experts) {
       const WeightSpec& w = *outs[size_t(e)];
-      if (fast(e)) {
-        copy_weight(c, w, dense_name, size_t(src));
-        continue;
+      switch (expert_path(c, m, e)) {
+        case ExpertPath::kCopyTensor: copy_weight(c, w, dense_name, size_t(src)); continue;
+        case ExpertPath::kGatherBytes:
+          write_expert_bytes(c, w, gather_neurons(raw, m, routed_neurons(c, layer, e), expert_scale(c, m, e), out_dtype,
+                                                  c.behind.spare()));
+          continue;
+        case ExpertPath::kFp32: break;
       }
       const std::string prefix = "layer" + std::to_string(layer) + ".expert" + std::to_string(e);
-      std::vector<float> values = need_dense ? gather(dense, F, D, m, routed_neurons(c, layer, e))
-                                             : std::vector<float>(size_t(Fp) * size_t(D));
+      std::vector<float> values = dense.empty() ? std::vector<float>(size_t(Fp) * size_t(D))
+                                                : gather(dense, F, D, m, routed_neurons(c, layer, e));
       init_expert_matrix(values.data(), Fp, D, m, ip, stats, prefix, w.name);
       // Noise first, then the scales: mergekit's noise_and_scale makes down_proj (W + noise)·residual_scale,
       // so residual_scale shrinks the expert's whole contribution, noise included.
-      if (noise_of(e) > 0) {
+      if (expert_noise(c, e) > 0) {
         CounterRng rng(s.seed, prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise", s.rng_version);
-        add_noise(values, rng, float(noise_of(e)));
+        add_noise(values, rng, float(expert_noise(c, e)));
       }
-      scale_values(values, scale_of(e));
-      const WeightLocation& at = output_location(c, w);
-      c.behind.write_f32(at.tensor, std::move(values), at.element_offset);
-      advance(c, w);
+      scale_values(values, expert_scale(c, m, e));
+      write_expert_bytes(c, w, encode_f32(values, out_dtype, c.behind.spare()));
     }
   }
 }
@@ -222,16 +286,15 @@ void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<c
 void write_shared(Ctx& c, int64_t layer, const WeightSpec& w, FfnMatrix m) {
   const ConvertSpec& s = c.spec;
   const SourceModel& src = c.sources[size_t(s.shared_source)];
-  const int64_t F = src.config.intermediate_size, D = src.config.hidden_size;
-  auto dense = read_f32(src, dense_ffn_name(layer, m));
-  auto values = gather(dense, F, D, m,
-                       s.split == ExpertSplit::kCoactivation ? s.neuron_groups.at(moe_index(c, layer)).shared
-                                                             : shared_neurons(F, s.granularity, s.shared_experts));
+  const int64_t F = src.config.intermediate_size;
+  const auto neurons = s.split == ExpertSplit::kCoactivation ? s.neuron_groups.at(moe_index(c, layer)).shared
+                                                             : shared_neurons(F, s.granularity, s.shared_experts);
   // Ungated: the HF gate is fixed at sigmoid(0) = 1/2, so down_proj × 2 makes the output exact.
   // dots1's shared expert has no gate at all: nothing to compensate.
   const bool halved = s.shared_gate == SharedGate::kUngated && c.plan.config.family == Family::kQwen2Moe;
-  if (m == FfnMatrix::kDown) scale_values(values, s.shared_residual_scale * (halved ? 2 : 1));
-  write_values(c, w, values);
+  const double scale = m == FfnMatrix::kDown ? s.shared_residual_scale * (halved ? 2 : 1) : 1.0;
+  write_expert_bytes(c, w, gather_neurons(read_raw(src, dense_ffn_name(layer, m)), m, neurons, scale, c.plan.config.dtype,
+                                          c.behind.spare()));
 }
 
 void write_shared_gate(Ctx& c, int64_t layer, const WeightSpec& w) {
@@ -330,7 +393,9 @@ ConvertResult convert(const ConvertSpec& spec, const ConvertOutput& output) {
     Progress progress("convert", writer.total_bytes(), "bytes");
     const bool show = output.progress == ShowProgress::kYes;
     WriteBehind behind(writer);
-    Ctx ctx{spec, sources, plan, table, writer, behind, show ? &progress : nullptr};
+    DensePrefetch prefetch(sources);
+    Ctx ctx{spec, sources, plan, table, writer, behind, prefetch, show ? &progress : nullptr};
+    prefetch.expect(dense_read_order(ctx, table.weights()));
     write_all(ctx, table.weights());
     behind.drain();
     write_placeholder_tensors(writer, plan.config);

@@ -1,8 +1,12 @@
 // The streaming converter: executes a ConvertSpec into an atomic output directory. Every output
 // tensor is declared first (CheckpointWriter plan), then produced layer by layer: unchanged tensors
 // are copied kernel-side (copy_file_range when dtypes match), experts are built one matrix at a time
-// in fp32 from the dense matrix of their source, so memory holds at most one dense FFN matrix and one
-// expert matrix (plus 4M-element chunks for averaging): peak memory does not grow with model size.
+// from the dense matrix of their source: gathered (and scaled) straight in the stored dtype when nothing
+// is drawn (splits, scaling; neuron_gather.h), in fp32 otherwise (drop, noise, random). The next dense
+// matrix is read ahead (dense_prefetch.h) and each finished expert is written behind (write_behind.h),
+// so memory holds two dense matrices as stored, the dense one in fp32 for drawing recipes, one expert
+// being computed and one being written (plus 4M-element chunks for averaging): peak memory does not
+// grow with model size (docs/performance.md gives the bound at 1B and 7B).
 // Side files (tokenizer*, special_tokens_map.json, generation_config.json, chat templates, …) are
 // copied byte for byte from the base source. The recipe goes into config.json ("upcycle_recipe")
 // and every shard's __metadata__ ("upcycle_recipe", a JSON string). MoE outputs come in either expert

@@ -1,4 +1,4 @@
-// Opening and comparing dense sources; bounded fp32 reads (see source_models.h).
+// Opening and comparing dense sources; bounded fp32 reads, raw 2-D reads (see source_models.h).
 #include "recipes/source_models.h"
 
 #include <algorithm>
@@ -108,6 +108,14 @@ std::vector<float> read_f32(const SourceModel& source, std::string_view name) {
   std::vector<float> out(size_t(info->numel()));
   read_f32(source, name, 0, info->numel(), out.data());
   return out;
+}
+
+RawMatrix read_raw(const SourceModel& source, std::string_view name) {
+  auto [file, info] = source.tensor(name);
+  UPCYCLE_CHECK(info->shape.size() == 2, "read_raw of a tensor that is not 2-D: " + std::string(name));
+  RawMatrix m{info->dtype, info->shape[0], info->shape[1], std::vector<std::byte>(size_t(info->nbytes()))};
+  pread_all(file->fd(), m.bytes.data(), m.bytes.size(), file->data_offset() + info->begin, file->path());
+  return m;
 }
 
 }  // namespace upcycle::recipes

@@ -3,7 +3,9 @@
 // residual scales, a qwen2_moe shared expert, from-scratch, and bf16 → f16 conversion on the copy and the
 // computing paths). The digests were recorded with the scalar, single-pass code before issue 22's
 // speed-ups (vectorised conversions, pair-shared normals, parallel fills, the pipelined writer), so any
-// optimisation that changes one value fails here. The source is a bf16 Llama with F = 198 (odd expert
+// optimisation that changes one value fails here. The four cases after the comment in kCases (wide shuffled
+// split, wide cube-root scaling into f16, contiguous G = 2 into f32, a wide qwen2_moe shared expert) were
+// recorded with the fp32 route before gather_neurons and the dense read-ahead replaced it. The source is a bf16 Llama with F = 198 (odd expert
 // widths 99 and 33 exercise unpaired normal draws and vector tails), written by write_random_weights; the wide
 // cases are large enough for the multithreaded paths.
 // The v2 cases pin normal stream v2 (--rng-version 2); every other case runs v1 (--rng-version 1).
@@ -101,6 +103,13 @@ const PinnedCase kCases[] = {
        s.expert_residual_scale = {1.0, 0.5, 1.0, 2.0};
      },
      "c5fd6d0113f0c30a488d96f1258f43bfeda8e539d01f217186c1ad763b05cd2e"},
+    // Recorded with the fp32 route before gather_neurons (stored-dtype gathers, read-ahead) replaced it.
+    {"wide_shuffled_g2", Family::kLlama, true, [](ConvertSpec& s) { s.granularity = 2, s.split = ExpertSplit::kShuffled; }, "fd251e8a95b6d22fe0fd000054eaa12443c07b230653fb9177707ff2e47aead5"},
+    {"wide_cube_root_g2_to_f16", Family::kLlama, true,
+     [](ConvertSpec& s) { s.granularity = 2, s.scaling_mode = ScalingMode::kCubeRoot, s.dtype = DType::kF16; }, "e3d120065640fa13490c38cd56e5773eafc8fdca9c69fead8209b58403f81349"},
+    {"contiguous_g2_to_f32", Family::kLlama, false, [](ConvertSpec& s) { s.granularity = 2, s.dtype = DType::kF32; }, "b21e7d98760422e91ec91e47f9fc81f8337e6c379f33dc771f4abac48b52614a"},
+    {"qwen2_shared_shuffled", Family::kQwen2, true,
+     [](ConvertSpec& s) { s.experts = 6, s.granularity = 2, s.shared_experts = 1, s.split = ExpertSplit::kShuffled; }, "9eb479204e7185f4f2f144b7d01bbcd6358d0fd7bc5429dafb9f9832c90e9a4c"},
     {"from_scratch", Family::kLlama, false, [](ConvertSpec& s) { s.from_scratch = FromScratch::kYes; }, "4119d2d24d89b3075b45ca2d2e95309f4d1b07f4f1865a8f2ea0774ce3794dfc"},
     // Normal stream v2 (the default since it exists; the cases above pin v1): recorded with this branch's
     // first v2 code, whose vector paths tests/unit/normal_v2_test.cpp holds to the portable one.

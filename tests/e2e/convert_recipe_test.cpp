@@ -252,7 +252,7 @@ TEST(ConvertRecipe, KmeansRouterInitFromCalibrationText) {
   expect_error({"--router-init", "kmeans", "--calibration", calib, "--calibration-tokens", "5"},
                "5 tokens, fewer than the 8 experts", "e3");
   expect_error({"--calibration", calib}, "--calibration needs --router-init kmeans", "e4");
-  test::write_bytes(dir / "latin1.txt", "caf\xe9 au lait, cr\xe8me br\xfbl\xe9e");
+  test::write_bytes(dir / "latin1.txt", "caf\xe9 au lait, cr\xe8me br\xfbl\xe9" "e");
   expect_error({"--router-init", "kmeans", "--calibration", (dir / "latin1.txt").string()}, "latin1.txt)", "e5");
 }
 

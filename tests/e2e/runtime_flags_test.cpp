@@ -28,9 +28,10 @@ TEST(RuntimeFlags, EveryComputingCommandDeclaresThem) {
     auto r = test::run_upcycle({command, "--help"});
     ASSERT_EQ(r.exit_code, 0) << command << r.err;
     EXPECT_NE(r.out.find("--backend " + registered_choices() + "\n"), std::string::npos) << command << r.out;
-    if (command != "train")  // train's usage line says [options]
+    if (command != "train") {  // train's usage line says [options]
       EXPECT_NE(r.out.find("[--backend " + registered_choices() + "]"), std::string::npos)
           << command << ": the usage line names the registered backends\n" << r.out;
+    }
     for (const backend::BackendInfo& info : backend::registered_backends())
       EXPECT_NE(r.out.find(std::string(info.name) + ": " + std::string(info.summary)), std::string::npos) << command;
   }

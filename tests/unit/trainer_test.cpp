@@ -108,7 +108,9 @@ TEST_F(TrainerTest, DirichletPriorShapesRoutingConfidence) {
     double top1 = 0, dirichlet = 0;
     for (int s = 0; s < kDirichletSteps; ++s) {
       const train::StepResult r = t.step();
-      if (s == 0) EXPECT_GT(r.dirichlet, 0.0);  // measured whenever a prior is set
+      if (s == 0) {
+        EXPECT_GT(r.dirichlet, 0.0);  // measured whenever a prior is set
+      }
       if (s < kDirichletSteps - 5) continue;
       for (const auto& l : r.moe) top1 += l.top1_probability / double(5 * r.moe.size());
       dirichlet += r.dirichlet / 5;
@@ -155,7 +157,9 @@ TEST_F(TrainerTest, PerDomainDirichletPriorSteersEachDomainToItsExperts) {
     Trainer t(o, Json::object(), train::RunMode::kFresh);
     for (int s = 0; s < kDirichletSteps; ++s) {
       const train::StepResult r = t.step();
-      if (s == 0) EXPECT_GT(r.dirichlet, 0.0);  // measured at λ = 0 too
+      if (s == 0) {
+        EXPECT_GT(r.dirichlet, 0.0);  // measured at λ = 0 too
+      }
     }
     std::map<std::string, double> share;
     for (const train::EvalRecord& e : t.evaluate()) {

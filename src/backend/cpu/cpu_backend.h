@@ -1,5 +1,6 @@
 // The cpu backend: OpenBLAS sgemm for the linear layers, OpenMP-parallel loops for everything else,
-// one .cpp per op family (linear, norm, rope, attention, elementwise, loss).
+// one .cpp per op family (linear, norm, rope, attention, elementwise, loss, moe_ops, moe_routing,
+// optimizer); memory is host memory (HostMemoryBackend).
 // MatmulPrecision::kBF16 ("cpu-bf16") rounds the inputs of linear_* and grouped_linear_* (x, w, dy)
 // to bf16 and multiplies them with oneDNN, accumulating in fp32; every other op, the master weights
 // and all gradients stay fp32.

@@ -1,9 +1,13 @@
 // The ranking rules of Backend::moe_route, shared by the ref and cpu kernels so both pick exactly the
 // same experts: one strict total order (score, then lower index), DeepSeek-V3 group limiting, one
-// token's top-k, and an expert's capacity cut. The kernels differ only in how they loop and thread.
+// token's top-k, and an expert's capacity cut; also the engine's one row logsumexp and the z loss's
+// mean, so both kernels compute them with the same code. The kernels differ only in how they loop and
+// thread.
 // Non-goals: the loops over tokens and experts themselves (those are the kernels').
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -34,6 +38,22 @@ inline float combine_weight(float p, double topk_sum, const Backend::MoeRouteSpe
   const double pd = p;
   if (spec.expert_choice) return p;
   return float((spec.renormalize ? pd / topk_sum : pd) * spec.scaling);
+}
+
+// log Σ_e exp(l_E[e]) of one row in double, max-subtracted: Backend::logsumexp_rows' row.
+inline double logsumexp_row(const float* l_E, int64_t E) {
+  double max_logit = -INFINITY;
+  for (int64_t e = 0; e < E; ++e) max_logit = std::max(max_logit, double(l_E[e]));
+  double denom = 0.0;
+  for (int64_t e = 0; e < E; ++e) denom += std::exp(l_E[e] - max_logit);
+  return max_logit + std::log(denom);
+}
+
+// L_z = mean_t lse_t², summed in token order (0 for T = 0): Backend::moe_z_loss.
+inline double z_loss(const double* lse_T, int64_t T) {
+  double sum = 0.0;
+  for (int64_t t = 0; t < T; ++t) sum += lse_T[t] * lse_T[t];
+  return T > 0 ? sum / double(T) : 0.0;
 }
 
 }  // namespace upcycle::backend::moe_rules

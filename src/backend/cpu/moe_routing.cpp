@@ -220,20 +220,11 @@ void CpuBackend::moe_aux_loss(double* loss, const float* probs_TE, const int64_t
 
 void CpuBackend::logsumexp_rows(double* lse_T, const float* x_TE, int64_t T, int64_t E) {
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
-    const float* l_E = x_TE + t * E;
-    double max_logit = -INFINITY;
-    for (int64_t e = 0; e < E; ++e) max_logit = std::max(max_logit, double(l_E[e]));
-    double denom = 0.0;
-    for (int64_t e = 0; e < E; ++e) denom += std::exp(l_E[e] - max_logit);
-    lse_T[t] = max_logit + std::log(denom);
-  }
+  for (int64_t t = 0; t < T; ++t) lse_T[t] = moe_rules::logsumexp_row(x_TE + t * E, E);
 }
 
 void CpuBackend::moe_z_loss(double* loss, const double* lse_T, int64_t T) {
-  double sum = 0.0;  // T values: serial, in token order
-  for (int64_t t = 0; t < T; ++t) sum += lse_T[t] * lse_T[t];
-  loss[0] = T > 0 ? sum / double(T) : 0.0;
+  loss[0] = moe_rules::z_loss(lse_T, T);
 }
 
 void CpuBackend::moe_z_loss_backward(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T,

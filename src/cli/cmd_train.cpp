@@ -13,6 +13,7 @@
 #include "cli/runtime_flags.h"
 #include "cli/command_args.h"
 #include "core/error.h"
+#include "dist/process_group.h"
 #include "train/trainer.h"
 
 namespace upcycle::cli {
@@ -33,7 +34,10 @@ void bind_run(OptionSet& set, TrainOptions& o) {
   set.add("steps", "N", "optimizer steps of the whole run (raise it with --resume to extend a finished run)", &o.steps);
   set.add("micro-batch", "B", "sequences per forward/backward pass", &o.micro_batch);
   set.add("seq-len", "L", "tokens per sequence (windows of L+1 tokens: inputs and next-token targets)", &o.seq_len);
-  set.add("grad-accum", "A", "micro-batches per optimizer step (tokens per step = B·L·A)", &o.grad_accum);
+  set.add("grad-accum", "A",
+          "micro-batches per optimizer step and process (global batch = B·L·A·N tokens for N processes "
+          "under mpirun/srun)",
+          &o.grad_accum);
 }
 
 void bind_optimizer(OptionSet& set, TrainOptions& o) {
@@ -135,6 +139,12 @@ constexpr const char* kEpilog =
     "  tensorboard --logdir runs/moe\n"
     "  upcycle eval runs/moe/checkpoints/step-00002000 --data data/web   # any checkpoint is an HF model\n"
     "\n"
+    "Data parallel (docs/distributed.md): N processes under an MPI launcher share one global batch of\n"
+    "B·L·A·N tokens: each runs A micro-batches of B sequences, gradients are summed over the processes\n"
+    "in a fixed order, so a fixed N reproduces bit for bit and N processes match one process with\n"
+    "--grad-accum A·N up to float rounding. Rank 0 alone writes metrics, TensorBoard and checkpoints.\n"
+    "  mpirun -np 2 --bind-to none upcycle train ... --threads 1   # or: srun -n 2 upcycle train ...\n"
+    "\n"
     "--resume takes every flag not given from RUN_DIR/config.json; flags given must equal the recorded\n"
     "ones except --steps, --stop-after, --threads, --eval-every, --save-every, --keep, --log-every,\n"
     "--eval-at-start.\n"
@@ -203,8 +213,9 @@ int run_train(const Args& args) {
     apply_run_record(set, train::read_run_record(o.out), train::RunPaths{o.out}.config().string());
   }
   apply_threads(o.threads);
+  const std::unique_ptr<dist::ProcessGroup> group = dist::open_process_group();  // MPI under mpirun/srun
   train::Trainer trainer(o, set.to_json(), o.resume ? train::RunMode::kResume : train::RunMode::kFresh,
-                         train::TestHooks::from_environment());
+                         train::TestHooks::from_environment(), *group);
   const train::TrainOutcome outcome = trainer.run();
   return outcome.end == train::TrainOutcome::End::kSignal ? 128 + outcome.signal : 0;
 }

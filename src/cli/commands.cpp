@@ -6,12 +6,20 @@
 #include <stdexcept>
 
 #include "core/error.h"
+#include "dist/launcher.h"
 
 namespace upcycle::cli {
 namespace {
 
 constexpr int kUserError = 2;
 constexpr int kInternalError = 70;  // EX_SOFTWARE: a bug in upcycle, not in the input
+
+// "rank 1 of 2: " in a job of several processes (mpirun, srun): whose error it is.
+std::string rank_prefix() {
+  const dist::LauncherInfo l = dist::launcher_from_environment();
+  if (!l.rank || !l.size || *l.size <= 1) return "";
+  return "rank " + std::to_string(*l.rank) + " of " + std::to_string(*l.size) + ": ";
+}
 
 void print_overview() {
   std::printf(
@@ -56,13 +64,13 @@ int run_cli(const Args& args) {
       if (c.name == args[0]) return c.run(Args(args.begin() + 1, args.end()));
     throw Error("unknown command '" + args[0] + "' (run 'upcycle --help' for the list)");
   } catch (const Error& e) {
-    std::fprintf(stderr, "upcycle: error: %s\n", e.message().c_str());
+    std::fprintf(stderr, "upcycle: error: %s%s\n", rank_prefix().c_str(), e.message().c_str());
     return kUserError;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "upcycle: error: out of memory\n");
+    std::fprintf(stderr, "upcycle: error: %sout of memory\n", rank_prefix().c_str());
     return kUserError;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "upcycle: %s\n", e.what());
+    std::fprintf(stderr, "upcycle: %s%s\n", rank_prefix().c_str(), e.what());
     return kInternalError;
   }
 }

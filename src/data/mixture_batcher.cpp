@@ -67,25 +67,33 @@ MixtureBatcher::MixtureBatcher(std::vector<TokenDataset> domains, std::vector<do
   cumulative_.back() = 1.0;  // uniform() < 1 always lands on a domain despite rounding
 }
 
+MixtureBatcher::Draw MixtureBatcher::draw() {
+  const double u = CounterRng(seed_, "mixture").uniform(draws_++);
+  const size_t d = size_t(std::upper_bound(cumulative_.begin(), cumulative_.end(), u) - cumulative_.begin());
+  Cursor& c = cursors_[d];
+  const CounterRng order(seed_, "mixture-order/" + std::to_string(d));
+  const uint64_t w = permuted_window(order, c.epoch, c.position, c.windows);
+  if (++c.position == c.windows) {
+    c.position = 0;
+    ++c.epoch;
+  }
+  return {d, w};
+}
+
 void MixtureBatcher::next(int64_t B, int32_t* ids_BL, int32_t* targets_BL, int32_t* domain_B) {
-  const CounterRng mixture(seed_, "mixture");
   const int64_t L = seq_len_;
   std::vector<int32_t> window(size_t(L + 1));
   for (int64_t b = 0; b < B; ++b) {
-    const double u = mixture.uniform(draws_++);
-    const size_t d = size_t(std::upper_bound(cumulative_.begin(), cumulative_.end(), u) - cumulative_.begin());
-    Cursor& c = cursors_[d];
-    const CounterRng order(seed_, "mixture-order/" + std::to_string(d));
-    const uint64_t w = permuted_window(order, c.epoch, c.position, c.windows);
-    if (++c.position == c.windows) {
-      c.position = 0;
-      ++c.epoch;
-    }
+    const auto [d, w] = draw();
     domains_[d].read(w * uint64_t(L + 1), uint64_t(L + 1), window.data());
     std::copy(window.begin(), window.end() - 1, ids_BL + b * L);
     std::copy(window.begin() + 1, window.end(), targets_BL + b * L);
     domain_B[b] = int32_t(d);
   }
+}
+
+void MixtureBatcher::skip(int64_t B) {
+  for (int64_t b = 0; b < B; ++b) draw();
 }
 
 Json MixtureBatcher::state() const {

@@ -26,6 +26,10 @@ class MixtureBatcher {
   // (index into the constructor's domains).
   void next(int64_t B, int32_t* ids_BL, int32_t* targets_BL, int32_t* domain_B);
 
+  // Advances past B windows exactly as next(B) would, reading nothing: a data-parallel rank skips the
+  // other ranks' micro-batches of the one global stream.
+  void skip(int64_t B);
+
   const std::vector<TokenDataset>& domains() const { return domains_; }
   int64_t seq_len() const { return seq_len_; }
   // {"draws": k, "domains": [{"domain": NAME, "epoch": e, "cursor": c, "windows": n}, ...]}; restore()
@@ -40,6 +44,11 @@ class MixtureBatcher {
   int64_t seq_len_ = 0;
   uint64_t seed_ = 0;
   uint64_t draws_ = 0;
+  struct Draw {
+    size_t domain;
+    uint64_t window;
+  };
+  Draw draw();  // the next window of the stream; advances the counters
   struct Cursor {
     uint64_t epoch = 0, position = 0, windows = 0;
   };

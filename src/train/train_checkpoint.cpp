@@ -54,7 +54,7 @@ std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) 
 Json trainer_state_to_json(const TrainerState& s) {
   Json bias = Json::object();
   for (const auto& [layer, b] : s.expert_bias) bias[std::to_string(layer)] = b;
-  return {{"format", kStateFormat},
+  Json out = {{"format", kStateFormat},
           {"version", 1},
           {"step", s.step},
           {"tokens", s.tokens},
@@ -64,6 +64,8 @@ Json trainer_state_to_json(const TrainerState& s) {
           {"data", s.data},
           {"expert_bias", bias},
           {"options_digest", s.options_digest}};
+  if (s.world_size != 1) out["world_size"] = s.world_size;  // absent: one process (the files before data parallel)
+  return out;
 }
 
 TrainerState trainer_state_from_json(const Json& j, const std::string& file) {
@@ -78,6 +80,7 @@ TrainerState trainer_state_from_json(const Json& j, const std::string& file) {
   s.consecutive_nonfinite = field<int64_t>(j, "consecutive_nonfinite", file);
   s.data = field<Json>(j, "data", file);
   s.options_digest = field<std::string>(j, "options_digest", file);
+  if (j.contains("world_size")) s.world_size = field<int64_t>(j, "world_size", file);
   const Json bias = field<Json>(j, "expert_bias", file);
   if (!bias.is_object()) throw Error("trainer state field \"expert_bias\" has the wrong type", file);
   for (const auto& [key, values] : bias.items()) {
@@ -93,7 +96,7 @@ TrainerState trainer_state_from_json(const Json& j, const std::string& file) {
       out.push_back(float(v.get<double>()));
     }
   }
-  if (s.step < 0 || s.tokens < 0 || s.skipped_steps < 0 || s.consecutive_nonfinite < 0)
+  if (s.step < 0 || s.tokens < 0 || s.skipped_steps < 0 || s.consecutive_nonfinite < 0 || s.world_size < 1)
     throw Error("trainer state has negative counters", file);
   return s;
 }

@@ -4,10 +4,11 @@
 //   tokenizer*.json, generation_config.json, …   side files carried from the source model
 //   optimizer.safetensors             AdamW moments and step (train/optimizer_state.h)
 //   trainer_state.json                TrainerState below (step, tokens, FLOPs, data position, expert
-//                                     biases, fault counters, options digest)
+//                                     biases, fault counters, options digest, world size when > 1)
 // Each is written into a staging directory and renamed into place (io/output_dir.h StagedDir), so a
 // step-* directory exists only complete; older ones are pruned only after the new one is committed.
-// Non-goals: sharded or bf16 training checkpoints, checkpoints of several processes.
+// Several data-parallel processes hold the same state: rank 0 alone writes it (train/trainer.cpp).
+// Non-goals: sharded or bf16 training checkpoints.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,7 @@ struct TrainerState {
   Json data = Json::object();         // data::MixtureBatcher::state()
   std::map<int64_t, std::vector<float>> expert_bias;  // per MoE layer, when --expert-bias-rate > 0
   std::string options_digest;         // of the options a resume must keep (trainer_options.h)
+  int64_t world_size = 1;             // data-parallel ranks that wrote it (the data position is global)
 };
 
 Json trainer_state_to_json(const TrainerState& state);

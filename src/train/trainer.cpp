@@ -1,6 +1,8 @@
 // The loop (see trainer.h): step → log → fault check → evaluate when due → checkpoint when due or when
 // stopping. Stops: --steps reached (finished), --stop-after N steps of this process, or SIGINT/SIGTERM
 // (StopSignalGuard: the step in flight finishes, a checkpoint is written, and the caller exits 128+sig).
+// Data parallel: the ranks stop together (a signal seen by any rank stops all after the same step);
+// rank 0 alone logs, evaluates and writes checkpoints, the others wait for it at the end.
 #include <unistd.h>
 
 #include <csignal>
@@ -20,6 +22,10 @@ bool Trainer::eval_due(int64_t step) const {
 }
 
 fs::path Trainer::save_checkpoint() {
+  if (!is_writer()) {  // every rank holds the same state: rank 0 writes it
+    last_checkpoint_ = run_.checkpoints() / checkpoint_dir_name(state_.step);
+    return *last_checkpoint_;
+  }
   metrics_->sync();  // the log through this step is durable before the checkpoint that resumes after it
   tensorboard_->flush();
   state_.data = batcher_->state();
@@ -53,9 +59,22 @@ void Trainer::fail_nonfinite(const StepResult& r) {
   throw Error(std::string(what) + "no checkpoint had been written yet", run_.root.string());
 }
 
+// The stop signal any rank has seen (the lowest signal number when several have): every rank stops
+// after the same step, so rank 0's checkpoint holds the state all of them reached.
+int Trainer::agreed_stop_signal(const StopSignalGuard& signals) {
+  const int own = signals.requested() ? signals.signal() : 0;
+  if (group_.size() == 1) return own;
+  int agreed = 0;
+  for (int64_t s : group_.all_gather(own))
+    if (s != 0 && (agreed == 0 || s < agreed)) agreed = int(s);
+  return agreed;
+}
+
 TrainOutcome Trainer::stop(TrainOutcome::End end, int signal, Progress& progress) {
+  group_.barrier();  // the other ranks exit only once rank 0's last checkpoint is committed
   progress.finish();
   TrainOutcome out{end, state_.step, signal, last_checkpoint_.value_or(fs::path())};
+  if (!is_writer()) return out;
   const long long step = state_.step, steps = options_.steps;
   if (end == TrainOutcome::End::kFinished) {
     std::printf("trained %s to step %lld: %lld tokens, %.3g FLOPs, %lld skipped steps; final checkpoint %s\n",
@@ -83,21 +102,22 @@ TrainOutcome Trainer::run() {
   progress.start_at(uint64_t(first));
   progress.set_log_every(uint64_t(options_.log_every));
   if (first >= options_.steps) {
-    std::printf("%s is at step %lld of --steps %lld: nothing to do (a larger --steps extends the run)\n",
-                run_.root.c_str(), static_cast<long long>(first), static_cast<long long>(options_.steps));
+    if (is_writer())
+      std::printf("%s is at step %lld of --steps %lld: nothing to do (a larger --steps extends the run)\n",
+                  run_.root.c_str(), static_cast<long long>(first), static_cast<long long>(options_.steps));
     return {TrainOutcome::End::kFinished, first, 0, last_checkpoint_.value_or(fs::path())};
   }
   // Step-0 records are kept by a resume that found no checkpoint, so the start is evaluated only once.
-  if (options_.eval_at_start && first == 0 && !val_.empty() && metrics_->kept_records() == 0)
+  if (is_writer() && options_.eval_at_start && first == 0 && !val_.empty() && metrics_->kept_records() == 0)
     log_eval(evaluate(), progress);
   while (state_.step < options_.steps) {
     const StepResult r = step();
-    log_step(r, progress);
+    if (is_writer()) log_step(r, progress);
     if (state_.consecutive_nonfinite >= options_.max_nonfinite) fail_nonfinite(r);
-    if (eval_due(state_.step)) log_eval(evaluate(), progress);
+    if (is_writer() && eval_due(state_.step)) log_eval(evaluate(), progress);
     const bool stop_after =
         options_.stop_after > 0 && state_.step - first >= options_.stop_after && state_.step < options_.steps;
-    const int signal = signals.requested() ? signals.signal() : 0;
+    const int signal = agreed_stop_signal(signals);
     if (save_due(state_.step) || stop_after || signal) save_checkpoint();
     if (signal) return stop(TrainOutcome::End::kSignal, signal, progress);
     if (stop_after) return stop(TrainOutcome::End::kStopAfter, 0, progress);

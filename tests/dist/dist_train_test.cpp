@@ -11,8 +11,11 @@
 
 #include <signal.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
+#include <optional>
+#include <thread>
 
 #include "core/json.h"
 #include "core/rng.h"
@@ -164,6 +167,57 @@ TEST_F(DistTrain, ErrorsNameTheirRank) {
   EXPECT_NE(r.output.find("upcycle: error: rank 1 of 2: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("no-such-model"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(*dir_ / "bad"));
+}
+
+// The pid of the rank `rank` that mpirun `launcher` started (its child with OMPI_COMM_WORLD_RANK=rank).
+pid_t rank_pid(pid_t launcher, int rank) {
+  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string pid, comm, state;
+    long ppid = 0;
+    if (!(stat >> pid >> comm >> state >> ppid) || ppid != launcher) continue;
+    std::ifstream env(entry.path() / "environ");
+    for (std::string var; std::getline(env, var, '\0');)
+      if (var == want) return pid_t(std::stol(name));
+  }
+  return -1;
+}
+
+TEST_F(DistTrain, AKilledRankStopsTheJobAndTheLastCheckpointResumes) {
+  const fs::path run = *dir_ / "killed";
+  auto a = args(false, run, "1", "100000");
+  a = {a.begin(), a.end()};
+  for (auto& v : a)
+    if (v == "4") v = "50";  // --save-every 50
+  test::MpiJob job(2, UPCYCLE_BINARY, a);
+  const auto started = std::chrono::steady_clock::now();
+  while (!fs::exists(ckpt(run, 100)) && std::chrono::steady_clock::now() - started < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(fs::exists(ckpt(run, 100)));
+  const pid_t victim = rank_pid(job.pid(), 1);
+  ASSERT_GT(victim, 0);
+  const auto killed = std::chrono::steady_clock::now();
+  ::kill(victim, SIGKILL);
+  const auto r = job.wait(120);
+  const double stop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  std::printf("job stopped %.2f s after the kill, exit %d:\n%s\n", stop_seconds, r.exit_code, r.output.c_str());
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_LT(stop_seconds, 30.0);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+  // Whatever rank 0 was doing, the newest checkpoint is complete: a resume of 2 processes continues it.
+  std::optional<int> newest;
+  for (const auto& e : fs::directory_iterator(run / "checkpoints")) {
+    const std::string name = e.path().filename();
+    if (name.rfind("step-", 0) == 0) newest = std::max(newest.value_or(0), std::stoi(name.substr(5)));
+  }
+  ASSERT_TRUE(newest);
+  auto resumed = mpi_train(2, {"train", "--out", run.string(), "--resume", "--steps", std::to_string(*newest + 3)});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(fs::exists(ckpt(run, *newest + 3)));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 
 #include "backend/backend.h"
 #include "bench_models.h"
+#include "bench_train_inputs.h"
 #include "core/json.h"
 #include "core/rng.h"
 #include "data/token_shard.h"
@@ -46,31 +47,6 @@ double median(std::vector<double> v) {
 
 ModelConfig bench_config(bool moe) { return moe ? moe_bench_config() : dense_bench_config(); }
 
-void write_model(const fs::path& dir, const ModelConfig& config) {
-  if (fs::exists(dir / "config.json")) return;
-  fs::create_directories(dir);
-  write_model_config(dir, config);
-  RandomInitOptions init;
-  init.seed = 1;
-  init.show_progress = false;
-  write_random_weights(config, init, dir);
-}
-
-// A dataset of uniformly random ids (dataset.json as data/token_dataset.h specifies it).
-void write_data(const fs::path& dir, uint64_t vocab, uint64_t tokens) {
-  if (fs::exists(dir / "dataset.json")) return;
-  fs::create_directories(dir);
-  std::vector<uint32_t> ids(tokens);
-  for (uint64_t i = 0; i < tokens; ++i) ids[i] = uint32_t(CounterRng(5, "bench").bits(i) % vocab);
-  data::write_token_shard(dir / "train-00000.tok", ids, vocab);
-  Json j = {{"format", "upcycle-tokens"}, {"version", 1},   {"domain", "random"}, {"vocab_size", vocab},
-            {"tokenizer", Json::object()}, {"sources", Json::array()},
-            {"splits", {{"train", Json::array({{{"file", "train-00000.tok"}, {"tokens", tokens}}})}}}};
-  FILE* f = std::fopen((dir / "dataset.json").c_str(), "w");
-  std::fputs(j.dump(2).c_str(), f);
-  std::fclose(f);
-}
-
 struct Result {
   double raw = 0, trainer = 0, data = 0, tokens_per_s_raw = 0;
 };
@@ -78,8 +54,8 @@ struct Result {
 Result bench(bool moe, const fs::path& scratch) {
   const ModelConfig config = bench_config(moe);
   const fs::path model_dir = scratch / (moe ? "moe" : "dense"), data_dir = scratch / "data";
-  write_model(model_dir, config);
-  write_data(data_dir, uint64_t(config.vocab_size), uint64_t((2 * g_steps + 8) * g_batch * (g_seq + 1)));
+  bench::write_bench_model(model_dir, config);
+  bench::write_bench_data(data_dir, uint64_t(config.vocab_size), uint64_t((2 * g_steps + 8) * g_batch * (g_seq + 1)));
   fs::remove_all(scratch / "run");
 
   train::TrainOptions o;

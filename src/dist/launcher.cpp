@@ -21,11 +21,10 @@ std::optional<int> env_int(const char* name) {
 LauncherInfo launcher_from_environment() {
   if (auto size = env_int("OMPI_COMM_WORLD_SIZE"))
     return {"mpirun", env_int("OMPI_COMM_WORLD_RANK"), size, env_int("OMPI_COMM_WORLD_LOCAL_RANK")};
-  // Slurm: a batch script's own shell has SLURM_PROCID=0 too; SLURM_STEP_ID marks a task srun started.
-  if (auto rank = env_int("SLURM_PROCID"); rank && std::getenv("SLURM_STEP_ID")) {
-    auto size = env_int("SLURM_STEP_NUM_TASKS");
-    return {"srun", rank, size ? size : env_int("SLURM_NTASKS"), env_int("SLURM_LOCALID")};
-  }
+  // Slurm: a batch script's own shell has SLURM_PROCID and SLURM_NTASKS too; SLURM_STEP_NUM_TASKS (set by
+  // srun for the tasks of a job step) marks a task srun started.
+  if (auto size = env_int("SLURM_STEP_NUM_TASKS"))
+    return {"srun", env_int("SLURM_PROCID"), size, env_int("SLURM_LOCALID")};
   if (auto size = env_int("PMI_SIZE")) return {"pmi", env_int("PMI_RANK"), size, env_int("MPI_LOCALRANKID")};
   if (auto rank = env_int("PMIX_RANK")) return {"pmix", rank, std::nullopt, std::nullopt};
   return {};

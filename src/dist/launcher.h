@@ -1,7 +1,7 @@
 // What the launcher (mpirun, srun, another PMI/PMIx launcher) says about this process, read from its
 // environment before MPI is initialised: whether MPI is wanted at all, and the rank, world size and
 // local rank when the launcher names them. Pure environment parsing: no MPI calls.
-//   Open MPI mpirun: OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK}; Slurm srun: SLURM_{PROCID,NTASKS,LOCALID};
+//   Open MPI mpirun: OMPI_COMM_WORLD_{RANK,SIZE,LOCAL_RANK}; Slurm srun: SLURM_{PROCID,STEP_NUM_TASKS,LOCALID};
 //   PMI / PMIx launchers (MPICH hydra, PRRTE): PMI_{RANK,SIZE}, PMIX_RANK (size from MPI itself).
 #pragma once
 

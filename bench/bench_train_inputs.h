@@ -13,7 +13,7 @@
 #include "io/model_config.h"
 #include "io/random_init.h"
 
-namespace upcycle::bench {
+namespace upcycle {
 
 inline void write_bench_model(const std::filesystem::path& dir, const ModelConfig& config) {
   if (std::filesystem::exists(dir / "config.json")) return;
@@ -40,4 +40,4 @@ inline void write_bench_data(const std::filesystem::path& dir, uint64_t vocab, u
   std::fclose(f);
 }
 
-}  // namespace upcycle::bench
+}  // namespace upcycle

@@ -58,8 +58,8 @@ int main(int argc, char** argv) {
   const ModelConfig config = dense_bench_config();
   const fs::path model_dir = scratch / "dense", data_dir = scratch / "data", run = scratch / "run";
   if (group->rank() == 0) {
-    bench::write_bench_model(model_dir, config);
-    bench::write_bench_data(data_dir, uint64_t(config.vocab_size), uint64_t((steps + 2) * global_micro * batch * (seq + 1)));
+    write_bench_model(model_dir, config);
+    write_bench_data(data_dir, uint64_t(config.vocab_size), uint64_t((steps + 2) * global_micro * batch * (seq + 1)));
     fs::remove_all(run);
   }
   group->barrier();

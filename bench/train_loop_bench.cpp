@@ -54,8 +54,8 @@ struct Result {
 Result bench(bool moe, const fs::path& scratch) {
   const ModelConfig config = bench_config(moe);
   const fs::path model_dir = scratch / (moe ? "moe" : "dense"), data_dir = scratch / "data";
-  bench::write_bench_model(model_dir, config);
-  bench::write_bench_data(data_dir, uint64_t(config.vocab_size), uint64_t((2 * g_steps + 8) * g_batch * (g_seq + 1)));
+  write_bench_model(model_dir, config);
+  write_bench_data(data_dir, uint64_t(config.vocab_size), uint64_t((2 * g_steps + 8) * g_batch * (g_seq + 1)));
   fs::remove_all(scratch / "run");
 
   train::TrainOptions o;

@@ -245,18 +245,18 @@ Json Trainer::run_record() const {
                {"dirichlet_coef", moe_options_.dirichlet_coef},
                {"dirichlet_steps", options_.dirichlet_steps}};
   Json record = {{"format", kRunFormat},
-          {"version", 1},
-          {"options", options_json_},
-          {"model", {{"path", fs::absolute(options_.model).lexically_normal().string()}, {"config", model_config_to_json(config_)}}},
-          {"routing", routing},
-          {"flops_per_token",
-           {{"matmul_params", flops_.matmul_params},
-            {"attention", flops_.attention},
-            {"forward", flops_.forward},
-            {"train", flops_.train}}},
-          {"tokens_per_step", tokens_per_step()},
-          {"data", data},
-          {"val", val}};
+                 {"version", 1},
+                 {"options", options_json_},
+                 {"model", {{"path", fs::absolute(options_.model).lexically_normal().string()}, {"config", model_config_to_json(config_)}}},
+                 {"routing", routing},
+                 {"flops_per_token",
+                  {{"matmul_params", flops_.matmul_params},
+                   {"attention", flops_.attention},
+                   {"forward", flops_.forward},
+                   {"train", flops_.train}}},
+                 {"tokens_per_step", tokens_per_step()},
+                 {"data", data},
+                 {"val", val}};
   if (group_.size() > 1) record["world_size"] = group_.size();  // data-parallel ranks (tokens_per_step counts them)
   return record;
 }

@@ -25,6 +25,8 @@ class Environment {
     }
     for (const auto& [name, value] : vars) ::setenv(name.c_str(), value.c_str(), 1);
   }
+  Environment(const Environment&) = delete;
+  Environment& operator=(const Environment&) = delete;
   ~Environment() {
     for (const char* name : kVariables) ::unsetenv(name);
     for (const auto& [name, value] : saved_) ::setenv(name.c_str(), value.c_str(), 1);
@@ -66,10 +68,10 @@ TEST(LauncherEnv, OneProcessOrNoLauncherNeedsNoMpi) {
     EXPECT_FALSE(dist::launcher_from_environment().wants_mpi());
   }
   {
-    Environment env({{"PMIX_RANK", "0"}});  // a PMIx launcher that names no size: MPI tells
+    Environment env(std::map<std::string, std::string>{{"PMIX_RANK", "0"}});  // a PMIx launcher that names no size: MPI tells
     EXPECT_TRUE(dist::launcher_from_environment().wants_mpi());
   }
-  Environment env({{"OMPI_COMM_WORLD_SIZE", "two"}});  // not a number: ignored
+  Environment env(std::map<std::string, std::string>{{"OMPI_COMM_WORLD_SIZE", "two"}});  // not a number: ignored
   EXPECT_EQ(dist::launcher_from_environment().launcher, "");
   EXPECT_FALSE(dist::launcher_from_environment().wants_mpi());
 }

@@ -83,9 +83,10 @@ int main(int argc, char** argv) {
   if (group->rank() == 0) {
     const double t = median(step_s);
     std::printf("dp N=%d: global batch %lld × %lld × %lld tokens, --grad-accum %lld per process; step %.3f s (median of "
-                "%lld), %.0f tokens/s, reduction %.1f %% of the step",
+                "%lld), %.0f tokens/s, reduction of %.1f MB of gradients %.1f %% of the step",
                 N, (long long)global_micro, (long long)batch, (long long)seq, (long long)o.grad_accum, t,
-                (long long)steps, double(trainer.tokens_per_step()) / t, 100 * median(comm_share));
+                (long long)steps, double(trainer.tokens_per_step()) / t,
+                double(trainer.model().grads().size()) * sizeof(float) / 1e6, 100 * median(comm_share));
     if (one_process_step > 0) std::printf("; scaling efficiency %.1f %%", 100 * one_process_step / (N * t));
     std::printf("\nstep_seconds=%.6f\n", t);
   }

@@ -6,13 +6,14 @@
 //    stopped and resumed with 2 processes;
 //  - a 2-process checkpoint resumes with 1 process: the data stream and the counters carry on;
 //  - errors name the rank; a rank killed with SIGKILL stops the job quickly, naming the rank, with the
-//    last checkpoint intact and resumable.
+//    last checkpoint intact and resumable; a SIGTERM to one rank stops all after the same step.
 #include <gtest/gtest.h>
 
 #include <signal.h>
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <thread>
@@ -218,6 +219,34 @@ TEST_F(DistTrain, AKilledRankStopsTheJobAndTheLastCheckpointResumes) {
   auto resumed = mpi_train(2, {"train", "--out", run.string(), "--resume", "--steps", std::to_string(*newest + 3)});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_TRUE(fs::exists(ckpt(run, *newest + 3)));
+}
+
+// A SIGTERM seen by one rank (here rank 1 alone; scancel signals every rank, at slightly different
+// moments) stops all ranks after the same step: rank 0 writes that step's checkpoint, nobody waits
+// forever, and a resume of 2 processes finishes the run.
+TEST_F(DistTrain, SigtermToOneRankStopsAllAfterTheSameStepWithACheckpoint) {
+  const fs::path run = *dir_ / "terminated";
+  auto a = args(false, run, "1", "100000");
+  for (auto& v : a)
+    if (v == "4") v = "1000";  // --save-every 1000: the checkpoint found is the one the stop wrote
+  test::MpiJob job(2, UPCYCLE_BINARY, a);
+  const auto started = std::chrono::steady_clock::now();
+  while (!fs::exists(run / "metrics.jsonl") && std::chrono::steady_clock::now() - started < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const pid_t rank1 = rank_pid(job.pid(), 1);
+  ASSERT_GT(rank1, 0);
+  ::kill(rank1, SIGTERM);
+  const auto r = job.wait(60);
+  ASSERT_FALSE(r.timed_out) << r.output;
+  const size_t at = r.output.find("stopped by SIGTERM at step ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const int step = std::stoi(r.output.substr(at + std::strlen("stopped by SIGTERM at step ")));
+  EXPECT_TRUE(fs::exists(ckpt(run, step) / "trainer_state.json"));
+  EXPECT_EQ(train_records(run).size(), size_t(step));
+  auto resumed = mpi_train(2, {"train", "--out", run.string(), "--resume", "--steps", std::to_string(step + 2)});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(train_records(run).size(), size_t(step + 2));
 }
 
 }  // namespace

@@ -1,0 +1,101 @@
+// Device helpers shared by the cuda backend's op files: launch sizing for grid-stride loops, block
+// reductions in a fixed tree order (so a sum is bitwise the same run to run for a given block size),
+// and fp32 → bf16 rounding bit for bit equal to core/dtype.h's f32_to_bf16 (round to nearest even,
+// NaN kept as a quiet NaN, subnormals rounded, never flushed), with a launcher that rounds n floats.
+// Invariants: block reductions need blockDim.x a multiple of 32 and at most 1024, and every thread of
+// the block must call them (they contain __syncthreads). Launchers do nothing for n == 0 (a grid of
+// zero blocks is a launch error). Everything here is header-only; kernels are templates so that each
+// .cu that includes this gets its own instantiation without duplicate-symbol or unused warnings.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/cuda_check.h"
+
+namespace upcycle::backend::cuda_detail {
+
+constexpr int kThreadsPerBlock = 256;          // elementwise kernels
+constexpr int64_t kMaxGridBlocks = 1 << 16;    // grid-stride loops cover the rest
+
+// Blocks for a grid-stride loop over n elements (n > 0).
+inline unsigned grid_for(int64_t n, int threads = kThreadsPerBlock) {
+  return unsigned(std::min<int64_t>((n + threads - 1) / threads, kMaxGridBlocks));
+}
+
+// The index of this thread in a grid-stride loop and the stride, as 64-bit values (n can pass 2³¹).
+__device__ inline int64_t grid_thread_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
+__device__ inline int64_t grid_stride() { return int64_t(gridDim.x) * blockDim.x; }
+
+// core/dtype.h's f32_to_bf16, on the device: the same integer arithmetic on the same bits.
+__device__ inline uint16_t f32_to_bf16_bits(float value) {
+  uint32_t x = __float_as_uint(value);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
+  x += 0x7fffu + ((x >> 16) & 1u);  // round to nearest, ties to even
+  return uint16_t(x >> 16);
+}
+__device__ inline float bf16_bits_to_f32(uint16_t bits) { return __uint_as_float(uint32_t(bits) << 16); }
+// value rounded to the nearest bf16 and widened back to fp32.
+__device__ inline float round_to_bf16(float value) { return bf16_bits_to_f32(f32_to_bf16_bits(value)); }
+
+struct SumOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {  // fmax semantics are not wanted: a NaN must propagate as it does in the ref's loops
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return b > a ? b : a; }
+};
+
+// Butterfly over the 32 lanes of a full warp; every lane ends with the same bits (each step adds a
+// pair, and a + b == b + a exactly).
+template <typename T, typename Op>
+__device__ T warp_reduce(T v, Op op) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Reduces one value per thread over the whole block and returns the result to every thread. The order
+// is fixed by blockDim.x: lanes in a butterfly, then the warps' results in a butterfly in warp 0.
+// `identity` fills the lanes of warp 0 beyond the number of warps. scratch: 32 elements of shared memory.
+template <typename T, typename Op>
+__device__ T block_reduce(T v, Op op, T identity, T* scratch) {
+  const int lane = int(threadIdx.x) & 31;
+  const int warp = int(threadIdx.x) >> 5;
+  const int warps = int(blockDim.x) >> 5;
+  v = warp_reduce(v, op);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = warp_reduce(lane < warps ? scratch[lane] : identity, op);
+    if (lane == 0) scratch[0] = v;
+  }
+  __syncthreads();
+  const T result = scratch[0];
+  __syncthreads();  // scratch may be reused by the caller's next reduction
+  return result;
+}
+
+template <typename T>
+__device__ T block_sum(T v, T* scratch) {
+  return block_reduce(v, SumOp{}, T(0), scratch);
+}
+__device__ inline float block_max(float v, float* scratch) {
+  return block_reduce(v, MaxOp{}, -__int_as_float(0x7f800000), scratch);  // identity -inf
+}
+
+template <typename Unused = void>
+__global__ void round_to_bf16_kernel(uint16_t* out, const float* in, int64_t n) {
+  for (int64_t i = grid_thread_index(); i < n; i += grid_stride()) out[i] = f32_to_bf16_bits(in[i]);
+}
+
+// out[i] = bf16 bits of in[i] for i < n, queued on `stream`.
+inline void launch_round_to_bf16(uint16_t* out, const float* in, int64_t n, cudaStream_t stream) {
+  if (n <= 0) return;
+  round_to_bf16_kernel<<<grid_for(n), kThreadsPerBlock, 0, stream>>>(out, in, n);
+  UPCYCLE_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace upcycle::backend::cuda_detail

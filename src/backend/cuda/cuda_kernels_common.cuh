@@ -1,7 +1,8 @@
 // Device helpers shared by the cuda backend's op files: launch sizing for grid-stride loops, block
 // reductions in a fixed tree order (so a sum is bitwise the same run to run for a given block size),
-// and fp32 → bf16 rounding bit for bit equal to core/dtype.h's f32_to_bf16 (round to nearest even,
-// NaN kept as a quiet NaN, subnormals rounded, never flushed), with a launcher that rounds n floats.
+// fp32 → bf16 rounding bit for bit equal to core/dtype.h's f32_to_bf16 (round to nearest even, NaN
+// kept as a quiet NaN, subnormals rounded, never flushed) with a launcher that rounds n floats, and a
+// two-pass column sum (out[c] += Σ_r term(r, c) in double; no atomics, fixed order for given rows).
 // Invariants: block reductions need blockDim.x a multiple of 32 and at most 1024, and every thread of
 // the block must call them (they contain __syncthreads). Launchers do nothing for n == 0 (a grid of
 // zero blocks is a launch error). Everything here is header-only; kernels are templates so that each
@@ -95,6 +96,61 @@ __global__ void round_to_bf16_kernel(uint16_t* out, const float* in, int64_t n) 
 inline void launch_round_to_bf16(uint16_t* out, const float* in, int64_t n, cudaStream_t stream) {
   if (n <= 0) return;
   round_to_bf16_kernel<<<grid_for(n), kThreadsPerBlock, 0, stream>>>(out, in, n);
+  UPCYCLE_CUDA_LAUNCH_CHECK();
+}
+
+// --- Column sums: out[c] += float(Σ_r term(r, c)), the sum in double (as the cpu backend's
+// column_sum.h). Pass 1: block (32 columns × 8 row lanes) per (column block, chunk of rows); each lane
+// walks its rows in order, the 8 lanes are added in order into partial[chunk, c]. Pass 2: one thread
+// per column adds the chunks in order. The chunking depends on `rows` only, so results are bitwise
+// stable run to run.
+constexpr int64_t kColumnChunkRows = 128;
+constexpr int64_t kMaxColumnChunks = 1024;
+constexpr int kColumnLanes = 8;
+
+inline int64_t column_sum_chunks(int64_t rows) {
+  return std::min<int64_t>((rows + kColumnChunkRows - 1) / kColumnChunkRows, kMaxColumnChunks);
+}
+
+template <typename Term>
+__global__ void column_partial_sums_kernel(double* partial, int64_t rows, int64_t cols, int64_t rows_per_chunk,
+                                           Term term) {
+  __shared__ double lanes[kColumnLanes][32];
+  const int64_t c = int64_t(blockIdx.x) * 32 + threadIdx.x;
+  const int64_t chunk = blockIdx.y;
+  const int64_t r0 = chunk * rows_per_chunk, r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
+  double acc = 0.0;
+  if (c < cols)
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kColumnLanes) acc += term(r, c);
+  lanes[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    double sum = lanes[0][threadIdx.x];
+    for (int lane = 1; lane < kColumnLanes; ++lane) sum += lanes[lane][threadIdx.x];
+    partial[chunk * cols + c] = sum;
+  }
+}
+
+template <typename Unused = void>
+__global__ void column_finish_kernel(float* out, const double* partial, int64_t chunks, int64_t cols) {
+  for (int64_t c = grid_thread_index(); c < cols; c += grid_stride()) {
+    double sum = 0.0;
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * cols + c];
+    out[c] += float(sum);
+  }
+}
+
+// partial: device scratch of column_sum_chunks(rows) · cols doubles. Term: a device functor
+// double(int64_t r, int64_t c), copied by value into the kernel.
+template <typename Term>
+void launch_column_sums(float* out, double* partial, int64_t rows, int64_t cols, Term term, cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const int64_t chunks = column_sum_chunks(rows);
+  const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
+  const dim3 grid(unsigned((cols + 31) / 32), unsigned(chunks));
+  column_partial_sums_kernel<<<grid, dim3(32, kColumnLanes), 0, stream>>>(partial, rows, cols, rows_per_chunk, term);
+  UPCYCLE_CUDA_LAUNCH_CHECK();
+  column_finish_kernel<<<grid_for(cols), kThreadsPerBlock, 0, stream>>>(out, partial, chunks, cols);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 

@@ -13,8 +13,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "backend/cuda/cuda_check.h"
+
+// The kernels promise the host backends' arithmetic: IEEE expf/log/sqrt and kept subnormals.
+#ifdef __USE_FAST_MATH__
+#error "backend/cuda must not be compiled with --use_fast_math (approximate exp, flushed subnormals)"
+#endif
 
 namespace upcycle::backend::cuda_detail {
 
@@ -30,9 +36,10 @@ inline unsigned grid_for(int64_t n, int threads = kThreadsPerBlock) {
 __device__ inline int64_t grid_thread_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ inline int64_t grid_stride() { return int64_t(gridDim.x) * blockDim.x; }
 
-// core/dtype.h's f32_to_bf16, on the device: the same integer arithmetic on the same bits.
-__device__ inline uint16_t f32_to_bf16_bits(float value) {
-  uint32_t x = __float_as_uint(value);
+// core/dtype.h's f32_to_bf16: the same integer arithmetic on the same bits (host too, for tests).
+__host__ __device__ inline uint16_t f32_to_bf16_bits(float value) {
+  uint32_t x;
+  memcpy(&x, &value, sizeof x);
   if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
   x += 0x7fffu + ((x >> 16) & 1u);  // round to nearest, ties to even
   return uint16_t(x >> 16);

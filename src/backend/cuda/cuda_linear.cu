@@ -53,8 +53,9 @@ GemmState::GemmState(cudaStream_t s) : stream(s) {
 }
 
 // Errors are ignored here: a destructor must not throw, and the process is tearing the device down.
+// The stream is not touched (the backend may already have destroyed it); cudaFree waits for the
+// device before it releases memory.
 GemmState::~GemmState() {
-  if (stream) cudaStreamSynchronize(stream);
   for (uint16_t* buffer : bf16) cudaFree(buffer);
   cudaFree(partials);
   cudaFree(workspace);

@@ -5,8 +5,9 @@
 // two-pass column sum (out[c] += Σ_r term(r, c) in double; no atomics, fixed order for given rows).
 // Invariants: block reductions need blockDim.x a multiple of 32 and at most 1024, and every thread of
 // the block must call them (they contain __syncthreads). Launchers do nothing for n == 0 (a grid of
-// zero blocks is a launch error). Everything here is header-only; kernels are templates so that each
-// .cu that includes this gets its own instantiation without duplicate-symbol or unused warnings.
+// zero blocks is a launch error). The kernels assume IEEE expf/log/sqrt and kept subnormals: build
+// without --use_fast_math (nvcc exposes no macro to check that here). Header-only; kernels are
+// templates so each .cu that includes this gets its own copy, without duplicate-symbol or unused warnings.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -16,11 +17,6 @@
 #include <cstring>
 
 #include "backend/cuda/cuda_check.h"
-
-// The kernels promise the host backends' arithmetic: IEEE expf/log/sqrt and kept subnormals.
-#ifdef __USE_FAST_MATH__
-#error "backend/cuda must not be compiled with --use_fast_math (approximate exp, flushed subnormals)"
-#endif
 
 namespace upcycle::backend::cuda_detail {
 

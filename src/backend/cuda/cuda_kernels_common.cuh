@@ -48,13 +48,12 @@ struct SumOp {
   template <typename T>
   __device__ T operator()(T a, T b) const { return a + b; }
 };
-struct MaxOp {  // fmax semantics are not wanted: a NaN must propagate as it does in the ref's loops
+struct MaxOp {  // std::max's comparison, as the host loops (a NaN input makes their losses NaN anyway)
   template <typename T>
   __device__ T operator()(T a, T b) const { return b > a ? b : a; }
 };
 
-// Butterfly over the 32 lanes of a full warp; every lane ends with the same bits (each step adds a
-// pair, and a + b == b + a exactly).
+// Butterfly over the 32 lanes of a full warp, in a fixed order; block_reduce reads lane 0's result.
 template <typename T, typename Op>
 __device__ T warp_reduce(T v, Op op) {
   for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));

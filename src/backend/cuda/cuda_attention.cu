@@ -10,14 +10,16 @@
 // then the softmax runs online (running max m, running sum l, rescaled output) and lane l owns output
 // columns l, l+32, … (ceil(S/32) of them, a template parameter: any S ≤ 256 is one of eight
 // instantiations, 64 and 128 included).
-// Forward and decode are the same kernel: decode's queries sit at absolute positions past + n and read
-// cache rows 0..past+Tn−1 only.
+// Decoding a prompt (more than kSplitDecodeMaxTokens new tokens) runs the forward kernel with the
+// queries at absolute positions past + n; a step of a few tokens splits each row's keys across the
+// block's warps instead (flash-decoding within a block) and merges their partial softmax states. Either
+// way only cache rows 0..past+Tn−1 are read.
 // Backward recomputes the probabilities from lse and uses D_i = dout_i·out_i (= Σ_j p_j·dp_j) in two
 // kernels, neither with atomics: dq per query tile (walking key tiles), and dk/dv per key tile of one kv
 // head (walking, in a fixed order, the query heads of its GQA group in increasing h and then the query
 // tiles that can see the keys, lane l holding query l of a tile). Every sum runs in a fixed order
 // (warp butterflies, serial loops), so results are bitwise reproducible run to run.
-// Non-goals: tensor-core MMA, split-K decoding (one block per head walks the whole cache), S > 256.
+// Non-goals: tensor-core MMA, splitting a decode row's keys across blocks, S > 256.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -39,6 +41,7 @@ constexpr int kKeyTile = 32;                // keys per tile (forward, decode, d
 constexpr int kQueryTile = 32;              // queries per tile (dk/dv): one per lane
 constexpr int kMaxColsPerLane = 8;          // S ≤ 256
 constexpr size_t kDefaultSharedBytes = 48 * 1024;  // above this a kernel must opt in
+constexpr int64_t kSplitDecodeMaxTokens = 8;        // decode steps up to this many new tokens split keys
 
 // Rows of the block's tile each warp owns: fewer for wide heads, so the shared tiles stay ≤ ~100 KB.
 template <int kCols>
@@ -183,6 +186,72 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(AttnArgs a)
       if (c < S) out_S[c] = o[r][u] * inv_l;
     }
     if (a.lse && lane == 0) a.lse[a.lse_off(b, n0 + row, h)] = m[r] + logf(l[r]);
+  }
+}
+
+// Decoding a few tokens (split keys): one block per (new token n, head h); warp w walks the key tiles
+// w, w + kWarps, … of the row's visible keys with its own online softmax (keys and values read from
+// global memory: the lanes' rows stay in L1 while the dot runs along them), then the kWarps partial
+// states (m, l, o) meet in shared memory and are merged in warp order. Shared: the query row [S], the
+// partial outputs [kWarps][S], their m and l [kWarps].
+template <int kCols>
+__global__ void __launch_bounds__(kThreads) attention_decode_split_kernel(AttnArgs a) {
+  extern __shared__ float smem[];
+  const int S = a.head_dim, lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
+  float* q_s = smem;
+  float* o_s = q_s + S;
+  float* m_s = o_s + kWarps * S;
+  float* l_s = m_s + kWarps;
+
+  const int64_t n = blockIdx.x, i = a.pos0 + n;
+  const int h = int(blockIdx.y), kvh = h / (a.heads / a.kv_heads);
+  for (int c = int(threadIdx.x); c < S; c += kThreads) q_s[c] = a.q[a.q_off(0, n, h) + c];
+  __syncthreads();
+
+  float m = -INFINITY, l = 0.0f, o[kCols];
+#pragma unroll
+  for (int u = 0; u < kCols; ++u) o[u] = 0.0f;
+  for (int64_t j0 = first_visible(i, a.window) + int64_t(warp) * kKeyTile; j0 <= i; j0 += kWarps * kKeyTile) {
+    const int64_t j = j0 + lane;
+    const bool visible = j <= i;  // j ≥ first_visible(i) by the loop's start
+    const float score = visible ? a.scale * dot_shared(q_s, a.k + a.kv_off(0, j, kvh), S) : -INFINITY;
+    const float m_new = fmaxf(m, attn_warp_max(score));  // finite: key j0 ≤ i is visible
+    const float p = visible ? expf(score - m_new) : 0.0f;
+    const float alpha = expf(m - m_new);
+    l = l * alpha + attn_warp_sum(p);
+    m = m_new;
+#pragma unroll
+    for (int u = 0; u < kCols; ++u) o[u] *= alpha;
+    const int keys = int(min64(kKeyTile, i + 1 - j0));
+    for (int jj = 0; jj < keys; ++jj) {
+      const float p_j = __shfl_sync(0xffffffffu, p, jj);
+      const float* v_S = a.v + a.kv_off(0, j0 + jj, kvh);
+#pragma unroll
+      for (int u = 0; u < kCols; ++u) {
+        const int c = lane + 32 * u;
+        if (c < S) o[u] += p_j * v_S[c];
+      }
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < kCols; ++u) {
+    const int c = lane + 32 * u;
+    if (c < S) o_s[warp * S + c] = o[u];
+  }
+  if (lane == 0) {
+    m_s[warp] = m;
+    l_s[warp] = l;
+  }
+  __syncthreads();
+  // Merge: warps that saw no key carry m = −inf, l = 0 and weigh exp(−inf) = 0.
+  float m_all = -INFINITY;
+  for (int w = 0; w < kWarps; ++w) m_all = fmaxf(m_all, m_s[w]);
+  float l_all = 0.0f;
+  for (int w = 0; w < kWarps; ++w) l_all += l_s[w] * expf(m_s[w] - m_all);
+  for (int c = int(threadIdx.x); c < S; c += kThreads) {
+    float acc = 0.0f;
+    for (int w = 0; w < kWarps; ++w) acc += o_s[w * S + c] * expf(m_s[w] - m_all);
+    a.out[a.q_off(0, n, h) + c] = acc / l_all;
   }
 }
 
@@ -473,7 +542,16 @@ void CudaBackend::attention_decode(float* out, const float* q, const float* k_ca
   a.out = out;
   a.pos0 = past;
   a.kv_rows = past + shape.seq_len;  // batch is 1: the stride between sequences is never used
-  launch_forward(a, 1, stream_);
+  if (shape.seq_len > kSplitDecodeMaxTokens) {
+    launch_forward(a, 1, stream_);  // a prompt: query tiles as in training
+    return;
+  }
+  if (shape.seq_len == 0) return;
+  with_cols_per_lane(a.head_dim, [&](auto cols) {
+    constexpr int kCols = decltype(cols)::value;
+    const size_t shared = sizeof(float) * (size_t(kWarps + 1) * a.head_dim + 2 * kWarps);
+    launch(attention_decode_split_kernel<kCols>, dim3(unsigned(shape.seq_len), unsigned(a.heads)), shared, stream_, a);
+  });
 }
 
 }  // namespace upcycle::backend

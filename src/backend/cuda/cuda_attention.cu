@@ -4,12 +4,12 @@
 // i − window < j), query head h reads kv head h / (H/KV), lse = log Σ_j exp(scale·q·k_j).
 //
 // Tiling (flash-style, fp32 SIMT, no tensor cores): a block of kWarps warps owns a tile of query rows
-// (kRows per warp) of one (sequence, head) and walks the visible keys in tiles of 32, staged in shared
-// memory. Lane l of a warp scores key l of the tile against the warp's current query row (the query row
-// is a shared-memory broadcast, the key rows are padded to S+1 floats so the 32 lanes hit 32 banks),
-// then the softmax runs online (running max m, running sum l, rescaled output) and lane l owns output
-// columns l, l+32, … (ceil(S/32) of them, a template parameter: any S ≤ 256 is one of eight
-// instantiations, 64 and 128 included).
+// (rows_per_warp: 4 per warp, 2 when S > 128) of one (sequence, head) and walks the visible keys in
+// tiles of 32, staged in shared memory. Lane l of a warp scores key l of the tile against the warp's
+// current query row (the query row is a shared-memory broadcast; key rows are padded to S+1 floats so
+// the 32 lanes hit 32 banks), the softmax runs online (running max m, running sum l, rescaled output),
+// and lane l owns output columns l, l+32, … (ceil(S/32) of them, a template parameter: any S ≤ 256 is
+// one of eight instantiations, 64 and 128 included).
 // Decoding a prompt (more than kSplitDecodeMaxTokens new tokens) runs the forward kernel with the
 // queries at absolute positions past + n; a step of a few tokens splits each row's keys across the
 // block's warps instead (flash-decoding within a block) and merges their partial softmax states. Either

@@ -109,7 +109,8 @@ __device__ inline void load_rows(float* dst, int pitch, const float* src, int64_
   }
 }
 
-__device__ inline float dot_shared(const float* a, const float* b, int S) {
+// a·b over S floats, in order (shared or global memory).
+__device__ inline float row_dot(const float* a, const float* b, int S) {
   float acc = 0.0f;
   for (int c = 0; c < S; ++c) acc += a[c] * b[c];
   return acc;
@@ -154,7 +155,7 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(AttnArgs a)
       if (row >= q_valid) break;  // warp-uniform
       const int64_t i = a.pos0 + n0 + row, j = j0 + lane;
       const bool visible = j <= i && j >= first_visible(i, a.window);
-      const float score = visible ? a.scale * dot_shared(q_s + row * S, k_s + lane * (S + 1), S) : -INFINITY;
+      const float score = visible ? a.scale * row_dot(q_s + row * S, k_s + lane * (S + 1), S) : -INFINITY;
       const float m_new = fmaxf(m[r], attn_warp_max(score));
       if (m_new == -INFINITY) continue;  // no visible key yet for this row (warp-uniform)
       const float p = visible ? expf(score - m_new) : 0.0f;
@@ -214,7 +215,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_split_kernel(AttnAr
   for (int64_t j0 = first_visible(i, a.window) + int64_t(warp) * kKeyTile; j0 <= i; j0 += kWarps * kKeyTile) {
     const int64_t j = j0 + lane;
     const bool visible = j <= i;  // j ≥ first_visible(i) by the loop's start
-    const float score = visible ? a.scale * dot_shared(q_s, a.k + a.kv_off(0, j, kvh), S) : -INFINITY;
+    const float score = visible ? a.scale * row_dot(q_s, a.k + a.kv_off(0, j, kvh), S) : -INFINITY;
     const float m_new = fmaxf(m, attn_warp_max(score));  // finite: key j0 ≤ i is visible
     const float p = visible ? expf(score - m_new) : 0.0f;
     const float alpha = expf(m - m_new);
@@ -308,8 +309,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(AttnGra
       const int64_t i = n0 + row, j = j0 + lane;
       float ds = 0.0f;
       if (j <= i && j >= first_visible(i, a.window)) {
-        const float p = expf(a.scale * dot_shared(q_s + row * S, k_s + lane * (S + 1), S) - lse[r]);
-        const float dp = dot_shared(do_s + row * S, v_s + lane * (S + 1), S);
+        const float p = expf(a.scale * row_dot(q_s + row * S, k_s + lane * (S + 1), S) - lse[r]);
+        const float dp = row_dot(do_s + row * S, v_s + lane * (S + 1), S);
         ds = p * (dp - d_row[r]) * a.scale;
       }
       #pragma unroll
@@ -394,8 +395,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_kernel(AttnG
         const int64_t j = j0 + row, i = i0 + lane;
         float p = 0.0f, ds = 0.0f;
         if (lane < q_valid && j <= i && j >= first_visible(i, a.window)) {
-          p = expf(a.scale * dot_shared(q_s + lane * (S + 1), k_s + row * S, S) - lse_s[lane]);
-          const float dp = dot_shared(do_s + lane * (S + 1), v_s + row * S, S);
+          p = expf(a.scale * row_dot(q_s + lane * (S + 1), k_s + row * S, S) - lse_s[lane]);
+          const float dp = row_dot(do_s + lane * (S + 1), v_s + row * S, S);
           ds = p * (dp - d_s[lane]) * a.scale;
         }
         #pragma unroll

@@ -35,12 +35,12 @@
 namespace upcycle::backend {
 namespace {
 
-constexpr int kWarps = 8;                   // warps per block in every attention kernel
+constexpr int kWarps = 8;                           // warps per block in every attention kernel
 constexpr int kThreads = kWarps * 32;
-constexpr int kKeyTile = 32;                // keys per tile (forward, decode, dq): one per lane
-constexpr int kQueryTile = 32;              // queries per tile (dk/dv): one per lane
-constexpr int kMaxColsPerLane = 8;          // S ≤ 256
-constexpr size_t kDefaultSharedBytes = 48 * 1024;  // above this a kernel must opt in
+constexpr int kKeyTile = 32;                        // keys per tile (forward, decode, dq): one per lane
+constexpr int kQueryTile = 32;                      // queries per tile (dk/dv): one per lane
+constexpr int kMaxColsPerLane = 8;                  // S ≤ 256
+constexpr size_t kDefaultSharedBytes = 48 * 1024;   // above this a kernel must opt in
 constexpr int64_t kSplitDecodeMaxTokens = 8;        // decode steps up to this many new tokens split keys
 
 // Rows of the block's tile each warp owns: fewer for wide heads, so the shared tiles stay ≤ ~100 KB.

@@ -11,10 +11,11 @@
 //   by (expert, token): each expert's candidates in increasing token order — the output order;
 //   by (expert, p descending, token): each expert's candidates in capacity order (the ref's ByScore),
 //   so a candidate is kept iff its rank inside its expert's segment is below the capacity.
-// Host traffic: moe_route checks the scores on the device and downloads two integers (it
-// synchronises); dirichlet_prior_loss downloads p[T,E] (and the token domains), runs the ref's
-// double-precision kernel on the host and uploads the loss and ∂L/∂p — an optional regulariser, where
-// a per-prior device sort and a device Beta CDF would buy little.
+// Host traffic: moe_route looks for non-finite scores on the device and downloads the two first bad
+// indices at its end (it synchronises, right before the layer downloads the routing index);
+// dirichlet_prior_loss downloads p[T,E] (and the token domains), runs the ref's double-precision kernel
+// on the host and uploads the loss and ∂L/∂p — an optional regulariser, where a per-prior device sort
+// and a device Beta CDF would buy little.
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -26,8 +27,8 @@
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_routing_state.h"
-#include "backend/op_checks.h"
 #include "backend/moe_route_rules.h"
+#include "backend/op_checks.h"
 #include "backend/ref/ref_moe_routing.h"
 
 namespace upcycle::backend {
@@ -39,8 +40,8 @@ DeviceScratch::~DeviceScratch() {
 }
 
 void* DeviceScratch::reserve(size_t bytes, cudaStream_t stream) {
-  bytes = std::max<size_t>(bytes, 256);
   if (ptr_ && bytes <= bytes_) return ptr_;
+  bytes = std::max({bytes, bytes_ + bytes_ / 2, size_t{256}});  // geometric: few regrowths (each one syncs)
   if (ptr_) {
     UPCYCLE_CUDA_CHECK(cudaStreamSynchronize(stream));  // queued kernels may still read the old block
     UPCYCLE_CUDA_CHECK(cudaFree(ptr_));
@@ -102,8 +103,8 @@ __device__ inline uint64_t mix64_device(uint64_t x) {
 }
 
 // noise[i] = float((1 − j) + (2j)·u_i), u_i = CounterRng::uniform(i) = (bits >> 11)·2⁻⁵³.
-__global__ void jitter_forward_kernel(float* x_noisy, float* noise, const float* x, int64_t n, uint64_t key,
-                                      double low, double span) {
+__global__ void jitter_forward_kernel(float* x_noisy, float* noise, const float* x, int64_t n, uint64_t key, double low,
+                                      double span) {
   for (int64_t i = moe_thread_index(); i < n; i += moe_grid_stride()) {
     const double u = double(mix64_device(key ^ mix64_device(uint64_t(i))) >> 11) * 0x1.0p-53;
     const float z = float(__dadd_rn(low, __dmul_rn(span, u)));
@@ -113,7 +114,8 @@ __global__ void jitter_forward_kernel(float* x_noisy, float* noise, const float*
 }
 
 __global__ void jitter_backward_kernel(float* dx, const float* dx_noisy, const float* noise, int64_t n) {
-  for (int64_t i = moe_thread_index(); i < n; i += moe_grid_stride()) dx[i] = __fadd_rn(dx[i], __fmul_rn(dx_noisy[i], noise[i]));
+  for (int64_t i = moe_thread_index(); i < n; i += moe_grid_stride())
+    dx[i] = __fadd_rn(dx[i], __fmul_rn(dx_noisy[i], noise[i]));
 }
 
 // --- The routing decision ---
@@ -199,7 +201,9 @@ __device__ inline uint32_t descending_bits(float p) {
   const uint32_t ascending = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
   return ~ascending;
 }
-__device__ inline uint64_t key_by_token(int64_t e, int64_t t, int tbits) { return (uint64_t(e) << tbits) | uint64_t(t); }
+__device__ inline uint64_t key_by_token(int64_t e, int64_t t, int tbits) {
+  return (uint64_t(e) << tbits) | uint64_t(t);
+}
 __device__ inline uint64_t key_by_score(int64_t e, float p, int64_t t, int tbits) {
   return (uint64_t(e) << (32 + tbits)) | (uint64_t(descending_bits(p)) << tbits) | uint64_t(t);
 }
@@ -221,7 +225,10 @@ __global__ void expert_begin_kernel(int64_t* begin, const uint64_t* sorted, int6
     int64_t lo = 0, hi = n;
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
-      if (sorted[mid] < first) lo = mid + 1; else hi = mid;
+      if (sorted[mid] < first)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     begin[e] = lo;
   }
@@ -236,7 +243,8 @@ __global__ void capacity_keep_kernel(int32_t* keep_pair, const uint64_t* sorted,
   }
 }
 
-__global__ void gather_keep_kernel(int32_t* keep_sorted, const int32_t* keep_pair, const int32_t* pair_sorted, int64_t n) {
+__global__ void gather_keep_kernel(int32_t* keep_sorted, const int32_t* keep_pair, const int32_t* pair_sorted,
+                                   int64_t n) {
   for (int64_t j = moe_thread_index(); j < n; j += moe_grid_stride()) keep_sorted[j] = keep_pair[pair_sorted[j]];
 }
 
@@ -335,7 +343,8 @@ void radix_sort(RoutingState& rs, const uint64_t* keys, uint64_t* keys_sorted, c
     UPCYCLE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, bytes, keys, keys_sorted, values, values_sorted, int(n), 0,
                                                        end_bit, rs.stream));
   } else {
-    UPCYCLE_CUDA_CHECK(cub::DeviceRadixSort::SortKeys(nullptr, bytes, keys, keys_sorted, int(n), 0, end_bit, rs.stream));
+    UPCYCLE_CUDA_CHECK(
+        cub::DeviceRadixSort::SortKeys(nullptr, bytes, keys, keys_sorted, int(n), 0, end_bit, rs.stream));
     void* temp = rs.cub_temp.reserve(bytes, rs.stream);
     UPCYCLE_CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp, bytes, keys, keys_sorted, int(n), 0, end_bit, rs.stream));
   }
@@ -348,9 +357,12 @@ void exclusive_sum(RoutingState& rs, const int32_t* in, int32_t* out, int64_t n)
   UPCYCLE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, in, out, int(n), rs.stream));
 }
 
-// check_moe_route's non-finite half on the device: the first bad score and bias index, downloaded
-// (this synchronises), reported with the ref's messages before any output is written.
-void check_finite_on_device(RoutingState& rs, const float* probs_TE, int64_t n, const float* bias_E, int64_t E) {
+// check_moe_route's non-finite half on the device, in two steps around the routing kernels (whose
+// indices stay in bounds whatever the scores): queue the search for the first bad score and bias
+// index, then download them (this synchronises, where the layer's index download would anyway) and
+// report them with the ref's messages.
+unsigned long long* queue_finite_check(RoutingState& rs, const float* probs_TE, int64_t n, const float* bias_E,
+                                       int64_t E) {
   auto* first = rs.get<unsigned long long>(rs.bad_index, 2);
   UPCYCLE_CUDA_CHECK(cudaMemsetAsync(first, 0xff, 2 * sizeof(unsigned long long), rs.stream));
   if (n > 0) {
@@ -361,6 +373,10 @@ void check_finite_on_device(RoutingState& rs, const float* probs_TE, int64_t n, 
     first_non_finite_kernel<<<moe_grid_for(E), kThreads, 0, rs.stream>>>(first + 1, bias_E, E);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
+  return first;
+}
+
+void report_finite_check(RoutingState& rs, const unsigned long long* first) {
   unsigned long long host[2];
   UPCYCLE_CUDA_CHECK(cudaMemcpyAsync(host, first, sizeof(host), cudaMemcpyDeviceToHost, rs.stream));
   UPCYCLE_CUDA_CHECK(cudaStreamSynchronize(rs.stream));
@@ -394,17 +410,17 @@ void route_token_choice(RoutingState& rs, const Backend::MoeRouteOut& out, const
   if (cut) {
     keep_pair = rs.get<int32_t>(rs.keep_pair, size_t(n));
     token_candidate_keys_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(keys, pair, out.topk, probs_TE, T, E, K,
-                                                                              tbits, true);
+                                                                             tbits, true);
     UPCYCLE_CUDA_LAUNCH_CHECK();
     radix_sort(rs, keys, keys_sorted, pair, pair_sorted, n, ebits + 32 + tbits);
     expert_begin_kernel<<<moe_grid_for(E + 1), kThreads, 0, rs.stream>>>(begin, keys_sorted, n, E, 32 + tbits);
     UPCYCLE_CUDA_LAUNCH_CHECK();
     capacity_keep_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(keep_pair, keys_sorted, pair_sorted, begin, n,
-                                                                       tbits, spec.capacity);
+                                                                      tbits, spec.capacity);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   token_candidate_keys_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(keys, pair, out.topk, probs_TE, T, E, K,
-                                                                            tbits, false);
+                                                                           tbits, false);
   UPCYCLE_CUDA_LAUNCH_CHECK();
   radix_sort(rs, keys, keys_sorted, pair, pair_sorted, n, ebits + tbits);
   if (!cut) {
@@ -443,12 +459,12 @@ void route_expert_choice(RoutingState& rs, const Backend::MoeRouteOut& out, cons
   expert_choice_kept_kernel<<<moe_grid_for(E * C), kThreads, 0, rs.stream>>>(keys, keys_sorted, T, E, C, tbits);
   UPCYCLE_CUDA_LAUNCH_CHECK();
   radix_sort(rs, keys, keys_sorted, nullptr, nullptr, E * C, ebits + tbits);
-  expert_choice_index_kernel<<<moe_grid_for(E + 1), kThreads, 0, rs.stream>>>(out.offsets, out.counts, out.dropped, E, C);
+  expert_choice_index_kernel<<<moe_grid_for(E + 1), kThreads, 0, rs.stream>>>(out.offsets, out.counts, out.dropped, E,
+                                                                              C);
   UPCYCLE_CUDA_LAUNCH_CHECK();
   const RouteOutPtrs ptrs{out.token, out.expert, out.weight, out.probability};
-  write_assignments_kernel<<<moe_grid_for(E * C), kThreads, 0, rs.stream>>>(ptrs, keys_sorted, nullptr, nullptr,
-                                                                            probs_TE, nullptr, E * C, E, tbits, false,
-                                                                            1.0);
+  write_assignments_kernel<<<moe_grid_for(E * C), kThreads, 0, rs.stream>>>(
+      ptrs, keys_sorted, nullptr, nullptr, probs_TE, nullptr, E * C, E, tbits, false, 1.0);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
@@ -482,15 +498,15 @@ __global__ void sum_counts_kernel(int64_t* total, const int64_t* counts_E, int64
 struct RouteBackwardArgs {
   const int32_t* assignment_TE;
   const float* dweight_A;
-  const int32_t* topk;        // renormalised token choice only
-  const double* topk_sum;     // renormalised token choice only
-  const double* gp_T;         // renormalised token choice only
+  const int32_t* topk;     // renormalised token choice only
+  const double* topk_sum;  // renormalised token choice only
+  const double* gp_T;      // renormalised token choice only
   const int64_t* counts_E;
-  const int64_t* total;       // A = Σ counts
+  const int64_t* total;  // A = Σ counts
   const double* dirichlet_dprobs_TE;
   int64_t T, E, K;
-  bool renormalized;          // token choice with renormalisation: the quotient rule's second term
-  double scale;               // the weight's factor: scaling (token choice) or 1 (expert choice)
+  bool renormalized;  // token choice with renormalisation: the quotient rule's second term
+  double scale;       // the weight's factor: scaling (token choice) or 1 (expert choice)
   double aux_coef, dirichlet_coef;
 };
 
@@ -541,8 +557,7 @@ __global__ void aux_loss_kernel(double* loss, const double* sum_E, const int64_t
     return;
   }
   double sum = 0.0;
-  for (int64_t e = 0; e < E; ++e)
-    sum = __dadd_rn(sum, __ddiv_rn(__dmul_rn(double(counts_E[e]), sum_E[e]), double(T)));
+  for (int64_t e = 0; e < E; ++e) sum = __dadd_rn(sum, __ddiv_rn(__dmul_rn(double(counts_E[e]), sum_E[e]), double(T)));
   loss[0] = __ddiv_rn(__dmul_rn(sum, double(E)), double(A));
 }
 
@@ -568,12 +583,14 @@ __global__ void z_loss_kernel(double* loss, const double* lse_T, int64_t T) {
 __global__ void z_loss_backward_kernel(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T,
                                        int64_t E, double coef) {
   for (int64_t i = moe_thread_index(); i < T * E; i += moe_grid_stride()) {
-    const double grad = __ddiv_rn(__dmul_rn(__dmul_rn(__dmul_rn(coef, 2.0), lse_T[i / E]), double(probs_TE[i])), double(T));
+    const double grad =
+        __ddiv_rn(__dmul_rn(__dmul_rn(__dmul_rn(coef, 2.0), lse_T[i / E]), double(probs_TE[i])), double(T));
     dlogits_TE[i] = float(__dadd_rn(double(dlogits_TE[i]), grad));
   }
 }
 
-__global__ void shared_gate_forward_kernel(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T, int64_t D) {
+__global__ void shared_gate_forward_kernel(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T,
+                                           int64_t D) {
   for (int64_t i = moe_thread_index(); i < T * D; i += moe_grid_stride())
     y_TD[i] = __fadd_rn(y_TD[i], __fmul_rn(sigma_T[i / D], ys_TD[i]));
 }
@@ -657,11 +674,13 @@ void CudaBackend::moe_route(const MoeRouteOut& out, const float* probs_TE, const
   UPCYCLE_CHECK(bits_for(E) + 32 + bits_for(T) <= 64 && T * std::max(E, spec.top_k) < (int64_t(1) << 31),
                 "cuda moe_route: too many tokens for the 64-bit sort keys");
   RoutingState& rs = routing_state();
-  check_finite_on_device(rs, probs_TE, T * E, bias_E && !spec.expert_choice ? bias_E : nullptr, E);
+  const unsigned long long* bad =
+      queue_finite_check(rs, probs_TE, T * E, bias_E && !spec.expert_choice ? bias_E : nullptr, E);
   if (spec.expert_choice)
     route_expert_choice(rs, out, probs_TE, spec);
   else
     route_token_choice(rs, out, probs_TE, bias_E, spec);
+  report_finite_check(rs, bad);  // on a throw the outputs hold a decision over non-finite scores: unspecified
 }
 
 void CudaBackend::moe_route_backward(float* dprobs_TE, const float* dweight_A, const MoeRouteOut& routing, int64_t kept,
@@ -681,16 +700,28 @@ void CudaBackend::moe_route_backward(float* dprobs_TE, const float* dweight_A, c
   double* gp_T = nullptr;
   if (renormalized) {
     gp_T = rs.get<double>(rs.per_token, size_t(T));
-    token_gp_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(gp_T, assignment_TE, dweight_A, routing.probability,
-                                                               T, E);
+    token_gp_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(gp_T, assignment_TE, dweight_A, routing.probability, T,
+                                                               E);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   auto* total = rs.get<int64_t>(rs.total, 1);
   sum_counts_kernel<<<1, 1, 0, stream_>>>(total, routing.counts, E);
   UPCYCLE_CUDA_LAUNCH_CHECK();
-  const RouteBackwardArgs args{assignment_TE, dweight_A, routing.topk, routing.topk_sum, gp_T, routing.counts, total,
-                               dirichlet_dprobs_TE, T, E, spec.top_k, renormalized,
-                               spec.expert_choice ? 1.0 : spec.scaling, aux_coef, dirichlet_coef};
+  const RouteBackwardArgs args{assignment_TE,
+                               dweight_A,
+                               routing.topk,
+                               routing.topk_sum,
+                               gp_T,
+                               routing.counts,
+                               total,
+                               dirichlet_dprobs_TE,
+                               T,
+                               E,
+                               spec.top_k,
+                               renormalized,
+                               spec.expert_choice ? 1.0 : spec.scaling,
+                               aux_coef,
+                               dirichlet_coef};
   route_backward_kernel<<<moe_grid_for(T * E), kThreads, 0, stream_>>>(dprobs_TE, args);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
@@ -724,8 +755,7 @@ void CudaBackend::moe_z_loss_backward(float* dlogits_TE, const float* probs_TE, 
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
-void CudaBackend::moe_shared_gate_forward(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T,
-                                          int64_t D) {
+void CudaBackend::moe_shared_gate_forward(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T, int64_t D) {
   if (T * D <= 0) return;
   shared_gate_forward_kernel<<<moe_grid_for(T * D), kThreads, 0, stream_>>>(y_TD, ys_TD, sigma_T, T, D);
   UPCYCLE_CUDA_LAUNCH_CHECK();
@@ -763,8 +793,7 @@ void CudaBackend::moe_router_stats(double* out, const float* probs_TE, int64_t T
   RoutingState& rs = routing_state();
   double* rows = rs.get<double>(rs.partials, size_t(2 * std::max<int64_t>(T, 1)));
   if (T > 0) {
-    router_stats_rows_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(rows, rows + T, probs_TE, T, E,
-                                                                         normalize_rows);
+    router_stats_rows_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(rows, rows + T, probs_TE, T, E, normalize_rows);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   router_stats_total_kernel<<<1, kReduceThreads, 0, stream_>>>(out, rows, rows + T, T);

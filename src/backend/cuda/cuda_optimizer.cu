@@ -43,7 +43,7 @@ __device__ double optimizer_block_tree_sum(double v, double* shared) {
 
 // --- l2_norm ---
 // The grid is a constant, not a function of the GPU, so the summation order is the same everywhere.
-constexpr int kNormBlocks = 1024;   // also the thread count of the second pass
+constexpr int kNormBlocks = 1024;  // also the thread count of the second pass
 constexpr int kNormThreads = 256;
 
 __global__ void sum_squares_blocks_kernel(double* block_sums, const float* x, int64_t n) {
@@ -65,7 +65,8 @@ __global__ void sum_blocks_kernel(double* total, const double* block_sums) {
 
 // --- scale ---
 __global__ void scale_kernel(float* x, double factor, int64_t n) {
-  for (int64_t i = optimizer_thread_index(); i < n; i += optimizer_grid_stride()) x[i] = float(__dmul_rn(double(x[i]), factor));
+  for (int64_t i = optimizer_thread_index(); i < n; i += optimizer_grid_stride())
+    x[i] = float(__dmul_rn(double(x[i]), factor));
 }
 
 // --- adamw_step ---
@@ -91,7 +92,10 @@ __global__ void adamw_kernel(float* params, float* exp_avg, float* exp_avg_sq, c
     int lo = 0, hi = table.count - 1;
     while (lo < hi) {
       const int mid = (lo + hi + 1) / 2;
-      if (table.begin[mid] <= i) lo = mid; else hi = mid - 1;
+      if (table.begin[mid] <= i)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     const double keep = table.decay[lo] != 0 ? c.decay_keep : 1.0;
     const double g = grads[i];
@@ -101,7 +105,8 @@ __global__ void adamw_kernel(float* params, float* exp_avg, float* exp_avg_sq, c
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
     const double denom = __dadd_rn(__ddiv_rn(__dsqrt_rn(double(v)), c.bias_correction2_sqrt), c.eps);
-    params[i] = float(__dsub_rn(__dmul_rn(double(params[i]), keep), __ddiv_rn(__dmul_rn(c.step_size, double(m)), denom)));
+    params[i] =
+        float(__dsub_rn(__dmul_rn(double(params[i]), keep), __ddiv_rn(__dmul_rn(c.step_size, double(m)), denom)));
   }
 }
 
@@ -142,8 +147,14 @@ void CudaBackend::scale(float* x, double factor, int64_t n) {
 void CudaBackend::adamw_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads,
                              const int64_t* offsets, const uint8_t* decay, int64_t ranges, const AdamWScalars& s) {
   check_group_offsets(offsets, ranges);
-  const AdamWConstants c{s.beta1, 1.0 - s.beta1, s.beta2, 1.0 - s.beta2, s.eps,
-                         s.step_size, s.bias_correction2_sqrt, s.decay_keep};
+  const AdamWConstants c{.beta1 = s.beta1,
+                         .one_minus_beta1 = 1.0 - s.beta1,  // the ref's (1 − β1), the same IEEE subtraction
+                         .beta2 = s.beta2,
+                         .one_minus_beta2 = 1.0 - s.beta2,
+                         .eps = s.eps,
+                         .step_size = s.step_size,
+                         .bias_correction2_sqrt = s.bias_correction2_sqrt,
+                         .decay_keep = s.decay_keep};
   for (int64_t r0 = 0; r0 < ranges; r0 += kRangesPerLaunch) {
     AdamWRangeTable table{};
     table.count = int(std::min<int64_t>(kRangesPerLaunch, ranges - r0));

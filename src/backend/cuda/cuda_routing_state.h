@@ -1,6 +1,6 @@
 // Device scratch of the cuda backend's MoE routing and loss kernels and of its optimizer reductions
-// (owned by cuda_moe_routing.cu; cuda_optimizer.cu borrows `partials`): buffers sized on first use
-// for the largest request seen, reused across layers and steps, freed with the backend.
+// (owned by cuda_moe_routing.cu; cuda_optimizer.cu's l2_norm borrows `partials` and `result`): buffers
+// sized on first use for the largest request seen, reused across layers and steps, freed with the backend.
 // Invariant: a buffer is only ever regrown after the stream has drained (DeviceScratch::reserve
 // synchronises first), so a kernel still queued on the old block never reads freed memory.
 #pragma once

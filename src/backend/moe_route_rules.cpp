@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/rng.h"
+
 namespace upcycle::backend::moe_rules {
 namespace {
 
@@ -53,5 +55,7 @@ int64_t keep_capacity(std::vector<int32_t>& cand, const float* p_T, int64_t capa
   std::sort(cand.begin(), cand.end());
   return dropped;
 }
+
+uint64_t jitter_stream_key(uint64_t seed) { return CounterRng(seed, "moe_jitter").key(); }
 
 }  // namespace upcycle::backend::moe_rules

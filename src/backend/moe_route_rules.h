@@ -1,8 +1,8 @@
 // The ranking rules of Backend::moe_route, shared by the ref and cpu kernels so both pick exactly the
 // same experts: one strict total order (score, then lower index), DeepSeek-V3 group limiting, one
 // token's top-k, and an expert's capacity cut; also the engine's one row logsumexp and the z loss's
-// mean, so both kernels compute them with the same code. The kernels differ only in how they loop and
-// thread.
+// mean, so both kernels compute them with the same code, and the jitter noise's stream key. The
+// kernels differ only in how they loop and thread.
 // Non-goals: the loops over tokens and experts themselves (those are the kernels').
 #pragma once
 
@@ -39,6 +39,11 @@ inline float combine_weight(float p, double topk_sum, const Backend::MoeRouteSpe
   if (spec.expert_choice) return p;
   return float((spec.renormalize ? pd / topk_sum : pd) * spec.scaling);
 }
+
+// CounterRng(seed, "moe_jitter").key(): Backend::moe_jitter_forward's noise stream, for a device port of
+// CounterRng::uniform (the cuda files are compiled without OpenMP, so they leave core/rng.h and its
+// OpenMP template alone).
+uint64_t jitter_stream_key(uint64_t seed);
 
 // log Σ_e exp(l_E[e]) of one row in double, max-subtracted: Backend::logsumexp_rows' row.
 inline double logsumexp_row(const float* l_E, int64_t E) {

@@ -50,7 +50,7 @@ void check_group_offsets(const int64_t* offsets, int64_t G) {
   for (int64_t g = 0; g < G; ++g) UPCYCLE_CHECK(offsets[g] <= offsets[g + 1], "group offsets must not decrease");
 }
 
-void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::MoeRouteSpec& spec) {
+void check_moe_route_spec(const Backend::MoeRouteSpec& spec) {
   const int64_t T = spec.tokens, E = spec.experts, G = spec.n_group;
   UPCYCLE_CHECK(E > 0 && T >= 0, "moe_route: bad sizes");
   if (spec.expert_choice) {
@@ -62,11 +62,23 @@ void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::
                       spec.top_k <= spec.topk_group * (E / G),
                   "route: expert groups must split E evenly (≥ 2 per group) and hold top_k experts");
   }
-  for (int64_t i = 0; i < T * E; ++i)
-    UPCYCLE_CHECK(std::isfinite(probs_TE[i]), "router probability is not finite at " + std::to_string(i));
+}
+
+void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::MoeRouteSpec& spec) {
+  check_moe_route_spec(spec);
+  const int64_t T = spec.tokens, E = spec.experts;
+  int64_t bad_score = -1, bad_bias = -1;
+  for (int64_t i = 0; i < T * E && bad_score < 0; ++i)
+    if (!std::isfinite(probs_TE[i])) bad_score = i;
   if (bias_E && !spec.expert_choice)
-    for (int64_t e = 0; e < E; ++e)
-      UPCYCLE_CHECK(std::isfinite(bias_E[e]), "router selection bias is not finite at " + std::to_string(e));
+    for (int64_t e = 0; e < E && bad_bias < 0; ++e)
+      if (!std::isfinite(bias_E[e])) bad_bias = e;
+  check_moe_route_finite(bad_score, bad_bias);
+}
+
+void check_moe_route_finite(int64_t first_bad_score, int64_t first_bad_bias) {
+  UPCYCLE_CHECK(first_bad_score < 0, "router probability is not finite at " + std::to_string(first_bad_score));
+  UPCYCLE_CHECK(first_bad_bias < 0, "router selection bias is not finite at " + std::to_string(first_bad_bias));
 }
 
 std::vector<int32_t> dirichlet_prior_of_tokens(const int32_t* domain_T, const int32_t* prior_of_domain,

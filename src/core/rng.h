@@ -23,7 +23,8 @@ class CounterRng {
  public:
   CounterRng(uint64_t seed, std::string_view stream, RngVersion normals = RngVersion::kV1);
 
-  uint64_t bits(uint64_t counter) const;
+  uint64_t bits(uint64_t counter) const;  // mix64(key() ^ mix64(counter))
+  uint64_t key() const { return key_; }  // the stream key: what a device port of bits() starts from
   double uniform(uint64_t counter) const;  // in [0, 1)
   // Standard normal via Box-Muller; counters 2j and 2j+1 share one draw (cos and sin halves).
   float normal(uint64_t counter) const;

@@ -63,10 +63,14 @@ void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::
                   "route: expert groups must split E evenly (≥ 2 per group) and hold top_k experts");
   }
   for (int64_t i = 0; i < T * E; ++i)
-    UPCYCLE_CHECK(std::isfinite(probs_TE[i]), "router probability is not finite at " + std::to_string(i));
+    if (!std::isfinite(probs_TE[i]))
+      throw NonFiniteRouterScores("router score " + std::to_string(probs_TE[i]) + " of token " + std::to_string(i / E) +
+                                  ", expert " + std::to_string(i % E) + " is not finite");
   if (bias_E && !spec.expert_choice)
     for (int64_t e = 0; e < E; ++e)
-      UPCYCLE_CHECK(std::isfinite(bias_E[e]), "router selection bias is not finite at " + std::to_string(e));
+      if (!std::isfinite(bias_E[e]))
+        throw NonFiniteRouterScores("selection bias " + std::to_string(bias_E[e]) + " of expert " + std::to_string(e) +
+                                    " is not finite");
 }
 
 std::vector<int32_t> dirichlet_prior_of_tokens(const int32_t* domain_T, const int32_t* prior_of_domain,

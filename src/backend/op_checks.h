@@ -23,8 +23,8 @@ void check_rows(const int32_t* rows, int64_t A, int64_t T);
 // Group offsets[G+1] start at 0 and never decrease.
 void check_group_offsets(const int64_t* offsets, int64_t G);
 // moe_route: sizes, expert groups that split E evenly (≥ 2 experts each) and hold top_k experts, a
-// capacity ≥ 0 (expert choice: ≤ T), and finite scores and bias (a NaN would make the
-// ranking an invalid ordering).
+// capacity ≥ 0 (expert choice: ≤ T); finite scores and bias (a NaN would make the ranking an invalid
+// ordering), else NonFiniteRouterScores: that one comes from the data, not from the caller.
 void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::MoeRouteSpec& spec);
 // dirichlet_prior_loss: each token's prior index, prior_of_domain[domain_T[t]] (all 0 when domain_T is
 // null), after checking domain ids lie in [0, domains) and prior indices in [0, priors).

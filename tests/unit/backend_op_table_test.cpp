@@ -25,8 +25,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <deque>
-#include <functional>
 #include <string>
 #include <utility>
 #include <vector>

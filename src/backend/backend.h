@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -177,8 +178,9 @@ class Backend {
   // offsets[e]..offsets[e+1] of token/expert/weight/probability (A = offsets[E] ≤ max_assignments());
   // counts[e] = assignments to e before dropping (the aux loss's count); dropped[0] = dropped
   // assignments; token choice also writes topk[T,K] (each token's picks, best first) and
-  // topk_sum[T] (the renormalisation denominator, in double). Throws on non-finite p or bias and on a
-  // spec that does not split E into groups of ≥ 2 holding top_k experts.
+  // topk_sum[T] (the renormalisation denominator, in double). Throws NonFiniteRouterScores on a
+  // non-finite p or bias (a data error: model code names the layer for the user) and an internal
+  // error on a spec that does not split E into groups of ≥ 2 holding top_k experts.
   struct MoeRouteSpec {
     int64_t tokens = 0;   // T
     int64_t experts = 0;  // E
@@ -264,6 +266,14 @@ class Backend {
   // on the host (the routing counts the trainer logs), and E is a few dozen, so they travel as an
   // argument (a device backend copies E integers with the launch) rather than as another buffer.
   virtual void expert_bias_update(float* bias, const int64_t* load, int64_t E, double rate) = 0;
+};
+
+// moe_route's refusal of a non-finite score or selection bias. The one op failure that user data can
+// cause (a NaN or infinity in a checkpoint's router weights, or a run that diverged) rather than a bug
+// in the caller: the model catches it and reports a one-line Error naming the MoE layer.
+class NonFiniteRouterScores : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 enum class BackendKind { kRef, kCpu, kCpuBF16 };

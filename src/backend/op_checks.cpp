@@ -73,12 +73,18 @@ void check_moe_route(const float* probs_TE, const float* bias_E, const Backend::
   if (bias_E && !spec.expert_choice)
     for (int64_t e = 0; e < E && bad_bias < 0; ++e)
       if (!std::isfinite(bias_E[e])) bad_bias = e;
-  check_moe_route_finite(bad_score, bad_bias);
+  check_moe_route_finite(bad_score, bad_score < 0 ? 0.0f : probs_TE[bad_score], bad_bias,
+                         bad_bias < 0 ? 0.0f : bias_E[bad_bias], E);
 }
 
-void check_moe_route_finite(int64_t first_bad_score, int64_t first_bad_bias) {
-  UPCYCLE_CHECK(first_bad_score < 0, "router probability is not finite at " + std::to_string(first_bad_score));
-  UPCYCLE_CHECK(first_bad_bias < 0, "router selection bias is not finite at " + std::to_string(first_bad_bias));
+void check_moe_route_finite(int64_t first_bad_score, float score, int64_t first_bad_bias, float bias, int64_t E) {
+  if (first_bad_score >= 0)
+    throw NonFiniteRouterScores("router score " + std::to_string(score) + " of token " +
+                                std::to_string(first_bad_score / E) + ", expert " + std::to_string(first_bad_score % E) +
+                                " is not finite");
+  if (first_bad_bias >= 0)
+    throw NonFiniteRouterScores("selection bias " + std::to_string(bias) + " of expert " +
+                                std::to_string(first_bad_bias) + " is not finite");
 }
 
 std::vector<int32_t> dirichlet_prior_of_tokens(const int32_t* domain_T, const int32_t* prior_of_domain,

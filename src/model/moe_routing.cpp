@@ -1,10 +1,9 @@
 // Routing coordination (contract in moe_routing.h): options → MoeRouteSpec, the routing buffers and
-// their one index download, and the host-copy wrappers. No maths on tensor data: that is the backend's.
+// their one index download. No maths on tensor data: that is the backend's.
 #include "model/moe_routing.h"
 
 #include <algorithm>
 #include <cmath>
-#include <span>
 
 #include "core/error.h"
 
@@ -71,67 +70,6 @@ RoutingIndex download_index(const RoutingBuffers& buffers, int64_t experts) {
   r.counts.assign(host.begin() + long(E + 1), host.begin() + long(2 * E + 1));
   r.dropped = host[2 * E + 1];
   return r;
-}
-
-namespace {
-
-template <class T>
-std::vector<T> download_prefix(const backend::Buffer<T>& buffer, int64_t n) {
-  std::vector<T> all = buffer.to_host();
-  all.resize(size_t(n));
-  return all;
-}
-
-template <class T>
-backend::Buffer<T> upload(backend::Backend& be, const T* host, size_t n) {
-  backend::Buffer<T> buffer(be, n);
-  buffer.upload(std::span<const T>(host, n));
-  return buffer;
-}
-
-}  // namespace
-
-Routing route(backend::Backend& be, const float* probs_TE, int64_t T, const MoeOptions& options,
-              const float* selection_bias_E) {
-  const backend::Backend::MoeRouteSpec spec = route_spec(options, T);
-  const int64_t E = spec.experts;
-  const auto probs = upload(be, probs_TE, size_t(T * E));
-  backend::Buffer<float> bias;
-  if (selection_bias_E) bias = upload(be, selection_bias_E, size_t(E));
-  RoutingBuffers buffers;
-  buffers.reset(be, spec);
-  be.moe_route(buffers.out(E), probs.data(), selection_bias_E ? bias.data() : nullptr, spec);
-  const RoutingIndex index = download_index(buffers, E);
-  Routing r{.tokens = T, .experts = E, .offsets = index.offsets};
-  r.token = download_prefix(buffers.token, index.kept());
-  r.expert = download_prefix(buffers.expert, index.kept());
-  r.weight = download_prefix(buffers.weight, index.kept());
-  r.probability = download_prefix(buffers.probability, index.kept());
-  r.top_k = spec.top_k;
-  r.topk_TK = buffers.topk.to_host();
-  r.topk_sum_T = buffers.topk_sum.to_host();
-  r.counts_E = index.counts;
-  r.assignments = spec.max_assignments();
-  r.dropped = index.dropped;
-  return r;
-}
-
-double aux_loss(backend::Backend& be, const float* probs_TE, int64_t T, int64_t E,
-                const std::vector<int64_t>& counts_E) {
-  const auto probs = upload(be, probs_TE, size_t(T * E));
-  const auto counts = upload(be, counts_E.data(), counts_E.size());
-  backend::Buffer<double> loss(be, 1);
-  be.moe_aux_loss(loss.data(), probs.data(), counts.data(), T, E);
-  return loss.to_host()[0];
-}
-
-double z_loss(backend::Backend& be, const float* logits_TE, int64_t T, int64_t E, std::vector<double>& lse_T) {
-  const auto logits = upload(be, logits_TE, size_t(T * E));
-  backend::Buffer<double> lse(be, size_t(T)), loss(be, 1);
-  be.logsumexp_rows(lse.data(), logits.data(), T, E);
-  be.moe_z_loss(loss.data(), lse.data(), T);
-  lse_T = lse.to_host();
-  return loss.to_host()[0];
 }
 
 }  // namespace upcycle::model

@@ -1,8 +1,8 @@
 // The routing decision of an MoE layer as the layer coordinates it: MoeOptions → the backend's
-// MoeRouteSpec, the routing arrays in backend memory (RoutingBuffers), and host-side copies for tests
-// and tools (route, aux_loss, z_loss run the backend ops and download the results). The maths lives in
-// the backend ops (backend.h, "MoE routing and losses"); semantics are those documented in
-// moe_layer.h. Invariants: deterministic (ties to the lower expert index for top-k and to the lower
+// MoeRouteSpec, the routing arrays in backend memory (RoutingBuffers) and the one download of their
+// index per forward. The maths lives in the backend ops (backend.h, "MoE routing and losses"); host
+// copies of a whole decision exist for tests only (tests/support/moe_routing_test_support.h). Semantics
+// are those documented in moe_layer.h. Invariants: deterministic (ties to the lower expert index for top-k and to the lower
 // token index for capacity and expert choice); assignments of expert e are rows offsets[e]..offsets[e+1],
 // in increasing token order; routing decisions are constants for differentiation.
 // Aux-loss-free balancing: an optional selection bias b[E] changes *which* experts token choice picks
@@ -46,35 +46,5 @@ struct RoutingIndex {
   int64_t kept() const { return offsets.back(); }
 };
 RoutingIndex download_index(const RoutingBuffers& buffers, int64_t experts);
-
-// A routing decision copied to the host (tests, tools).
-struct Routing {
-  int64_t tokens = 0, experts = 0;
-  std::vector<int64_t> offsets;    // [E+1]
-  std::vector<int32_t> token;      // [A] kept assignments
-  std::vector<int32_t> expert;     // [A]
-  std::vector<float> weight;       // [A] combine weight
-  std::vector<float> probability;  // [A] p[token, expert]
-  // Token choice only: each token's top-k experts, best first, before capacity dropping, and the
-  // renormalisation denominator Σ_k p of that set.
-  int64_t top_k = 0;
-  std::vector<int32_t> topk_TK;
-  std::vector<double> topk_sum_T;
-  std::vector<int64_t> counts_E;   // assignments per expert before dropping (the aux loss's count_e)
-  int64_t assignments = 0;         // before dropping
-  int64_t dropped = 0;
-
-  int64_t kept() const { return int64_t(token.size()); }
-};
-
-// Backend::moe_route on host probabilities p[T,E] (uploaded), the result downloaded.
-// selection_bias_E: null = rank by p alone; otherwise token choice ranks experts by p[t,e] + b[e].
-Routing route(backend::Backend& backend, const float* probs_TE, int64_t T, const MoeOptions& options,
-              const float* selection_bias_E = nullptr);
-// L_aux = E/A · Σ_e count_e·P_e (Backend::moe_aux_loss) on host inputs.
-double aux_loss(backend::Backend& backend, const float* probs_TE, int64_t T, int64_t E,
-                const std::vector<int64_t>& counts_E);
-// L_z = mean_t lse_t² (Backend::logsumexp_rows + moe_z_loss) on host logits; lse_T receives the T lse.
-double z_loss(backend::Backend& backend, const float* logits_TE, int64_t T, int64_t E, std::vector<double>& lse_T);
 
 }  // namespace upcycle::model

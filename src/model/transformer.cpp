@@ -150,6 +150,12 @@ backend::AttentionShape Transformer::attention_shape(int64_t layer) const {
   return s;
 }
 
+void Transformer::set_token_domains(std::span<const int32_t> domain_T) {
+  domains_T_.resize_for_overwrite(be_, domain_T.size());
+  domains_T_.upload(domain_T);
+  domains_pending_ = true;
+}
+
 const float* Transformer::forward(const int32_t* ids, int64_t B, int64_t Tseq) {
   UPCYCLE_CHECK(B > 0 && Tseq > 0, "forward needs at least one token");
   const int64_t T = B * Tseq, D = config_.hidden_size, V = config_.vocab_size;
@@ -158,8 +164,8 @@ const float* Transformer::forward(const int32_t* ids, int64_t B, int64_t Tseq) {
   B_ = B, Tseq_ = Tseq, T_ = T;
   ids_T_.reset(be_, size_t(T));
   ids_T_.upload({ids, size_t(T)});
-  domains_T_ = std::exchange(pending_domains_T_, {});
-  UPCYCLE_CHECK(domains_T_.empty() || int64_t(domains_T_.size()) == T, "set_token_domains: one domain id per token");
+  domains_active_ = std::exchange(domains_pending_, false);
+  UPCYCLE_CHECK(!domains_active_ || int64_t(domains_T_.size()) == T, "set_token_domains: one domain id per token");
   w_ = model_views(std::as_const(params_), config_);
 
   be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids_T_.data(), T, D);
@@ -208,8 +214,13 @@ void Transformer::attention_forward(int64_t layer) {
 void Transformer::ffn_forward(int64_t layer, float* y_TD, const float* x_TD) {
   if (MoeLayer* moe = moe_[size_t(layer)].get()) {
     const uint64_t seed = mix64(phase_seed_ ^ mix64(uint64_t(layer)));  // fresh jitter noise per layer
-    return moe->forward(y_TD, x_TD, T_, moe_weights(layer), phase_, seed,
-                        domains_T_.empty() ? nullptr : domains_T_.data());
+    try {
+      return moe->forward(y_TD, x_TD, T_, moe_weights(layer), phase_, seed,
+                          domains_active_ ? domains_T_.data() : nullptr);
+    } catch (const backend::NonFiniteRouterScores& e) {  // from the data (weights, a diverged run): a user error
+      throw Error("MoE layer " + std::to_string(layer) + ": " + e.what() +
+                  " (a NaN or infinity in its router weights or its input)");
+    }
   }
   const LayerViews<const float*>& w = w_.layers[size_t(layer)];
   LayerActs& a = acts_[size_t(layer)];

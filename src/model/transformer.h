@@ -72,9 +72,10 @@ class Transformer {
   // MoE routing options for every MoE layer (the same for all); resets saved activations.
   void set_moe_options(const MoeOptions& options);
   // Per-token domain ids (domain_T[B·Tseq], row-major by sequence) for the next forward() only, read by
-  // per-domain Dirichlet priors (MoeOptions::dirichlet_domain_alpha_DE). A forward without them (and
-  // decode) computes no such loss: training passes them before each forward, evaluation does not.
-  void set_token_domains(std::vector<int32_t> domain_T) { pending_domains_T_ = std::move(domain_T); }
+  // per-domain Dirichlet priors (MoeOptions::dirichlet_domain_alpha_DE), uploaded to backend memory
+  // here (once per forward). A forward without them (and decode) computes no such loss: training
+  // passes them before each forward, evaluation does not.
+  void set_token_domains(std::span<const int32_t> domain_T);
   // Training applies router jitter, seeded by `seed` (mixed with the layer index): pass a new seed
   // per step for fresh noise.
   void set_phase(Phase phase, uint64_t seed = 0) { phase_ = phase, phase_seed_ = seed; }
@@ -140,7 +141,9 @@ class Transformer {
   int64_t B_ = 0, Tseq_ = 0, T_ = 0;
   enum class Stage { kNone, kForward, kLoss } stage_ = Stage::kNone;
   backend::Buffer<int32_t> ids_T_, targets_T_;  // the host's ids/targets, uploaded for the ops
-  std::vector<int32_t> pending_domains_T_, domains_T_;  // set_token_domains → the current forward's (or empty)
+  backend::Buffer<int32_t> domains_T_;  // set_token_domains' ids, uploaded
+  bool domains_pending_ = false;         // set_token_domains was called for the next forward
+  bool domains_active_ = false;          // the current forward reads domains_T_
   using Buf = backend::Buffer<float>;
   std::vector<Buf> resid_;  // resid_[l] = input of layer l, [T, D]; resid_[L] = final
   std::vector<LayerActs> acts_;

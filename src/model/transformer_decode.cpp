@@ -44,7 +44,7 @@ const float* Transformer::decode(const int32_t* ids, int64_t n) {
   if (config_.qk_norm) size(dec_q_raw_TQ_, n * Q), size(dec_k_raw_TK_, n * K);
   ids_T_.reset(be_, size_t(n));
   ids_T_.upload({ids, size_t(n)});
-  domains_T_.clear();  // decoding computes no training loss
+  domains_active_ = false;  // decoding computes no training loss
   w_ = model_views(std::as_const(params_), config_);
 
   be_.embedding_forward(resid_[0].data(), w_.embed_VD, ids_T_.data(), n, D);

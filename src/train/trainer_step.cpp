@@ -94,7 +94,7 @@ StepResult Trainer::step() {
     if (!moe_options_.dirichlet_domain_alpha_DE.empty()) {  // per-domain prior: each token's domain
       std::vector<int32_t> domain_T(size_t(B * L));
       for (int64_t b = 0; b < B; ++b) std::fill_n(domain_T.begin() + b * L, L, domain_B_[size_t(b)]);
-      model_->set_token_domains(std::move(domain_T));
+      model_->set_token_domains(domain_T);
     }
     const auto e0 = std::chrono::steady_clock::now();
     model_->forward(ids_BL_.data(), B, L);

@@ -25,6 +25,7 @@ namespace {
 
 using test::aux_loss;  // on every registered backend (support/moe_routing_test_support.h)
 using test::route;
+using test::Routing;
 
 using backend::BackendKind;
 

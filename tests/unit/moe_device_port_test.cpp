@@ -4,7 +4,7 @@
 //     mix64(key ^ mix64(i)) is its bits(i) and (bits >> 11)·2⁻⁵³ its uniform(i), the formulas the
 //     device port of the jitter noise repeats;
 //   - check_moe_route = check_moe_route_spec + check_moe_route_finite: the device reports the first
-//     non-finite score / bias index it found with exactly the host check's message.
+//     non-finite score / bias (index and value) it found with exactly the host check's message.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -32,14 +32,17 @@ TEST(MoeDevicePort, JitterStreamKeyReproducesCounterRngBitsAndUniforms) {
   EXPECT_NE(moe_rules::jitter_stream_key(1), CounterRng(1, "other").key());  // the stream name matters
 }
 
-// The message of the logic_error fn throws ("" when it does not throw).
+// The message of the error fn throws ("" when it does not throw): an internal check's logic_error
+// (without the failing expression and source line) or the user-facing NonFiniteRouterScores.
 template <typename Fn>
 std::string failure_of(Fn fn) {
   try {
     fn();
   } catch (const std::logic_error& e) {
     const std::string what = e.what();
-    return what.substr(0, what.find(" ["));  // without the failing expression and source line
+    return what.substr(0, what.find(" ["));
+  } catch (const NonFiniteRouterScores& e) {
+    return e.what();
   }
   return "";
 }
@@ -48,16 +51,16 @@ TEST(MoeDevicePort, NonFiniteReportMatchesTheHostCheck) {
   Backend::MoeRouteSpec spec{.tokens = 2, .experts = 4, .top_k = 2, .capacity = 4};
   std::vector<float> p(8, 0.25f), bias(4, 0.0f);
   EXPECT_EQ(failure_of([&] { check_moe_route(p.data(), bias.data(), spec); }), "");
-  EXPECT_EQ(failure_of([] { check_moe_route_finite(-1, -1); }), "");
+  EXPECT_EQ(failure_of([] { check_moe_route_finite(-1, 0.0f, -1, 0.0f, 4); }), "");
   p[5] = NAN;
   bias[2] = INFINITY;
   const std::string host = failure_of([&] { check_moe_route(p.data(), bias.data(), spec); });
-  EXPECT_EQ(host, "internal error (a bug in upcycle): router probability is not finite at 5");
-  EXPECT_EQ(failure_of([] { check_moe_route_finite(5, 2); }), host);
+  EXPECT_EQ(host, "router score nan of token 1, expert 1 is not finite");
+  EXPECT_EQ(failure_of([] { check_moe_route_finite(5, NAN, 2, INFINITY, 4); }), host);
   p[5] = 0.25f;
   const std::string host_bias = failure_of([&] { check_moe_route(p.data(), bias.data(), spec); });
-  EXPECT_EQ(host_bias, "internal error (a bug in upcycle): router selection bias is not finite at 2");
-  EXPECT_EQ(failure_of([] { check_moe_route_finite(-1, 2); }), host_bias);
+  EXPECT_EQ(host_bias, "selection bias inf of expert 2 is not finite");
+  EXPECT_EQ(failure_of([] { check_moe_route_finite(-1, 0.0f, 2, INFINITY, 4); }), host_bias);
   spec.n_group = 3;  // 4 experts do not split into 3 groups: the spec half refuses before any score is read
   EXPECT_NE(failure_of([&] { check_moe_route_spec(spec); }), "");
 }

@@ -17,6 +17,7 @@ namespace {
 // Every decision and loss below runs on every registered backend (support/moe_routing_test_support.h).
 using test::aux_loss;
 using test::route;
+using test::Routing;
 using test::z_loss;
 
 MoeOptions token_choice(int64_t E, int64_t K, TopkNorm norm, double scaling = 1.0, double cf = 0.0) {

@@ -20,6 +20,7 @@ namespace upcycle::model {
 namespace {
 
 using test::route;  // on every registered backend (support/moe_routing_test_support.h)
+using test::Routing;
 
 MoeOptions deepseek(int64_t E, int64_t K, int64_t groups, int64_t keep, TopkNorm norm, double scaling) {
   return MoeOptions{.num_experts = E, .top_k = K, .topk_norm = norm, .topk_scaling = scaling,

@@ -376,12 +376,18 @@ unsigned long long* queue_finite_check(RoutingState& rs, const float* probs_TE, 
   return first;
 }
 
-void report_finite_check(RoutingState& rs, const unsigned long long* first) {
+void report_finite_check(RoutingState& rs, const unsigned long long* first, const float* probs_TE,
+                         const float* bias_E, int64_t E) {
   unsigned long long host[2];
   UPCYCLE_CUDA_CHECK(cudaMemcpyAsync(host, first, sizeof(host), cudaMemcpyDeviceToHost, rs.stream));
   UPCYCLE_CUDA_CHECK(cudaStreamSynchronize(rs.stream));
   auto index = [](unsigned long long v) { return v == ~0ull ? int64_t{-1} : int64_t(v); };
-  check_moe_route_finite(index(host[0]), index(host[1]));
+  const int64_t bad_score = index(host[0]), bad_bias = index(host[1]);
+  // Only on failure: the offending values, for the message (two more synchronous 4-byte reads).
+  float score = 0.0f, bias = 0.0f;
+  if (bad_score >= 0) UPCYCLE_CUDA_CHECK(cudaMemcpy(&score, probs_TE + bad_score, sizeof(float), cudaMemcpyDeviceToHost));
+  if (bad_bias >= 0) UPCYCLE_CUDA_CHECK(cudaMemcpy(&bias, bias_E + bad_bias, sizeof(float), cudaMemcpyDeviceToHost));
+  check_moe_route_finite(bad_score, score, bad_bias, bias, E);
 }
 
 void zero_index(const Backend::MoeRouteOut& out, int64_t E, cudaStream_t stream) {
@@ -680,7 +686,7 @@ void CudaBackend::moe_route(const MoeRouteOut& out, const float* probs_TE, const
     route_expert_choice(rs, out, probs_TE, spec);
   else
     route_token_choice(rs, out, probs_TE, bias_E, spec);
-  report_finite_check(rs, bad);  // on a throw the outputs hold a decision over non-finite scores: unspecified
+  report_finite_check(rs, bad, probs_TE, bias_E, E);  // on a throw the outputs hold a decision over non-finite scores: unspecified
 }
 
 void CudaBackend::moe_route_backward(float* dprobs_TE, const float* dweight_A, const MoeRouteOut& routing, int64_t kept,

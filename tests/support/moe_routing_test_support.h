@@ -14,6 +14,7 @@
 #include "backend/backend.h"
 #include "backend/buffer.h"
 #include "model/moe_routing.h"
+#include "support/backend_test_support.h"
 
 namespace upcycle::test {
 
@@ -36,7 +37,7 @@ inline model::Routing route(const float* probs_TE, int64_t T, const model::MoeOp
                             const float* selection_bias_E = nullptr) {
   auto ref = backend::make_backend(backend::BackendKind::kRef);
   const model::Routing want = model::route(*ref, probs_TE, T, options, selection_bias_E);
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     auto be = backend::make_backend(info.kind);
     expect_same_routing(model::route(*be, probs_TE, T, options, selection_bias_E), want, info.name);
   }
@@ -46,7 +47,7 @@ inline model::Routing route(const float* probs_TE, int64_t T, const model::MoeOp
 inline double aux_loss(const float* probs_TE, int64_t T, int64_t E, const std::vector<int64_t>& counts_E) {
   auto ref = backend::make_backend(backend::BackendKind::kRef);
   const double want = model::aux_loss(*ref, probs_TE, T, E, counts_E);
-  for (const backend::BackendInfo& info : backend::registered_backends())
+  for (const backend::BackendInfo& info : test::backend_infos())
     EXPECT_EQ(model::aux_loss(*backend::make_backend(info.kind), probs_TE, T, E, counts_E), want) << info.name;
   return want;
 }
@@ -54,7 +55,7 @@ inline double aux_loss(const float* probs_TE, int64_t T, int64_t E, const std::v
 inline double z_loss(const float* logits_TE, int64_t T, int64_t E, std::vector<double>& lse_T) {
   auto ref = backend::make_backend(backend::BackendKind::kRef);
   const double want = model::z_loss(*ref, logits_TE, T, E, lse_T);
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     std::vector<double> lse;
     EXPECT_EQ(model::z_loss(*backend::make_backend(info.kind), logits_TE, T, E, lse), want) << info.name;
     EXPECT_EQ(lse, lse_T) << info.name;

@@ -29,7 +29,7 @@ namespace {
 template <typename Fn>
 void each_backend_vs_ref(Fn fn) {
   auto ref = make_backend(BackendKind::kRef);
-  for (const BackendInfo& info : registered_backends()) {
+  for (const BackendInfo& info : test::backend_infos()) {
     auto be = make_backend(info.kind);
     SCOPED_TRACE(std::string("backend ") + std::string(info.name));
     fn(*be, *ref);

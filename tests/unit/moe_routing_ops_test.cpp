@@ -98,7 +98,7 @@ TEST(MoeRouteOp, BadSpecsAreRefusedByEveryBackend) {
   uneven.n_group = 4;  // 6 experts do not split into 4 groups
   std::vector<float> nan = p;
   nan[5] = NAN;
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     auto be = backend::make_backend(info.kind);
     EXPECT_THROW(route(*be, p.data(), 4, uneven), std::logic_error) << info.name;
     EXPECT_THROW(route(*be, nan.data(), 4, token_choice(6, 2, TopkNorm::kRenormalize, 0.0)), std::logic_error)
@@ -132,7 +132,7 @@ TEST(MoeRouteBackwardOp, MatchesFiniteDifferencesOfTheWeightsAndTheAuxLoss) {
     SCOPED_TRACE(c.name);
     std::vector<float> p = router_probs(T, E, 21, false);
     const double aux_coef = c.options.mode == RoutingMode::kTokenChoice ? 0.3 : 0.0;
-    for (const backend::BackendInfo& info : backend::registered_backends()) {
+    for (const backend::BackendInfo& info : test::backend_infos()) {
       SCOPED_TRACE(std::string(info.name));
       auto be = backend::make_backend(info.kind);
       const Routing r = route(*be, p.data(), T, c.options);
@@ -154,7 +154,7 @@ TEST(MoeRouteBackwardOp, AddsTheDirichletGradientTimesItsCoefficient) {
   const MoeOptions o = token_choice(E, 2, TopkNorm::kRenormalize, 0.0);
   std::vector<double> ddir(size_t(T * E));
   for (size_t i = 0; i < ddir.size(); ++i) ddir[i] = 0.25 * double(i) - 1.0;
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     auto be = backend::make_backend(info.kind);
     const Routing r = route(*be, p.data(), T, o);
     const std::vector<float> g(size_t(r.kept()), 0.0f);  // no weight gradient: only the prior's term

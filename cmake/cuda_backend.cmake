@@ -14,13 +14,13 @@ option(UPCYCLE_CUDA "Build the cuda backend (default: ON when nvcc is found)" ${
 
 if(UPCYCLE_CUDA AND (UPCYCLE_SANITIZE OR UPCYCLE_FUZZ))
   message(STATUS "upcycle: cuda backend not built (UPCYCLE_SANITIZE / UPCYCLE_FUZZ builds leave it out)")
-  set(UPCYCLE_CUDA OFF)
+  return()
 elseif(UPCYCLE_CUDA AND NOT CMAKE_CUDA_COMPILER)
   message(FATAL_ERROR "UPCYCLE_CUDA=ON but no CUDA compiler was found (put nvcc on PATH or set CMAKE_CUDA_COMPILER)")
 endif()
 
 if(NOT UPCYCLE_CUDA)
-  message(STATUS "upcycle: cuda backend not built (UPCYCLE_CUDA=OFF or no nvcc)")
+  message(STATUS "upcycle: cuda backend not built (UPCYCLE_CUDA=OFF, no nvcc, or a sanitizer/fuzz build)")
   return()
 endif()
 

@@ -1,7 +1,7 @@
 // `--backend cuda` where it cannot run (label fast, so CI checks it). In a CUDA build on a machine that
 // sees no GPU — forced here with CUDA_VISIBLE_DEVICES="" so the test means the same on a GPU machine —
 // train and logits stop with one line naming the reason, exit 2, and write nothing (no run directory,
-// no .npy). In a build without the cuda backend, "cuda" is an unknown backend like any other name.
+// no .npy). In a build without the cuda backend, "cuda" is refused like any other unknown --backend value.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 #ifdef UPCYCLE_HAVE_CUDA
 const std::string kPrefix = "upcycle: error: no CUDA GPU is visible to this process (cudaGetDeviceCount: ";
 #else
-const std::string kPrefix = "upcycle: error: unknown backend 'cuda' (choose cpu, cpu-bf16 or ref)";
+const std::string kPrefix = "upcycle: error: invalid value 'cuda' for --backend: expected one of cpu|cpu-bf16|ref";
 #endif
 
 // Hides every GPU from this process and the upcycle it runs, for the scope's lifetime.

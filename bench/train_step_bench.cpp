@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "bench_models.h"
+#include "train_step_model.h"
 #include "kernel_info.h"
 #include "peak_rss.h"
 #include "backend/backend.h"
@@ -45,7 +46,11 @@ using namespace upcycle;
 
 namespace {
 
+using upcycle::bench::active_matmul_params;
+using upcycle::bench::fill_dense;
+using upcycle::bench::fill_upcycled;
 using upcycle::bench::peak_rss_bytes;
+using upcycle::bench::step_flops;
 using upcycle::bench::reset_peak_rss;
 
 int64_t g_batch = 4, g_seq = 512, g_steps = 5, g_warmup = 2;
@@ -67,45 +72,6 @@ backend::Backend& backend_of(backend::BackendKind kind) {
   return *be;
 }
 
-
-// Matmul weights one token passes through (see the header comment).
-double active_matmul_params(const ModelConfig& c) {
-  const double D = double(c.hidden_size), S = double(c.head_dim);
-  const double attn = D * S * double(c.num_attention_heads) * 2 + D * S * double(c.num_key_value_heads) * 2;
-  double ffn = 3.0 * D * double(c.intermediate_size);
-  if (c.is_moe()) ffn = D * double(c.num_experts) + double(c.num_experts_per_tok) * 3.0 * D * double(c.moe_intermediate_size);
-  return double(c.num_hidden_layers) * (attn + ffn) + double(c.vocab_size) * D;
-}
-
-double step_flops(const ModelConfig& c, int64_t B, int64_t Tseq) {
-  const double tokens = double(B * Tseq);
-  return tokens * (6.0 * active_matmul_params(c) +
-                   6.0 * double(c.num_hidden_layers) * double(Tseq) * double(c.num_attention_heads * c.head_dim));
-}
-
-// Dense weights ~ N(0, 0.02²) (norms around 1); the MoE copies every dense FFN into each expert and
-// draws the router from N(0, 0.02²), as upcycling does.
-void fill_dense(model::TensorStore& store) { test::fill_random(store, 1234, 0.02f); }
-
-void fill_upcycled(model::TensorStore& moe, const model::TensorStore& dense) {
-  std::map<std::pair<int64_t, WeightRole>, size_t> ffn;  // (layer, dense role) → dense index
-  for (size_t i = 0; i < dense.specs().size(); ++i) ffn[{dense.specs()[i].layer, dense.specs()[i].role}] = i;
-  for (size_t i = 0; i < moe.specs().size(); ++i) {
-    const WeightSpec& s = moe.specs()[i];
-    auto out = moe.view(i);
-    std::span<const float> src;
-    switch (s.role) {
-      case WeightRole::kRouter:
-        CounterRng(99, s.name).fill_normal(out.data(), 0, out.size(), 0.0f, 0.02f);
-        continue;
-      case WeightRole::kExpertGate: src = dense.view(ffn.at({s.layer, WeightRole::kGateProj})); break;
-      case WeightRole::kExpertUp: src = dense.view(ffn.at({s.layer, WeightRole::kUpProj})); break;
-      case WeightRole::kExpertDown: src = dense.view(ffn.at({s.layer, WeightRole::kDownProj})); break;
-      default: src = dense.view(ffn.at({s.layer, s.role})); break;
-    }
-    std::copy(src.begin(), src.end(), out.begin());
-  }
-}
 
 void record(benchmark::State& state, const std::string& name, double flops, double tokens) {
   auto& r = g_results[name];

@@ -11,6 +11,14 @@ else()
 endif()
 set(UPCYCLE_PYTHON "${upcycle_default_venv}/bin/python" CACHE FILEPATH
     "Python of the reference environment (scripts/setup builds it; default \$UPCYCLE_VENV or ~/.cache/upcycle/venv)")
+# scripts/device-check builds only the GPU checks (label gpu), which use neither the venv nor the shared
+# data, on a machine that has neither: UPCYCLE_SKIP_REFERENCE_CHECKS=ON skips both checks below.
+option(UPCYCLE_SKIP_REFERENCE_CHECKS "Skip the reference venv and shared data checks (scripts/device-check)" OFF)
+get_filename_component(upcycle_default_shared "${PROJECT_SOURCE_DIR}/../shared/data" ABSOLUTE)
+set(UPCYCLE_SHARED_DATA_DIR "${upcycle_default_shared}" CACHE PATH "The project's shared test data (real tokenizer files)")
+if(UPCYCLE_SKIP_REFERENCE_CHECKS)
+  return()
+endif()
 if(NOT EXISTS "${UPCYCLE_PYTHON}")
   message(FATAL_ERROR "The reference Python environment is missing (${UPCYCLE_PYTHON}): run scripts/setup, "
                       "which builds it from tests/reference/requirements.txt, or pass -DUPCYCLE_PYTHON=/path/to/python")
@@ -32,8 +40,6 @@ endif()
 # Re-run this check when the requirements change.
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/reference/requirements.txt")
 
-get_filename_component(upcycle_default_shared "${PROJECT_SOURCE_DIR}/../shared/data" ABSOLUTE)
-set(UPCYCLE_SHARED_DATA_DIR "${upcycle_default_shared}" CACHE PATH "The project's shared test data (real tokenizer files)")
 if(NOT EXISTS "${UPCYCLE_SHARED_DATA_DIR}/tokenizers/llama3/tokenizer.json")
   message(FATAL_ERROR "Shared test data not found: ${UPCYCLE_SHARED_DATA_DIR}/tokenizers/llama3/tokenizer.json "
                       "(the checkout's sibling ../shared/data; or pass -DUPCYCLE_SHARED_DATA_DIR=...)")

@@ -1,10 +1,11 @@
 // The engine's closed op set. Model code (src/model) calls these and nothing else, so a CUDA
-// backend drops in without touching model, recipe or training code. Two implementations today:
+// backend drops in without touching model, recipe or training code. Implementations:
 //   ref  — naive loops with double accumulation: the oracle every other backend is tested against,
 //          never used for speed;
 //   cpu  — OpenBLAS sgemm + OpenMP kernels;
 //   cpu-bf16 — the cpu backend with its linear and grouped-linear products computed from bf16-rounded
-//          inputs with fp32 accumulation (oneDNN, AVX512_BF16); everything else identical to cpu.
+//          inputs with fp32 accumulation (oneDNN, AVX512_BF16); everything else identical to cpu;
+//   cuda — one NVIDIA GPU (backend/cuda, built when nvcc is found): cpu-bf16's precision on tensor cores.
 // Conventions (shape legend: T tokens (all sequences of a batch, row-major [B*Tseq]), D model,
 // F ffn, H heads, KV kv heads, S head dim, V vocab, M/K/N generic matmul dims):
 //   - all tensors are fp32, row-major, contiguous, in backend memory (host memory for ref/cpu);
@@ -276,7 +277,9 @@ class NonFiniteRouterScores : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class BackendKind { kRef, kCpu, kCpuBF16 };
+// kCuda exists in every build so code can name it; it has a registry row only in builds with the cuda
+// backend (UPCYCLE_HAVE_CUDA), and make_backend(kCuda) elsewhere throws Error.
+enum class BackendKind { kRef, kCpu, kCpuBF16, kCuda };
 
 // The backend registry: one row per compiled backend, in the order `--help` lists them. The CLI's
 // `--backend` choices and help, the error for an unknown name and the tests' backend lists all read
@@ -290,5 +293,8 @@ std::span<const BackendInfo> registered_backends();
 std::vector<std::string> backend_names();  // registry order
 std::unique_ptr<Backend> make_backend(BackendKind kind);
 BackendKind backend_kind_from_name(std::string_view name);  // a registered name; throws Error otherwise
+// Whether make_backend(kind) can succeed on this machine: a registered backend may still be unusable at
+// run time (cuda: compiled in, but no GPU visible). Never throws; the host backends are always available.
+bool backend_available(BackendKind kind);
 
 }  // namespace upcycle::backend

@@ -23,6 +23,7 @@
 #include "core/rng.h"
 #include "support/test_support.h"
 #include "support/child_process.h"
+#include "support/train_run_support.h"
 #include "support/train_test_support.h"
 
 namespace upcycle {
@@ -30,35 +31,9 @@ namespace {
 namespace fs = std::filesystem;
 
 
-std::vector<Json> read_records(const fs::path& run, const std::string& kind) {
-  std::ifstream in(run / "metrics.jsonl");
-  std::vector<Json> out;
-  for (std::string line; std::getline(in, line);) {
-    Json j = Json::parse(line);
-    if (j["kind"] == kind) {
-      j.erase("tokens_per_s");
-      out.push_back(j);
-    }
-  }
-  return out;
-}
-
-// args with --flag set to value (replaced when present, else appended).
-std::vector<std::string> with(std::vector<std::string> args, const std::string& flag, const std::string& value) {
-  auto it = std::find(args.begin(), args.end(), flag);
-  if (it == args.end()) {
-    args.insert(args.end(), {flag, value});
-  } else {
-    *(it + 1) = value;
-  }
-  return args;
-}
-
-std::string ckpt(const fs::path& run, int step) {
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%08d", step);
-  return (run / "checkpoints" / name).string();
-}
+using test::ckpt;
+using test::read_records;
+using test::with;
 
 class TrainCli : public ::testing::Test {
  protected:
@@ -67,10 +42,7 @@ class TrainCli : public ::testing::Test {
     dir_ = new test::ScratchDir;
     test::write_tiny_model(*dir_ / "dense", test::tiny_train_config(false), 7);
     test::write_tiny_model(*dir_ / "moe", test::tiny_train_config(true), 7);
-    std::vector<uint32_t> ids(3000);
-    for (size_t i = 0; i < ids.size(); ++i)  // a learnable cycle with pseudo-random breaks: order matters
-      ids[i] = CounterRng(3, "ids").uniform(i) < 0.2 ? uint32_t(CounterRng(4, "ids").bits(i) % 11) : uint32_t(i % 11);
-    test::write_dataset(*dir_ / "data", "web", ids, test::cyclic_tokens(90, 11, 0), 11);
+    test::write_dataset(*dir_ / "data", "web", test::noisy_cycle_ids(3000), test::cyclic_tokens(90, 11, 0), 11);
     for (bool moe : {false, true}) {
       auto r = test::run_upcycle(args(moe, straight(moe)));
       ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -85,10 +57,7 @@ class TrainCli : public ::testing::Test {
                                   "--warmup", "3", "--save-every", "5", "--eval-every", "5", "--eval-tokens", "32",
                                   "--threads", "1"};
     if (moe)
-      for (const char* s : {"--jitter", "0.1", "--expert-bias-rate", "0.01", "--z-loss-coef", "0.001",
-                            // an asymmetric prior whose gradient stops after step 12: after the resume at 10
-                            "--dirichlet-prior", "0.5,0.5,2,2", "--dirichlet-coef", "0.05", "--dirichlet-steps", "12"})
-        a.push_back(s);
+      for (const std::string& s : test::moe_resume_flags()) a.push_back(s);
     return a;
   }
   static std::vector<std::string> resume(const fs::path& out, std::vector<std::string> extra = {}) {
@@ -98,16 +67,7 @@ class TrainCli : public ::testing::Test {
   }
   // The resumed run equals the straight one: checkpoint files byte for byte, metrics record for record.
   static void expect_same_as_straight(const fs::path& run, bool moe) { expect_same_runs(straight(moe), run); }
-  static void expect_same_runs(const fs::path& a, const fs::path& b) {
-    for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json"})
-      EXPECT_TRUE(test::read_bytes(fs::path(ckpt(a, 20)) / f) == test::read_bytes(fs::path(ckpt(b, 20)) / f))
-          << f << " differs from the straight run's";
-    for (const char* kind : {"train", "eval"}) {
-      const auto ra = read_records(a, kind), rb = read_records(b, kind);
-      ASSERT_EQ(ra.size(), rb.size()) << kind;
-      for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].dump(), rb[i].dump()) << kind << " record " << i;
-    }
-  }
+  static void expect_same_runs(const fs::path& a, const fs::path& b) { test::expect_same_runs(a, b, 20); }
   static test::ScratchDir* dir_;
 };
 test::ScratchDir* TrainCli::dir_ = nullptr;

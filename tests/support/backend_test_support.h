@@ -15,12 +15,22 @@
 
 namespace upcycle::test {
 
-// Every registered backend, in registry order: tests instantiate over this (never a hand-written
-// list), so a new backend is checked everywhere by being registered (backend::registered_backends()).
-inline std::vector<backend::BackendKind> backend_kinds() {
-  std::vector<backend::BackendKind> kinds;
-  for (const backend::BackendInfo& info : backend::registered_backends()) kinds.push_back(info.kind);
-  return kinds;
+// The backends every parameterised test runs on: tests instantiate over this (never a hand-written
+// list), so a new backend is checked everywhere by being registered. Chosen at link time, one
+// definition per test executable (the tests' objects are shared, not compiled twice):
+//   unit_tests (label fast): every registered host backend (support/backend_kinds_host.cpp) — the
+//     same list with or without a GPU, so the fast tier never depends on the machine;
+//   gpu_tests (label gpu): {cuda} alone (gpu/backend_kinds_cuda.cpp); its tests fail, never skip,
+//     when no GPU is visible.
+std::vector<backend::BackendKind> backend_kinds();
+
+// The registry rows of backend_kinds(), for loops that name the backend in their messages.
+inline std::vector<backend::BackendInfo> backend_infos() {
+  std::vector<backend::BackendInfo> infos;
+  for (backend::BackendKind kind : backend_kinds())
+    for (const backend::BackendInfo& info : backend::registered_backends())
+      if (info.kind == kind) infos.push_back(info);
+  return infos;
 }
 
 // Every registered backend but ref, the oracle the others are compared with.
@@ -31,8 +41,10 @@ inline std::vector<backend::BackendKind> non_ref_backend_kinds() {
   return kinds;
 }
 
-// Backends that round matmul inputs (cpu-bf16: linear and grouped linear from bf16 inputs).
-inline bool rounds_matmul_inputs(backend::BackendKind kind) { return kind == backend::BackendKind::kCpuBF16; }
+// Backends that round matmul inputs (cpu-bf16 and cuda: linear and grouped linear from bf16 inputs).
+inline bool rounds_matmul_inputs(backend::BackendKind kind) {
+  return kind == backend::BackendKind::kCpuBF16 || kind == backend::BackendKind::kCuda;
+}
 
 // Every registered backend whose ops are all full fp32: for tests whose tolerances are fp32's
 // (finite differences through whole layers and models, comparisons with double references).
@@ -58,7 +70,7 @@ inline std::string backend_test_name(backend::BackendKind kind) {
 
 // Tolerance of a backend's matmul ops (linear, grouped linear; not the _f32 variants) against ref or a
 // double oracle, given the fp32 tolerance: cpu-bf16 rounds their inputs to bf16 (relative error 2⁻⁹
-// per input, so products carry ~1e-3 and a 1e-2 bound leaves margin); every other backend and op keeps
+// per input, so products carry ~1e-3 and a 1e-2 bound leaves margin; cuda rounds the same way); every other backend and op keeps
 // the fp32 tolerance. backend_bf16_test.cpp pins the bf16 semantics exactly.
 inline constexpr double kBf16MatmulRtol = 1e-2;
 inline double matmul_rtol(std::string_view backend_name, double fp32_rtol) {

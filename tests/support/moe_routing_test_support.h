@@ -136,7 +136,7 @@ inline Routing route(const float* probs_TE, int64_t T, const model::MoeOptions& 
                             const float* selection_bias_E = nullptr) {
   auto ref = backend::make_backend(backend::BackendKind::kRef);
   const Routing want = route(*ref, probs_TE, T, options, selection_bias_E);
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     auto be = backend::make_backend(info.kind);
     expect_same_routing(route(*be, probs_TE, T, options, selection_bias_E), want, info.name);
   }
@@ -146,7 +146,7 @@ inline Routing route(const float* probs_TE, int64_t T, const model::MoeOptions& 
 inline double aux_loss(const float* probs_TE, int64_t T, int64_t E, const std::vector<int64_t>& counts_E) {
   auto ref = backend::make_backend(backend::BackendKind::kRef);
   const double want = aux_loss(*ref, probs_TE, T, E, counts_E);
-  for (const backend::BackendInfo& info : backend::registered_backends())
+  for (const backend::BackendInfo& info : test::backend_infos())
     EXPECT_EQ(aux_loss(*backend::make_backend(info.kind), probs_TE, T, E, counts_E), want) << info.name;
   return want;
 }
@@ -154,7 +154,7 @@ inline double aux_loss(const float* probs_TE, int64_t T, int64_t E, const std::v
 inline double z_loss(const float* logits_TE, int64_t T, int64_t E, std::vector<double>& lse_T) {
   auto ref = backend::make_backend(backend::BackendKind::kRef);
   const double want = z_loss(*ref, logits_TE, T, E, lse_T);
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     std::vector<double> lse;
     EXPECT_EQ(z_loss(*backend::make_backend(info.kind), logits_TE, T, E, lse), want) << info.name;
     EXPECT_EQ(lse, lse_T) << info.name;

@@ -93,21 +93,38 @@ TEST(BackendOpSelect, KindsAndNames) {
   EXPECT_EQ(make_backend(BackendKind::kCpu)->name(), "cpu");
   EXPECT_EQ(backend_kind_from_name("cpu-bf16"), BackendKind::kCpuBF16);
   EXPECT_EQ(make_backend(BackendKind::kCpuBF16)->name(), "cpu-bf16");
+#ifdef UPCYCLE_HAVE_CUDA
+  EXPECT_EQ(backend_kind_from_name("cuda"), BackendKind::kCuda);
+  EXPECT_UPCYCLE_ERROR(backend_kind_from_name("gpu"), "unknown backend 'gpu' (choose cpu, cpu-bf16, ref or cuda)", "");
+#else
   EXPECT_UPCYCLE_ERROR(backend_kind_from_name("cuda"), "unknown backend 'cuda' (choose cpu, cpu-bf16 or ref)", "");
+  EXPECT_FALSE(backend_available(BackendKind::kCuda));
+  EXPECT_UPCYCLE_ERROR(make_backend(BackendKind::kCuda),
+                       "this upcycle was built without the cuda backend (rebuild where nvcc is found, UPCYCLE_CUDA=ON)", "");
+#endif
   EXPECT_UPCYCLE_ERROR(backend_kind_from_name(""), "unknown backend ''", "");
 }
 
-// Every registry row round-trips: its name selects its kind and builds a backend reporting that name.
+// Every registry row round-trips: its name selects its kind and, where the backend is available on this
+// machine, builds a backend reporting that name; an unavailable one (cuda without a GPU) throws Error.
 TEST(BackendOpSelect, RegistryRowsRoundTrip) {
   std::vector<std::string> seen;
   for (const BackendInfo& info : registered_backends()) {
     EXPECT_EQ(backend_kind_from_name(info.name), info.kind) << info.name;
-    EXPECT_EQ(make_backend(info.kind)->name(), info.name);
+    if (backend_available(info.kind)) {
+      EXPECT_EQ(make_backend(info.kind)->name(), info.name);
+    } else {
+      EXPECT_THROW(make_backend(info.kind), Error) << info.name;
+    }
     EXPECT_FALSE(info.summary.empty()) << info.name;
     seen.emplace_back(info.name);
   }
   EXPECT_EQ(seen, backend_names());
+#ifdef UPCYCLE_HAVE_CUDA
+  EXPECT_EQ(seen, (std::vector<std::string>{"cpu", "cpu-bf16", "ref", "cuda"}));
+#else
   EXPECT_EQ(seen, (std::vector<std::string>{"cpu", "cpu-bf16", "ref"}));
+#endif
 }
 
 }  // namespace

@@ -89,7 +89,7 @@ TEST(MoeRouteOp, BadSpecsAreRefusedByEveryBackend) {
   uneven.n_group = 4;  // 6 experts do not split into 4 groups
   std::vector<float> nan = p;
   nan[5] = NAN;
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     auto be = backend::make_backend(info.kind);
     EXPECT_THROW(test::route(*be, p.data(), 4, uneven), std::logic_error) << info.name;
     EXPECT_THROW(test::route(*be, nan.data(), 4, token_choice(6, 2, TopkNorm::kRenormalize, 0.0)),
@@ -108,7 +108,7 @@ TEST(MoeRouteBackwardOp, AddsTheDirichletGradientTimesItsCoefficient) {
   const MoeOptions o = token_choice(E, 2, TopkNorm::kRenormalize, 0.0);
   std::vector<double> ddir(size_t(T * E));
   for (size_t i = 0; i < ddir.size(); ++i) ddir[i] = 0.25 * double(i) - 1.0;
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     auto be = backend::make_backend(info.kind);
     const Routing r = test::route(*be, p.data(), T, o);
     const std::vector<float> g(size_t(r.kept()), 0.0f);  // no weight gradient: only the prior's term

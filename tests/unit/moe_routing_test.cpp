@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "model/moe_routing.h"
+#include "support/backend_test_support.h"
 #include "support/moe_routing_test_support.h"
 
 namespace upcycle::model {
@@ -150,7 +151,7 @@ TEST(MoeRouterLoss, AuxLossTimesKEqualsHfLoadBalancingLoss) {
 TEST(MoeRouterLoss, AuxLossGradientIsCountOverTokens) {
   // moe_route_backward with no kept assignment (so no weight gradient) and aux_coef 0.5.
   Routing r{.tokens = 3, .experts = 3, .offsets = {0, 0, 0, 0}, .top_k = 2, .counts_E = {2, 3, 1}};
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     auto be = backend::make_backend(info.kind);
     const std::vector<float> d = test::route_backward(*be, r, {}, token_choice(3, 2, TopkNorm::kNone), 0.5);
     // 0.5 · E·count_e/(A·T) = 0.5 · 3·count_e/18
@@ -171,7 +172,7 @@ TEST(MoeRouterLoss, ZLossHandValue) {
   EXPECT_NEAR(lse[1], 2.0 * std::log(2.0), 1e-6);
   // ∂L_z/∂logit = 2·lse·p/T: for row 1, p = (3/4, 1/4).
   const std::vector<float> probs = {0.5f, 0.5f, 0.75f, 0.25f};
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     std::vector<float> dl(4, 0.0f);
     backend::make_backend(info.kind)->moe_z_loss_backward(dl.data(), probs.data(), lse.data(), 2, 2, 1.0);
     EXPECT_NEAR(dl[2], 2.0 * 2.0 * std::log(2.0) * 0.75 / 2.0, 1e-6) << info.name;

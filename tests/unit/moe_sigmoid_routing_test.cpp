@@ -73,7 +73,7 @@ TEST(MoeSigmoidRouting, WeightBackwardThroughRenormalisationAndScaling) {
   const MoeOptions o = deepseek(8, 2, 4, 2, TopkNorm::kRenormalize, 2.5);
   const Routing r = route(kScores.data(), 1, o);
   const std::vector<float> g = {0.3f, -1.1f};
-  for (const backend::BackendInfo& info : backend::registered_backends()) {
+  for (const backend::BackendInfo& info : test::backend_infos()) {
     SCOPED_TRACE(std::string(info.name));
     const std::vector<float> grad = test::route_backward(*backend::make_backend(info.kind), r, g, o);
     for (int32_t j : {4, 5}) {

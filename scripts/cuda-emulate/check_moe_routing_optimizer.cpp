@@ -3,14 +3,16 @@
 // sums), its backward, jitter, the serially summed losses and the optimizer steps: these are compared
 // bit for bit; logsumexp (libm vs CUDA's exp/log), the router statistics (a tree sum) and l2_norm (a
 // fixed two-pass order) within a few ulps. Sizes cover capacity cuts, ties, expert groups, sigmoid
-// scores, expert choice, T = 0, and more than one launch table (adamw_step's 256 ranges,
-// expert_bias_update's 1024 experts). As in check_attention_moe_ops.cpp the CudaBackend is never
-// constructed; download and upload, which the harness's cuda_backend.cu defines with CUDA calls, are
-// host copies here.
+// scores, expert choice, T = 0, non-finite scores and bias (the ref's error, raised after the routing
+// kernels, which must then stay in bounds: run with CUDA_EMULATE_CXXFLAGS=-fsanitize=address), and more
+// than one launch table (adamw_step's 256 ranges, expert_bias_update's 1024 experts). As in
+// check_attention_moe_ops.cpp the CudaBackend is never constructed; download and upload, which the
+// harness's cuda_backend.cu defines with CUDA calls, are host copies here.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -166,6 +168,41 @@ int main() {
     cu.CudaBackend::moe_aux_loss(&l1, p.data(), a.counts.data(), c.T, c.E);
     ref::moe_aux_loss(&l2, p.data(), b.counts.data(), c.T, c.E);
     same(tag + "aux loss", &l1, &l2, 1);
+  }
+  {  // non-finite scores or bias: the ref's error, raised after kernels that must stay in bounds (run under
+     // -fsanitize=address to check that part)
+    Backend::MoeRouteSpec s;
+    s.tokens = 9;
+    s.experts = 8;
+    s.top_k = 2;
+    s.capacity = 3;
+    s.n_group = 4;
+    s.topk_group = 2;
+    for (int bad = 0; bad < 3; ++bad) {
+      V p(s.tokens * s.experts, 0.25f), bias(s.experts, 0.0f);
+      if (bad == 0) p[13] = std::nanf("");
+      if (bad == 1) p[40] = INFINITY;
+      if (bad == 2) bias[5] = std::nanf("");
+      for (int ec = 0; ec < 2; ++ec) {
+        s.expert_choice = ec;
+        Routed a(s), b(s);
+        std::string got = "no error", want = "no error";
+        try {
+          cu.CudaBackend::moe_route(a.out, p.data(), bias.data(), s);
+        } catch (const std::exception& e) {
+          got = e.what();
+        }
+        try {
+          ref::moe_route(b.out, p.data(), bias.data(), s);
+        } catch (const std::exception& e) {
+          want = e.what();
+        }
+        const bool ok = got == want;
+        failures += !ok;
+        std::printf("  %-60s %s (%s)\n", ("non-finite input " + std::to_string(bad) + (ec ? " ec" : " tc")).c_str(),
+                    ok ? "ok  " : "FAIL", got.c_str());
+      }
+    }
   }
   {  // losses and stats
     const int64_t T = 37, E = 12, D = 10;

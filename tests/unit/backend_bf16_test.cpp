@@ -172,6 +172,28 @@ TEST_F(Bf16Ops, BitwiseReproducible) {
   EXPECT_EQ(0, std::memcmp(first.data(), third.data(), first.size() * sizeof(float)));
 }
 
+// Bf16Gemm::linear_backward rounds dy once for dx and dw where the packed layouts coincide (N a multiple
+// of 64): it must give the bits of the two run() calls it replaces, with and without row padding of the
+// shared dy (M = 100 pads to 128), and on the fallback (N = 100) and null-output paths.
+TEST(Bf16Gemm, LinearBackwardEqualsTwoRunsBitwise) {
+  using cpu_detail::Accumulate;
+  using cpu_detail::Transpose;
+  for (const auto [M, K, N] : {std::array<int64_t, 3>{100, 40, 128}, {128, 64, 192}, {100, 72, 100}}) {
+    const auto x = random_floats(size_t(M * K), 4), w = random_floats(size_t(N * K), 5);
+    const auto dy = random_floats(size_t(M * N), 6);
+    const auto dx0 = random_floats(x.size(), 7), dw0 = random_floats(w.size(), 8);  // outputs accumulate
+    cpu_detail::Bf16Gemm two, one;
+    std::vector<float> dx_two = dx0, dw_two = dw0, dx_one = dx0, dw_one = dw0, dw_only = dw0;
+    two.run(Transpose::kNo, Transpose::kNo, M, K, N, dy.data(), N, w.data(), K, Accumulate::kAdd, dx_two.data(), K);
+    two.run(Transpose::kYes, Transpose::kNo, N, K, M, dy.data(), N, x.data(), K, Accumulate::kAdd, dw_two.data(), K);
+    one.linear_backward(dx_one.data(), dw_one.data(), dy.data(), x.data(), w.data(), M, K, N);
+    one.linear_backward(nullptr, dw_only.data(), dy.data(), x.data(), w.data(), M, K, N);
+    EXPECT_EQ(0, std::memcmp(dx_two.data(), dx_one.data(), dx_two.size() * sizeof(float))) << M << " " << N;
+    EXPECT_EQ(0, std::memcmp(dw_two.data(), dw_one.data(), dw_two.size() * sizeof(float))) << M << " " << N;
+    EXPECT_EQ(0, std::memcmp(dw_two.data(), dw_only.data(), dw_two.size() * sizeof(float))) << M << " " << N;
+  }
+}
+
 // --- whole model: loss and gradients of cpu-bf16 against cpu (fp32) ---
 
 struct StepResult {

@@ -111,7 +111,30 @@ struct Bf16Gemm::Impl {
     mm.execute(stream, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
     stream.wait();
   }
+
+  // C (+)= op(a_bf)·op(b_bf), both already packed with the reduction dimension padded to Kp (see run()).
+  // Rows of op(A) vary per call for expert groups: run 64·⌊M/64⌋ rows and the tail as two fixed shapes.
+  // A transposed A is strided by M, so splitting it would not bound the shapes; it runs whole.
+  void multiply(bool ta, bool tb, int64_t M, int64_t N, int64_t Kp, Accumulate accumulate, float* C, int64_t ldc) {
+    const int64_t a_ld = ta ? M : Kp;  // packed A: [Kp, M] if transposed, else [M, Kp]
+    const int64_t threads = omp_get_max_threads(), acc = accumulate == Accumulate::kAdd ? 1 : 0;
+    const int64_t main_rows = ta || M % kBlock == 0 ? M : M / kBlock * kBlock;
+    if (main_rows > 0) execute({ta, tb, main_rows, N, Kp, a_ld, ldc, acc, threads}, a_bf.data(), b_bf.data(), C);
+    if (main_rows < M) {
+      execute({ta, tb, M - main_rows, N, Kp, a_ld, ldc, acc, threads}, a_bf.data() + main_rows * Kp, b_bf.data(),
+              C + main_rows * ldc);
+    }
+  }
 };
+
+namespace {
+
+// Zeroes rows [used, padded) of a packed operand stored with `ld` values per row.
+void zero_rows(std::vector<uint16_t>& packed, int64_t ld, int64_t used, int64_t padded) {
+  std::fill(packed.begin() + used * ld, packed.begin() + padded * ld, uint16_t(0));
+}
+
+}  // namespace
 
 Bf16Gemm::Bf16Gemm() : impl_(std::make_unique<Impl>()) {}
 Bf16Gemm::~Bf16Gemm() = default;
@@ -131,26 +154,41 @@ void Bf16Gemm::run(Transpose trans_a, Transpose trans_b, int64_t M, int64_t N, i
   Impl& s = *impl_;
   s.a_bf.resize(size_t(std::max(M * Kp, int64_t(1))));
   s.b_bf.resize(size_t(std::max(Kp * N, int64_t(1))));
-  const int64_t a_ld = ta ? M : Kp;  // packed A: [Kp, M] if transposed, else [M, Kp]
-  // Packed B: [N, Kp] if transposed, else [Kp, N]. Stored rows × used columns of each operand:
+  // Packed A: [Kp, M] if transposed, else [M, Kp]; packed B: [N, Kp] if transposed, else [Kp, N].
+  // Stored rows × used columns of each operand:
   const int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
   round_matrices({RoundJob{s.a_bf.data(), ta ? M : Kp, A, lda, a_rows, a_cols},
                   RoundJob{s.b_bf.data(), tb ? Kp : N, B, ldb, b_rows, b_cols}});
   if (Kp > K) {  // zero the padding: trailing rows of a transposed A / plain B, trailing columns otherwise
-    if (ta) std::fill(s.a_bf.begin() + K * M, s.a_bf.begin() + Kp * M, uint16_t(0));
+    if (ta) zero_rows(s.a_bf, M, K, Kp);
     else for (int64_t m = 0; m < M; ++m) std::fill_n(s.a_bf.data() + m * Kp + K, Kp - K, uint16_t(0));
     if (tb) for (int64_t n = 0; n < N; ++n) std::fill_n(s.b_bf.data() + n * Kp + K, Kp - K, uint16_t(0));
-    else std::fill(s.b_bf.begin() + K * N, s.b_bf.begin() + Kp * N, uint16_t(0));
+    else zero_rows(s.b_bf, N, K, Kp);
   }
-  const int64_t threads = omp_get_max_threads(), acc = accumulate == Accumulate::kAdd ? 1 : 0;
-  // Rows of op(A) vary per call for expert groups: run 64·⌊M/64⌋ rows and the tail as two fixed shapes.
-  // A transposed A is strided by M, so splitting it would not bound the shapes; it runs whole.
-  const int64_t main_rows = ta || M % kBlock == 0 ? M : M / kBlock * kBlock;
-  if (main_rows > 0) s.execute({ta, tb, main_rows, N, Kp, a_ld, ldc, acc, threads}, s.a_bf.data(), s.b_bf.data(), C);
-  if (main_rows < M) {
-    s.execute({ta, tb, M - main_rows, N, Kp, a_ld, ldc, acc, threads}, s.a_bf.data() + main_rows * Kp,
-              s.b_bf.data(), C + main_rows * ldc);
+  s.multiply(ta, tb, M, N, Kp, accumulate, C, ldc);
+}
+
+// The two run() calls this replaces: run(kNo, kNo, M, K, N, dy, N, w, K, kAdd, dx, K) and
+// run(kYes, kNo, N, K, M, dy, N, x, K, kAdd, dw, K). With N a multiple of kBlock, dx's packed dy ([M, N],
+// no column padding) is the first M rows of dw's ([Mp, N], rows M..Mp zero), so one rounding serves
+// both; the primitives and packed bytes are those of the two calls, so the results are the same bits.
+void Bf16Gemm::linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int64_t M,
+                               int64_t K, int64_t N) {
+  if (!dx || !dw || M == 0 || N == 0 || K == 0 || N % kBlock != 0) {
+    if (dx) run(Transpose::kNo, Transpose::kNo, M, K, N, dy, N, w, K, Accumulate::kAdd, dx, K);
+    if (dw) run(Transpose::kYes, Transpose::kNo, N, K, M, dy, N, x, K, Accumulate::kAdd, dw, K);
+    return;
   }
+  const int64_t Mp = round_up(M, kBlock);
+  Impl& s = *impl_;
+  s.a_bf.resize(size_t(Mp * N));
+  s.b_bf.resize(size_t(std::max(N, Mp) * K));
+  round_matrices({RoundJob{s.a_bf.data(), N, dy, N, M, N}, RoundJob{s.b_bf.data(), K, w, K, N, K}});
+  zero_rows(s.a_bf, N, M, Mp);
+  s.multiply(false, false, M, K, N, Accumulate::kAdd, dx, K);  // dx[M,K] += dy·w
+  round_matrices({RoundJob{s.b_bf.data(), K, x, K, M, K}});
+  zero_rows(s.b_bf, K, M, Mp);
+  s.multiply(true, false, N, K, Mp, Accumulate::kAdd, dw, K);  // dw[N,K] += dyᵀ·x
 }
 
 }  // namespace upcycle::backend::cpu_detail

@@ -6,7 +6,7 @@
 // Invariants: deterministic for a fixed OpenMP thread count; oneDNN primitives are cached by shape and
 // thread count, with variable row counts (expert groups) split as 64·⌊M/64⌋ + tail and the reduction
 // dimension zero-padded to a multiple of 64, so the number of distinct shapes stays bounded.
-// Non-goals: caching converted weights across calls (one weight conversion costs ~1 % of its matmul).
+// Non-goals: caching converted operands across calls (nothing tells this class when the host changes them).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +31,12 @@ class Bf16Gemm {
   // transposed, [K,M] (lda ≥ M); likewise B. Zero M or N is a no-op; K = 0 zeroes or keeps C.
   void run(Transpose trans_a, Transpose trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
            const float* B, int64_t ldb, Accumulate accumulate, float* C, int64_t ldc);
+
+  // A linear layer's two backward products, which share dy: dx[M,K] += dy[M,N]·w[N,K] and
+  // dw[N,K] += dyᵀ[N,M]·x[M,K] (either may be null). The same bits as the two run() calls; dy is
+  // rounded once for both when its packed layouts coincide (N a multiple of 64), else once per product.
+  void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int64_t M, int64_t K,
+                       int64_t N);
 
  private:
   struct Impl;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "backend/host_memory.h"
 #include "backend/cpu/bf16_gemm.h"
@@ -102,8 +103,16 @@ class CpuBackend final : public HostMemoryBackend {
   void linear_backward_in(MatmulPrecision precision, float* dx, float* dw, float* db, const float* dy,
                           const float* x, const float* w, int64_t M, int64_t K, int64_t N);
 
+  // rope's cos/sin of the angles of the last (inv_freq, positions, offset) seen, one entry per direction:
+  // the 2·L calls of a forward (and of a backward) share one table instead of recomputing it (rope.cpp).
+  struct RopeTables {
+    std::vector<float> inv_freq, cos, sin;  // inv_freq: the key's values, compared bit for bit
+    int64_t positions = -1, position_offset = 0;
+  };
+
   MatmulPrecision precision_;
   std::unique_ptr<cpu_detail::Bf16Gemm> bf16_;  // null for kF32
+  RopeTables rope_tables_[2];                    // [RopeDirection::kForward], [kInverse]
 };
 
 }  // namespace upcycle::backend

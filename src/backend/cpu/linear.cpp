@@ -1,6 +1,7 @@
 // Linear layers: y = x·wᵀ (+b) with w in HF's [out, in] layout, and the two backward products
 // accumulated (beta = 1) so callers' residual/gradient buffers simply add up. Every product goes
-// through CpuBackend::gemm, which is OpenBLAS sgemm (kF32) or bf16-input/fp32-accumulate oneDNN (kBF16).
+// through CpuBackend::gemm, which is OpenBLAS sgemm (kF32) or bf16-input/fp32-accumulate oneDNN (kBF16);
+// under kBF16 the two backward products go through Bf16Gemm::linear_backward, which rounds dy once.
 // Invariant: no BLAS call sees a zero dimension (OpenBLAS rejects ld < 1). Non-goal: batched or
 // strided variants; the model packs tokens of all sequences into M.
 #include <cblas.h>
@@ -55,10 +56,15 @@ void CpuBackend::linear_forward_in(MatmulPrecision precision, float* y, const fl
 void CpuBackend::linear_backward_in(MatmulPrecision precision, float* dx, float* dw, float* db, const float* dy,
                                     const float* x, const float* w, int64_t M, int64_t K, int64_t N) {
   if (M == 0 || N == 0) return;  // every product is empty (K = 0 leaves only db, handled below)
-  if (K > 0 && dx)  // dx[M,K] += dy[M,N] · w[N,K]
-    gemm(precision, Transpose::kNo, Transpose::kNo, M, K, N, dy, N, w, K, Accumulate::kAdd, dx, K);
-  if (K > 0 && dw)  // dw[N,K] += dyᵀ[N,M] · x[M,K]
-    gemm(precision, Transpose::kYes, Transpose::kNo, N, K, M, dy, N, x, K, Accumulate::kAdd, dw, K);
+  if (K > 0 && precision == MatmulPrecision::kBF16) {
+    UPCYCLE_CHECK(bf16_ != nullptr, "bf16 gemm on a backend built for fp32");
+    bf16_->linear_backward(dx, dw, dy, x, w, M, K, N);  // the two products below, dy rounded once
+  } else if (K > 0) {
+    if (dx)  // dx[M,K] += dy[M,N] · w[N,K]
+      gemm(precision, Transpose::kNo, Transpose::kNo, M, K, N, dy, N, w, K, Accumulate::kAdd, dx, K);
+    if (dw)  // dw[N,K] += dyᵀ[N,M] · x[M,K]
+      gemm(precision, Transpose::kYes, Transpose::kNo, N, K, M, dy, N, x, K, Accumulate::kAdd, dw, K);
+  }
   if (db) {
     cpu_detail::accumulate_column_sums(db, M, N, [dy, N](int64_t m, int64_t n) { return double(dy[m * N + n]); });
   }

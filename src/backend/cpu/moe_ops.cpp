@@ -123,13 +123,18 @@ void CpuBackend::grouped_linear_backward(float* dx, float* const* dw, const floa
     const int64_t rows = offsets[g + 1] - offsets[g];
     if (rows == 0) continue;
     const float* dy_g = dy + offsets[g] * N;
+    float* dw_g = dw ? dw[g] : nullptr;
+    if (precision_ == MatmulPrecision::kBF16) {  // both products below, dy_g rounded once
+      bf16_->linear_backward(dx ? dx + offsets[g] * K : nullptr, dw_g, dy_g, x + offsets[g] * K, w[g], rows, K, N);
+      continue;
+    }
     if (dx) {  // dx_g[rows,K] += dy_g[rows,N] · w[g][N,K]
       gemm(precision_, Transpose::kNo, Transpose::kNo, rows, K, N, dy_g, N, w[g], K, Accumulate::kAdd,
            dx + offsets[g] * K, K);
     }
-    if (dw && dw[g]) {  // dw[g][N,K] += dy_gᵀ[N,rows] · x_g[rows,K]
+    if (dw_g) {  // dw[g][N,K] += dy_gᵀ[N,rows] · x_g[rows,K]
       gemm(precision_, Transpose::kYes, Transpose::kNo, N, K, rows, dy_g, N, x + offsets[g] * K, K,
-           Accumulate::kAdd, dw[g], K);
+           Accumulate::kAdd, dw_g, K);
     }
   }
 }

@@ -2,7 +2,8 @@
 // on the host before they became ops, moved unchanged so training stays bit for bit the same.
 // Determinism: the AdamW update and the scaling are element-wise (no value crosses elements), so the
 // OpenMP split cannot change a bit; the norm sums fixed-size chunks in double, each chunk serially,
-// then the chunk sums in chunk order — the same result for any thread count.
+// then the chunk sums in chunk order — the same result for any thread count. Built with
+// -ffp-contract=off -fno-math-errno (CMakeLists.txt) so the AVX-512 clones keep the scalar arithmetic.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -28,13 +29,44 @@ inline void adamw_element(float& p, float& m, float& v, float g, double keep, co
   p = float(double(p) * keep - s.step_size * double(m) / denom);
 }
 
+// One run of elements with the same decay. Cloned per ISA (the build targets generic x86-64) so the
+// double maths runs 8 lanes wide on AVX-512; every element's operations are the scalar ones in the same
+// order (the file is built without fp contraction and without errno, so sqrt stays a plain IEEE sqrt),
+// so each lane gives the bits the scalar loop gave.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void adamw_run(
+    float* __restrict params, float* __restrict exp_avg, float* __restrict exp_avg_sq, const float* __restrict grads,
+    int64_t n, double keep, const Backend::AdamWScalars s) {
+  for (int64_t i = 0; i < n; ++i) adamw_element(params[i], exp_avg[i], exp_avg_sq[i], grads[i], keep, s);
+}
+
+// Σ x² of kLanes consecutive full chunks starting at `x`, each chunk summed serially in index order (the
+// order of one loop per chunk): the kLanes dependency chains of double adds run interleaved instead of
+// one after another, which the add latency otherwise serialises.
+constexpr int64_t kLanes = 8;
+__attribute__((target_clones("avx512f", "avx2", "default"))) void chunk_square_sums(double* sums,
+                                                                                    const float* __restrict x) {
+  double acc[kLanes] = {};
+  for (int64_t i = 0; i < kChunk; ++i) {
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += double(x[l * kChunk + i]) * double(x[l * kChunk + i]);
+  }
+  for (int64_t l = 0; l < kLanes; ++l) sums[l] = acc[l];
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void scale_run(float* x, double factor, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = float(double(x[i]) * factor);
+}
+
 }  // namespace
 
 double CpuBackend::l2_norm(const float* x, int64_t n) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> partial(size_t(chunks), 0.0);
+  const int64_t groups = n / (kLanes * kChunk);  // groups of kLanes full chunks; the rest one by one
 #pragma omp parallel for schedule(static)
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+  for (int64_t group = 0; group < groups; ++group)
+    chunk_square_sums(partial.data() + group * kLanes, x + group * kLanes * kChunk);
+#pragma omp parallel for schedule(static)
+  for (int64_t chunk = groups * kLanes; chunk < chunks; ++chunk) {
     const int64_t lo = chunk * kChunk, hi = std::min(n, lo + kChunk);
     double sum = 0.0;
     for (int64_t i = lo; i < hi; ++i) sum += double(x[i]) * double(x[i]);
@@ -46,8 +78,10 @@ double CpuBackend::l2_norm(const float* x, int64_t n) {
 }
 
 void CpuBackend::scale(float* x, double factor, int64_t n) {
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) x[i] = float(double(x[i]) * factor);
+  for (int64_t chunk = 0; chunk < chunks; ++chunk)
+    scale_run(x + chunk * kChunk, factor, std::min(kChunk, n - chunk * kChunk));
 }
 
 void CpuBackend::adamw_step(float* params, float* exp_avg, float* exp_avg_sq, const float* grads,
@@ -63,7 +97,8 @@ void CpuBackend::adamw_step(float* params, float* exp_avg, float* exp_avg_sq, co
     for (int64_t i = lo; i < hi; ++r) {
       const int64_t end = std::min(hi, offsets[r + 1]);
       const double keep = decay[r] != 0 ? s.decay_keep : 1.0;
-      for (; i < end; ++i) adamw_element(params[i], exp_avg[i], exp_avg_sq[i], grads[i], keep, s);
+      adamw_run(params + i, exp_avg + i, exp_avg_sq + i, grads + i, end - i, keep, s);
+      i = end;
     }
   }
 }

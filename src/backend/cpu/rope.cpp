@@ -5,6 +5,7 @@
 // Non-goals: partial rotary (rotary_dim < S), interleaved (GPT-J) layout.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -17,32 +18,44 @@ void CpuBackend::rope(float* x, const float* inv_freq, int64_t T, int64_t seq_le
   check_rope_args(T, seq_len, n_heads, S);
   const int64_t half = S / 2;
   // Every sequence of the batch has the same positions, so the angles of the seq_len distinct
-  // positions are computed once per call (B times fewer cos/sin than per token; the values are the
-  // same, so results are bitwise unchanged) and then applied to every token and head.
+  // positions are computed once (B times fewer cos/sin than per token; the values are the same, so
+  // results are bitwise unchanged) and kept for the next call with the same key, then applied to every
+  // token and head.
   const int64_t positions = std::min(T, seq_len);  // seq_len, or 0 for an empty batch (T is a multiple)
-  std::vector<float> cos_table(static_cast<size_t>(positions * half)), sin_table(cos_table.size());
-#pragma omp parallel
-  {
-#pragma omp for schedule(static)
+  RopeTables& tables = rope_tables_[direction == RopeDirection::kInverse ? 1 : 0];
+  const bool cached = tables.positions == positions && tables.position_offset == position_offset &&
+                      int64_t(tables.inv_freq.size()) == half &&
+                      std::memcmp(tables.inv_freq.data(), inv_freq, size_t(half) * sizeof(float)) == 0;
+  if (!cached) {
+    tables.positions = -1;  // invalid until filled
+    tables.inv_freq.assign(inv_freq, inv_freq + half);
+    tables.cos.resize(static_cast<size_t>(positions * half));
+    tables.sin.resize(tables.cos.size());
+    float* cos_table = tables.cos.data();
+    float* sin_table = tables.sin.data();
+#pragma omp parallel for schedule(static)
     for (int64_t p = 0; p < positions; ++p) {
       const double pos = double(p + position_offset);
       for (int64_t i = 0; i < half; ++i) {
         const double angle = (direction == RopeDirection::kInverse ? -pos : pos) * double(inv_freq[i]);
-        cos_table[size_t(p * half + i)] = float(std::cos(angle));
-        sin_table[size_t(p * half + i)] = float(std::sin(angle));
+        cos_table[p * half + i] = float(std::cos(angle));
+        sin_table[p * half + i] = float(std::sin(angle));
       }
     }
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
-      const float* cos_half = cos_table.data() + (t % seq_len) * half;
-      const float* sin_half = sin_table.data() + (t % seq_len) * half;
-      for (int64_t h = 0; h < n_heads; ++h) {
-        float* x_S = x + (t * n_heads + h) * S;
-        for (int64_t i = 0; i < half; ++i) {
-          const float a = x_S[i], b = x_S[i + half];
-          x_S[i] = a * cos_half[i] - b * sin_half[i];
-          x_S[i + half] = b * cos_half[i] + a * sin_half[i];
-        }
+    tables.positions = positions, tables.position_offset = position_offset;
+  }
+  const float* cos_table = tables.cos.data();
+  const float* sin_table = tables.sin.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    const float* cos_half = cos_table + (t % seq_len) * half;
+    const float* sin_half = sin_table + (t % seq_len) * half;
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* x_S = x + (t * n_heads + h) * S;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = x_S[i], b = x_S[i + half];
+        x_S[i] = a * cos_half[i] - b * sin_half[i];
+        x_S[i + half] = b * cos_half[i] + a * sin_half[i];
       }
     }
   }

@@ -6,7 +6,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build tool test test-asan demo real-demo bench fuzz clean
+.PHONY: all setup configure build tool test test-asan cuda-emulate demo real-demo bench fuzz clean
 
 all: build
 
@@ -37,6 +37,12 @@ test-asan: setup
 	  "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$(ASAN_CXX_FLAGS)" -DUPCYCLE_SANITIZE=ON -DUPCYCLE_BENCH=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) -L fast --output-on-failure -j2
+
+# The cuda backend's kernels run on the CPU (scripts/cuda-emulate: blocks, warps and shared memory
+# emulated, cuBLASLt and CUB written from their documentation) against the ref backend: the check a
+# machine without a GPU can make. 5-10 min on 2 cores, so not part of `make test`.
+cuda-emulate:
+	@scripts/cuda-emulate/run
 
 demo: tool
 	@scripts/setup demo

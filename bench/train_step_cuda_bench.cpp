@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "backend/cuda/cuda_factory.h"
+#include "backend/cuda_module.h"
 #include "backend/host_memory.h"
 #include "bench_models.h"
 #include "core/error.h"

@@ -12,7 +12,7 @@
 #include "backend/ref/ref_backend.h"
 #include "core/error.h"
 #ifdef UPCYCLE_HAVE_CUDA
-#include "backend/cuda/cuda_factory.h"
+#include "backend/cuda_module.h"
 #endif
 
 namespace upcycle::backend {

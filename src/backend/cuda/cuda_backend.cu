@@ -1,9 +1,11 @@
-// The cuda backend's construction, memory and stream (cuda_backend.h), and the registry's factory
-// (cuda_factory.h). One non-blocking stream per backend: every op and copy is queued on it, so ops run
+// The cuda backend's construction, memory and stream (cuda_backend.h), and the module's entry points
+// (cuda_factory.h), which backend/cuda_module.cpp finds with dlsym. One non-blocking stream per backend: every op and copy is queued on it, so ops run
 // in issue order; upload and download wait for that stream (the bytes are in place on return, and a
 // download sees every op queued before it). allocate is zero-filled like the host backends' calloc.
-// Non-goals: several devices, pinned host staging, stream-ordered allocation (cudaMallocAsync): the
-// engine allocates its buffers up front, so plain cudaMalloc costs nothing per step.
+// Non-goals: several devices, pinned host staging. Backend buffers use plain cudaMalloc (the engine
+// allocates them up front, so it costs nothing per step); only the per-call scratch of a few ops
+// (cross_entropy, scatter_add_rows) is stream-ordered (cudaMallocAsync).
+#include <cstdio>
 #include <new>
 #include <string>
 
@@ -82,7 +84,11 @@ void CudaBackend::copy(void* dst, const void* src, size_t bytes) {
 
 void CudaBackend::synchronize() { UPCYCLE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
-int cuda_device_count() {
+}  // namespace upcycle::backend
+
+// --- the module's entry points (cuda_factory.h) ---
+
+int upcycle_cuda_device_count() {
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess) {
     cudaGetLastError();  // no driver / no device: clear the error, report none
@@ -91,26 +97,27 @@ int cuda_device_count() {
   return count;
 }
 
-std::string cuda_device_name() {
-  if (cuda_device_count() == 0) return {};
+void upcycle_cuda_device_name(char* out, size_t size) {
+  if (size == 0) return;
+  out[0] = '\0';
+  if (upcycle_cuda_device_count() == 0) return;
   cudaDeviceProp prop{};
   if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
     cudaGetLastError();
-    return {};
+    return;
   }
-  return prop.name;
+  std::snprintf(out, size, "%s", prop.name);
 }
 
-std::unique_ptr<Backend> make_cuda_backend() {
+upcycle::backend::Backend* upcycle_cuda_make_backend() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
     cudaGetLastError();
-    throw Error(std::string("no CUDA GPU is visible to this process (cudaGetDeviceCount: ") + cudaGetErrorString(status) +
-                ")");
+    throw upcycle::Error(std::string("no CUDA GPU is visible to this process (cudaGetDeviceCount: ") +
+                         cudaGetErrorString(status) + ")");
   }
-  if (count == 0) throw Error("no CUDA GPU is visible to this process (cudaGetDeviceCount: 0 devices)");
-  return std::make_unique<CudaBackend>(0);
+  if (count == 0) throw upcycle::Error("no CUDA GPU is visible to this process (cudaGetDeviceCount: 0 devices)");
+  return new upcycle::backend::CudaBackend(0);
 }
 
-}  // namespace upcycle::backend

@@ -7,10 +7,11 @@
 // tested per backend); reductions run in a fixed order for a given launch shape.
 // Files, one per op family: cuda_backend.cu (construction, memory, stream), cuda_linear.cu (dense and
 // grouped GEMMs, cuBLASLt), cuda_norm_rope.cu, cuda_attention.cu, cuda_elementwise.cu (swiglu,
-// embedding, axpy, sigmoid, softmax rows), cuda_loss.cu (cross entropy), cuda_moe_ops.cu (gather,
+// embedding, axpy, sigmoid), cuda_loss.cu (cross entropy), cuda_moe_ops.cu (softmax rows, gather,
 // scatter), cuda_moe_routing.cu (routing, jitter, aux/z/Dirichlet losses, shared gate, stats),
-// cuda_optimizer.cu (l2_norm, scale, AdamW, expert bias). Only this folder includes CUDA headers; the
-// registry reaches the class through cuda_factory.h.
+// cuda_optimizer.cu (l2_norm, scale, AdamW, expert bias). Only this folder includes CUDA headers. The folder
+// builds the shared module libupcycle_backend_cuda.so; the registry reaches the class through the
+// module's C entry points (cuda_factory.h), loaded by backend/cuda_module.cpp.
 #pragma once
 
 #include <cuda_runtime.h>

@@ -32,6 +32,23 @@ inline unsigned grid_for(int64_t n, int threads = kThreadsPerBlock) {
 __device__ inline int64_t grid_thread_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
 __device__ inline int64_t grid_stride() { return int64_t(gridDim.x) * blockDim.x; }
 
+// Sum of one double per thread over a block of kBlock threads (a power of two) in a fixed pairwise tree,
+// every addition rounded to nearest (__dadd_rn: never contracted into an FMA); every thread gets the
+// result. shared: kBlock doubles. The order depends on kBlock only, so the sum is the same on every run
+// and every GPU.
+template <int kBlock>
+__device__ double block_tree_sum(double v, double* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = kBlock / 2; half > 0; half >>= 1) {
+    if (int(threadIdx.x) < half) shared[threadIdx.x] = __dadd_rn(shared[threadIdx.x], shared[threadIdx.x + half]);
+    __syncthreads();
+  }
+  const double total = shared[0];
+  __syncthreads();
+  return total;
+}
+
 // core/dtype.h's f32_to_bf16: the same integer arithmetic on the same bits (host too, for tests).
 __host__ __device__ inline uint16_t f32_to_bf16_bits(float value) {
   uint32_t x;

@@ -26,6 +26,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_kernels_common.cuh"
 #include "backend/cuda/cuda_routing_state.h"
 #include "backend/moe_route_rules.h"
 #include "backend/op_checks.h"
@@ -68,29 +69,13 @@ namespace {
 using cuda_detail::RoutingState;
 using Spec = Backend::MoeRouteSpec;
 
-// --- Launch helpers (the same as cuda_kernels_common.cuh's grid_for / grid_thread_index /
-// grid_stride; the lead folds them into that header at merge time) ---
-constexpr int kThreads = 256;
+// --- Launch helpers: cuda_kernels_common.cuh's ---
+using cuda_detail::block_tree_sum;
+using cuda_detail::grid_for;
+using cuda_detail::grid_stride;
+using cuda_detail::grid_thread_index;
+constexpr int kThreads = cuda_detail::kThreadsPerBlock;
 constexpr int kReduceThreads = 256;  // the one block of the fixed-order final sums (a power of two)
-
-unsigned moe_grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 16)); }
-__device__ inline int64_t moe_thread_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
-__device__ inline int64_t moe_grid_stride() { return int64_t(gridDim.x) * blockDim.x; }
-
-// Sum of one double per thread over a block of kBlock threads (a power of two) in a fixed pairwise tree;
-// every thread gets the result. shared: kBlock doubles.
-template <int kBlock>
-__device__ double moe_block_tree_sum(double v, double* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int half = kBlock / 2; half > 0; half >>= 1) {
-    if (int(threadIdx.x) < half) shared[threadIdx.x] = __dadd_rn(shared[threadIdx.x], shared[threadIdx.x + half]);
-    __syncthreads();
-  }
-  const double total = shared[0];
-  __syncthreads();
-  return total;
-}
 
 // --- Jitter ---
 
@@ -105,7 +90,7 @@ __device__ inline uint64_t mix64_device(uint64_t x) {
 // noise[i] = float((1 − j) + (2j)·u_i), u_i = CounterRng::uniform(i) = (bits >> 11)·2⁻⁵³.
 __global__ void jitter_forward_kernel(float* x_noisy, float* noise, const float* x, int64_t n, uint64_t key, double low,
                                       double span) {
-  for (int64_t i = moe_thread_index(); i < n; i += moe_grid_stride()) {
+  for (int64_t i = grid_thread_index(); i < n; i += grid_stride()) {
     const double u = double(mix64_device(key ^ mix64_device(uint64_t(i))) >> 11) * 0x1.0p-53;
     const float z = float(__dadd_rn(low, __dmul_rn(span, u)));
     noise[i] = z;
@@ -114,7 +99,7 @@ __global__ void jitter_forward_kernel(float* x_noisy, float* noise, const float*
 }
 
 __global__ void jitter_backward_kernel(float* dx, const float* dx_noisy, const float* noise, int64_t n) {
-  for (int64_t i = moe_thread_index(); i < n; i += moe_grid_stride())
+  for (int64_t i = grid_thread_index(); i < n; i += grid_stride())
     dx[i] = __fadd_rn(dx[i], __fmul_rn(dx_noisy[i], noise[i]));
 }
 
@@ -162,7 +147,7 @@ struct TopkShape {
 __global__ void token_topk_kernel(int32_t* topk, double* topk_sum, const float* probs_TE, const float* bias_E,
                                   TopkShape s) {
   const int E = int(s.E), G = int(s.n_group), per_group = int(s.E / s.n_group);
-  for (int64_t t = moe_thread_index(); t < s.T; t += moe_grid_stride()) {
+  for (int64_t t = grid_thread_index(); t < s.T; t += grid_stride()) {
     const float* p_E = probs_TE + t * s.E;
     uint32_t groups[kMaskWords / 2] = {};  // G ≤ E/2 eligible groups
     if (G > 1) {
@@ -211,7 +196,7 @@ __device__ inline uint64_t key_by_score(int64_t e, float p, int64_t t, int tbits
 // Candidate i = t·K + k (token t's k-th pick) keyed by token or by score, with i as its value.
 __global__ void token_candidate_keys_kernel(uint64_t* keys, int32_t* pair, const int32_t* topk, const float* probs_TE,
                                             int64_t T, int64_t E, int64_t K, int tbits, bool by_score) {
-  for (int64_t i = moe_thread_index(); i < T * K; i += moe_grid_stride()) {
+  for (int64_t i = grid_thread_index(); i < T * K; i += grid_stride()) {
     const int64_t t = i / K, e = topk[i];
     keys[i] = by_score ? key_by_score(e, probs_TE[t * E + e], t, tbits) : key_by_token(e, t, tbits);
     pair[i] = int32_t(i);
@@ -220,7 +205,7 @@ __global__ void token_candidate_keys_kernel(uint64_t* keys, int32_t* pair, const
 
 // begin[e] = the first sorted key of expert e (keys hold e from bit `shift` up), for e ≤ E (begin[E] = n).
 __global__ void expert_begin_kernel(int64_t* begin, const uint64_t* sorted, int64_t n, int64_t E, int shift) {
-  for (int64_t e = moe_thread_index(); e <= E; e += moe_grid_stride()) {
+  for (int64_t e = grid_thread_index(); e <= E; e += grid_stride()) {
     const uint64_t first = uint64_t(e) << shift;
     int64_t lo = 0, hi = n;
     while (lo < hi) {
@@ -237,7 +222,7 @@ __global__ void expert_begin_kernel(int64_t* begin, const uint64_t* sorted, int6
 // After the sort by score: a candidate is kept iff its rank inside its expert's segment is < capacity.
 __global__ void capacity_keep_kernel(int32_t* keep_pair, const uint64_t* sorted, const int32_t* pair_sorted,
                                      const int64_t* begin, int64_t n, int tbits, int64_t capacity) {
-  for (int64_t j = moe_thread_index(); j < n; j += moe_grid_stride()) {
+  for (int64_t j = grid_thread_index(); j < n; j += grid_stride()) {
     const int64_t e = int64_t(sorted[j] >> (32 + tbits));
     keep_pair[pair_sorted[j]] = (j - begin[e]) < capacity ? 1 : 0;
   }
@@ -245,7 +230,7 @@ __global__ void capacity_keep_kernel(int32_t* keep_pair, const uint64_t* sorted,
 
 __global__ void gather_keep_kernel(int32_t* keep_sorted, const int32_t* keep_pair, const int32_t* pair_sorted,
                                    int64_t n) {
-  for (int64_t j = moe_thread_index(); j < n; j += moe_grid_stride()) keep_sorted[j] = keep_pair[pair_sorted[j]];
+  for (int64_t j = grid_thread_index(); j < n; j += grid_stride()) keep_sorted[j] = keep_pair[pair_sorted[j]];
 }
 
 // counts, offsets and dropped from the candidate segments (one thread: E is small, the prefix is serial).
@@ -282,7 +267,7 @@ __global__ void write_assignments_kernel(RouteOutPtrs out, const uint64_t* sorte
                                          const int32_t* position, const float* probs_TE, const double* topk_sum,
                                          int64_t n, int64_t E, int tbits, bool renormalize, double scaling) {
   const uint64_t token_mask = (uint64_t(1) << tbits) - 1;
-  for (int64_t j = moe_thread_index(); j < n; j += moe_grid_stride()) {
+  for (int64_t j = grid_thread_index(); j < n; j += grid_stride()) {
     if (keep_sorted && !keep_sorted[j]) continue;
     const int64_t a = position ? position[j] : j;
     const int64_t t = int64_t(sorted[j] & token_mask), e = int64_t(sorted[j] >> tbits);
@@ -296,7 +281,7 @@ __global__ void write_assignments_kernel(RouteOutPtrs out, const uint64_t* sorte
 
 // Expert choice: every (token, expert) pair keyed by (expert, p descending, token).
 __global__ void expert_choice_keys_kernel(uint64_t* keys, const float* probs_TE, int64_t T, int64_t E, int tbits) {
-  for (int64_t i = moe_thread_index(); i < T * E; i += moe_grid_stride()) {
+  for (int64_t i = grid_thread_index(); i < T * E; i += grid_stride()) {
     const int64_t t = i / E, e = i % E;
     keys[i] = key_by_score(e, probs_TE[i], t, tbits);
   }
@@ -306,14 +291,14 @@ __global__ void expert_choice_keys_kernel(uint64_t* keys, const float* probs_TE,
 __global__ void expert_choice_kept_kernel(uint64_t* kept_keys, const uint64_t* sorted, int64_t T, int64_t E, int64_t C,
                                           int tbits) {
   const uint64_t token_mask = (uint64_t(1) << tbits) - 1;
-  for (int64_t j = moe_thread_index(); j < E * C; j += moe_grid_stride()) {
+  for (int64_t j = grid_thread_index(); j < E * C; j += grid_stride()) {
     const int64_t e = j / C, r = j % C;
     kept_keys[j] = key_by_token(e, int64_t(sorted[e * T + r] & token_mask), tbits);
   }
 }
 
 __global__ void expert_choice_index_kernel(int64_t* offsets, int64_t* counts, int64_t* dropped, int64_t E, int64_t C) {
-  for (int64_t e = moe_thread_index(); e <= E; e += moe_grid_stride()) {
+  for (int64_t e = grid_thread_index(); e <= E; e += grid_stride()) {
     offsets[e] = e * C;
     if (e < E) counts[e] = C;
     if (e == 0) dropped[0] = 0;
@@ -321,7 +306,7 @@ __global__ void expert_choice_index_kernel(int64_t* offsets, int64_t* counts, in
 }
 
 __global__ void first_non_finite_kernel(unsigned long long* first, const float* x, int64_t n) {
-  for (int64_t i = moe_thread_index(); i < n; i += moe_grid_stride())
+  for (int64_t i = grid_thread_index(); i < n; i += grid_stride())
     if (!isfinite(x[i])) atomicMin(first, (unsigned long long)i);  // an integer minimum: order-free
 }
 
@@ -366,11 +351,11 @@ unsigned long long* queue_finite_check(RoutingState& rs, const float* probs_TE, 
   auto* first = rs.get<unsigned long long>(rs.bad_index, 2);
   UPCYCLE_CUDA_CHECK(cudaMemsetAsync(first, 0xff, 2 * sizeof(unsigned long long), rs.stream));
   if (n > 0) {
-    first_non_finite_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(first, probs_TE, n);
+    first_non_finite_kernel<<<grid_for(n), kThreads, 0, rs.stream>>>(first, probs_TE, n);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   if (bias_E) {
-    first_non_finite_kernel<<<moe_grid_for(E), kThreads, 0, rs.stream>>>(first + 1, bias_E, E);
+    first_non_finite_kernel<<<grid_for(E), kThreads, 0, rs.stream>>>(first + 1, bias_E, E);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   return first;
@@ -383,10 +368,13 @@ void report_finite_check(RoutingState& rs, const unsigned long long* first, cons
   UPCYCLE_CUDA_CHECK(cudaStreamSynchronize(rs.stream));
   auto index = [](unsigned long long v) { return v == ~0ull ? int64_t{-1} : int64_t(v); };
   const int64_t bad_score = index(host[0]), bad_bias = index(host[1]);
-  // Only on failure: the offending values, for the message (two more synchronous 4-byte reads).
+  // Only on failure: the offending values, for the message (one more synchronous read of 4-8 bytes).
   float score = 0.0f, bias = 0.0f;
-  if (bad_score >= 0) UPCYCLE_CUDA_CHECK(cudaMemcpy(&score, probs_TE + bad_score, sizeof(float), cudaMemcpyDeviceToHost));
-  if (bad_bias >= 0) UPCYCLE_CUDA_CHECK(cudaMemcpy(&bias, bias_E + bad_bias, sizeof(float), cudaMemcpyDeviceToHost));
+  if (bad_score >= 0)
+    UPCYCLE_CUDA_CHECK(cudaMemcpyAsync(&score, probs_TE + bad_score, sizeof(float), cudaMemcpyDeviceToHost, rs.stream));
+  if (bad_bias >= 0)
+    UPCYCLE_CUDA_CHECK(cudaMemcpyAsync(&bias, bias_E + bad_bias, sizeof(float), cudaMemcpyDeviceToHost, rs.stream));
+  if (bad_score >= 0 || bad_bias >= 0) UPCYCLE_CUDA_CHECK(cudaStreamSynchronize(rs.stream));
   check_moe_route_finite(bad_score, score, bad_bias, bias, E);
 }
 
@@ -402,7 +390,7 @@ void route_token_choice(RoutingState& rs, const Backend::MoeRouteOut& out, const
   if (T == 0) return zero_index(out, E, rs.stream);
   const int tbits = bits_for(T), ebits = bits_for(E);
   const TopkShape shape{T, E, K, spec.n_group, spec.topk_group, spec.sigmoid_scores};
-  token_topk_kernel<<<moe_grid_for(T), kThreads, 0, rs.stream>>>(out.topk, out.topk_sum, probs_TE, bias_E, shape);
+  token_topk_kernel<<<grid_for(T), kThreads, 0, rs.stream>>>(out.topk, out.topk_sum, probs_TE, bias_E, shape);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 
   auto* keys = rs.get<uint64_t>(rs.keys, size_t(n));
@@ -415,22 +403,22 @@ void route_token_choice(RoutingState& rs, const Backend::MoeRouteOut& out, const
   int32_t* keep_pair = nullptr;
   if (cut) {
     keep_pair = rs.get<int32_t>(rs.keep_pair, size_t(n));
-    token_candidate_keys_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(keys, pair, out.topk, probs_TE, T, E, K,
+    token_candidate_keys_kernel<<<grid_for(n), kThreads, 0, rs.stream>>>(keys, pair, out.topk, probs_TE, T, E, K,
                                                                              tbits, true);
     UPCYCLE_CUDA_LAUNCH_CHECK();
     radix_sort(rs, keys, keys_sorted, pair, pair_sorted, n, ebits + 32 + tbits);
-    expert_begin_kernel<<<moe_grid_for(E + 1), kThreads, 0, rs.stream>>>(begin, keys_sorted, n, E, 32 + tbits);
+    expert_begin_kernel<<<grid_for(E + 1), kThreads, 0, rs.stream>>>(begin, keys_sorted, n, E, 32 + tbits);
     UPCYCLE_CUDA_LAUNCH_CHECK();
-    capacity_keep_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(keep_pair, keys_sorted, pair_sorted, begin, n,
+    capacity_keep_kernel<<<grid_for(n), kThreads, 0, rs.stream>>>(keep_pair, keys_sorted, pair_sorted, begin, n,
                                                                       tbits, spec.capacity);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
-  token_candidate_keys_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(keys, pair, out.topk, probs_TE, T, E, K,
+  token_candidate_keys_kernel<<<grid_for(n), kThreads, 0, rs.stream>>>(keys, pair, out.topk, probs_TE, T, E, K,
                                                                            tbits, false);
   UPCYCLE_CUDA_LAUNCH_CHECK();
   radix_sort(rs, keys, keys_sorted, pair, pair_sorted, n, ebits + tbits);
   if (!cut) {
-    expert_begin_kernel<<<moe_grid_for(E + 1), kThreads, 0, rs.stream>>>(begin, keys_sorted, n, E, tbits);
+    expert_begin_kernel<<<grid_for(E + 1), kThreads, 0, rs.stream>>>(begin, keys_sorted, n, E, tbits);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   token_choice_index_kernel<<<1, 1, 0, rs.stream>>>(out.offsets, out.counts, out.dropped, begin, E, spec.capacity);
@@ -440,12 +428,12 @@ void route_token_choice(RoutingState& rs, const Backend::MoeRouteOut& out, const
   if (cut) {
     keep_sorted = rs.get<int32_t>(rs.keep_sorted, size_t(n));
     position = rs.get<int32_t>(rs.position, size_t(n));
-    gather_keep_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(keep_sorted, keep_pair, pair_sorted, n);
+    gather_keep_kernel<<<grid_for(n), kThreads, 0, rs.stream>>>(keep_sorted, keep_pair, pair_sorted, n);
     UPCYCLE_CUDA_LAUNCH_CHECK();
     exclusive_sum(rs, keep_sorted, position, n);
   }
   const RouteOutPtrs ptrs{out.token, out.expert, out.weight, out.probability};
-  write_assignments_kernel<<<moe_grid_for(n), kThreads, 0, rs.stream>>>(
+  write_assignments_kernel<<<grid_for(n), kThreads, 0, rs.stream>>>(
       ptrs, keys_sorted, keep_sorted, position, probs_TE, out.topk_sum, n, E, tbits, spec.renormalize, spec.scaling);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
@@ -459,17 +447,17 @@ void route_expert_choice(RoutingState& rs, const Backend::MoeRouteOut& out, cons
   const int tbits = bits_for(T), ebits = bits_for(E);
   auto* keys = rs.get<uint64_t>(rs.keys, size_t(T * E));
   auto* keys_sorted = rs.get<uint64_t>(rs.keys_sorted, size_t(T * E));
-  expert_choice_keys_kernel<<<moe_grid_for(T * E), kThreads, 0, rs.stream>>>(keys, probs_TE, T, E, tbits);
+  expert_choice_keys_kernel<<<grid_for(T * E), kThreads, 0, rs.stream>>>(keys, probs_TE, T, E, tbits);
   UPCYCLE_CUDA_LAUNCH_CHECK();
   radix_sort(rs, keys, keys_sorted, nullptr, nullptr, T * E, ebits + 32 + tbits);
-  expert_choice_kept_kernel<<<moe_grid_for(E * C), kThreads, 0, rs.stream>>>(keys, keys_sorted, T, E, C, tbits);
+  expert_choice_kept_kernel<<<grid_for(E * C), kThreads, 0, rs.stream>>>(keys, keys_sorted, T, E, C, tbits);
   UPCYCLE_CUDA_LAUNCH_CHECK();
   radix_sort(rs, keys, keys_sorted, nullptr, nullptr, E * C, ebits + tbits);
-  expert_choice_index_kernel<<<moe_grid_for(E + 1), kThreads, 0, rs.stream>>>(out.offsets, out.counts, out.dropped, E,
+  expert_choice_index_kernel<<<grid_for(E + 1), kThreads, 0, rs.stream>>>(out.offsets, out.counts, out.dropped, E,
                                                                               C);
   UPCYCLE_CUDA_LAUNCH_CHECK();
   const RouteOutPtrs ptrs{out.token, out.expert, out.weight, out.probability};
-  write_assignments_kernel<<<moe_grid_for(E * C), kThreads, 0, rs.stream>>>(
+  write_assignments_kernel<<<grid_for(E * C), kThreads, 0, rs.stream>>>(
       ptrs, keys_sorted, nullptr, nullptr, probs_TE, nullptr, E * C, E, tbits, false, 1.0);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
@@ -478,14 +466,14 @@ void route_expert_choice(RoutingState& rs, const Backend::MoeRouteOut& out, cons
 
 __global__ void scatter_assignments_kernel(int32_t* assignment_TE, const int32_t* token, const int32_t* expert,
                                            int64_t kept, int64_t E) {
-  for (int64_t a = moe_thread_index(); a < kept; a += moe_grid_stride())
+  for (int64_t a = grid_thread_index(); a < kept; a += grid_stride())
     assignment_TE[int64_t(token[a]) * E + expert[a]] = int32_t(a);  // (token, expert) pairs are distinct
 }
 
 // Σ_a g_a·p_a over token t's kept assignments in increasing a (= increasing expert): the ref's gp_T.
 __global__ void token_gp_kernel(double* gp_T, const int32_t* assignment_TE, const float* dweight_A,
                                 const float* probability_A, int64_t T, int64_t E) {
-  for (int64_t t = moe_thread_index(); t < T; t += moe_grid_stride()) {
+  for (int64_t t = grid_thread_index(); t < T; t += grid_stride()) {
     double gp = 0.0;
     for (int64_t e = 0; e < E; ++e) {
       const int32_t a = assignment_TE[t * E + e];
@@ -519,7 +507,7 @@ struct RouteBackwardArgs {
 // One element (t, e) of the ref's double accumulator, in the ref's order: the kept weight's term, the
 // renormalisation term of a top-k pick, the aux loss, the Dirichlet gradient; rounded once.
 __global__ void route_backward_kernel(float* dprobs_TE, RouteBackwardArgs r) {
-  for (int64_t i = moe_thread_index(); i < r.T * r.E; i += moe_grid_stride()) {
+  for (int64_t i = grid_thread_index(); i < r.T * r.E; i += grid_stride()) {
     const int64_t t = i / r.E, e = i % r.E;
     const int32_t a = r.assignment_TE[i];
     double acc = 0.0;
@@ -548,7 +536,7 @@ __global__ void route_backward_kernel(float* dprobs_TE, RouteBackwardArgs r) {
 
 // Column sums of p[T,E] in increasing t (the ref's mean_p loop, before its division).
 __global__ void column_sums_kernel(double* sum_E, const float* probs_TE, int64_t T, int64_t E) {
-  for (int64_t e = moe_thread_index(); e < E; e += moe_grid_stride()) {
+  for (int64_t e = grid_thread_index(); e < E; e += grid_stride()) {
     double s = 0.0;
     for (int64_t t = 0; t < T; ++t) s = __dadd_rn(s, double(probs_TE[t * E + e]));
     sum_E[e] = s;
@@ -569,7 +557,7 @@ __global__ void aux_loss_kernel(double* loss, const double* sum_E, const int64_t
 
 // moe_rules::logsumexp_row per thread: the max with std::max's comparison, then Σ exp(x − max) in order.
 __global__ void logsumexp_rows_kernel(double* lse_T, const float* x_TE, int64_t T, int64_t E) {
-  for (int64_t t = moe_thread_index(); t < T; t += moe_grid_stride()) {
+  for (int64_t t = grid_thread_index(); t < T; t += grid_stride()) {
     const float* x_E = x_TE + t * E;
     double max_logit = -INFINITY;
     for (int64_t e = 0; e < E; ++e) max_logit = max_logit < double(x_E[e]) ? double(x_E[e]) : max_logit;
@@ -588,7 +576,7 @@ __global__ void z_loss_kernel(double* loss, const double* lse_T, int64_t T) {
 
 __global__ void z_loss_backward_kernel(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T,
                                        int64_t E, double coef) {
-  for (int64_t i = moe_thread_index(); i < T * E; i += moe_grid_stride()) {
+  for (int64_t i = grid_thread_index(); i < T * E; i += grid_stride()) {
     const double grad =
         __ddiv_rn(__dmul_rn(__dmul_rn(__dmul_rn(coef, 2.0), lse_T[i / E]), double(probs_TE[i])), double(T));
     dlogits_TE[i] = float(__dadd_rn(double(dlogits_TE[i]), grad));
@@ -597,19 +585,19 @@ __global__ void z_loss_backward_kernel(float* dlogits_TE, const float* probs_TE,
 
 __global__ void shared_gate_forward_kernel(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T,
                                            int64_t D) {
-  for (int64_t i = moe_thread_index(); i < T * D; i += moe_grid_stride())
+  for (int64_t i = grid_thread_index(); i < T * D; i += grid_stride())
     y_TD[i] = __fadd_rn(y_TD[i], __fmul_rn(sigma_T[i / D], ys_TD[i]));
 }
 
 __global__ void shared_gate_dys_kernel(float* dys_TD, const float* dy_TD, const float* sigma_T, int64_t T, int64_t D) {
-  for (int64_t i = moe_thread_index(); i < T * D; i += moe_grid_stride())
+  for (int64_t i = grid_thread_index(); i < T * D; i += grid_stride())
     dys_TD[i] = __fadd_rn(dys_TD[i], __fmul_rn(sigma_T[i / D], dy_TD[i]));
 }
 
 // dz[t] += float(Σ_d dy·ys)·(σ(1−σ)): one thread per token, the dot in increasing d as the ref.
 __global__ void shared_gate_dz_kernel(float* dz_T, const float* dy_TD, const float* ys_TD, const float* sigma_T,
                                       int64_t T, int64_t D) {
-  for (int64_t t = moe_thread_index(); t < T; t += moe_grid_stride()) {
+  for (int64_t t = grid_thread_index(); t < T; t += grid_stride()) {
     double dot = 0.0;
     for (int64_t d = 0; d < D; ++d) dot = __dadd_rn(dot, __dmul_rn(double(dy_TD[t * D + d]), double(ys_TD[t * D + d])));
     const float s = sigma_T[t];
@@ -620,7 +608,7 @@ __global__ void shared_gate_dz_kernel(float* dz_T, const float* dy_TD, const flo
 // Per token: Σ_e p·log p (p over the row's sum when normalising) and max_e p, each in increasing e.
 __global__ void router_stats_rows_kernel(double* plogp_T, double* top_T, const float* probs_TE, int64_t T, int64_t E,
                                          bool normalize_rows) {
-  for (int64_t t = moe_thread_index(); t < T; t += moe_grid_stride()) {
+  for (int64_t t = grid_thread_index(); t < T; t += grid_stride()) {
     const float* p_E = probs_TE + t * E;
     double norm = 1.0;
     if (normalize_rows) {
@@ -646,8 +634,8 @@ __global__ void router_stats_total_kernel(double* out, const double* plogp_T, co
     h = __dadd_rn(h, plogp_T[t]);
     top = __dadd_rn(top, top_T[t]);
   }
-  h = moe_block_tree_sum<kReduceThreads>(h, shared);
-  top = moe_block_tree_sum<kReduceThreads>(top, shared);
+  h = block_tree_sum<kReduceThreads>(h, shared);
+  top = block_tree_sum<kReduceThreads>(top, shared);
   if (threadIdx.x == 0) {
     out[0] = T > 0 ? __ddiv_rn(__dsub_rn(0.0, h), double(T)) : 0.0;  // 0 − h: never −0
     out[1] = T > 0 ? __ddiv_rn(top, double(T)) : 0.0;
@@ -660,14 +648,14 @@ void CudaBackend::moe_jitter_forward(float* x_noisy, float* noise, const float* 
                                      double jitter) {
   if (n <= 0) return;
   const uint64_t key = moe_rules::jitter_stream_key(seed);
-  jitter_forward_kernel<<<moe_grid_for(n), kThreads, 0, stream_>>>(x_noisy, noise, x, n, key, 1.0 - jitter,
+  jitter_forward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x_noisy, noise, x, n, key, 1.0 - jitter,
                                                                    2.0 * jitter);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
 void CudaBackend::moe_jitter_backward(float* dx, const float* dx_noisy, const float* noise, int64_t n) {
   if (n <= 0) return;
-  jitter_backward_kernel<<<moe_grid_for(n), kThreads, 0, stream_>>>(dx, dx_noisy, noise, n);
+  jitter_backward_kernel<<<grid_for(n), kThreads, 0, stream_>>>(dx, dx_noisy, noise, n);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
@@ -698,7 +686,7 @@ void CudaBackend::moe_route_backward(float* dprobs_TE, const float* dweight_A, c
   auto* assignment_TE = rs.get<int32_t>(rs.assignment_TE, size_t(T * E));
   UPCYCLE_CUDA_CHECK(cudaMemsetAsync(assignment_TE, 0xff, size_t(T * E) * sizeof(int32_t), stream_));  // −1: none
   if (kept > 0) {
-    scatter_assignments_kernel<<<moe_grid_for(kept), kThreads, 0, stream_>>>(assignment_TE, routing.token,
+    scatter_assignments_kernel<<<grid_for(kept), kThreads, 0, stream_>>>(assignment_TE, routing.token,
                                                                              routing.expert, kept, E);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
@@ -706,7 +694,7 @@ void CudaBackend::moe_route_backward(float* dprobs_TE, const float* dweight_A, c
   double* gp_T = nullptr;
   if (renormalized) {
     gp_T = rs.get<double>(rs.per_token, size_t(T));
-    token_gp_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(gp_T, assignment_TE, dweight_A, routing.probability, T,
+    token_gp_kernel<<<grid_for(T), kThreads, 0, stream_>>>(gp_T, assignment_TE, dweight_A, routing.probability, T,
                                                                E);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
@@ -728,7 +716,7 @@ void CudaBackend::moe_route_backward(float* dprobs_TE, const float* dweight_A, c
                                spec.expert_choice ? 1.0 : spec.scaling,
                                aux_coef,
                                dirichlet_coef};
-  route_backward_kernel<<<moe_grid_for(T * E), kThreads, 0, stream_>>>(dprobs_TE, args);
+  route_backward_kernel<<<grid_for(T * E), kThreads, 0, stream_>>>(dprobs_TE, args);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
@@ -736,7 +724,7 @@ void CudaBackend::moe_aux_loss(double* loss, const float* probs_TE, const int64_
   RoutingState& rs = routing_state();
   double* sum_E = rs.get<double>(rs.partials, size_t(std::max<int64_t>(E, 1)));
   if (E > 0) {
-    column_sums_kernel<<<moe_grid_for(E), kThreads, 0, stream_>>>(sum_E, probs_TE, T, E);
+    column_sums_kernel<<<grid_for(E), kThreads, 0, stream_>>>(sum_E, probs_TE, T, E);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   aux_loss_kernel<<<1, 1, 0, stream_>>>(loss, sum_E, counts_E, T, E);
@@ -745,7 +733,7 @@ void CudaBackend::moe_aux_loss(double* loss, const float* probs_TE, const int64_
 
 void CudaBackend::logsumexp_rows(double* lse_T, const float* x_TE, int64_t T, int64_t E) {
   if (T <= 0) return;
-  logsumexp_rows_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(lse_T, x_TE, T, E);
+  logsumexp_rows_kernel<<<grid_for(T), kThreads, 0, stream_>>>(lse_T, x_TE, T, E);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
@@ -757,13 +745,13 @@ void CudaBackend::moe_z_loss(double* loss, const double* lse_T, int64_t T) {
 void CudaBackend::moe_z_loss_backward(float* dlogits_TE, const float* probs_TE, const double* lse_T, int64_t T,
                                       int64_t E, double coef) {
   if (T * E <= 0 || coef == 0.0) return;
-  z_loss_backward_kernel<<<moe_grid_for(T * E), kThreads, 0, stream_>>>(dlogits_TE, probs_TE, lse_T, T, E, coef);
+  z_loss_backward_kernel<<<grid_for(T * E), kThreads, 0, stream_>>>(dlogits_TE, probs_TE, lse_T, T, E, coef);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
 void CudaBackend::moe_shared_gate_forward(float* y_TD, const float* ys_TD, const float* sigma_T, int64_t T, int64_t D) {
   if (T * D <= 0) return;
-  shared_gate_forward_kernel<<<moe_grid_for(T * D), kThreads, 0, stream_>>>(y_TD, ys_TD, sigma_T, T, D);
+  shared_gate_forward_kernel<<<grid_for(T * D), kThreads, 0, stream_>>>(y_TD, ys_TD, sigma_T, T, D);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
@@ -771,10 +759,10 @@ void CudaBackend::moe_shared_gate_backward(float* dys_TD, float* dz_T, const flo
                                            const float* sigma_T, int64_t T, int64_t D) {
   if (T <= 0) return;
   if (T * D > 0) {
-    shared_gate_dys_kernel<<<moe_grid_for(T * D), kThreads, 0, stream_>>>(dys_TD, dy_TD, sigma_T, T, D);
+    shared_gate_dys_kernel<<<grid_for(T * D), kThreads, 0, stream_>>>(dys_TD, dy_TD, sigma_T, T, D);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
-  shared_gate_dz_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(dz_T, dy_TD, ys_TD, sigma_T, T, D);
+  shared_gate_dz_kernel<<<grid_for(T), kThreads, 0, stream_>>>(dz_T, dy_TD, ys_TD, sigma_T, T, D);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
@@ -799,7 +787,7 @@ void CudaBackend::moe_router_stats(double* out, const float* probs_TE, int64_t T
   RoutingState& rs = routing_state();
   double* rows = rs.get<double>(rs.partials, size_t(2 * std::max<int64_t>(T, 1)));
   if (T > 0) {
-    router_stats_rows_kernel<<<moe_grid_for(T), kThreads, 0, stream_>>>(rows, rows + T, probs_TE, T, E, normalize_rows);
+    router_stats_rows_kernel<<<grid_for(T), kThreads, 0, stream_>>>(rows, rows + T, probs_TE, T, E, normalize_rows);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
   router_stats_total_kernel<<<1, kReduceThreads, 0, stream_>>>(out, rows, rows + T, T);

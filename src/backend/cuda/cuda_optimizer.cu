@@ -14,32 +14,19 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_kernels_common.cuh"
 #include "backend/cuda/cuda_routing_state.h"
 #include "backend/op_checks.h"
 
 namespace upcycle::backend {
 namespace {
 
-// --- Launch helpers (the same as cuda_kernels_common.cuh's grid_for / grid_thread_index /
-// grid_stride; the lead folds them into that header at merge time) ---
-constexpr int kThreads = 256;
-unsigned optimizer_grid_for(int64_t n) { return unsigned(std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 16)); }
-__device__ inline int64_t optimizer_thread_index() { return int64_t(blockIdx.x) * blockDim.x + threadIdx.x; }
-__device__ inline int64_t optimizer_grid_stride() { return int64_t(gridDim.x) * blockDim.x; }
-
-// A fixed pairwise tree over the kBlock threads of a block (a power of two); every thread gets the sum.
-template <int kBlock>
-__device__ double optimizer_block_tree_sum(double v, double* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (int half = kBlock / 2; half > 0; half >>= 1) {
-    if (int(threadIdx.x) < half) shared[threadIdx.x] = __dadd_rn(shared[threadIdx.x], shared[threadIdx.x + half]);
-    __syncthreads();
-  }
-  const double total = shared[0];
-  __syncthreads();
-  return total;
-}
+// --- Launch helpers: cuda_kernels_common.cuh's ---
+using cuda_detail::block_tree_sum;
+using cuda_detail::grid_for;
+using cuda_detail::grid_stride;
+using cuda_detail::grid_thread_index;
+constexpr int kThreads = cuda_detail::kThreadsPerBlock;
 
 // --- l2_norm ---
 // The grid is a constant, not a function of the GPU, so the summation order is the same everywhere.
@@ -53,19 +40,19 @@ __global__ void sum_squares_blocks_kernel(double* block_sums, const float* x, in
     const double v = x[i];
     sum = __dadd_rn(sum, __dmul_rn(v, v));
   }
-  sum = optimizer_block_tree_sum<kNormThreads>(sum, shared);
+  sum = block_tree_sum<kNormThreads>(sum, shared);
   if (threadIdx.x == 0) block_sums[blockIdx.x] = sum;
 }
 
 __global__ void sum_blocks_kernel(double* total, const double* block_sums) {
   __shared__ double shared[kNormBlocks];
-  const double sum = optimizer_block_tree_sum<kNormBlocks>(block_sums[threadIdx.x], shared);
+  const double sum = block_tree_sum<kNormBlocks>(block_sums[threadIdx.x], shared);
   if (threadIdx.x == 0) total[0] = sum;
 }
 
 // --- scale ---
 __global__ void scale_kernel(float* x, double factor, int64_t n) {
-  for (int64_t i = optimizer_thread_index(); i < n; i += optimizer_grid_stride())
+  for (int64_t i = grid_thread_index(); i < n; i += grid_stride())
     x[i] = float(__dmul_rn(double(x[i]), factor));
 }
 
@@ -87,7 +74,7 @@ struct AdamWConstants {
 __global__ void adamw_kernel(float* params, float* exp_avg, float* exp_avg_sq, const float* grads,
                              const __grid_constant__ AdamWRangeTable table, AdamWConstants c) {
   const int64_t first = table.begin[0], n = table.begin[table.count] - first;
-  for (int64_t j = optimizer_thread_index(); j < n; j += optimizer_grid_stride()) {
+  for (int64_t j = grid_thread_index(); j < n; j += grid_stride()) {
     const int64_t i = first + j;
     int lo = 0, hi = table.count - 1;
     while (lo < hi) {
@@ -118,7 +105,7 @@ struct BiasSigns {
 };
 
 __global__ void expert_bias_kernel(float* bias, const __grid_constant__ BiasSigns signs, int64_t count, double rate) {
-  for (int64_t e = optimizer_thread_index(); e < count; e += optimizer_grid_stride())
+  for (int64_t e = grid_thread_index(); e < count; e += grid_stride())
     bias[e] = float(__dadd_rn(double(bias[e]), __dmul_rn(rate, double(signs.sign[e]))));
 }
 
@@ -140,7 +127,7 @@ double CudaBackend::l2_norm(const float* x, int64_t n) {
 
 void CudaBackend::scale(float* x, double factor, int64_t n) {
   if (n <= 0) return;
-  scale_kernel<<<optimizer_grid_for(n), kThreads, 0, stream_>>>(x, factor, n);
+  scale_kernel<<<grid_for(n), kThreads, 0, stream_>>>(x, factor, n);
   UPCYCLE_CUDA_LAUNCH_CHECK();
 }
 
@@ -162,7 +149,7 @@ void CudaBackend::adamw_step(float* params, float* exp_avg, float* exp_avg_sq, c
     for (int r = 0; r < table.count; ++r) table.decay[r] = decay[r0 + r];
     const int64_t n = table.begin[table.count] - table.begin[0];
     if (n == 0) continue;
-    adamw_kernel<<<optimizer_grid_for(n), kThreads, 0, stream_>>>(params, exp_avg, exp_avg_sq, grads, table, c);
+    adamw_kernel<<<grid_for(n), kThreads, 0, stream_>>>(params, exp_avg, exp_avg_sq, grads, table, c);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
 }
@@ -178,7 +165,7 @@ void CudaBackend::expert_bias_update(float* bias, const int64_t* load, int64_t E
       const int64_t scaled = load[e0 + k] * E;
       signs.sign[k] = int8_t(scaled < total ? 1 : (scaled > total ? -1 : 0));
     }
-    expert_bias_kernel<<<optimizer_grid_for(count), kThreads, 0, stream_>>>(bias + e0, signs, count, rate);
+    expert_bias_kernel<<<grid_for(count), kThreads, 0, stream_>>>(bias + e0, signs, count, rate);
     UPCYCLE_CUDA_LAUNCH_CHECK();
   }
 }

@@ -1,6 +1,8 @@
 // MpiProcessGroup (see mpi_process_group.h): MPI_COMM_WORLD, blocking point-to-point + broadcast.
 #include "dist/mpi_process_group.h"
 
+#ifdef UPCYCLE_HAVE_MPI
+
 // The C API only: without these, <mpi.h> pulls in the deprecated C++ bindings, which need libmpi_cxx.
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
@@ -101,3 +103,18 @@ std::unique_ptr<ProcessGroup> make_mpi_process_group(const LauncherInfo& launche
 }
 
 }  // namespace upcycle::dist
+
+#else  // a build without MPI (UPCYCLE_MPI=OFF, e.g. scripts/device-check's): one process only
+
+#include "core/error.h"
+
+namespace upcycle::dist {
+
+std::unique_ptr<ProcessGroup> make_mpi_process_group(const LauncherInfo& launcher) {
+  throw Error("started by " + launcher.launcher + " as one of several processes, but this upcycle was built " +
+              "without MPI (UPCYCLE_MPI=OFF): rebuild with Open MPI installed (scripts/setup) to train across processes");
+}
+
+}  // namespace upcycle::dist
+
+#endif  // UPCYCLE_HAVE_MPI

@@ -40,7 +40,8 @@ test-asan: setup
 
 # The cuda backend's kernels run on the CPU (scripts/cuda-emulate: blocks, warps and shared memory
 # emulated, cuBLASLt and CUB written from their documentation) against the ref backend: the check a
-# machine without a GPU can make. 5-10 min on 2 cores, so not part of `make test`.
+# machine without a GPU can make. 1.7 min on the idle 2-core VM (5-10 under load): not in `make test`,
+# which is at the edge of CI's time budget.
 cuda-emulate:
 	@scripts/cuda-emulate/run
 

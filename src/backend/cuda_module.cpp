@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
+#include <vector>
 
 #include "backend/cuda/cuda_factory.h"
 #include "core/error.h"

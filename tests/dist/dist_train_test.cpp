@@ -19,9 +19,9 @@
 #include <thread>
 
 #include "core/json.h"
-#include "core/rng.h"
 #include "dist/mpi_job.h"
 #include "support/test_support.h"
+#include "support/train_run_support.h"
 #include "support/train_test_support.h"
 
 namespace upcycle {
@@ -37,33 +37,14 @@ namespace fs = std::filesystem;
 // what an unreduced gradient gives (3e-2, measured by disabling the reduction).
 constexpr double kLossTolerance = 1e-6;
 
-std::vector<Json> train_records(const fs::path& run) {
-  std::ifstream in(run / "metrics.jsonl");
-  std::vector<Json> out;
-  for (std::string line; std::getline(in, line);) {
-    Json j = Json::parse(line);
-    j.erase("tokens_per_s");  // wall time: the one field that differs between identical runs
-    if (j["kind"] == "train") out.push_back(j);
-  }
-  return out;
-}
-
-fs::path ckpt(const fs::path& run, int step) {
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%08d", step);
-  return run / "checkpoints" / name;
-}
+// test::ckpt as a path, to join file names to.
+fs::path ckpt(const fs::path& run, int step) { return test::ckpt(run, step); }
 
 class DistTrain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::ScratchDir;
-    test::write_tiny_model(*dir_ / "dense", test::tiny_train_config(false), 7);
-    test::write_tiny_model(*dir_ / "moe", test::tiny_train_config(true), 7);
-    std::vector<uint32_t> ids(3000);
-    for (size_t i = 0; i < ids.size(); ++i)
-      ids[i] = CounterRng(3, "ids").uniform(i) < 0.2 ? uint32_t(CounterRng(4, "ids").bits(i) % 11) : uint32_t(i % 11);
-    test::write_dataset(*dir_ / "data", "web", ids, test::cyclic_tokens(90, 11, 0), 11);
+    test::write_train_inputs(dir_->path());
   }
   static void TearDownTestSuite() { delete dir_; }
 
@@ -81,13 +62,6 @@ class DistTrain : public ::testing::Test {
   static test::MpiResult mpi_train(int np, const std::vector<std::string>& a) {
     return test::run_mpi(np, UPCYCLE_BINARY, a);
   }
-  static void expect_identical_runs(const fs::path& a, const fs::path& b, int last_step) {
-    for (const char* f : {"model.safetensors", "optimizer.safetensors", "trainer_state.json", "config.json"})
-      EXPECT_TRUE(test::read_bytes(ckpt(a, last_step) / f) == test::read_bytes(ckpt(b, last_step) / f)) << f;
-    const auto ra = train_records(a), rb = train_records(b);
-    ASSERT_EQ(ra.size(), rb.size());
-    for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i].dump(), rb[i].dump()) << "record " << i;
-  }
   static test::ScratchDir* dir_;
 };
 test::ScratchDir* DistTrain::dir_ = nullptr;
@@ -100,7 +74,7 @@ TEST_F(DistTrain, TwoProcessesFollowOneProcessWithTheSameGlobalBatch) {
     ASSERT_EQ(r1.exit_code, 0) << r1.err;
     auto r2 = mpi_train(2, args(moe, two, "1"));
     ASSERT_EQ(r2.exit_code, 0) << r2.output;
-    const auto a = train_records(one), b = train_records(two);
+    const auto a = test::read_records(one, "train"), b = test::read_records(two, "train");
     ASSERT_EQ(a.size(), 15u);
     ASSERT_EQ(b.size(), 15u);  // rank 0 alone wrote metrics.jsonl: one record per step
     EXPECT_EQ(a[0]["loss"], b[0]["loss"]);  // the same rows, the same weights: no sum has happened yet
@@ -132,14 +106,14 @@ TEST_F(DistTrain, TwoProcessRunsAreBitwiseReproducibleAndResumeExactly) {
     auto r = mpi_train(2, args(true, run, "2", "12"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
-  expect_identical_runs(a, b, 12);
+  test::expect_same_runs(a, b, 12);
   auto stop_args = args(true, split, "2", "12");
   stop_args.insert(stop_args.end(), {"--stop-after", "6"});
   auto r = mpi_train(2, stop_args);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = mpi_train(2, {"train", "--out", split.string(), "--resume"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  expect_identical_runs(a, split, 12);
+  test::expect_same_runs(a, split, 12);
 }
 
 TEST_F(DistTrain, ACheckpointOfTwoProcessesResumesWithOne) {
@@ -156,7 +130,7 @@ TEST_F(DistTrain, ACheckpointOfTwoProcessesResumesWithOne) {
   EXPECT_EQ(state["tokens"], 4 * 2 * B * L + 4 * B * L);  // 4 steps of the 2-process batch, 4 of the 1-process one
   EXPECT_EQ(state["data"]["draws"], 4 * 2 * B + 4 * B);  // the one data stream carried on
   EXPECT_FALSE(state.contains("world_size"));            // written by one process
-  EXPECT_EQ(train_records(run).size(), 8u);
+  EXPECT_EQ(test::read_records(run, "train").size(), 8u);
 }
 
 TEST_F(DistTrain, ErrorsNameTheirRank) {
@@ -243,10 +217,10 @@ TEST_F(DistTrain, SigtermToOneRankStopsAllAfterTheSameStepWithACheckpoint) {
   ASSERT_NE(at, std::string::npos) << r.output;
   const int step = std::stoi(r.output.substr(at + std::strlen("stopped by SIGTERM at step ")));
   EXPECT_TRUE(fs::exists(ckpt(run, step) / "trainer_state.json"));
-  EXPECT_EQ(train_records(run).size(), size_t(step));
+  EXPECT_EQ(test::read_records(run, "train").size(), size_t(step));
   auto resumed = mpi_train(2, {"train", "--out", run.string(), "--resume", "--steps", std::to_string(step + 2)});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_EQ(train_records(run).size(), size_t(step + 2));
+  EXPECT_EQ(test::read_records(run, "train").size(), size_t(step + 2));
 }
 
 }  // namespace

@@ -40,9 +40,7 @@ class TrainCli : public ::testing::Test {
   // Shared by every test: the models, the data and the two straight 20-step runs.
   static void SetUpTestSuite() {
     dir_ = new test::ScratchDir;
-    test::write_tiny_model(*dir_ / "dense", test::tiny_train_config(false), 7);
-    test::write_tiny_model(*dir_ / "moe", test::tiny_train_config(true), 7);
-    test::write_dataset(*dir_ / "data", "web", test::noisy_cycle_ids(3000), test::cyclic_tokens(90, 11, 0), 11);
+    test::write_train_inputs(dir_->path());
     for (bool moe : {false, true}) {
       auto r = test::run_upcycle(args(moe, straight(moe)));
       ASSERT_EQ(r.exit_code, 0) << r.err;

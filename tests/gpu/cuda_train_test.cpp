@@ -38,9 +38,7 @@ class CudaTrain : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::ScratchDir;
-    test::write_tiny_model(*dir_ / "dense", test::tiny_train_config(false), 7);
-    test::write_tiny_model(*dir_ / "moe", test::tiny_train_config(true), 7);
-    test::write_dataset(*dir_ / "data", "web", test::noisy_cycle_ids(3000), test::cyclic_tokens(90, 11, 0), 11);
+    test::write_train_inputs(dir_->path());
   }
   static void TearDownTestSuite() { delete dir_; }
   static std::vector<std::string> args(bool moe, const fs::path& out, const std::string& backend,

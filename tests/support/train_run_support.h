@@ -1,5 +1,5 @@
 // Helpers for tests that run `upcycle train` and compare run directories (e2e/train_cli_test.cpp on
-// the host backends, gpu/cuda_train_test.cpp on the GPU): the learnable token stream and the tiny
+// the host backends, gpu/cuda_train_test.cpp on the GPU, dist/dist_train_test.cpp under mpirun): the learnable token stream and the tiny
 // models' training flags those tests share, metrics records without wall-clock fields, checkpoint
 // paths, and "run B equals run A" (checkpoint files byte for byte, metrics record for record).
 // Header-only, like train_test_support.h.
@@ -27,6 +27,14 @@ inline std::vector<uint32_t> noisy_cycle_ids(size_t n) {
   for (size_t i = 0; i < n; ++i)
     ids[i] = CounterRng(3, "ids").uniform(i) < 0.2 ? uint32_t(CounterRng(4, "ids").bits(i) % 11) : uint32_t(i % 11);
   return ids;
+}
+
+// What the train tests share, under dir: the tiny dense and MoE models (tiny_train_config, seed 7) in
+// dense/ and moe/, and data/, a token dataset of 3000 noisy_cycle_ids with a cyclic validation split.
+inline void write_train_inputs(const std::filesystem::path& dir) {
+  write_tiny_model(dir / "dense", tiny_train_config(false), 7);
+  write_tiny_model(dir / "moe", tiny_train_config(true), 7);
+  write_dataset(dir / "data", "web", noisy_cycle_ids(3000), cyclic_tokens(90, 11, 0), 11);
 }
 
 // The MoE flags the resume tests add: jitter, expert bias, z-loss and an asymmetric Dirichlet prior

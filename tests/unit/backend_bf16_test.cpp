@@ -20,6 +20,7 @@
 #include "model/transformer.h"
 #include "support/backend_test_support.h"
 #include "support/model_test_support.h"
+#include "support/precision_step_support.h"
 
 namespace upcycle::backend {
 namespace {
@@ -196,79 +197,23 @@ TEST(Bf16Gemm, LinearBackwardEqualsTwoRunsBitwise) {
 
 // --- whole model: loss and gradients of cpu-bf16 against cpu (fp32) ---
 
-struct StepResult {
-  double loss = 0;
-  std::vector<std::vector<float>> grads;  // one per parameter tensor
-};
-
-StepResult train_step(const ModelConfig& config, BackendKind kind) {
-  auto be = make_backend(kind);
-  model::Transformer m(config, *be);
-  test::fill_random(m.params(), 77, 0.1f);
-  // Routers ~ N(0, 1): with 0.1 many tokens have near-tied experts, and bf16 noise in the residual
-  // stream flips their top-2 choice — a discrete change of whole token contributions (cosine ~0.98
-  // for the experts involved) that says nothing about matmul precision.
-  for (size_t i = 0; i < m.params().specs().size(); ++i)
-    if (m.params().specs()[i].role == WeightRole::kRouter)
-      for (float& v : m.params().view(i)) v *= 10.0f;
-  if (config.is_moe()) m.set_moe_options(model::moe_options_from_config(config));
-  const int64_t B = 2, Tseq = 24;
-  std::vector<int32_t> ids(size_t(B * Tseq)), targets(ids.size());
-  for (size_t t = 0; t < ids.size(); ++t) ids[t] = int32_t((t * 7 + t / 5) % size_t(config.vocab_size));
-  for (size_t t = 0; t < ids.size(); ++t) targets[t] = (t + 1) % size_t(Tseq) == 0 ? -1 : ids[t + 1];
-  m.zero_grads();
-  m.forward(ids.data(), B, Tseq);
-  StepResult r;
-  r.loss = m.loss(targets.data());
-  m.backward();
-  for (size_t i = 0; i < m.grads().specs().size(); ++i) {
-    auto g = m.grads().view(i);
-    r.grads.emplace_back(g.begin(), g.end());
-  }
-  return r;
-}
-
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
-}
-
-ModelConfig small_dense() {
-  ModelConfig c = test::tiny_model_config(Family::kLlama);
-  c.vocab_size = 96;
-  c.hidden_size = 64;
-  c.intermediate_size = 96;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 16;
-  return c;
-}
-
-ModelConfig small_moe() { return test::moe_twin(small_dense(), Family::kMixtral, 4, 2); }
-
 TEST(Bf16Model, LossAndGradientsCloseToF32) {
-  for (const ModelConfig& config : {small_dense(), small_moe()}) {
+  for (const ModelConfig& config : {test::precision_dense_config(), test::precision_moe_config()}) {
     SCOPED_TRACE(config.is_moe() ? "moe" : "dense");
-    const StepResult f32 = train_step(config, BackendKind::kCpu), bf16 = train_step(config, BackendKind::kCpuBF16);
+    const test::PrecisionStep f32 = test::precision_train_step(config, BackendKind::kCpu),
+                              bf16 = test::precision_train_step(config, BackendKind::kCpuBF16);
     EXPECT_NEAR(bf16.loss, f32.loss, 1e-2 * std::fabs(f32.loss));
     EXPECT_NE(bf16.loss, f32.loss) << "the bf16 path did not change anything";
-    std::vector<float> all_f32, all_bf16;
-    for (size_t i = 0; i < f32.grads.size(); ++i) {
-      EXPECT_GT(cosine(bf16.grads[i], f32.grads[i]), 0.99) << "tensor " << i;
-      all_f32.insert(all_f32.end(), f32.grads[i].begin(), f32.grads[i].end());
-      all_bf16.insert(all_bf16.end(), bf16.grads[i].begin(), bf16.grads[i].end());
+    const std::span<const float> all_f32(f32.grads), all_bf16(bf16.grads);
+    for (size_t i = 0; i < f32.grad_ranges.size(); ++i) {
+      const auto [offset, size] = f32.grad_ranges[i];
+      EXPECT_GT(test::cosine(all_bf16.subspan(offset, size), all_f32.subspan(offset, size)), 0.99) << "tensor " << i;
     }
-    EXPECT_GT(cosine(all_bf16, all_f32), 0.999);
+    EXPECT_GT(test::cosine(all_bf16, all_f32), 0.999);
     // Determinism: a fresh backend and model give the same bits.
-    const StepResult again = train_step(config, BackendKind::kCpuBF16);
+    const test::PrecisionStep again = test::precision_train_step(config, BackendKind::kCpuBF16);
     EXPECT_EQ(0, std::memcmp(&again.loss, &bf16.loss, sizeof(double)));
-    for (size_t i = 0; i < bf16.grads.size(); ++i)
-      EXPECT_EQ(0, std::memcmp(again.grads[i].data(), bf16.grads[i].data(), bf16.grads[i].size() * sizeof(float)));
+    EXPECT_EQ(0, std::memcmp(again.grads.data(), bf16.grads.data(), bf16.grads.size() * sizeof(float)));
   }
 }
 

@@ -1,6 +1,7 @@
-// `upcycle report DIR... --out report.html [--title T]`: reads a study directory or train run
-// directories (JSON files only), writes one self-contained HTML page atomically and prints the summary
-// table. Bad input is a one-line error and leaves no output file behind.
+// `upcycle report DIR... --out report.html [--title T] [--figures DIR]`: reads a study directory or
+// train run directories (JSON files only), writes one self-contained HTML page atomically (and each of
+// its plots as a standalone SVG with --figures) and prints the summary table. Bad input is a one-line
+// error and leaves no output file behind.
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -10,6 +11,7 @@
 #include "cli/options.h"
 #include "core/error.h"
 #include "core/file_util.h"
+#include "report/figure_export.h"
 #include "report/html_report.h"
 #include "report/run_data.h"
 #include "report/finding.h"
@@ -23,6 +25,7 @@ int run_report(const Args& args) {
     std::vector<std::string> dirs;
     std::string out;
     std::string title;
+    std::string figures;
   } o;
   // DIR… may come before or after the options; OptionSet binds single positionals only, so the
   // directories are taken out here (every option of this command but --help takes one value).
@@ -36,7 +39,7 @@ int run_report(const Args& args) {
       o.dirs.push_back(a);
     }
   }
-  OptionSet set("report", "upcycle report DIR... --out REPORT.html [--title TEXT]",
+  OptionSet set("report", "upcycle report DIR... --out REPORT.html [--title TEXT] [--figures DIR]",
                 "Compare training runs in one self-contained HTML file (inline SVG plots, no JavaScript, no network:\n"
                 "it opens offline and can be mailed). Each DIR is either a study directory written by `upcycle study`\n"
                 "(it has study.json; give it alone) or one or more `upcycle train` run directories (config.json +\n"
@@ -56,10 +59,16 @@ int run_report(const Args& args) {
                      Required::kNo);
   set.add("out", "FILE", "the HTML file to write (replaced atomically)", &o.out);
   set.add("title", "TEXT", "page title (default: the study or run name)", &o.title);
+  set.add("figures", "DIR",
+          "also write every plot as DIR/<plot id>.svg, a standalone SVG with the page's chart styles (for a\n"
+          "README or results page that links images; plot-domain-* and plot-specialization have their legend\n"
+          "on the page only)",
+          &o.figures);
   set.add_epilog(
       "examples:\n"
       "  upcycle report studies/core --out core.html\n"
-      "  upcycle report runs/dense runs/upcycle --out compare.html --title \"dense vs upcycled\"");
+      "  upcycle report runs/dense runs/upcycle --out compare.html --title \"dense vs upcycled\"\n"
+      "  upcycle report studies/core --out core.html --figures docs/figures/core");
   if (!set.parse(rest)) return 0;
   if (o.dirs.empty()) throw Error("give at least one study or run directory before the options (upcycle report --help)");
   if (o.out.empty()) throw Error("--out REPORT.html is required");
@@ -71,10 +80,13 @@ int run_report(const Args& args) {
   char date[64];
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   const std::string page = report::render_html_report(data, {o.title, date});
+  const std::vector<fs::path> figures = o.figures.empty() ? std::vector<fs::path>{}
+                                                            : report::write_standalone_figures(page, o.figures);
   write_text_file_atomically(o.out, "report", page);
 
   std::fputs(report::render_summary_table(data).c_str(), stdout);
   std::printf("\n%s\nwrote %s\n", report::finding_sentence(data).c_str(), o.out.c_str());
+  if (!figures.empty()) std::printf("wrote %zu figures to %s\n", figures.size(), o.figures.c_str());
   return 0;
 }
 

@@ -135,6 +135,42 @@ TEST(ReportCli, StudyPageRendersInChromium) {
   EXPECT_GT(fs::file_size(png), 60u * 1024) << "the screenshot looks blank";
 }
 
+// --figures: every plot of the page as its own SVG file, which Chromium opens alone and draws as on the
+// page (same polylines and cells), with the chart styles inside the file.
+TEST(ReportCli, FiguresAreStandaloneSvgFiles) {
+  test::ScratchDir dir;
+  test::write_report_fixture(dir / "study");
+  const fs::path page = dir / "report.html", figures = dir / "figures";
+  test::RunResult r = test::run_upcycle({"report", (dir / "study").string(), "--out", page.string(), "--figures", figures.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // loss vs compute and vs tokens, 2 domains, 2 × 2 heatmaps, the specialisation group.
+  EXPECT_NE(r.out.find("wrote 9 figures to " + figures.string()), std::string::npos) << r.out;
+  const std::string html = test::read_bytes(page);
+  for (const std::string id : {"plot-loss-vs-compute", "plot-domain-code", "plot-load-upcycle", "plot-specialization"}) {
+    SCOPED_TRACE(id);
+    const fs::path file = figures / (id + ".svg");
+    ASSERT_TRUE(fs::exists(file));
+    const std::string svg = test::read_bytes(file);
+    EXPECT_EQ(svg.rfind("<svg id=\"" + id + "\"", 0), 0u);
+    EXPECT_NE(svg.find("<style>\nsvg text {"), std::string::npos);
+    EXPECT_NE(svg.find("svg .tick {"), std::string::npos);
+    const std::string drawn = chromium(file, "--dump-dom", dir);  // the SVG document as Chromium parsed it
+    ASSERT_NE(drawn.find("id=\"" + id + "\""), std::string::npos) << drawn.substr(0, 300);
+    EXPECT_EQ(drawn_lines(drawn), drawn_lines(svg_by_id(html, id)));
+    EXPECT_EQ(count(drawn, "class=\"cell\""), count(svg_by_id(html, id), "class=\"cell\""));
+  }
+  EXPECT_EQ(drawn_lines(test::read_bytes(figures / "plot-loss-vs-compute.svg")), 4u);
+  EXPECT_EQ(count(test::read_bytes(figures / "plot-specialization.svg"), "<svg"), 4u);  // the panels stay inside
+
+  const fs::path blocked = dir / "a-file";
+  test::write_bytes(blocked, "x");
+  r = test::run_upcycle({"report", (dir / "study").string(), "--out", (dir / "second.html").string(), "--figures",
+                         (blocked / "figures").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("cannot create the figures directory"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "second.html"));
+}
+
 TEST(ReportCli, RunDirectoriesAndTitle) {
   test::ScratchDir dir;
   test::write_report_fixture(dir / "study");

@@ -6,7 +6,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all setup configure build tool test test-asan cuda-emulate demo real-demo bench fuzz clean
+.PHONY: all setup configure build tool test test-asan cuda-emulate demo claims real-demo bench fuzz clean
 
 all: build
 
@@ -48,6 +48,12 @@ cuda-emulate:
 demo: tool
 	@scripts/setup demo
 	@scripts/demo $(BUILD)
+
+# The studies behind docs/results.md's claim sections (scripts/claims; hours on 2 cores, resumable):
+# `make claims`, or one study: `scripts/claims build claims-experts`.
+claims: tool
+	@scripts/setup demo
+	@scripts/claims $(BUILD)
 
 # The walk-through on a real model, SmolLM2-135M-Instruct from the reference environment: import, eval
 # against transformers, generate, convert --verify, train, export gguf, llama.cpp (docs/real-model.md).

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "dist/mpi_job.h"
 #include "support/test_support.h"
 #include "support/train_run_support.h"
 
@@ -67,32 +68,19 @@ inline double expect_two_processes_follow_one(const std::filesystem::path& one, 
   return worst;
 }
 
-// The pid of rank `rank` of the job mpirun `launcher` started: the process with
-// OMPI_COMM_WORLD_RANK=rank descending from it (its child on one machine; a child of the remote
-// daemon, itself started by mpirun's rsh agent, across hosts). -1 when there is none.
+// The pid of rank `rank` of the MpiJob whose mpirun is `launcher`: the process whose environment holds
+// OMPI_COMM_WORLD_RANK=rank and the job's marker (mpi_job.h). Found by environment, not by parentage:
+// across hosts the ranks are children of Open MPI daemons that detach from mpirun. -1 when there is none.
 inline pid_t rank_pid(pid_t launcher, int rank) {
-  namespace fs = std::filesystem;
-  const auto parent = [](long pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    const size_t close = line.rfind(')');  // the command name may hold spaces
-    long ppid = 0;
-    char state = 0;
-    if (close != std::string::npos && std::sscanf(line.c_str() + close + 1, " %c %ld", &state, &ppid) == 2) return ppid;
-    return 0L;
-  };
-  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-  for (const auto& entry : fs::directory_iterator("/proc")) {
+  const std::string want_rank = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank),
+                    want_job = std::string(kJobMarker) + "=" + std::to_string(launcher);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream env(entry.path() / "environ");
-    bool is_rank = false;
-    for (std::string var; !is_rank && std::getline(env, var, '\0');) is_rank = var == want;
-    if (!is_rank) continue;
-    long p = std::stol(name);
-    for (int depth = 0; depth < 16 && p > 1; ++depth)
-      if ((p = parent(p)) == launcher) return pid_t(std::stol(name));
+    int found = 0;
+    for (std::string var; found < 2 && std::getline(env, var, '\0');) found += var == want_rank || var == want_job;
+    if (found == 2) return pid_t(std::stol(name));
   }
   return -1;
 }

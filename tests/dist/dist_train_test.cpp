@@ -168,7 +168,7 @@ TEST_F(DistTrain, AHungRankStopsTheJobAfterTheTimeoutNamingItAndTheCheckpointRes
   std::printf("job stopped %.2f s after the SIGSTOP (--dist-timeout %g), exit %d:\n%s\n", stop_seconds, kTimeout,
               r.exit_code, r.output.c_str());
   ASSERT_FALSE(r.timed_out);
-  EXPECT_GE(stop_seconds, kTimeout);       // nobody gave up early
+  EXPECT_GE(stop_seconds, kTimeout - 1);   // nobody gave up early (rank 0's wait may have begun just before the stop)
   EXPECT_LT(stop_seconds, kTimeout + 15);  // rank 0 gives up after kTimeout; MPI_Abort tears the job down
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("upcycle: error: rank 0 of 2: rank 1 sent nothing for 5 s in the "), std::string::npos)

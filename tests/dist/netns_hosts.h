@@ -54,12 +54,14 @@ class NetnsHosts {
 
   // Empty when every host is up; else the failed command and its output.
   const std::string& error() const { return error_; }
-  // mpirun's options for one rank per host over TCP between the hosts: the hostfile, the agent, TCP
-  // alone (the namespaces share /dev/shm, so Open MPI's shared-memory transport would otherwise join
-  // them), the ob1 messaging layer (not UCX) and this subnet for both the launch daemons and the data.
+  // mpirun's options for one rank per host over TCP between the hosts: the hostfile, the agent (mpirun
+  // starts every daemon itself, and the daemons stay attached to the agent: daemonized, about one start
+  // in ten lost a daemon and left mpirun waiting for it forever), TCP alone (the namespaces share
+  // /dev/shm, so Open MPI's shared-memory transport would otherwise join them), the ob1 messaging layer
+  // (not UCX) and this subnet for both the launch daemons and the data.
   std::vector<std::string> mpirun_args() const {
     return {"--hostfile", (files_ / "hosts").string(), "--mca", "plm_rsh_agent", (files_ / "agent").string(),
-            "--mca", "plm_rsh_no_tree_spawn", "1", "--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
+            "--mca", "plm_rsh_no_tree_spawn", "1", "--leave-session-attached", "--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
             "--mca", "btl_tcp_if_include", subnet(), "--mca", "oob_tcp_if_include", subnet()};
   }
   std::string address(int host) const { return prefix_ + std::to_string(host + 1); }  // 0: the bridge
@@ -131,14 +133,18 @@ class NetnsHosts {
     std::string hostfile, cases;
     for (int h = 1; h <= hosts; ++h) {
       hostfile += address(h) + " slots=1\n";
-      cases += "  " + address(h) + ") ns=" + netns(h) + " ;;\n";
+      const std::filesystem::path tmp = files_ / ("tmp-h" + std::to_string(h));
+      std::filesystem::create_directory(tmp);
+      cases += "  " + address(h) + ") ns=" + netns(h) + " tmp=" + tmp.string() + " ;;\n";
     }
     write_bytes(files_ / "hosts", hostfile);
     // Open MPI calls the agent as it would ssh: AGENT HOST COMMAND…, the command a string for a shell.
+    // Each host gets its own TMPDIR, as real hosts have their own /tmp: the hosts share this machine's
+    // name, so Open MPI's daemons would otherwise share one session directory (/tmp/ompi.NAME.UID).
     write_bytes(files_ / "agent", "#!/bin/sh\nhost=$1; shift\ncase $host in\n" + cases +
                                       "  *) echo \"agent: unknown host $host\" >&2; exit 1 ;;\nesac\n"
                                       "echo \"$host $ns\" >> '" + (files_ / "agent.log").string() +
-                                      "'\nexec ip netns exec \"$ns\" /bin/sh -c \"$*\"\n");
+                                      "'\nexport TMPDIR=\"$tmp\"\nexec ip netns exec \"$ns\" /bin/sh -c \"$*\"\n");
     std::filesystem::permissions(files_ / "agent", std::filesystem::perms::owner_all);
   }
 

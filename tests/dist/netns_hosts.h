@@ -55,8 +55,8 @@ class NetnsHosts {
   // Empty when every host is up; else the failed command and its output.
   const std::string& error() const { return error_; }
   // mpirun's options for one rank per host over TCP between the hosts: the hostfile, the agent (mpirun
-  // starts every daemon itself, and the daemons stay attached to the agent: daemonized, about one start
-  // in ten lost a daemon and left mpirun waiting for it forever), TCP alone (the namespaces share
+  // starts every daemon itself, and the daemons stay attached to the agent: daemonized, one start in
+  // some 20 of our loop lost a daemon and left mpirun waiting for it forever), TCP alone (the namespaces share
   // /dev/shm, so Open MPI's shared-memory transport would otherwise join them), the ob1 messaging layer
   // (not UCX) and this subnet for both the launch daemons and the data.
   std::vector<std::string> mpirun_args() const {

@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/json.h"
@@ -88,11 +90,24 @@ inline pid_t rank_pid(pid_t launcher, int rank) {
 // The step of the newest checkpoint of `run`, if any.
 inline std::optional<int> newest_checkpoint_step(const std::filesystem::path& run) {
   std::optional<int> newest;
-  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(run) / "checkpoints")) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(run) / "checkpoints", ec)) {
     const std::string name = e.path().filename();
     if (name.rfind("step-", 0) == 0) newest = std::max(newest.value_or(0), std::stoi(name.substr(5)));
   }
   return newest;
+}
+
+// Waits (at most `seconds`) until the running job has written a checkpoint of step `step` or later;
+// the newest step then, if any. Not "until step-N exists": --keep prunes it a few milliseconds later.
+inline std::optional<int> wait_for_checkpoint(const std::filesystem::path& run, int step, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    const std::optional<int> newest = newest_checkpoint_step(run);
+    if (newest && *newest >= step) return newest;
+    if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 }  // namespace upcycle::test

@@ -67,10 +67,7 @@ TEST_F(MultiHost, AKilledRankOnTheSecondHostStopsTheJobAndTheLastCheckpointResum
   const fs::path run = *dir_ / "hosts-killed";
   const auto a = test::with(test::dist_train_args(dir_->path(), false, run, "1", "100000"), "--save-every", "10");
   test::MpiJob job(2, UPCYCLE_BINARY, a, {}, hosts_.mpirun_args());
-  const auto started = std::chrono::steady_clock::now();
-  while (!fs::exists(test::ckpt(run, 20)) && std::chrono::steady_clock::now() - started < std::chrono::seconds(60))
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(fs::exists(test::ckpt(run, 20)));
+  ASSERT_TRUE(test::wait_for_checkpoint(run, 20, 60)) << job.wait(0).output;  // its output when it ended or stalled
   const pid_t victim = test::rank_pid(job.pid(), 1);  // under host 2's daemon
   ASSERT_GT(victim, 0);
   const auto killed = std::chrono::steady_clock::now();

@@ -145,6 +145,16 @@ TEST_F(DistTrain, AKilledRankStopsTheJobAndTheLastCheckpointResumes) {
   EXPECT_TRUE(fs::exists(ckpt(run, *newest + 3)));
 }
 
+TEST_F(DistTrain, ANegativeOrNonFiniteDistTimeoutIsRefused) {
+  for (const char* bad : {"-1", "nan", "inf"}) {
+    const fs::path out = *dir_ / "bad-timeout";
+    auto r = test::run_upcycle(test::with(args(false, out, "1"), "--dist-timeout", bad));
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("--dist-timeout must be ≥ 0 seconds (got "), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
 // A stopped rank (SIGSTOP: alive, silent, like an endless loop or a stuck disk) blocks the others in
 // their next collective; after --dist-timeout rank 0 names it in one line and aborts the job. The
 // newest checkpoint then resumes bit for bit: the resumed run, 3 steps on, equals a straight run.

@@ -124,6 +124,11 @@ void bind_run_control(OptionSet& set, TrainOptions& o) {
           &o.stop_after);
   bind_threads_flag(set, &o.threads, "bitwise reproducibility (and an exact resume) needs the same count");
   bind_backend_flag(set, &o.backend);
+  set.add("dist-timeout", "S",
+          "data parallel: stop the job (exit 2, naming the rank) when a rank has sent nothing for S seconds\n"
+          "(hung, stopped, stuck disk); must exceed rank 0's evaluation + checkpoint write, which the others\n"
+          "wait through; 0: wait forever",
+          &o.dist_timeout);
 }
 
 constexpr const char* kEpilog =
@@ -144,10 +149,12 @@ constexpr const char* kEpilog =
     "in a fixed order, so a fixed N reproduces bit for bit and N processes match one process with\n"
     "--grad-accum A·N up to float rounding. Rank 0 alone writes metrics, TensorBoard and checkpoints.\n"
     "  mpirun -np 2 --bind-to none upcycle train ... --threads 1   # or: srun -n 2 upcycle train ...\n"
+    "  mpirun -np 2 --hostfile hosts --bind-to none upcycle train ...  # across machines (ssh, TCP)\n"
+    "A rank that dies stops the job at once; one that hangs stops it after --dist-timeout seconds.\n"
     "\n"
     "--resume takes every flag not given from RUN_DIR/config.json; flags given must equal the recorded\n"
     "ones except --steps, --stop-after, --threads, --eval-every, --save-every, --keep, --log-every,\n"
-    "--eval-at-start.\n"
+    "--eval-at-start, --dist-timeout.\n"
     "Exit status: 0 finished (or --stop-after), 2 bad input or a fault (too many non-finite steps, full\n"
     "disk: the last checkpoint stays intact), 128+signal (130 SIGINT, 143 SIGTERM) when stopped by a\n"
     "signal after writing a checkpoint, so job scripts can tell \"resume me\" from \"done\".";
@@ -164,7 +171,7 @@ void apply_run_record(OptionSet& set, const Json& record, const std::string& fil
       if (!train::resume_mutable(name) && now[name] != value)
         throw Error("--" + name + " " + flag_text(now[name]) + " differs from the run's recorded " + flag_text(value) +
                         "; on --resume only --steps, --stop-after, --threads, --eval-every, --save-every, --keep, "
-                        "--log-every and --eval-at-start may change",
+                        "--log-every, --eval-at-start and --dist-timeout may change",
                     file);
       continue;
     }
@@ -214,6 +221,7 @@ int run_train(const Args& args) {
   }
   apply_threads(o.threads);
   const std::unique_ptr<dist::ProcessGroup> group = dist::open_process_group();  // MPI under mpirun/srun
+  group->set_wait_limit(o.dist_timeout);
   train::Trainer trainer(o, set.to_json(), o.resume ? train::RunMode::kResume : train::RunMode::kFresh,
                          train::TestHooks::from_environment(), *group);
   const train::TrainOutcome outcome = trainer.run();

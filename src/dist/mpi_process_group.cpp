@@ -1,4 +1,5 @@
-// MpiProcessGroup (see mpi_process_group.h): MPI_COMM_WORLD, blocking point-to-point + broadcast.
+// MpiProcessGroup (see mpi_process_group.h): MPI_COMM_WORLD, nonblocking point-to-point messages through
+// rank 0, each wait polled against the --dist-timeout deadline.
 #include "dist/mpi_process_group.h"
 
 #ifdef UPCYCLE_HAVE_MPI
@@ -9,8 +10,12 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
@@ -19,7 +24,15 @@ namespace upcycle::dist {
 namespace {
 
 constexpr size_t kChunk = size_t(1) << 20;  // elements per reduction message (4 MiB of floats)
-constexpr int kReduceTag = 18;
+// One tag per kind of message: the ranks call the collectives in the same order and MPI keeps the
+// order of messages with the same source and tag, so each message meets the receive meant for it.
+enum Tag : int { kPresentTag = 17, kToRootTag = 18, kFromRootTag = 19 };
+// Extra seconds the other ranks give rank 0 once it has announced itself: it may itself be waiting the
+// whole limit on a late rank, and should be the one to name it.
+constexpr double kRootGraceSeconds = 10;
+// A wait shorter than this spins (yielding the core): a message in flight arrives within it. Longer
+// waits sleep between polls, leaving the cores to a rank that is evaluating or writing a checkpoint.
+constexpr double kSpinSeconds = 1;
 
 template <class T>
 MPI_Datatype mpi_type();
@@ -29,6 +42,31 @@ template <>
 MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
 template <>
 MPI_Datatype mpi_type<int64_t>() { return MPI_INT64_T; }
+template <>
+MPI_Datatype mpi_type<char>() { return MPI_BYTE; }
+template <>
+MPI_Datatype mpi_type<int>() { return MPI_INT; }
+
+// One message in flight and the rank at its other end: the one to name when it does not complete.
+struct Pending {
+  MPI_Request request = MPI_REQUEST_NULL;
+  int peer = -1;
+  bool incoming = true;
+};
+
+template <class T>
+Pending receive(T* data, size_t n, int from, int tag) {
+  Pending p{MPI_REQUEST_NULL, from, true};
+  MPI_Irecv(data, int(n), mpi_type<T>(), from, tag, MPI_COMM_WORLD, &p.request);
+  return p;
+}
+
+template <class T>
+Pending send(const T* data, size_t n, int to, int tag) {
+  Pending p{MPI_REQUEST_NULL, to, false};
+  MPI_Isend(data, int(n), mpi_type<T>(), to, tag, MPI_COMM_WORLD, &p.request);
+  return p;
+}
 
 class MpiProcessGroup final : public ProcessGroup {
  public:
@@ -57,43 +95,131 @@ class MpiProcessGroup final : public ProcessGroup {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
-  void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+  void set_wait_limit(double seconds) override { limit_ = seconds; }
+  void set_activity(std::string what) override { activity_ = std::move(what); }
+  void barrier() override { all_gather(0); }
   void all_reduce_sum(float* data, size_t n) override { reduce_in_rank_order(data, n); }
   void all_reduce_sum(double* data, size_t n) override { reduce_in_rank_order(data, n); }
   void all_reduce_sum(int64_t* data, size_t n) override { reduce_in_rank_order(data, n); }
 
   void broadcast(void* data, size_t bytes, int root) override {
+    enter();
     auto* p = static_cast<char*>(data);
-    for (size_t off = 0; off < bytes; off += kChunk) MPI_Bcast(p + off, int(std::min(kChunk, bytes - off)), MPI_BYTE, root, MPI_COMM_WORLD);
+    for (size_t off = 0; off < bytes; off += kChunk) {
+      const size_t count = std::min(kChunk, bytes - off);
+      std::vector<Pending> pending;
+      if (rank_ == root) {
+        for (int r = 0; r < size_; ++r)
+          if (r != root) pending.push_back(send(p + off, count, r, kFromRootTag));
+      } else {
+        pending.push_back(receive(p + off, count, root, kFromRootTag));
+      }
+      await(pending, rank_ == root || root != 0 ? limit_ : root_limit());
+    }
   }
 
+  // Rank 0 collects every rank's value and sends the whole list back.
   std::vector<int64_t> all_gather(int64_t value) override {
+    enter();
     std::vector<int64_t> all(size_t(size_), 0);
-    MPI_Allgather(&value, 1, MPI_INT64_T, all.data(), 1, MPI_INT64_T, MPI_COMM_WORLD);
+    all[size_t(rank_)] = value;
+    std::vector<Pending> pending;
+    if (rank_ == 0) {
+      for (int r = 1; r < size_; ++r) pending.push_back(receive(&all[size_t(r)], 1, r, kToRootTag));
+      await(pending, limit_);
+      pending.clear();
+      for (int r = 1; r < size_; ++r) pending.push_back(send(all.data(), all.size(), r, kFromRootTag));
+      await(pending, limit_);
+    } else {
+      pending = {send(&value, 1, 0, kToRootTag), receive(all.data(), all.size(), 0, kFromRootTag)};
+      await(pending, root_limit());
+    }
     return all;
   }
 
  private:
-  // Rank 0 adds rank 1's chunk, then rank 2's, …; the sum is broadcast chunk by chunk.
+  // Rank 0 adds rank 1's chunk, then rank 2's, …, and sends the sum to every rank, chunk by chunk.
   template <class T>
   void reduce_in_rank_order(T* data, size_t n) {
-    std::vector<T> incoming(rank_ == 0 ? std::min(n, kChunk) : 0);
+    enter();
+    const size_t chunk_max = std::min(n, kChunk);
+    std::vector<T> incoming(rank_ == 0 ? chunk_max * size_t(size_ - 1) : 0);
     for (size_t off = 0; off < n; off += kChunk) {
-      const int count = int(std::min(kChunk, n - off));
+      const size_t count = std::min(kChunk, n - off);
       T* chunk = data + off;
       if (rank_ == 0) {
+        std::vector<Pending> pending;
+        for (int r = 1; r < size_; ++r) pending.push_back(receive(&incoming[size_t(r - 1) * chunk_max], count, r, kToRootTag));
+        await(pending, limit_);
         for (int r = 1; r < size_; ++r) {
-          MPI_Recv(incoming.data(), count, mpi_type<T>(), r, kReduceTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-          for (int i = 0; i < count; ++i) chunk[i] += incoming[size_t(i)];
+          const T* from = &incoming[size_t(r - 1) * chunk_max];
+          for (size_t i = 0; i < count; ++i) chunk[i] += from[i];
         }
-      } else {
-        MPI_Send(chunk, count, mpi_type<T>(), 0, kReduceTag, MPI_COMM_WORLD);
+        pending.clear();
+        for (int r = 1; r < size_; ++r) pending.push_back(send(chunk, count, r, kFromRootTag));
+        await(pending, limit_);
+      } else {  // the send must finish before the sum lands in the same memory
+        std::vector<Pending> pending{send(chunk, count, 0, kToRootTag)};
+        await(pending, root_limit());
+        pending = {receive(chunk, count, 0, kFromRootTag)};
+        await(pending, root_limit());
       }
-      MPI_Bcast(chunk, count, mpi_type<T>(), 0, MPI_COMM_WORLD);
     }
   }
 
+  // The start of a collective: rank 0 tells the others it has arrived (it may come late, after an
+  // evaluation or a checkpoint write); they wait the limit for that, then the limit and a grace period
+  // for each message from rank 0, during which rank 0 names any rank it waits on in vain.
+  void enter() {
+    std::vector<Pending> pending;
+    if (rank_ == 0)
+      for (int r = 1; r < size_; ++r) pending.push_back(send(&present_token_, 1, r, kPresentTag));
+    else
+      pending.push_back(receive(&present_token_, 1, 0, kPresentTag));
+    await(pending, limit_);
+  }
+
+  double root_limit() const { return limit_ > 0 ? limit_ + std::min(limit_, kRootGraceSeconds) : 0; }
+
+  // Polls the messages until all are complete; after `limit` seconds (0: never) ends the job naming the
+  // first rank whose message has not completed.
+  void await(std::vector<Pending>& pending, double limit) const {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      bool all_done = true;
+      for (Pending& p : pending) {
+        if (p.request == MPI_REQUEST_NULL) continue;
+        int done = 0;
+        MPI_Test(&p.request, &done, MPI_STATUS_IGNORE);  // a completed request becomes MPI_REQUEST_NULL
+        all_done = all_done && done;
+      }
+      if (all_done) return;
+      const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (limit > 0 && waited > limit)
+        for (const Pending& p : pending)
+          if (p.request != MPI_REQUEST_NULL) fail_late(p, limit);
+      if (waited < kSpinSeconds)
+        std::this_thread::yield();
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  // The line commands.cpp prints for an Error, written here because MPI_Abort ends this process (and,
+  // through the launcher, every rank) at once: a hung rank cannot take part in an orderly exit.
+  [[noreturn]] void fail_late(const Pending& late, double limit) const {
+    std::fflush(stdout);
+    std::fprintf(stderr, "upcycle: error: rank %d of %d: rank %d %s for %g s in %s (hung or too slow; --dist-timeout S)\n",
+                 rank_, size_, late.peer, late.incoming ? "sent nothing" : "took nothing", limit, activity_.c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 2);
+    std::_Exit(2);
+  }
+
   int rank_ = 0, size_ = 1, local_rank_ = 0;
+  double limit_ = 0;  // seconds; 0: wait forever
+  std::string activity_ = "a collective operation";
+  int present_token_ = 0;
 };
 
 }  // namespace

@@ -4,12 +4,15 @@
 // same bits on every rank. Buffers are host memory: a caller holding backend memory stages it
 // (train/data_parallel.h). Implementations: SingleProcessGroup (N = 1, no MPI calls, the default) and
 // the MPI one (mpi_process_group.cpp), chosen by open_process_group() from the launcher's environment.
+// Every wait on another rank can be bounded (set_wait_limit): a rank that sends nothing for that long
+// (hung, stopped, stuck on a disk) ends the job with one line naming it instead of blocking it forever.
 // Non-goals: NCCL (GPU buffers, issue 17), sub-communicators, non-blocking collectives.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace upcycle::dist {
@@ -29,6 +32,12 @@ class ProcessGroup {
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   // Every rank's `value`, indexed by rank (small counters: stop requests, step numbers).
   virtual std::vector<int64_t> all_gather(int64_t value) = 0;
+  // Bounds each wait on another rank to `seconds` (0: wait forever, the default). When it runs out the
+  // waiting rank prints `upcycle: error: rank R of N: rank P sent nothing for S s in <activity> …` and
+  // ends the whole job (MPI_Abort), exit status 2.
+  virtual void set_wait_limit(double seconds) = 0;
+  // What the coming collectives are for, as that line names it ("the gradient reduction of step 17").
+  virtual void set_activity(std::string what) = 0;
 };
 
 class SingleProcessGroup final : public ProcessGroup {
@@ -42,6 +51,8 @@ class SingleProcessGroup final : public ProcessGroup {
   void all_reduce_sum(int64_t*, size_t) override {}
   void broadcast(void*, size_t, int) override {}
   std::vector<int64_t> all_gather(int64_t value) override { return {value}; }
+  void set_wait_limit(double) override {}
+  void set_activity(std::string) override {}
 };
 
 // The process's one SingleProcessGroup (the default of everything that takes a group).

@@ -64,6 +64,7 @@ void Trainer::fail_nonfinite(const StepResult& r) {
 int Trainer::agreed_stop_signal(const StopSignalGuard& signals) {
   const int own = signals.requested() ? signals.signal() : 0;
   if (group_.size() == 1) return own;
+  group_.set_activity("the stop agreement after step " + std::to_string(state_.step));
   int agreed = 0;
   for (int64_t s : group_.all_gather(own))
     if (s != 0 && (agreed == 0 || s < agreed)) agreed = int(s);
@@ -71,6 +72,7 @@ int Trainer::agreed_stop_signal(const StopSignalGuard& signals) {
 }
 
 TrainOutcome Trainer::stop(TrainOutcome::End end, int signal, Progress& progress) {
+  group_.set_activity("the end of the run at step " + std::to_string(state_.step));
   group_.barrier();  // the other ranks exit only once rank 0's last checkpoint is committed
   progress.finish();
   TrainOutcome out{end, state_.step, signal, last_checkpoint_.value_or(fs::path())};

@@ -124,6 +124,8 @@ void validate_options(const TrainOptions& o) {
   require(o.log_every >= 1, "--log-every must be at least 1 (got " + std::to_string(o.log_every) + ")");
   require(o.max_nonfinite >= 1, "--max-nonfinite must be at least 1 (got " + std::to_string(o.max_nonfinite) + ")");
   require(o.stop_after >= 0, "--stop-after must be ≥ 0 (got " + std::to_string(o.stop_after) + ")");
+  require(o.dist_timeout >= 0 && std::isfinite(o.dist_timeout),
+          "--dist-timeout must be ≥ 0 seconds (got " + num(o.dist_timeout) + "; 0 waits forever)");
   require(o.threads >= 0, "--threads must be ≥ 0 (got " + std::to_string(o.threads) + ")");
   if (!o.resume) {
     require(!o.model.empty(), "missing --model (the checkpoint to train)");

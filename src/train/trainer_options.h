@@ -76,6 +76,9 @@ struct TrainOptions {
   uint64_t seed = 1;
   int64_t stop_after = 0;     // 0: run to --steps
   int64_t threads = 0;        // 0: all cores
+  // Data parallel: the longest wait on another rank before the job is stopped as hung (0: forever). It
+  // must cover rank 0's evaluations and checkpoint writes, which the other ranks wait through.
+  double dist_timeout = 1800;
   std::string backend = "cpu";
 };
 
@@ -83,9 +86,9 @@ struct TrainOptions {
 // `stop-after` is per invocation (never inherited); the others, when not given, keep their recorded
 // values. `out` may differ because a run directory may be moved; `resume`/`force` say how this
 // invocation starts.
-inline constexpr std::array<std::string_view, 11> kResumeMutableOptions = {
+inline constexpr std::array<std::string_view, 12> kResumeMutableOptions = {
     "steps",    "stop-after", "threads", "eval-every", "save-every",   "keep",
-    "log-every", "out",       "resume",  "force",      "eval-at-start"};
+    "log-every", "out",       "resume",  "force",      "eval-at-start", "dist-timeout"};
 bool resume_mutable(std::string_view option);
 
 // Fault injection for tests (documented in docs/training.md, "Testing hooks").

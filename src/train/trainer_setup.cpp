@@ -40,6 +40,7 @@ Trainer::Trainer(TrainOptions options, Json options_json, RunMode mode, TestHook
   // A resume reads the run directory that rank 0 tidies (leftover staging directories) and rewrites
   // (config.json): the other ranks start reading once rank 0 is done.
   const bool ordered = mode_ == RunMode::kResume && group_.size() > 1;
+  group_.set_activity("the resume (rank 0 loads the checkpoint first)");
   if (ordered && !is_writer()) group_.barrier();
   construct();
   if (ordered && is_writer()) group_.barrier();

@@ -108,6 +108,7 @@ StepResult Trainer::step() {
   float* grads = model_->grads().data();
   const size_t n = model_->grads().size();
   const auto c0 = std::chrono::steady_clock::now();
+  group_.set_activity("the gradient reduction of step " + std::to_string(r.step));
   all_reduce_backend_sum(*backend_, group_, grads, n);  // every rank: Σ over the N·A micro-batches
   all_reduce_step_sums(group_, loss_sum, r.moe);
   r.comm_seconds = seconds_since(c0);

@@ -1,12 +1,14 @@
 // Data-parallel `upcycle train` under mpirun (docs/distributed.md), on the tiny dense and MoE models of
 // the train tests:
 //  - 2 processes × --grad-accum 1 give the loss curve of 1 process × --grad-accum 2 (the same global
-//    batch) within kLossTolerance; step 1, before any gradient sum, is equal to the last bit;
+//    batch) within kLossTolerance (dist_test_support.h); step 1, before any gradient sum, is equal to the last bit;
 //  - two 2-process runs are bitwise identical (metrics and checkpoint files), and so is a 2-process run
 //    stopped and resumed with 2 processes;
 //  - a 2-process checkpoint resumes with 1 process: the data stream and the counters carry on;
 //  - errors name the rank; a rank killed with SIGKILL stops the job quickly, naming the rank, with the
-//    last checkpoint intact and resumable; a SIGTERM to one rank stops all after the same step.
+//    last checkpoint intact and resumable; a SIGTERM to one rank stops all after the same step;
+//  - a rank that hangs (SIGSTOP) stops the job after --dist-timeout with one line naming it, and the
+//    last checkpoint resumes bit for bit.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -16,9 +18,11 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "core/json.h"
+#include "dist/dist_test_support.h"
 #include "dist/mpi_job.h"
 #include "support/test_support.h"
 #include "support/train_run_support.h"
@@ -27,15 +31,6 @@
 namespace upcycle {
 namespace {
 namespace fs = std::filesystem;
-
-// Relative loss difference allowed between 1 and 2 processes. The only difference is where float
-// additions of the gradient happen: one process adds micro-batch 2's contributions into the gradient
-// buffer inside backward's kernels, two processes add the two finished micro-batch gradients in the
-// reduction. Each gradient element then differs by about one float ulp (6e-8 relative); AdamW divides
-// by √v, so updates differ by as little, and the loss drifts by ~1e-8 over 15 steps (measured:
-// 1.4e-8 dense, 9e-9 MoE). 1e-6 leaves 70× room for other kernels' rounding and stays far below
-// what an unreduced gradient gives (3e-2, measured by disabling the reduction).
-constexpr double kLossTolerance = 1e-6;
 
 // test::ckpt as a path, to join file names to.
 fs::path ckpt(const fs::path& run, int step) { return test::ckpt(run, step); }
@@ -50,14 +45,7 @@ class DistTrain : public ::testing::Test {
 
   static std::vector<std::string> args(bool moe, const fs::path& out, const std::string& grad_accum,
                                        const std::string& steps = "15") {
-    std::vector<std::string> a = {"train", "--model", (*dir_ / (moe ? "moe" : "dense")).string(), "--data",
-                                  (*dir_ / "data").string(), "--val", (*dir_ / "data").string(), "--out", out.string(),
-                                  "--steps", steps, "--micro-batch", "2", "--seq-len", "8", "--grad-accum", grad_accum,
-                                  "--lr", "1e-2", "--warmup", "3", "--save-every", "4", "--eval-every", "5",
-                                  "--eval-tokens", "32", "--threads", "1"};
-    if (moe)  // every MoE statistic that feeds back into training: jitter seeds, the expert bias, z-loss
-      for (const char* s : {"--jitter", "0.1", "--expert-bias-rate", "0.01", "--z-loss-coef", "0.001"}) a.push_back(s);
-    return a;
+    return test::dist_train_args(dir_->path(), moe, out, grad_accum, steps);
   }
   static test::MpiResult mpi_train(int np, const std::vector<std::string>& a) {
     return test::run_mpi(np, UPCYCLE_BINARY, a);
@@ -74,22 +62,8 @@ TEST_F(DistTrain, TwoProcessesFollowOneProcessWithTheSameGlobalBatch) {
     ASSERT_EQ(r1.exit_code, 0) << r1.err;
     auto r2 = mpi_train(2, args(moe, two, "1"));
     ASSERT_EQ(r2.exit_code, 0) << r2.output;
-    const auto a = test::read_records(one, "train"), b = test::read_records(two, "train");
-    ASSERT_EQ(a.size(), 15u);
-    ASSERT_EQ(b.size(), 15u);  // rank 0 alone wrote metrics.jsonl: one record per step
-    EXPECT_EQ(a[0]["loss"], b[0]["loss"]);  // the same rows, the same weights: no sum has happened yet
-    double worst = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      EXPECT_EQ(a[i]["tokens"], b[i]["tokens"]);
-      const double la = a[i]["loss"].get<double>(), lb = b[i]["loss"].get<double>();
-      worst = std::max(worst, std::fabs(la - lb) / std::fabs(la));
-      if (moe) {  // global expert counts
-        EXPECT_EQ(a[i]["moe"][0]["load"], b[i]["moe"][0]["load"]) << "step " << i + 1;
-      }
-    }
-    EXPECT_LE(worst, kLossTolerance);
+    const double worst = test::expect_two_processes_follow_one(one, two, moe);
     std::printf("%s: largest relative loss difference 1 vs 2 processes over 15 steps: %.3g\n", moe ? "moe" : "dense", worst);
-    EXPECT_LT(a.back()["loss"].get<double>(), a.front()["loss"].get<double>());
     // One progress stream and one final line: the other rank prints nothing of its own.
     size_t trained = 0;
     for (size_t p = 0; (p = r2.output.find("trained ", p)) != std::string::npos; ++p) ++trained;
@@ -144,23 +118,6 @@ TEST_F(DistTrain, ErrorsNameTheirRank) {
   EXPECT_FALSE(fs::exists(*dir_ / "bad"));
 }
 
-// The pid of the rank `rank` that mpirun `launcher` started (its child with OMPI_COMM_WORLD_RANK=rank).
-pid_t rank_pid(pid_t launcher, int rank) {
-  const std::string want = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string pid, comm, state;
-    long ppid = 0;
-    if (!(stat >> pid >> comm >> state >> ppid) || ppid != launcher) continue;
-    std::ifstream env(entry.path() / "environ");
-    for (std::string var; std::getline(env, var, '\0');)
-      if (var == want) return pid_t(std::stol(name));
-  }
-  return -1;
-}
-
 TEST_F(DistTrain, AKilledRankStopsTheJobAndTheLastCheckpointResumes) {
   const fs::path run = *dir_ / "killed";
   auto a = args(false, run, "1", "100000");
@@ -168,11 +125,8 @@ TEST_F(DistTrain, AKilledRankStopsTheJobAndTheLastCheckpointResumes) {
   for (auto& v : a)
     if (v == "4") v = "50";  // --save-every 50
   test::MpiJob job(2, UPCYCLE_BINARY, a);
-  const auto started = std::chrono::steady_clock::now();
-  while (!fs::exists(ckpt(run, 100)) && std::chrono::steady_clock::now() - started < std::chrono::seconds(60))
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  ASSERT_TRUE(fs::exists(ckpt(run, 100)));
-  const pid_t victim = rank_pid(job.pid(), 1);
+  ASSERT_TRUE(test::wait_for_checkpoint(run, 100, 60)) << job.wait(0).output;  // its output when it ended or stalled
+  const pid_t victim = test::rank_pid(job.pid(), 1);
   ASSERT_GT(victim, 0);
   const auto killed = std::chrono::steady_clock::now();
   ::kill(victim, SIGKILL);
@@ -184,15 +138,59 @@ TEST_F(DistTrain, AKilledRankStopsTheJobAndTheLastCheckpointResumes) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
   // Whatever rank 0 was doing, the newest checkpoint is complete: a resume of 2 processes continues it.
-  std::optional<int> newest;
-  for (const auto& e : fs::directory_iterator(run / "checkpoints")) {
-    const std::string name = e.path().filename();
-    if (name.rfind("step-", 0) == 0) newest = std::max(newest.value_or(0), std::stoi(name.substr(5)));
-  }
+  const std::optional<int> newest = test::newest_checkpoint_step(run);
   ASSERT_TRUE(newest);
   auto resumed = mpi_train(2, {"train", "--out", run.string(), "--resume", "--steps", std::to_string(*newest + 3)});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_TRUE(fs::exists(ckpt(run, *newest + 3)));
+}
+
+TEST_F(DistTrain, ANegativeOrNonFiniteDistTimeoutIsRefused) {
+  for (const char* bad : {"-1", "nan", "inf"}) {
+    const fs::path out = *dir_ / "bad-timeout";
+    auto r = test::run_upcycle(test::with(args(false, out, "1"), "--dist-timeout", bad));
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("--dist-timeout must be ≥ 0 seconds (got "), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
+// A stopped rank (SIGSTOP: alive, silent, like an endless loop or a stuck disk) blocks the others in
+// their next collective; after --dist-timeout rank 0 names it in one line and aborts the job. The
+// newest checkpoint then resumes bit for bit: the resumed run, 3 steps on, equals a straight run.
+TEST_F(DistTrain, AHungRankStopsTheJobAfterTheTimeoutNamingItAndTheCheckpointResumesExactly) {
+  constexpr double kTimeout = 5;
+  const fs::path run = *dir_ / "hung", straight = *dir_ / "hung-straight";
+  auto a = test::with(test::with(args(false, run, "1", "100000"), "--save-every", "10"), "--dist-timeout", "5");
+  test::MpiJob job(2, UPCYCLE_BINARY, a);
+  ASSERT_TRUE(test::wait_for_checkpoint(run, 20, 60)) << job.wait(0).output;  // its output when it ended or stalled
+  const pid_t victim = test::rank_pid(job.pid(), 1);
+  ASSERT_GT(victim, 0);
+  const auto stopped = std::chrono::steady_clock::now();
+  ::kill(victim, SIGSTOP);
+  const auto r = job.wait(120);
+  const double stop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  std::printf("job stopped %.2f s after the SIGSTOP (--dist-timeout %g), exit %d:\n%s\n", stop_seconds, kTimeout,
+              r.exit_code, r.output.c_str());
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_GE(stop_seconds, kTimeout - 1);   // nobody gave up early (rank 0's wait may have begun just before the stop)
+  EXPECT_LT(stop_seconds, kTimeout + 15);  // rank 0 gives up after kTimeout; MPI_Abort tears the job down
+  EXPECT_NE(r.exit_code, 0);
+  // "took nothing" when rank 1 stopped after sending its gradient, before taking the sum.
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("upcycle: error: rank 0 of 2: rank 1 (sent|took) nothing for 5 s in "
+                                                     "the [a-z ]+ step [0-9]+ \\(hung or too slow; --dist-timeout S\\)\n")))
+      << r.output;
+  size_t lines = 0;
+  for (size_t p = 0; (p = r.output.find("upcycle: error:", p)) != std::string::npos; ++p) ++lines;
+  EXPECT_EQ(lines, 1u) << r.output;
+  const std::optional<int> newest = test::newest_checkpoint_step(run);
+  ASSERT_TRUE(newest);
+  auto resumed = mpi_train(2, {"train", "--out", run.string(), "--resume", "--stop-after", "3"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  auto straight_args = test::with(a, "--out", straight.string());
+  auto s = mpi_train(2, test::with(straight_args, "--stop-after", std::to_string(*newest + 3)));
+  ASSERT_EQ(s.exit_code, 0) << s.output;
+  test::expect_same_runs(straight, run, *newest + 3);
 }
 
 // A SIGTERM seen by one rank (here rank 1 alone; scancel signals every rank, at slightly different
@@ -208,7 +206,7 @@ TEST_F(DistTrain, SigtermToOneRankStopsAllAfterTheSameStepWithACheckpoint) {
   while (!fs::exists(run / "metrics.jsonl") && std::chrono::steady_clock::now() - started < std::chrono::seconds(60))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const pid_t rank1 = rank_pid(job.pid(), 1);
+  const pid_t rank1 = test::rank_pid(job.pid(), 1);
   ASSERT_GT(rank1, 0);
   ::kill(rank1, SIGTERM);
   const auto r = job.wait(60);

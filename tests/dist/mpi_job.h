@@ -20,6 +20,9 @@
 
 namespace upcycle::test {
 
+// The environment variable holding the job's mpirun pid in each of its ranks (dist_test_support.h's rank_pid).
+inline constexpr const char* kJobMarker = "UPCYCLE_TEST_MPI_JOB";
+
 struct MpiResult {
   int exit_code = -1;
   bool timed_out = false;
@@ -29,10 +32,10 @@ struct MpiResult {
 
 class MpiJob {
  public:
-  // mpirun -np N --bind-to none --oversubscribe PROGRAM ARGS…; `env` entries "NAME=value" are added
-  // to the job's environment (mpirun hands its environment to the ranks).
+  // mpirun -np N --bind-to none --oversubscribe MPIRUN_ARGS… PROGRAM ARGS…; `env` entries "NAME=value"
+  // are added to the job's environment (mpirun hands its environment to the ranks).
   MpiJob(int np, const std::string& program, const std::vector<std::string>& args,
-         const std::vector<std::string>& env = {}) {
+         const std::vector<std::string>& env = {}, const std::vector<std::string>& mpirun_args = {}) {
     start_ = std::chrono::steady_clock::now();
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -44,9 +47,12 @@ class MpiJob {
       ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
       ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
       ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+      ::setenv(kJobMarker, std::to_string(::getpid()).c_str(), 1);  // every rank inherits it: rank_pid finds them
       for (const auto& e : env) ::putenv(::strdup(e.c_str()));
       std::vector<std::string> argv_s = {UPCYCLE_MPIEXEC, "-np", std::to_string(np), "--bind-to", "none",
-                                         "--oversubscribe", program};
+                                         "--oversubscribe"};
+      argv_s.insert(argv_s.end(), mpirun_args.begin(), mpirun_args.end());
+      argv_s.push_back(program);
       argv_s.insert(argv_s.end(), args.begin(), args.end());
       std::vector<char*> argv;
       for (auto& a : argv_s) argv.push_back(a.data());
@@ -97,8 +103,9 @@ class MpiJob {
 
 // Runs a job to its end (see MpiJob).
 inline MpiResult run_mpi(int np, const std::string& program, const std::vector<std::string>& args,
-                         const std::vector<std::string>& env = {}, double deadline_seconds = 120) {
-  return MpiJob(np, program, args, env).wait(deadline_seconds);
+                         const std::vector<std::string>& env = {}, double deadline_seconds = 120,
+                         const std::vector<std::string>& mpirun_args = {}) {
+  return MpiJob(np, program, args, env, mpirun_args).wait(deadline_seconds);
 }
 
 }  // namespace upcycle::test

@@ -56,6 +56,8 @@ DrawnExpert::DrawnExpert(DrawnExpertSpec spec) : spec_(std::move(spec)), values_
     std::vector<std::byte> stored;
     drop_stats_ = neuron_stats(S_, spec_.D, [&](int64_t j, float* out) { neuron_values(spec_, j, stored, out); });
   }
+  contiguous_ = !spec_.neurons.empty();
+  for (size_t j = 1; j < spec_.neurons.size() && contiguous_; ++j) contiguous_ = spec_.neurons[j] == spec_.neurons[0] + int64_t(j);
   verbatim_ = init != ExpertInit::kRandom && !spec_.noise && copies_verbatim(spec_.dense->dtype, spec_.out, spec_.scale);
 }
 
@@ -120,7 +122,7 @@ void DrawnExpert::fill_down_row(int64_t d, std::byte* to, Scratch& s) const {
     for (size_t k = 0; k < count; ++k) s.values[k] = redrawn(s.row[k], s.values[k]);
   }
   if (verbatim_) {  // kept columns as stored; the re-drawn ones converted and put in their places
-    gather_elements(from, spec_.neurons, to, size);
+    gather_row(from, to);
     quiet_nans(to, W, spec_.out);
     s.stored.resize(count * size);
     convert_floats(s.values.data(), DType::kF32, s.stored.data(), spec_.out, count);
@@ -128,10 +130,16 @@ void DrawnExpert::fill_down_row(int64_t d, std::byte* to, Scratch& s) const {
     return;
   }
   s.stored.resize(W * size);
-  gather_elements(from, spec_.neurons, s.stored.data(), size);
+  gather_row(from, s.stored.data());
   convert_floats(s.stored.data(), dense.dtype, s.row.data(), DType::kF32, W);
   for (size_t k = 0; k < count; ++k) s.row[size_t(S_[k])] = s.values[k];
   finish_row(d, s.row.data(), to, s);
+}
+
+void DrawnExpert::gather_row(const std::byte* from, std::byte* to) const {
+  const size_t size = dtype_size(spec_.dense->dtype);
+  if (contiguous_) return void(std::memcpy(to, from + size_t(spec_.neurons[0]) * size, spec_.neurons.size() * size));
+  gather_elements(from, spec_.neurons, to, size);
 }
 
 void DrawnExpert::finish_row(int64_t r, float* row, std::byte* to, Scratch& s) const {

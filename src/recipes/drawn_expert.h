@@ -52,6 +52,7 @@ class DrawnExpert {
   void fill_neuron_row(int64_t r, std::byte* to, Scratch& s) const;  // gate/up: row r is neuron r
   void fill_down_row(int64_t d, std::byte* to, Scratch& s) const;    // down: row d crosses every neuron
   void finish_row(int64_t r, float* row, std::byte* to, Scratch& s) const;  // noise, scale, convert
+  void gather_row(const std::byte* from, std::byte* to) const;  // a down row's expert columns, as stored
   float redrawn(float dense_value, float z) const;  // drop's or noise's value for a neuron of S
 
   DrawnExpertSpec spec_;
@@ -60,6 +61,7 @@ class DrawnExpert {
   MatrixStats drop_stats_;      // drop: the statistics R is drawn with
   CounterRng values_;           // the recipe's normals (random: the tensor's stream)
   bool verbatim_ = false;       // unchanged elements are copied in the stored dtype
+  bool contiguous_ = false;     // the neurons are one range (whole-width experts): down rows are one memcpy
 };
 
 }  // namespace upcycle::recipes

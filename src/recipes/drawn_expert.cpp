@@ -112,7 +112,15 @@ void DrawnExpert::fill_down_row(int64_t d, std::byte* to, Scratch& s) const {
   const std::byte* from = dense.bytes.data() + size_t(d * dense.cols) * size;
   s.values.resize(count);
   if (count > 0) {
-    normals_at(values_, uint64_t(d * spec_.width), S_, s.values.data(), s.pairs, s.pair_z);
+    const uint64_t base = uint64_t(d * spec_.width);
+    // Many re-drawn columns: drawing the whole row (contiguous, vectorised) is cheaper than listing their
+    // pairs — for v2; v1's scalar draws cost more than the listing saves.
+    if (spec_.init.rng_version == RngVersion::kV2 && 4 * count >= W) {
+      values_.fill_standard_normal(s.z.data(), base, W);
+      for (size_t k = 0; k < count; ++k) s.values[k] = s.z[size_t(S_[k])];
+    } else {
+      normals_at(values_, base, S_, s.values.data(), s.pairs, s.pair_z);
+    }
     if (spec_.init.init == ExpertInit::kNoise) {  // the re-drawn columns' dense values, in fp32
       s.stored.resize(count * size);
       for (size_t k = 0; k < count; ++k)

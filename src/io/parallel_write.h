@@ -1,14 +1,15 @@
 // Writing a tensor piece that is computed a block of rows at a time, on several threads (the OpenMP
-// thread count, --threads): each thread fills a block of about kParallelWriteBlockBytes into its own
-// buffer and pwrites it at its final offset, then takes the next block. Nothing tensor-sized is held, and
-// the block is still in the core's cache when the kernel copies it into the page cache. The pwrites take
-// turns (a mutex): ext4 serialises buffered writes to one file on its inode lock anyway, and a second
-// writer waiting there spins in the kernel (17 % of a drop conversion's samples under perf) where a
-// thread waiting on the mutex sleeps — so while one thread writes, the other computes its next block.
-// Plain threads, started per piece and joined, not an OpenMP region: OpenMP's workers spin while idle
-// (7 % of the samples), on the core the writing thread needs. Blocks are handed out dynamically, so a
-// thread slowed by the rest of the machine takes fewer; bytes never depend on which thread filled them.
-// An Error thrown by fill or by a write stops the remaining blocks and is rethrown in the calling thread.
+// thread count, --threads): each thread fills a block of about kParallelWriteBlockBytes and queues it;
+// one thread at a time writes the queued blocks (pwrite at their final offsets) until none is left,
+// while the others keep filling, from a pool of threads + 2 buffers. Nothing tensor-sized is held, and a
+// block is written soon after it was filled, still warm in cache for the kernel's copy into the page
+// cache. One writer because ext4 serialises buffered writes to one file on its inode lock anyway: with
+// every thread pwriting, the waiting one spun in the kernel (17 % of a drop conversion's samples under
+// perf); with writes taking turns on a mutex, a thread waited there instead of filling (7.7 s of a 25 s
+// conversion). Plain threads, started per piece and joined, not an OpenMP region: OpenMP's workers spin
+// while idle (7 % of the samples), on the core the writing thread needs. Blocks are handed out
+// dynamically; bytes never depend on which thread filled or wrote them. An Error thrown by fill or by a
+// write stops the remaining blocks and is rethrown in the calling thread.
 #pragma once
 
 #include <cstddef>

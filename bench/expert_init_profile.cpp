@@ -1,10 +1,11 @@
 // Where one computed expert matrix's time goes (issue 22): each step `upcycle convert --expert-init drop`
 // takes for a dense FFN matrix of the given shape (default the 1B preset's 8192 × 2048), timed alone —
-// reading bf16 → f32, mean/std, the gather copy, drop's normals for a gate (row) and a down (column)
-// matrix, under normal stream v1 and v2 (--rng-version), also noise and random experts — f32 → bf16 for
-// the write. Then the recipes that draw nothing (shuffled split G = 2, cube-root scaling): one
-// half-width expert made through fp32 (convert the dense matrix, gather, scale, f32 → bf16, as before
-// issue 22's part 3) next to gather_neurons straight from the bf16 matrix. OMP_NUM_THREADS sets the threads.
+// reading bf16 → f32, mean/std, a copy of the matrix, then one whole expert (all F neurons) made as the
+// converter makes it, from the bf16 matrix straight to bf16 (DrawnExpert on one thread): drop r = 0.5 as a
+// gate (rows) and a down (columns) matrix, noise r = 0.5, random, under stream v1 and v2 — and f32 → bf16.
+// Then the recipes that draw nothing (shuffled split G = 2, cube-root scaling): one half-width expert
+// made through fp32 (convert the dense matrix, gather, scale, f32 → bf16, as before issue 22's part 3)
+// next to gather_neurons straight from the bf16 matrix. OMP_NUM_THREADS sets the threads.
 // Usage: bench_expert_init_profile [F D]
 #include <chrono>
 #include <cstdio>
@@ -15,6 +16,7 @@
 
 #include "core/dtype.h"
 #include "core/rng.h"
+#include "recipes/drawn_expert.h"
 #include "recipes/expert_init.h"
 #include "recipes/neuron_gather.h"
 
@@ -43,18 +45,28 @@ int main(int argc, char** argv) {
   t = std::chrono::steady_clock::now();
   w = dense;
   std::printf("%-44s %8.3f s\n", "gather (a copy)", seconds_since(t));
-  // Each computing recipe's normals for one expert matrix, under both stream versions (--rng-version).
+  RawMatrix raw{DType::kBF16, F, D, std::vector<std::byte>(n * 2)};
+  std::memcpy(raw.bytes.data(), bf16.data(), n * 2);
+  // Each computing recipe's whole expert matrix, bf16 dense → bf16 expert, as the converter makes it
+  // (DrawnExpert, row by row, on this thread), under both stream versions (--rng-version).
+  std::vector<int64_t> all_neurons(static_cast<size_t>(F));
+  for (int64_t j = 0; j < F; ++j) all_neurons[size_t(j)] = j;
+  std::vector<std::byte> expert_bytes(n * 2);
   for (RngVersion v : {RngVersion::kV1, RngVersion::kV2}) {
-    ExpertInitParams p;
-    p.rng_version = v;
     const char* vn = v == RngVersion::kV1 ? "v1" : "v2";
     for (ExpertInit init : {ExpertInit::kDrop, ExpertInit::kNoise, ExpertInit::kRandom}) {
-      p.init = init;
       for (FfnMatrix m : {FfnMatrix::kGate, FfnMatrix::kDown}) {
         if (init == ExpertInit::kRandom && m == FfnMatrix::kDown) continue;  // random fills the whole matrix alike
-        w = dense;
+        if (m == FfnMatrix::kDown) raw.rows = D, raw.cols = F;  // the same bytes read as a [D, F] down_proj
+        else raw.rows = F, raw.cols = D;
+        DrawnExpertSpec spec;
+        spec.dense = init == ExpertInit::kRandom ? nullptr : &raw, spec.m = m, spec.width = F, spec.D = D;
+        spec.neurons = all_neurons;
+        spec.init.init = init, spec.init.rng_version = v, spec.stats = stats;
+        spec.prefix = "layer0.expert0", spec.tensor_name = "layer0.expert0.w";
         t = std::chrono::steady_clock::now();
-        init_expert_matrix(w.data(), F, D, m, p, stats, "layer0.expert0", "layer0.expert0.w");
+        const DrawnExpert expert(std::move(spec));
+        expert.fill(0, expert.rows(), expert_bytes.data());
         char label[64];
         std::snprintf(label, sizeof label, "%s %s%s, %s", vn, std::string(expert_init_name(init)).c_str(),
                       init == ExpertInit::kRandom ? "" : " r=0.5",
@@ -63,11 +75,10 @@ int main(int argc, char** argv) {
       }
     }
   }
+  raw.rows = F, raw.cols = D;
   t = std::chrono::steady_clock::now();
   f32_to_bf16_n(w.data(), bf16.data(), n);
   std::printf("%-44s %8.3f s\n", "f32 -> bf16 (write conversion)", seconds_since(t));
-  RawMatrix raw{DType::kBF16, F, D, std::vector<std::byte>(n * 2)};
-  std::memcpy(raw.bytes.data(), bf16.data(), n * 2);
   std::vector<int64_t> half;
   for (int64_t j = 0; j < F; j += 2) half.push_back((j * 7919) % F);  // F/2 shuffled neurons
   const double cube_root_2 = 1.2599210498948732;

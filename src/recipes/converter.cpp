@@ -11,9 +11,11 @@
 #include "core/progress.h"
 #include "core/rng.h"
 #include "io/checkpoint_writer.h"
+#include "io/parallel_write.h"
 #include "io/random_init.h"
 #include "io/write_behind.h"
 #include "recipes/dense_prefetch.h"
+#include "recipes/drawn_expert.h"
 #include "recipes/expert_init.h"
 #include "recipes/expert_split.h"
 #include "recipes/neuron_gather.h"
@@ -23,9 +25,6 @@ namespace upcycle::recipes {
 namespace {
 
 constexpr uint64_t kChunk = uint64_t{1} << 22;  // elements per averaging chunk
-// Below this many elements a parallel region costs more than it saves (and tiny test models would
-// pay thread wake-ups per tensor).
-constexpr size_t kParallelElements = size_t{1} << 18;
 
 struct Ctx {
   const ConvertSpec& spec;
@@ -114,36 +113,6 @@ std::string dense_ffn_name(int64_t layer, FfnMatrix m) {
   return layer_prefix(layer) + "mlp." + std::string(ffn_matrix_name(m)) + "_proj.weight";
 }
 
-// Rows (gate/up [.,D]) or columns (down [D,.]) `neurons` of the dense fp32 matrix.
-std::vector<float> gather(const std::vector<float>& dense, int64_t F, int64_t D, FfnMatrix m,
-                          const std::vector<int64_t>& neurons) {
-  const int64_t W = int64_t(neurons.size());
-  std::vector<float> out(size_t(W) * size_t(D));
-  const bool big = out.size() > kParallelElements;
-  if (m == FfnMatrix::kDown) {
-#pragma omp parallel for schedule(static) if (big)
-    for (int64_t d = 0; d < D; ++d)
-      for (int64_t j = 0; j < W; ++j) out[size_t(d * W + j)] = dense[size_t(d * F + neurons[size_t(j)])];
-  } else {
-#pragma omp parallel for schedule(static) if (big)
-    for (int64_t j = 0; j < W; ++j)
-      std::copy_n(dense.begin() + neurons[size_t(j)] * D, D, out.begin() + j * D);
-  }
-  return out;
-}
-
-void scale_values(std::vector<float>& w, double s) {
-  if (s == 1.0) return;
-  const float f = float(s);
-#pragma omp parallel for schedule(static) if (w.size() > kParallelElements)
-  for (int64_t i = 0; i < int64_t(w.size()); ++i) w[size_t(i)] *= f;
-}
-
-// values[i] += std · rng.normal(i).
-void add_noise(std::vector<float>& values, const CounterRng& rng, float std) {
-  rng.for_each_normal_parallel(0, values.size(), [&](size_t i, float z) { values[i] += std * z; });
-}
-
 double matrix_scale(const MatrixScales& s, FfnMatrix m) {
   return m == FfnMatrix::kGate ? s.gate : m == FfnMatrix::kUp ? s.up : s.down;
 }
@@ -184,12 +153,12 @@ double expert_noise(const Ctx& c, int64_t e) {
 }
 
 // How one expert matrix is produced: a kernel-side copy of the dense tensor, a gather (and scale) in
-// the stored dtype, or an fp32 computation (drawn values: drop, noise, random, mergekit noise).
-enum class ExpertPath { kCopyTensor, kGatherBytes, kFp32 };
+// the stored dtype, or drawn values (drop, noise, random, mergekit noise) computed row by row.
+enum class ExpertPath { kCopyTensor, kGatherBytes, kDrawn };
 
 ExpertPath expert_path(const Ctx& c, FfnMatrix m, int64_t e) {
   const ConvertSpec& s = c.spec;
-  if (expert_init_params(c).init != ExpertInit::kCopy || expert_noise(c, e) != 0.0) return ExpertPath::kFp32;
+  if (expert_init_params(c).init != ExpertInit::kCopy || expert_noise(c, e) != 0.0) return ExpertPath::kDrawn;
   const bool whole = s.granularity == 1 && s.split == ExpertSplit::kContiguous && expert_scale(c, m, e) == 1.0;
   return whole ? ExpertPath::kCopyTensor : ExpertPath::kGatherBytes;
 }
@@ -231,54 +200,54 @@ void write_expert_bytes(Ctx& c, const WeightSpec& w, std::vector<std::byte> byte
   advance(c, w);
 }
 
+// A drawn expert matrix, computed and written in blocks of rows by every thread (io/parallel_write.h).
+void write_drawn_expert(Ctx& c, const WeightSpec& w, const DrawnExpert& expert) {
+  const WeightLocation& at = output_location(c, w);
+  write_rows_in_parallel(c.writer, at.tensor, at.element_offset * dtype_size(c.plan.config.dtype), expert.rows(),
+                         expert.row_bytes(), [&](int64_t first, int64_t count, std::byte* out) { expert.fill(first, count, out); });
+  advance(c, w);
+}
+
 // One matrix kind of every routed expert of a layer, grouped by source so each dense matrix is
 // read once. `outs[e]` is expert e's output weight.
 void write_expert_matrix(Ctx& c, int64_t layer, FfnMatrix m, const std::vector<const WeightSpec*>& outs) {
   const ConvertSpec& s = c.spec;
-  const int64_t F = c.sources[0].config.intermediate_size, D = c.sources[0].config.hidden_size;
-  const int64_t Fp = c.plan.expert_width;
-  const DType out_dtype = c.plan.config.dtype;
   const ExpertInitParams ip = expert_init_params(c);
   const std::string dense_name = dense_ffn_name(layer, m);
   for (int64_t src : used_sources(c)) {
     const std::vector<int64_t> experts = experts_of_source(c, src);
-    auto on = [&](ExpertPath p) {
-      return std::any_of(experts.begin(), experts.end(), [&](int64_t e) { return expert_path(c, m, e) == p; });
-    };
-    RawMatrix raw;
-    std::vector<float> dense;
+    const bool drawn = std::any_of(experts.begin(), experts.end(),
+                                   [&](int64_t e) { return expert_path(c, m, e) == ExpertPath::kDrawn; });
+    RawMatrix raw;  // as stored: gathers and drawn experts read it, neither converts it whole
     MatrixStats stats;
     if (needs_dense(c, m, src)) {
       raw = c.prefetch.take({size_t(src), dense_name});
-      if (on(ExpertPath::kFp32)) {
-        dense = to_f32(raw);
-        // Only drop with matrix statistics reads them; once per dense matrix, not per expert.
-        if (ip.init == ExpertInit::kDrop && ip.stats == DropStats::kMatrix) stats = matrix_stats(dense.data(), dense.size());
-      }
-      if (!on(ExpertPath::kGatherBytes)) raw = {};
+      // Only drop with matrix statistics reads them; once per dense matrix, not per expert.
+      if (drawn && ip.init == ExpertInit::kDrop && ip.stats == DropStats::kMatrix) stats = matrix_stats(raw);
     }
     for (int64_t e : experts) {
       const WeightSpec& w = *outs[size_t(e)];
       switch (expert_path(c, m, e)) {
         case ExpertPath::kCopyTensor: copy_weight(c, w, dense_name, size_t(src)); continue;
         case ExpertPath::kGatherBytes:
-          write_expert_bytes(c, w, gather_neurons(raw, m, routed_neurons(c, layer, e), expert_scale(c, m, e), out_dtype,
-                                                  c.behind.spare()));
+          write_expert_bytes(c, w, gather_neurons(raw, m, routed_neurons(c, layer, e), expert_scale(c, m, e),
+                                                  c.plan.config.dtype, c.behind.spare()));
           continue;
-        case ExpertPath::kFp32: break;
+        case ExpertPath::kDrawn: break;
       }
-      const std::string prefix = "layer" + std::to_string(layer) + ".expert" + std::to_string(e);
-      std::vector<float> values = dense.empty() ? std::vector<float>(size_t(Fp) * size_t(D))
-                                                : gather(dense, F, D, m, routed_neurons(c, layer, e));
-      init_expert_matrix(values.data(), Fp, D, m, ip, stats, prefix, w.name);
+      DrawnExpertSpec d;
+      if (ip.init != ExpertInit::kRandom) d.dense = &raw, d.neurons = routed_neurons(c, layer, e);
+      d.m = m, d.width = c.plan.expert_width, d.D = c.sources[0].config.hidden_size;
+      d.init = ip, d.stats = stats, d.tensor_name = w.name;
+      d.prefix = "layer" + std::to_string(layer) + ".expert" + std::to_string(e);
       // Noise first, then the scales: mergekit's noise_and_scale makes down_proj (W + noise)·residual_scale,
       // so residual_scale shrinks the expert's whole contribution, noise included.
       if (expert_noise(c, e) > 0) {
-        CounterRng rng(s.seed, prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise", s.rng_version);
-        add_noise(values, rng, float(expert_noise(c, e)));
+        d.noise.emplace(s.seed, d.prefix + "." + std::string(ffn_matrix_name(m)) + ".expert_noise", s.rng_version);
+        d.noise_std = float(expert_noise(c, e));
       }
-      scale_values(values, expert_scale(c, m, e));
-      write_expert_bytes(c, w, encode_f32(values, out_dtype, c.behind.spare()));
+      d.scale = expert_scale(c, m, e), d.out = c.plan.config.dtype;
+      write_drawn_expert(c, w, DrawnExpert(std::move(d)));
     }
   }
 }

@@ -1,12 +1,12 @@
 // The streaming converter: executes a ConvertSpec into an atomic output directory. Every output
 // tensor is declared first (CheckpointWriter plan), then produced layer by layer: unchanged tensors
 // are copied kernel-side (copy_file_range when dtypes match), experts are built one matrix at a time
-// from the dense matrix of their source: gathered (and scaled) straight in the stored dtype when nothing
-// is drawn (splits, scaling; neuron_gather.h), in fp32 otherwise (drop, noise, random). The next dense
-// matrix is read ahead (dense_prefetch.h) and each finished expert is written behind (write_behind.h),
-// so memory holds two dense matrices as stored, the dense one in fp32 for drawing recipes, one expert
-// being computed and one being written (plus 4M-element chunks for averaging): peak memory does not
-// grow with model size (docs/performance.md gives the bound at 1B and 7B).
+// from the dense matrix of their source as stored: gathered (and scaled) when nothing is drawn (splits,
+// scaling; neuron_gather.h) and written behind (write_behind.h); drawn (drop, noise, random) a block of
+// rows at a time on every thread, each block pwritten as it is done (drawn_expert.h, io/parallel_write.h).
+// The next dense matrix is read ahead (dense_prefetch.h), so memory holds two dense matrices as stored,
+// plus two gathered expert matrices or a few 512 KB blocks (plus 4M-element chunks for averaging): peak
+// memory does not grow with depth (docs/performance.md gives the bound at 1B and 7B, measured).
 // Side files (tokenizer*, special_tokens_map.json, generation_config.json, chat templates, …) are
 // copied byte for byte from the base source. The recipe goes into config.json ("upcycle_recipe")
 // and every shard's __metadata__ ("upcycle_recipe", a JSON string). MoE outputs come in either expert

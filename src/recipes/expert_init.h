@@ -15,12 +15,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/rng.h"
 #include "recipes/convert_spec.h"
+#include "recipes/source_models.h"
 
 namespace upcycle::recipes {
 
@@ -31,6 +33,7 @@ struct MatrixStats {
   double mean = 0, std = 0;  // population std (torch .std() is unbiased; the difference is 1/n)
 };
 MatrixStats matrix_stats(const float* w, size_t n);
+MatrixStats matrix_stats(const RawMatrix& dense);  // the same figures, from the matrix as stored
 
 struct ExpertInitParams {
   ExpertInit init = ExpertInit::kCopy;
@@ -47,6 +50,15 @@ int64_t reinit_count(double ratio, int64_t width);  // ⌊r·F'⌋
 // The neuron set S for one expert matrix (sorted), as init_expert_matrix draws it.
 std::vector<int64_t> reinit_neurons(const ExpertInitParams& p, std::string_view prefix, FfnMatrix m, int64_t width);
 
+// Mean and population std over the neurons S, summed neuron by neuron in the order of S, each neuron's D
+// values in order (`neuron(j, out)` writes neuron j's values): drop's slice statistics.
+MatrixStats neuron_stats(const std::vector<int64_t>& S, int64_t D, const std::function<void(int64_t, float*)>& neuron);
+// z[k] = values.normal(base + S[k]) for the sorted columns S of one row: one Box–Muller draw per pair of
+// counters, shared by neighbouring columns (batched, which v2 vectorises). pairs, pair_z: scratch.
+void normals_at(const CounterRng& values, uint64_t base, const std::vector<int64_t>& S, float* z,
+                std::vector<uint64_t>& pairs, std::vector<float>& pair_z);
+
+// The whole-matrix form of drawn_expert.h, for tests and the profile:
 // w: the expert's matrix copied from the dense one ([F',D] for gate/up, [D,F'] for down), modified in
 // place. `dense` = stats of the whole dense matrix; `prefix` names the expert ("layer3.expert5");
 // `tensor_name` is the output tensor (for random).

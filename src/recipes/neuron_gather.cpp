@@ -13,32 +13,10 @@ namespace {
 constexpr size_t kParallelElements = size_t{1} << 18;
 constexpr size_t kBlock = size_t{1} << 16;  // elements per parallel conversion block
 
-// What bf16/f16 → fp32 → bf16/f16 does to a value: NaNs gain the quiet bit, everything else is exact.
-void quiet_nans(std::byte* data, size_t n, DType dtype) {
-  if (dtype != DType::kBF16 && dtype != DType::kF16) return;
-  const uint16_t inf = dtype == DType::kBF16 ? 0x7f80u : 0x7c00u, quiet = dtype == DType::kBF16 ? 0x40u : 0x200u;
-#pragma omp simd
-  for (size_t i = 0; i < n; ++i) {
-    uint16_t x;
-    std::memcpy(&x, data + 2 * i, 2);
-    x = uint16_t((x & 0x7fffu) > inf ? x | quiet : x);
-    std::memcpy(data + 2 * i, &x, 2);
-  }
-}
-
 // to[j] = row[neurons[j]] for elements of Size bytes.
 template <size_t Size>
 void gather_elements(const std::byte* row, const std::vector<int64_t>& neurons, std::byte* to) {
   for (size_t j = 0; j < neurons.size(); ++j) std::memcpy(to + j * Size, row + size_t(neurons[j]) * Size, Size);
-}
-
-void gather_elements(const std::byte* row, const std::vector<int64_t>& neurons, std::byte* to, size_t size) {
-  switch (size) {
-    case 2: return gather_elements<2>(row, neurons, to);
-    case 4: return gather_elements<4>(row, neurons, to);
-    case 8: return gather_elements<8>(row, neurons, to);
-    default: UPCYCLE_CHECK(false, "gather_neurons: unsupported element size");
-  }
 }
 
 // Converts n elements block by block, in parallel when large; elementwise, so thread-count independent.
@@ -53,6 +31,33 @@ void convert_parallel(const std::byte* in, DType from, std::byte* out, DType to,
 
 }  // namespace
 
+// What bf16/f16 → fp32 → bf16/f16 does to a value: NaNs gain the quiet bit, everything else is exact.
+void quiet_nans(std::byte* data, size_t n, DType dtype) {
+  if (dtype != DType::kBF16 && dtype != DType::kF16) return;
+  const uint16_t inf = dtype == DType::kBF16 ? 0x7f80u : 0x7c00u, quiet = dtype == DType::kBF16 ? 0x40u : 0x200u;
+#pragma omp simd
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t x;
+    std::memcpy(&x, data + 2 * i, 2);
+    x = uint16_t((x & 0x7fffu) > inf ? x | quiet : x);
+    std::memcpy(data + 2 * i, &x, 2);
+  }
+}
+
+void gather_elements(const std::byte* row, const std::vector<int64_t>& neurons, std::byte* to, size_t size) {
+  switch (size) {
+    case 2: return gather_elements<2>(row, neurons, to);
+    case 4: return gather_elements<4>(row, neurons, to);
+    case 8: return gather_elements<8>(row, neurons, to);
+    default: UPCYCLE_CHECK(false, "gather_neurons: unsupported element size");
+  }
+}
+
+// Unscaled in the stored dtype: the elements themselves (fp32 → fp32 is exact, NaN payloads included).
+bool copies_verbatim(DType stored, DType out, double scale) {
+  return scale == 1.0 && out == stored && (out == DType::kBF16 || out == DType::kF16 || out == DType::kF32);
+}
+
 std::vector<std::byte> gather_neurons(const RawMatrix& dense, FfnMatrix m, const std::vector<int64_t>& neurons,
                                       double scale, DType out, std::vector<std::byte> reuse) {
   const bool down = m == FfnMatrix::kDown;  // dense down is [D, F]: the neurons are columns
@@ -63,9 +68,7 @@ std::vector<std::byte> gather_neurons(const RawMatrix& dense, FfnMatrix m, const
   const size_t in_size = dtype_size(dense.dtype), out_size = dtype_size(out), cols = size_t(out_cols);
   std::vector<std::byte> result = std::move(reuse);
   result.resize(size_t(out_rows) * cols * out_size);  // every byte is overwritten below
-  // Unscaled in the stored dtype: the elements themselves (fp32 → fp32 is exact, NaN payloads included).
-  const bool verbatim = scale == 1.0 && out == dense.dtype &&
-                        (out == DType::kBF16 || out == DType::kF16 || out == DType::kF32);
+  const bool verbatim = copies_verbatim(dense.dtype, out, scale);
   const float factor = float(scale);
   std::vector<std::byte> picked(down && !verbatim ? cols * in_size : 0);
   std::vector<float> row(verbatim ? 0 : cols);

@@ -26,7 +26,14 @@ namespace upcycle::recipes {
 std::vector<std::byte> gather_neurons(const RawMatrix& dense, FfnMatrix m, const std::vector<int64_t>& neurons,
                                       double scale, DType out, std::vector<std::byte> reuse = {});
 
-// The whole matrix in fp32 (for recipes that draw numbers), converted in parallel blocks.
+// Whether an unscaled element of `stored` dtype is written to `out` as it is (gather_neurons' verbatim copy).
+bool copies_verbatim(DType stored, DType out, double scale);
+// What stored → fp32 → stored does to n elements in place: NaNs of bf16/f16 gain the quiet bit.
+void quiet_nans(std::byte* data, size_t n, DType dtype);
+// to[j] = row[neurons[j]] for elements of `size` bytes (2, 4 or 8).
+void gather_elements(const std::byte* row, const std::vector<int64_t>& neurons, std::byte* to, size_t size);
+
+// The whole matrix in fp32, converted in parallel blocks (the fp32 route bench_expert_init_profile compares with).
 std::vector<float> to_f32(const RawMatrix& dense);
 
 // values in `out` dtype, converted in parallel blocks: the bytes CheckpointWriter::write_f32 writes.

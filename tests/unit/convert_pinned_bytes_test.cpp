@@ -132,6 +132,29 @@ const PinnedCase kCases[] = {
      "f0bd6e527f9cb1487a79ad0d136fdeb0586527c2bc0b4ce060fed37f6d73bfcf"},
     {"v2_wide_random_to_f16", Family::kLlama, true,
      [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kRandom, s.dtype = DType::kF16; }, "e6c803eab56d2eac748b28161df66456fecde372d6c1c2554dcc5859bf3fab29"},
+    // The converter's row-by-row path for drawn experts (kept neurons verbatim, re-drawn ones converted
+    // in place, written in blocks from every thread): recorded with the whole-matrix fp32 route before it.
+    {"v2_wide_drop", Family::kLlama, true, [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kDrop; }, "15488245a3ba989d9c35cc00ee825f51b8db4648095e4751c8c83a74e04acf30"},
+    {"v2_wide_noise", Family::kLlama, true,
+     [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kNoise, s.noise_std = 0.05; }, "af9abbb75174da1914cec66e50c8427b8c48eee0b648221c1b276545d878bf36"},
+    {"v2_wide_random", Family::kLlama, true, [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kRandom; }, "9cdf731662ae12ece243fd8a3bd5e5e5060688451c0d18856861fdcc3aedcdb7"},
+    {"v2_wide_drop_cube_root_g2", Family::kLlama, true,
+     [](ConvertSpec& s) {
+       s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kDrop;
+       s.granularity = 2, s.split = ExpertSplit::kShuffled, s.scaling_mode = ScalingMode::kCubeRoot;
+     },
+     "022c6324914cbdc0843eaeff9af166f3a2e90b8b3d132392c6325e78f279d03c"},
+    {"v2_wide_noise_to_f16", Family::kLlama, true,
+     [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kNoise, s.dtype = DType::kF16; }, "41fcaad58d4c8698ed8407c803f2ca3a7d4c33d71a8b763246324ba678fd9ce3"},
+    {"v2_wide_drop_mergekit_noise_residual", Family::kLlama, true,
+     [](ConvertSpec& s) {
+       s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kDrop;
+       s.expert_noise_std = {0.01, 0.0, 0.02, 0.01};
+       s.expert_residual_scale = {1.0, 0.5, 1.0, 2.0};
+     },
+     "a992a266150a6133669a02f3972b317644073a565442e41ab99c74da0cc327ce"},
+    {"v2_drop_slice_stats_neuron_scope", Family::kLlama, false,
+     [](ConvertSpec& s) { s.rng_version = RngVersion::kV2, s.expert_init = ExpertInit::kDrop, s.drop_stats = DropStats::kSlice; }, "114d9c8acbf9a5027e9e8829247b3e1c47d5198d31d7f02c39eae3b66cfa522b"},
     {"copy_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.dtype = DType::kF16; }, "7cea043fea328c0724f3f7a2b5d8d36adf845b0044607f50fbf0d1604f3946b8"},
     {"drop_to_f16", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kDrop, s.dtype = DType::kF16; }, "22978e362cb64d2303a011c8a0ccfc102524b738c0410f1d5e1a9869e330701d"},
     {"noise_to_f32", Family::kLlama, false, [](ConvertSpec& s) { s.expert_init = ExpertInit::kNoise, s.dtype = DType::kF32; }, "31313cffeeeec3c86f5044d058cf5601651898105b65ef26ed851c3d681e0e07"},

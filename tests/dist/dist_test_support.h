@@ -1,9 +1,12 @@
 // What the dist tests share (dist_train_test.cpp on one machine, multi_host_test.cpp across network
-// namespaces): the training flags of the tiny models, the 1-process-vs-2-processes comparison, the pid
-// of one rank of a running job, and the newest checkpoint of a run. Header-only, like mpi_job.h.
+// namespaces): the suite's training inputs, the training flags of the tiny models, the
+// 1-process-vs-2-processes comparison, the pid of one rank of a running job, signalling it once a
+// checkpoint exists, and the newest checkpoint of a run. Header-only, like mpi_job.h.
 #pragma once
 
 #include <gtest/gtest.h>
+
+#include <signal.h>
 
 #include <chrono>
 #include <cmath>
@@ -108,6 +111,55 @@ inline std::optional<int> wait_for_checkpoint(const std::filesystem::path& run, 
     if (std::chrono::steady_clock::now() > deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+// A test suite whose tests train on one set of write_train_inputs() files, made once per suite.
+class TrainInputsSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new ScratchDir;
+    write_train_inputs(dir_->path());
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static inline ScratchDir* dir_ = nullptr;
+};
+
+// What a job did after one of its ranks was signalled: its result, and the seconds from the signal to
+// its end.
+struct SignalledJob {
+  MpiResult result;
+  double seconds = 0;
+};
+
+// Waits (60 s at most) until the running `job` has a checkpoint of step `step` or later in `run`, sends
+// `signal` to its rank `rank`, and waits (120 s at most) for the job to end. Not getting that far is a
+// test failure (with the job's output) and nullopt.
+inline std::optional<SignalledJob> signal_rank_after_checkpoint(MpiJob& job, const std::filesystem::path& run, int step,
+                                                                int rank, int signal) {
+  if (!wait_for_checkpoint(run, step, 60)) {
+    ADD_FAILURE() << "no checkpoint of step " << step << " or later; the job's output:\n" << job.wait(0).output;
+    return std::nullopt;
+  }
+  const pid_t victim = rank_pid(job.pid(), rank);
+  if (victim <= 0) {
+    ADD_FAILURE() << "rank " << rank << " of the job is not running";
+    return std::nullopt;
+  }
+  const auto sent = std::chrono::steady_clock::now();
+  ::kill(victim, signal);
+  SignalledJob s{job.wait(120)};
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  std::printf("job stopped %.2f s after signal %d to rank %d, exit %d:\n%s\n", s.seconds, signal, rank,
+              s.result.exit_code, s.result.output.c_str());
+  return s;
+}
+
+// A SIGKILLed rank 1: mpirun notices and ends the job, non-zero, naming the rank, within 30 s.
+inline void expect_stopped_by_killing_rank_1(const SignalledJob& s) {
+  EXPECT_FALSE(s.result.timed_out);
+  EXPECT_LT(s.seconds, 30.0);
+  EXPECT_NE(s.result.exit_code, 0);
+  EXPECT_NE(s.result.output.find("rank 1"), std::string::npos) << s.result.output;
 }
 
 }  // namespace upcycle::test

@@ -35,14 +35,8 @@ namespace fs = std::filesystem;
 // test::ckpt as a path, to join file names to.
 fs::path ckpt(const fs::path& run, int step) { return test::ckpt(run, step); }
 
-class DistTrain : public ::testing::Test {
+class DistTrain : public test::TrainInputsSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::ScratchDir;
-    test::write_train_inputs(dir_->path());
-  }
-  static void TearDownTestSuite() { delete dir_; }
-
   static std::vector<std::string> args(bool moe, const fs::path& out, const std::string& grad_accum,
                                        const std::string& steps = "15") {
     return test::dist_train_args(dir_->path(), moe, out, grad_accum, steps);
@@ -50,9 +44,7 @@ class DistTrain : public ::testing::Test {
   static test::MpiResult mpi_train(int np, const std::vector<std::string>& a) {
     return test::run_mpi(np, UPCYCLE_BINARY, a);
   }
-  static test::ScratchDir* dir_;
 };
-test::ScratchDir* DistTrain::dir_ = nullptr;
 
 TEST_F(DistTrain, TwoProcessesFollowOneProcessWithTheSameGlobalBatch) {
   for (bool moe : {false, true}) {
@@ -125,18 +117,9 @@ TEST_F(DistTrain, AKilledRankStopsTheJobAndTheLastCheckpointResumes) {
   for (auto& v : a)
     if (v == "4") v = "50";  // --save-every 50
   test::MpiJob job(2, UPCYCLE_BINARY, a);
-  ASSERT_TRUE(test::wait_for_checkpoint(run, 100, 60)) << job.wait(0).output;  // its output when it ended or stalled
-  const pid_t victim = test::rank_pid(job.pid(), 1);
-  ASSERT_GT(victim, 0);
-  const auto killed = std::chrono::steady_clock::now();
-  ::kill(victim, SIGKILL);
-  const auto r = job.wait(120);
-  const double stop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
-  std::printf("job stopped %.2f s after the kill, exit %d:\n%s\n", stop_seconds, r.exit_code, r.output.c_str());
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_LT(stop_seconds, 30.0);
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+  const auto killed = test::signal_rank_after_checkpoint(job, run, 100, 1, SIGKILL);
+  ASSERT_TRUE(killed);
+  test::expect_stopped_by_killing_rank_1(*killed);
   // Whatever rank 0 was doing, the newest checkpoint is complete: a resume of 2 processes continues it.
   const std::optional<int> newest = test::newest_checkpoint_step(run);
   ASSERT_TRUE(newest);
@@ -163,15 +146,10 @@ TEST_F(DistTrain, AHungRankStopsTheJobAfterTheTimeoutNamingItAndTheCheckpointRes
   const fs::path run = *dir_ / "hung", straight = *dir_ / "hung-straight";
   auto a = test::with(test::with(args(false, run, "1", "100000"), "--save-every", "10"), "--dist-timeout", "5");
   test::MpiJob job(2, UPCYCLE_BINARY, a);
-  ASSERT_TRUE(test::wait_for_checkpoint(run, 20, 60)) << job.wait(0).output;  // its output when it ended or stalled
-  const pid_t victim = test::rank_pid(job.pid(), 1);
-  ASSERT_GT(victim, 0);
-  const auto stopped = std::chrono::steady_clock::now();
-  ::kill(victim, SIGSTOP);
-  const auto r = job.wait(120);
-  const double stop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
-  std::printf("job stopped %.2f s after the SIGSTOP (--dist-timeout %g), exit %d:\n%s\n", stop_seconds, kTimeout,
-              r.exit_code, r.output.c_str());
+  const auto stopped = test::signal_rank_after_checkpoint(job, run, 20, 1, SIGSTOP);
+  ASSERT_TRUE(stopped);
+  const test::MpiResult& r = stopped->result;
+  const double stop_seconds = stopped->seconds;
   ASSERT_FALSE(r.timed_out);
   EXPECT_GE(stop_seconds, kTimeout - 1);   // nobody gave up early (rank 0's wait may have begun just before the stop)
   EXPECT_LT(stop_seconds, kTimeout + 15);  // rank 0 gives up after kTimeout; MPI_Abort tears the job down

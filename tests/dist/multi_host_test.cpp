@@ -22,22 +22,15 @@ namespace upcycle {
 namespace {
 namespace fs = std::filesystem;
 
-class MultiHost : public ::testing::Test {
+class MultiHost : public test::TrainInputsSuite {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new test::ScratchDir;
-    test::write_train_inputs(dir_->path());
-  }
-  static void TearDownTestSuite() { delete dir_; }
   void SetUp() override { ASSERT_EQ(hosts_.error(), "") << "cannot make the hosts (the test needs root)"; }
 
   test::MpiResult train_on_hosts(const std::vector<std::string>& args) {
     return test::run_mpi(2, UPCYCLE_BINARY, args, {}, 120, hosts_.mpirun_args());
   }
-  static test::ScratchDir* dir_;
   test::NetnsHosts hosts_{2};
 };
-test::ScratchDir* MultiHost::dir_ = nullptr;
 
 TEST_F(MultiHost, TwoHostsOverTcpFollowOneProcessWithTheSameGlobalBatch) {
   for (bool moe : {false, true}) {
@@ -67,19 +60,9 @@ TEST_F(MultiHost, AKilledRankOnTheSecondHostStopsTheJobAndTheLastCheckpointResum
   const fs::path run = *dir_ / "hosts-killed";
   const auto a = test::with(test::dist_train_args(dir_->path(), false, run, "1", "100000"), "--save-every", "10");
   test::MpiJob job(2, UPCYCLE_BINARY, a, {}, hosts_.mpirun_args());
-  ASSERT_TRUE(test::wait_for_checkpoint(run, 20, 60)) << job.wait(0).output;  // its output when it ended or stalled
-  const pid_t victim = test::rank_pid(job.pid(), 1);  // under host 2's daemon
-  ASSERT_GT(victim, 0);
-  const auto killed = std::chrono::steady_clock::now();
-  ::kill(victim, SIGKILL);
-  const auto r = job.wait(120);
-  const double stop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
-  std::printf("job across hosts stopped %.2f s after the kill, exit %d:\n%s\n", stop_seconds, r.exit_code,
-              r.output.c_str());
-  EXPECT_FALSE(r.timed_out);
-  EXPECT_LT(stop_seconds, 30.0);
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+  const auto killed = test::signal_rank_after_checkpoint(job, run, 20, 1, SIGKILL);  // rank 1 runs under host 2's daemon
+  ASSERT_TRUE(killed);
+  test::expect_stopped_by_killing_rank_1(*killed);
   const std::optional<int> newest = test::newest_checkpoint_step(run);
   ASSERT_TRUE(newest);
   auto resumed = train_on_hosts({"train", "--out", run.string(), "--resume", "--steps", std::to_string(*newest + 3)});

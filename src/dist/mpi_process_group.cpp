@@ -68,6 +68,13 @@ Pending send(const T* data, size_t n, int to, int tag) {
   return p;
 }
 
+// The same `n` values from rank `from` to every other rank of `size`, added to `pending`.
+template <class T>
+void send_to_others(std::vector<Pending>& pending, const T* data, size_t n, int from, int size, int tag) {
+  for (int r = 0; r < size; ++r)
+    if (r != from) pending.push_back(send(data, n, r, tag));
+}
+
 class MpiProcessGroup final : public ProcessGroup {
  public:
   explicit MpiProcessGroup(const LauncherInfo& launcher) {
@@ -109,8 +116,7 @@ class MpiProcessGroup final : public ProcessGroup {
       const size_t count = std::min(kChunk, bytes - off);
       std::vector<Pending> pending;
       if (rank_ == root) {
-        for (int r = 0; r < size_; ++r)
-          if (r != root) pending.push_back(send(p + off, count, r, kFromRootTag));
+        send_to_others(pending, p + off, count, root, size_, kFromRootTag);
       } else {
         pending.push_back(receive(p + off, count, root, kFromRootTag));
       }
@@ -128,7 +134,7 @@ class MpiProcessGroup final : public ProcessGroup {
       for (int r = 1; r < size_; ++r) pending.push_back(receive(&all[size_t(r)], 1, r, kToRootTag));
       await(pending, limit_);
       pending.clear();
-      for (int r = 1; r < size_; ++r) pending.push_back(send(all.data(), all.size(), r, kFromRootTag));
+      send_to_others(pending, all.data(), all.size(), 0, size_, kFromRootTag);
       await(pending, limit_);
     } else {
       pending = {send(&value, 1, 0, kToRootTag), receive(all.data(), all.size(), 0, kFromRootTag)};
@@ -156,7 +162,7 @@ class MpiProcessGroup final : public ProcessGroup {
           for (size_t i = 0; i < count; ++i) chunk[i] += from[i];
         }
         pending.clear();
-        for (int r = 1; r < size_; ++r) pending.push_back(send(chunk, count, r, kFromRootTag));
+        send_to_others(pending, chunk, count, 0, size_, kFromRootTag);
         await(pending, limit_);
       } else {  // the send must finish before the sum lands in the same memory
         std::vector<Pending> pending{send(chunk, count, 0, kToRootTag)};
@@ -173,7 +179,7 @@ class MpiProcessGroup final : public ProcessGroup {
   void enter() {
     std::vector<Pending> pending;
     if (rank_ == 0)
-      for (int r = 1; r < size_; ++r) pending.push_back(send(&present_token_, 1, r, kPresentTag));
+      send_to_others(pending, &present_token_, 1, 0, size_, kPresentTag);
     else
       pending.push_back(receive(&present_token_, 1, 0, kPresentTag));
     await(pending, limit_);

@@ -107,9 +107,10 @@ void write_rows_in_parallel(CheckpointWriter& writer, std::string_view tensor, u
   std::atomic<int64_t> next_block{0};
   auto work = [&] {
     while (true) {
+      const int64_t b = next_block++;  // before taking a buffer: a thread with no block left waits for none
+      if (b >= blocks) return;
       std::vector<std::byte> buffer = queue.buffer();
-      const int64_t b = next_block++;
-      if (buffer.empty() || b >= blocks) return;
+      if (buffer.empty()) return;  // an error stopped the piece
       const int64_t first = b * per_block, count = std::min(per_block, rows - first);
       try {
         fill(first, count, buffer.data());

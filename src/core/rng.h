@@ -36,32 +36,11 @@ class CounterRng {
   void fill_standard_normal(float* out, uint64_t first, size_t n) const;
   // out[j] = mean + std * normal(first + j) for j < n.
   void fill_normal(float* out, uint64_t first, size_t n, float mean, float std) const;
-  // apply(j, normal(first + j)) for every j < n, drawn a piece of 2^14 counters at a time (one
-  // Box–Muller draw per pair) and split over the OpenMP threads when n is large: each j is visited
-  // once, with the same value whatever the thread count, so apply may write element j freely.
-  template <typename Apply>
-  void for_each_normal_parallel(uint64_t first, size_t n, Apply&& apply) const;
 
  private:
   uint64_t key_;
   RngVersion version_;
 };
-
-template <typename Apply>
-void CounterRng::for_each_normal_parallel(uint64_t first, size_t n, Apply&& apply) const {
-  constexpr size_t kPiece = size_t{1} << 14;  // even: pieces never split a pair (either way the values agree)
-  const int64_t pieces = int64_t((n + kPiece - 1) / kPiece);
-#pragma omp parallel if (pieces > 4)
-  {
-    std::vector<float> z(std::min(kPiece, n));
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < pieces; ++p) {
-      const size_t begin = size_t(p) * kPiece, count = std::min(kPiece, n - begin);
-      fill_standard_normal(z.data(), first + begin, count);
-      for (size_t j = 0; j < count; ++j) apply(begin + j, z[j]);
-    }
-  }
-}
 
 // SplitMix64 finaliser (inline: the v2 kernels vectorise it).
 inline uint64_t mix64(uint64_t x) {
